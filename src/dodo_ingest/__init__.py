@@ -1,0 +1,123 @@
+"""dodo-ingest: usage-based billing for Python on the Dodo Payments billing API.
+
+Wrap an LLM client, decorate a job or meter a stream, and every token, second and byte becomes
+a usage event, delivered batched, retried and deduplicated. Under it sits a typed client of the
+billing API (:class:`DodoClient`, :class:`AsyncDodoClient`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from .client import (
+        APIConnectionError,
+        APIStatusError,
+        APITimeoutError,
+        AsyncDodoClient,
+        AuthenticationError,
+        BadRequestError,
+        ConfigurationError,
+        ConflictError,
+        CreditBalance,
+        CreditEntitlement,
+        CreditLedgerEntry,
+        DodoClient,
+        DodoError,
+        Event,
+        EventInput,
+        EventValidationError,
+        FilterCondition,
+        IngestResult,
+        InternalServerError,
+        Meter,
+        MeterAggregation,
+        MeterFilter,
+        NotFoundError,
+        PayloadTooLargeError,
+        PermissionDeniedError,
+        RateLimitError,
+        UnprocessableEntityError,
+        WebhookVerificationError,
+    )
+
+# Public names resolve on first use, so that ``import dodo_ingest`` stays cheap (it matters
+# for serverless cold starts): the HTTP stack is imported only when a client is needed.
+_LAZY: dict[str, str] = {
+    "APIConnectionError": "dodo_ingest.client",
+    "APIStatusError": "dodo_ingest.client",
+    "APITimeoutError": "dodo_ingest.client",
+    "AsyncDodoClient": "dodo_ingest.client",
+    "AuthenticationError": "dodo_ingest.client",
+    "BadRequestError": "dodo_ingest.client",
+    "ConfigurationError": "dodo_ingest.client",
+    "ConflictError": "dodo_ingest.client",
+    "CreditBalance": "dodo_ingest.client",
+    "CreditEntitlement": "dodo_ingest.client",
+    "CreditLedgerEntry": "dodo_ingest.client",
+    "DodoClient": "dodo_ingest.client",
+    "DodoError": "dodo_ingest.client",
+    "Event": "dodo_ingest.client",
+    "EventInput": "dodo_ingest.client",
+    "EventValidationError": "dodo_ingest.client",
+    "FilterCondition": "dodo_ingest.client",
+    "IngestResult": "dodo_ingest.client",
+    "InternalServerError": "dodo_ingest.client",
+    "Meter": "dodo_ingest.client",
+    "MeterAggregation": "dodo_ingest.client",
+    "MeterFilter": "dodo_ingest.client",
+    "NotFoundError": "dodo_ingest.client",
+    "PayloadTooLargeError": "dodo_ingest.client",
+    "PermissionDeniedError": "dodo_ingest.client",
+    "RateLimitError": "dodo_ingest.client",
+    "UnprocessableEntityError": "dodo_ingest.client",
+    "WebhookVerificationError": "dodo_ingest.client",
+}
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncDodoClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "CreditBalance",
+    "CreditEntitlement",
+    "CreditLedgerEntry",
+    "DodoClient",
+    "DodoError",
+    "Event",
+    "EventInput",
+    "EventValidationError",
+    "FilterCondition",
+    "IngestResult",
+    "InternalServerError",
+    "Meter",
+    "MeterAggregation",
+    "MeterFilter",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "UnprocessableEntityError",
+    "WebhookVerificationError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dodo_ingest' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,714 @@
+"""``DodoClient`` and ``AsyncDodoClient``: typed access to the billing API over httpx2."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import httpx2
+from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt
+
+from .._version import __version__
+from . import _requests as rq
+from ._config import ClientConfig, mask_key, resolve_config
+from ._errors import APIConnectionError, APITimeoutError
+from ._models import (
+    CreditBalance,
+    CreditEntitlement,
+    CreditLedgerEntry,
+    Event,
+    EventInput,
+    IngestResult,
+    Meter,
+    MeterAggregation,
+    MeterFilter,
+)
+from ._retry import is_retryable, retry_wait
+
+__all__ = ["DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "AsyncDodoClient", "DodoClient"]
+
+DEFAULT_TIMEOUT = httpx2.Timeout(60.0, connect=5.0)
+"""60 s for a request, 5 s to connect."""
+DEFAULT_MAX_RETRIES = 2
+"""Retries after the first attempt (3 attempts in all)."""
+
+USER_AGENT = (
+    f"dodo-ingest/{__version__} python/{platform.python_version()} httpx2/{httpx2.__version__}"
+)
+
+T = TypeVar("T")
+EventLike = EventInput | Mapping[str, Any]
+
+
+class _BaseClient:
+    """Settings shared by the sync and async clients."""
+
+    _config: ClientConfig
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        environment: str | None,
+        base_url: str | None,
+        timeout: float | httpx2.Timeout,
+        max_retries: int,
+    ) -> None:
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        self._config = resolve_config(api_key, environment, base_url)
+        self.timeout = timeout if isinstance(timeout, httpx2.Timeout) else httpx2.Timeout(timeout)
+        self.max_retries = max_retries
+        self._headers = {
+            "Authorization": f"Bearer {self._config.api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, without a trailing slash."""
+        return self._config.base_url
+
+    @property
+    def environment(self) -> str | None:
+        """``test_mode`` or ``live_mode``, or ``None`` when a custom base URL was given."""
+        return self._config.environment
+
+    def _url(self, request: rq.APIRequest) -> str:
+        return self._config.base_url + request.path
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self.base_url!r}, "
+            f"api_key={mask_key(self._config.api_key)!r})"
+        )
+
+
+def _transport_error(error: httpx2.TransportError) -> APIConnectionError:
+    detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if isinstance(error, httpx2.TimeoutException):
+        return APITimeoutError(f"request timed out ({detail})")
+    return APIConnectionError(f"connection error ({detail})")
+
+
+def _pages(
+    send: Callable[[rq.APIRequest], Any],
+    build: Callable[[int], rq.APIRequest],
+    parse: Callable[[Mapping[str, Any]], T],
+    page_size: int,
+    limit: int | None,
+) -> Iterator[T]:
+    """Walk 0-based pages until a short page (or ``limit`` items)."""
+    count = 0
+    page_number = 0
+    while True:
+        items = (send(build(page_number)) or {}).get("items") or []
+        for item in items:
+            yield parse(item)
+            count += 1
+            if limit is not None and count >= limit:
+                return
+        if len(items) < page_size:
+            return
+        page_number += 1
+
+
+async def _apages(
+    send: Callable[[rq.APIRequest], Awaitable[Any]],
+    build: Callable[[int], rq.APIRequest],
+    parse: Callable[[Mapping[str, Any]], T],
+    page_size: int,
+    limit: int | None,
+) -> AsyncIterator[T]:
+    """Async twin of :func:`_pages`."""
+    count = 0
+    page_number = 0
+    while True:
+        items = ((await send(build(page_number))) or {}).get("items") or []
+        for item in items:
+            yield parse(item)
+            count += 1
+            if limit is not None and count >= limit:
+                return
+        if len(items) < page_size:
+            return
+        page_number += 1
+
+
+def _check_limit(limit: int | None) -> int | None:
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be None or an int >= 1, got {limit!r}")
+    return limit
+
+
+class DodoClient(_BaseClient):
+    """Synchronous client of the billing API.
+
+    One pooled ``httpx2.Client`` per instance (or the one you pass as ``http_client``, which
+    you then own and close). Transient failures (connection errors, timeouts, 408, 409, 429,
+    5xx) are retried up to ``max_retries`` times with exponential backoff and full jitter,
+    honouring ``Retry-After``; other errors raise at once.
+
+    Settings fall back to ``DODO_PAYMENTS_API_KEY``, ``DODO_PAYMENTS_ENVIRONMENT`` and
+    ``DODO_PAYMENTS_BASE_URL``; a missing key raises :class:`~dodo_ingest.ConfigurationError`.
+
+    Use it as a context manager, or call :meth:`close`::
+
+        with DodoClient(base_url="http://127.0.0.1:8787") as client:
+            client.events.ingest([EventInput("evt_1", "cus_1", "api.call")])
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        environment: Literal["test_mode", "live_mode"] | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx2.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx2.Client | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            environment=environment,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx2.Client(timeout=self.timeout)
+        self._sleep: Callable[[float], None] = time.sleep
+        self.events = Events(self)
+        self.meters = Meters(self)
+        self.credits = Credits(self)
+
+    def with_options(
+        self, *, max_retries: int | None = None, timeout: float | httpx2.Timeout | None = None
+    ) -> DodoClient:
+        """A copy with other retry/timeout settings that shares this client's connection pool.
+
+        Closing the copy does not close the pool; closing the original does.
+        """
+        copy = DodoClient.__new__(DodoClient)
+        copy.__dict__.update(self.__dict__)
+        copy._owns_http = False
+        if max_retries is not None:
+            if not isinstance(max_retries, int) or max_retries < 0:
+                raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+            copy.max_retries = max_retries
+        if timeout is not None:
+            copy.timeout = (
+                timeout if isinstance(timeout, httpx2.Timeout) else httpx2.Timeout(timeout)
+            )
+        copy.events = Events(copy)
+        copy.meters = Meters(copy)
+        copy.credits = Credits(copy)
+        return copy
+
+    def _send_once(self, request: rq.APIRequest) -> Any:
+        try:
+            response = self._http.request(
+                request.method,
+                self._url(request),
+                params=request.params,
+                content=request.body,
+                headers=self._headers,
+                timeout=self.timeout,
+            )
+        except httpx2.TransportError as error:
+            raise _transport_error(error) from None
+        return rq.decode_response(response)
+
+    def send(self, request: rq.APIRequest) -> Any:
+        """Send one prepared request with the retry policy; return its decoded JSON."""
+        if self.max_retries == 0:
+            return self._send_once(request)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=retry_wait,
+            retry=retry_if_exception(is_retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        return retrying(self._send_once, request)
+
+    def close(self) -> None:
+        """Close the connection pool (unless it was passed in as ``http_client``)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> DodoClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncDodoClient(_BaseClient):
+    """Asynchronous twin of :class:`DodoClient`, on ``httpx2.AsyncClient``.
+
+    Every method of :class:`DodoClient`'s resources exists here as a coroutine (``list``
+    methods return async iterators). Use ``async with AsyncDodoClient() as client:`` or
+    ``await client.aclose()``.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        environment: Literal["test_mode", "live_mode"] | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx2.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            environment=environment,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self._owns_http = http_client is None
+        self._http = (
+            http_client if http_client is not None else httpx2.AsyncClient(timeout=self.timeout)
+        )
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self.events = AsyncEvents(self)
+        self.meters = AsyncMeters(self)
+        self.credits = AsyncCredits(self)
+
+    async def _send_once(self, request: rq.APIRequest) -> Any:
+        try:
+            response = await self._http.request(
+                request.method,
+                self._url(request),
+                params=request.params,
+                content=request.body,
+                headers=self._headers,
+                timeout=self.timeout,
+            )
+        except httpx2.TransportError as error:
+            raise _transport_error(error) from None
+        return rq.decode_response(response)
+
+    async def send(self, request: rq.APIRequest) -> Any:
+        """Send one prepared request with the retry policy; return its decoded JSON."""
+        if self.max_retries == 0:
+            return await self._send_once(request)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=retry_wait,
+            retry=retry_if_exception(is_retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        return await retrying(self._send_once, request)
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless it was passed in as ``http_client``)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncDodoClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+# --- resources ---------------------------------------------------------------------------
+
+
+class Events:
+    """``client.events``: ingest, list and retrieve usage events."""
+
+    def __init__(self, client: DodoClient) -> None:
+        self._client = client
+
+    def ingest(self, events: Iterable[EventLike]) -> IngestResult:
+        """Send 1 to 1000 events in one request; ``ingested_count`` excludes known ids.
+
+        Mappings are validated as :class:`EventInput` before anything is sent.
+        """
+        return IngestResult.from_dict(self._client.send(rq.ingest_request(events)))
+
+    def ingest_json(self, body: bytes) -> IngestResult:
+        """Send a body already encoded as ``{"events": [...]}`` (no validation here)."""
+        return IngestResult.from_dict(self._client.send(rq.ingest_body_request(body)))
+
+    def list(
+        self,
+        *,
+        customer_id: str | None = None,
+        event_name: str | None = None,
+        meter_id: str | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        page_size: int = rq.DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> Iterator[Event]:
+        """Iterate over every matching event, page by page (0-based pages, ``page_size`` each),
+        stopping after a short page or ``limit`` events."""
+        rq.check_page_size(page_size)
+        _check_limit(limit)
+        filters = {
+            "customer_id": customer_id,
+            "event_name": event_name,
+            "meter_id": meter_id,
+            "start": start,
+            "end": end,
+        }
+        return _pages(
+            self._client.send,
+            lambda n: rq.list_events_request(page_number=n, page_size=page_size, **filters),  # type: ignore[arg-type]
+            Event.from_dict,
+            page_size,
+            limit,
+        )
+
+    def retrieve(self, event_id: str) -> Event:
+        """One event by id (``NotFoundError`` if there is none)."""
+        return Event.from_dict(self._client.send(rq.retrieve_event_request(event_id)))
+
+
+class AsyncEvents:
+    """``client.events`` of :class:`AsyncDodoClient`."""
+
+    def __init__(self, client: AsyncDodoClient) -> None:
+        self._client = client
+
+    async def ingest(self, events: Iterable[EventLike]) -> IngestResult:
+        """Async :meth:`Events.ingest`."""
+        return IngestResult.from_dict(await self._client.send(rq.ingest_request(events)))
+
+    async def ingest_json(self, body: bytes) -> IngestResult:
+        """Async :meth:`Events.ingest_json`."""
+        return IngestResult.from_dict(await self._client.send(rq.ingest_body_request(body)))
+
+    def list(
+        self,
+        *,
+        customer_id: str | None = None,
+        event_name: str | None = None,
+        meter_id: str | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        page_size: int = rq.DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> AsyncIterator[Event]:
+        """Async :meth:`Events.list`: use with ``async for``."""
+        rq.check_page_size(page_size)
+        _check_limit(limit)
+        filters = {
+            "customer_id": customer_id,
+            "event_name": event_name,
+            "meter_id": meter_id,
+            "start": start,
+            "end": end,
+        }
+        return _apages(
+            self._client.send,
+            lambda n: rq.list_events_request(page_number=n, page_size=page_size, **filters),  # type: ignore[arg-type]
+            Event.from_dict,
+            page_size,
+            limit,
+        )
+
+    async def retrieve(self, event_id: str) -> Event:
+        """Async :meth:`Events.retrieve`."""
+        return Event.from_dict(await self._client.send(rq.retrieve_event_request(event_id)))
+
+
+class Meters:
+    """``client.meters``: create, list, retrieve, archive and unarchive meters."""
+
+    def __init__(self, client: DodoClient) -> None:
+        self._client = client
+
+    def create(
+        self,
+        *,
+        name: str,
+        event_name: str,
+        measurement_unit: str,
+        aggregation: MeterAggregation,
+        filter: MeterFilter | None = None,
+        description: str | None = None,
+    ) -> Meter:
+        """Create a meter over events named ``event_name``, optionally filtered."""
+        request = rq.create_meter_request(
+            name=name,
+            event_name=event_name,
+            measurement_unit=measurement_unit,
+            aggregation=aggregation,
+            filter=filter,
+            description=description,
+        )
+        return Meter.from_dict(self._client.send(request))
+
+    def list(
+        self,
+        *,
+        archived: bool | None = None,
+        page_size: int = rq.DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> Iterator[Meter]:
+        """Iterate over every meter (``archived=True`` for archived ones only)."""
+        rq.check_page_size(page_size)
+        _check_limit(limit)
+        return _pages(
+            self._client.send,
+            lambda n: rq.list_meters_request(page_number=n, page_size=page_size, archived=archived),
+            Meter.from_dict,
+            page_size,
+            limit,
+        )
+
+    def retrieve(self, meter_id: str) -> Meter:
+        """One meter by id."""
+        return Meter.from_dict(self._client.send(rq.meter_request("GET", meter_id)))
+
+    def archive(self, meter_id: str) -> None:
+        """Archive a meter (``DELETE /meters/{id}``)."""
+        self._client.send(rq.meter_request("DELETE", meter_id))
+
+    def unarchive(self, meter_id: str) -> None:
+        """Bring an archived meter back."""
+        self._client.send(rq.meter_request("POST", meter_id, "/unarchive"))
+
+
+class AsyncMeters:
+    """``client.meters`` of :class:`AsyncDodoClient`."""
+
+    def __init__(self, client: AsyncDodoClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        *,
+        name: str,
+        event_name: str,
+        measurement_unit: str,
+        aggregation: MeterAggregation,
+        filter: MeterFilter | None = None,
+        description: str | None = None,
+    ) -> Meter:
+        """Async :meth:`Meters.create`."""
+        request = rq.create_meter_request(
+            name=name,
+            event_name=event_name,
+            measurement_unit=measurement_unit,
+            aggregation=aggregation,
+            filter=filter,
+            description=description,
+        )
+        return Meter.from_dict(await self._client.send(request))
+
+    def list(
+        self,
+        *,
+        archived: bool | None = None,
+        page_size: int = rq.DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> AsyncIterator[Meter]:
+        """Async :meth:`Meters.list`: use with ``async for``."""
+        rq.check_page_size(page_size)
+        _check_limit(limit)
+        return _apages(
+            self._client.send,
+            lambda n: rq.list_meters_request(page_number=n, page_size=page_size, archived=archived),
+            Meter.from_dict,
+            page_size,
+            limit,
+        )
+
+    async def retrieve(self, meter_id: str) -> Meter:
+        """Async :meth:`Meters.retrieve`."""
+        return Meter.from_dict(await self._client.send(rq.meter_request("GET", meter_id)))
+
+    async def archive(self, meter_id: str) -> None:
+        """Async :meth:`Meters.archive`."""
+        await self._client.send(rq.meter_request("DELETE", meter_id))
+
+    async def unarchive(self, meter_id: str) -> None:
+        """Async :meth:`Meters.unarchive`."""
+        await self._client.send(rq.meter_request("POST", meter_id, "/unarchive"))
+
+
+class Credits:
+    """``client.credits``: credit entitlements and customers' credit balances."""
+
+    def __init__(self, client: DodoClient) -> None:
+        self._client = client
+
+    def create_entitlement(
+        self,
+        *,
+        name: str,
+        unit: str,
+        precision: int = 2,
+        currency: str | None = None,
+        price_per_unit: Decimal | str | None = None,
+        overage_enabled: bool = False,
+        overage_limit: Decimal | str | None = None,
+        rollover_enabled: bool = False,
+        description: str | None = None,
+    ) -> CreditEntitlement:
+        """Create a credit entitlement (a fiat currency or a custom unit of credits)."""
+        request = rq.create_entitlement_request(
+            name=name,
+            unit=unit,
+            precision=precision,
+            currency=currency,
+            price_per_unit=price_per_unit,
+            overage_enabled=overage_enabled,
+            overage_limit=overage_limit,
+            rollover_enabled=rollover_enabled,
+            description=description,
+        )
+        return CreditEntitlement.from_dict(self._client.send(request))
+
+    def create_ledger_entry(
+        self,
+        credit_entitlement_id: str,
+        customer_id: str,
+        *,
+        amount: Decimal | str | int,
+        entry_type: Literal["credit", "debit"] = "credit",
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> CreditLedgerEntry:
+        """Grant (``credit``) or take away (``debit``) credits on a customer's balance."""
+        request = rq.ledger_entry_request(
+            credit_entitlement_id,
+            customer_id,
+            amount=amount,
+            entry_type=entry_type,
+            reason=reason,
+            idempotency_key=idempotency_key,
+        )
+        return CreditLedgerEntry.from_dict(self._client.send(request))
+
+    def balance(self, credit_entitlement_id: str, customer_id: str) -> CreditBalance:
+        """A customer's balance of one entitlement (``NotFoundError`` if it has none)."""
+        request = rq.balance_request(credit_entitlement_id, customer_id)
+        return CreditBalance.from_dict(self._client.send(request))
+
+    def balances(
+        self,
+        credit_entitlement_id: str,
+        *,
+        page_size: int = rq.DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> Iterator[CreditBalance]:
+        """Iterate over every customer's balance of one entitlement."""
+        rq.check_page_size(page_size)
+        _check_limit(limit)
+        return _pages(
+            self._client.send,
+            lambda n: rq.list_balances_request(
+                credit_entitlement_id, page_number=n, page_size=page_size
+            ),
+            CreditBalance.from_dict,
+            page_size,
+            limit,
+        )
+
+
+class AsyncCredits:
+    """``client.credits`` of :class:`AsyncDodoClient`."""
+
+    def __init__(self, client: AsyncDodoClient) -> None:
+        self._client = client
+
+    async def create_entitlement(
+        self,
+        *,
+        name: str,
+        unit: str,
+        precision: int = 2,
+        currency: str | None = None,
+        price_per_unit: Decimal | str | None = None,
+        overage_enabled: bool = False,
+        overage_limit: Decimal | str | None = None,
+        rollover_enabled: bool = False,
+        description: str | None = None,
+    ) -> CreditEntitlement:
+        """Async :meth:`Credits.create_entitlement`."""
+        request = rq.create_entitlement_request(
+            name=name,
+            unit=unit,
+            precision=precision,
+            currency=currency,
+            price_per_unit=price_per_unit,
+            overage_enabled=overage_enabled,
+            overage_limit=overage_limit,
+            rollover_enabled=rollover_enabled,
+            description=description,
+        )
+        return CreditEntitlement.from_dict(await self._client.send(request))
+
+    async def create_ledger_entry(
+        self,
+        credit_entitlement_id: str,
+        customer_id: str,
+        *,
+        amount: Decimal | str | int,
+        entry_type: Literal["credit", "debit"] = "credit",
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> CreditLedgerEntry:
+        """Async :meth:`Credits.create_ledger_entry`."""
+        request = rq.ledger_entry_request(
+            credit_entitlement_id,
+            customer_id,
+            amount=amount,
+            entry_type=entry_type,
+            reason=reason,
+            idempotency_key=idempotency_key,
+        )
+        return CreditLedgerEntry.from_dict(await self._client.send(request))
+
+    async def balance(self, credit_entitlement_id: str, customer_id: str) -> CreditBalance:
+        """Async :meth:`Credits.balance`."""
+        request = rq.balance_request(credit_entitlement_id, customer_id)
+        return CreditBalance.from_dict(await self._client.send(request))
+
+    def balances(
+        self,
+        credit_entitlement_id: str,
+        *,
+        page_size: int = rq.DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> AsyncIterator[CreditBalance]:
+        """Async :meth:`Credits.balances`: use with ``async for``."""
+        rq.check_page_size(page_size)
+        _check_limit(limit)
+        return _apages(
+            self._client.send,
+            lambda n: rq.list_balances_request(
+                credit_entitlement_id, page_number=n, page_size=page_size
+            ),
+            CreditBalance.from_dict,
+            page_size,
+            limit,
+        )

@@ -1,0 +1,524 @@
+"""Typed models of the billing API's usage-billing resources.
+
+Request models (:class:`EventInput`, :class:`MeterAggregation`, :class:`MeterFilter`,
+:class:`FilterCondition`) check the API's documented limits when they are built and raise
+:class:`~dodo_ingest.EventValidationError` (events) or :class:`ValueError` (meters), so that a
+bad value fails in the caller rather than in a later request. Response models are built with
+``from_dict`` and ignore fields they do not know, so a newer API does not break older clients.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Literal
+
+from ._errors import EventValidationError
+
+__all__ = [
+    "MAX_BATCH_SIZE",
+    "MAX_METADATA_KEYS",
+    "MAX_METADATA_KEY_LENGTH",
+    "MAX_METADATA_VALUE_LENGTH",
+    "AggregationType",
+    "CreditBalance",
+    "CreditEntitlement",
+    "CreditLedgerEntry",
+    "Event",
+    "EventInput",
+    "FilterCondition",
+    "FilterOperator",
+    "IngestResult",
+    "Metadata",
+    "MetadataValue",
+    "Meter",
+    "MeterAggregation",
+    "MeterFilter",
+    "format_timestamp",
+    "parse_timestamp",
+    "validate_metadata",
+]
+
+MetadataValue = str | int | float | bool
+Metadata = Mapping[str, MetadataValue]
+AggregationType = Literal["count", "sum", "max", "last"]
+FilterOperator = Literal[
+    "equals",
+    "not_equals",
+    "greater_than",
+    "greater_than_or_equals",
+    "less_than",
+    "less_than_or_equals",
+    "contains",
+    "does_not_contain",
+]
+
+MAX_BATCH_SIZE = 1000
+"""Most events one ``POST /events/ingest`` request may carry."""
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_LENGTH = 100
+MAX_METADATA_VALUE_LENGTH = 500
+MAX_FILTER_CLAUSES = 10
+MAX_FILTER_DEPTH = 3
+"""Nested filter levels allowed below the top filter (the deepest holds conditions only)."""
+
+_AGGREGATIONS = frozenset(("count", "sum", "max", "last"))
+_OPERATORS = frozenset(FilterOperator.__args__)  # type: ignore[attr-defined]
+
+
+def validate_metadata(
+    metadata: Mapping[str, object], *, field_name: str = "metadata"
+) -> dict[str, MetadataValue]:
+    """Check ``metadata`` against the API's limits and return it as a plain ``dict``.
+
+    Limits: at most 50 keys; keys are non-empty strings of at most 100 characters; values are
+    ``str`` (at most 500 characters), ``int``, finite ``float`` or ``bool``, never ``None``,
+    objects or arrays. Raises :class:`EventValidationError` naming the key and the limit.
+    """
+    if not isinstance(metadata, Mapping):
+        raise EventValidationError(field_name, f"must be a mapping, got {type(metadata).__name__}")
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise EventValidationError(
+            field_name, f"at most {MAX_METADATA_KEYS} keys allowed, got {len(metadata)}"
+        )
+    for key, value in metadata.items():
+        if type(key) is not str:
+            raise EventValidationError(field_name, f"keys must be strings, got {key!r}")
+        if not key or len(key) > MAX_METADATA_KEY_LENGTH:
+            raise EventValidationError(
+                f"{field_name}.{key[:40]}",
+                f"keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters, got {len(key)}",
+            )
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_METADATA_VALUE_LENGTH:  # type: ignore[arg-type]
+                raise EventValidationError(
+                    f"{field_name}.{key}",
+                    f"string values must be at most {MAX_METADATA_VALUE_LENGTH} characters, "
+                    f"got {len(value)}",  # type: ignore[arg-type]
+                )
+        elif kind is int or kind is bool:
+            pass
+        elif kind is float:
+            if not math.isfinite(value):  # type: ignore[arg-type]
+                raise EventValidationError(f"{field_name}.{key}", "numbers must be finite")
+        elif isinstance(value, (str, int, float)):  # subclasses (enums, numpy scalars...)
+            return validate_metadata(_plain_values(metadata), field_name=field_name)
+        else:
+            raise EventValidationError(
+                f"{field_name}.{key}",
+                "values must be str, int, float or bool (no None, objects or arrays), "
+                f"got {type(value).__name__}",
+            )
+    return dict(metadata)  # type: ignore[arg-type]
+
+
+def _plain_values(metadata: Mapping[str, object]) -> dict[str, object]:
+    """Turn str/int/float subclasses (``StrEnum``, ``IntEnum``...) into the plain types."""
+    plain: dict[str, object] = {}
+    for key, value in metadata.items():
+        if isinstance(value, bool):
+            plain[key] = bool(value)
+        elif isinstance(value, str):
+            plain[key] = str(value)
+        elif isinstance(value, int):
+            plain[key] = int(value)
+        elif isinstance(value, float):
+            plain[key] = float(value)
+        else:
+            plain[key] = value
+    return plain
+
+
+def format_timestamp(value: datetime) -> str:
+    """Format a timezone-aware datetime as RFC 3339 in UTC with millisecond precision."""
+    if value.utcoffset() is None:
+        raise EventValidationError("timestamp", "must be timezone-aware (e.g. tzinfo=timezone.utc)")
+    utc = value.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp as the API writes it (``Z`` or an offset)."""
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def _require_text(name: str, value: object) -> str:
+    if type(value) is not str or not value:
+        raise EventValidationError(name, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+class EventInput:
+    """One usage event to ingest, checked against the API's limits when built.
+
+    ``event_id``, ``customer_id`` and ``event_name`` are non-empty strings; ``timestamp`` is a
+    timezone-aware datetime (the API fills in "now" when it is ``None``); ``metadata`` holds at
+    most 50 scalar values (see :func:`validate_metadata`). Bad input raises
+    :class:`EventValidationError` naming the field and the limit.
+
+    The time window (at most 1 hour old, 5 minutes ahead) depends on when the event is sent,
+    so it is checked by the sender, not here.
+    """
+
+    __slots__ = ("customer_id", "event_id", "event_name", "metadata", "timestamp")
+
+    def __init__(
+        self,
+        event_id: str,
+        customer_id: str,
+        event_name: str,
+        timestamp: datetime | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+    ) -> None:
+        self.event_id = _require_text("event_id", event_id)
+        self.customer_id = _require_text("customer_id", customer_id)
+        self.event_name = _require_text("event_name", event_name)
+        if timestamp is not None and (
+            not isinstance(timestamp, datetime) or timestamp.utcoffset() is None
+        ):
+            raise EventValidationError(
+                "timestamp", "must be a timezone-aware datetime (e.g. tzinfo=timezone.utc)"
+            )
+        self.timestamp = timestamp
+        self.metadata: dict[str, MetadataValue] | None = (
+            None if metadata is None else validate_metadata(metadata)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as the JSON object ``POST /events/ingest`` expects."""
+        data: dict[str, Any] = {
+            "event_id": self.event_id,
+            "customer_id": self.customer_id,
+            "event_name": self.event_name,
+        }
+        if self.timestamp is not None:
+            data["timestamp"] = format_timestamp(self.timestamp)
+        if self.metadata is not None:
+            data["metadata"] = self.metadata
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EventInput:
+        """Build (and validate) an event from its JSON form; ``timestamp`` may be a string."""
+        timestamp = data.get("timestamp")
+        if isinstance(timestamp, str):
+            try:
+                timestamp = parse_timestamp(timestamp)
+            except ValueError:
+                raise EventValidationError(
+                    "timestamp", f"must be an RFC 3339 date-time, got {timestamp!r}"
+                ) from None
+        return cls(
+            event_id=data.get("event_id"),  # type: ignore[arg-type]
+            customer_id=data.get("customer_id"),  # type: ignore[arg-type]
+            event_name=data.get("event_name"),  # type: ignore[arg-type]
+            timestamp=timestamp,
+            metadata=data.get("metadata"),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EventInput):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"EventInput(event_id={self.event_id!r}, customer_id={self.customer_id!r}, "
+            f"event_name={self.event_name!r}, timestamp={self.timestamp!r}, "
+            f"metadata={self.metadata!r})"
+        )
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Answer of ``POST /events/ingest``: how many events the API newly stored.
+
+    Events whose ``event_id`` was already ingested are accepted but not counted.
+    """
+
+    ingested_count: int
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IngestResult:
+        """Build from the API's JSON."""
+        return cls(ingested_count=int(data["ingested_count"]))
+
+
+@dataclass(frozen=True)
+class Event:
+    """A stored usage event, as ``GET /events`` returns it."""
+
+    event_id: str
+    business_id: str
+    customer_id: str
+    event_name: str
+    timestamp: datetime
+    metadata: dict[str, MetadataValue] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Event:
+        """Build from the API's JSON."""
+        return cls(
+            event_id=data["event_id"],
+            business_id=data["business_id"],
+            customer_id=data["customer_id"],
+            event_name=data["event_name"],
+            timestamp=parse_timestamp(data["timestamp"]),
+            metadata=data.get("metadata"),
+        )
+
+
+@dataclass(frozen=True)
+class MeterAggregation:
+    """How a meter aggregates its events: ``count`` them, or ``sum``/``max``/``last`` of ``key``."""
+
+    type: AggregationType
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in _AGGREGATIONS:
+            raise ValueError(
+                f"aggregation.type: must be one of count, sum, max, last; got {self.type!r}"
+            )
+        if self.type != "count" and not self.key:
+            raise ValueError(f"aggregation.key: required for {self.type!r} aggregation")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {"type": self.type, "key": self.key}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MeterAggregation:
+        """Build from the API's JSON (without re-checking the key rule)."""
+        agg = object.__new__(cls)
+        object.__setattr__(agg, "type", data["type"])
+        object.__setattr__(agg, "key", data.get("key"))
+        return agg
+
+
+@dataclass(frozen=True)
+class FilterCondition:
+    """One condition of a meter filter: ``metadata[key] <operator> value``."""
+
+    key: str
+    operator: FilterOperator
+    value: str | int | float | bool
+
+    def __post_init__(self) -> None:
+        if not self.key or len(self.key) > MAX_METADATA_KEY_LENGTH:
+            raise ValueError(f"filter key: must be 1 to {MAX_METADATA_KEY_LENGTH} characters")
+        if self.operator not in _OPERATORS:
+            raise ValueError(
+                f"filter operator: must be one of {', '.join(sorted(_OPERATORS))}; "
+                f"got {self.operator!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {"key": self.key, "operator": self.operator, "value": self.value}
+
+
+@dataclass(frozen=True)
+class MeterFilter:
+    """A meter filter: ``conjunction`` (``and``/``or``) over 1 to 10 clauses.
+
+    The clauses are either all :class:`FilterCondition` or all nested :class:`MeterFilter`
+    (the API does not allow mixing them in one list); nesting goes at most 3 levels below the
+    top filter.
+    """
+
+    conjunction: Literal["and", "or"]
+    clauses: tuple[FilterCondition, ...] | tuple[MeterFilter, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "clauses", tuple(self.clauses))
+        if self.conjunction not in ("and", "or"):
+            raise ValueError(f"filter conjunction: must be 'and' or 'or'; got {self.conjunction!r}")
+        if not 1 <= len(self.clauses) <= MAX_FILTER_CLAUSES:
+            raise ValueError(
+                f"filter clauses: must hold 1 to {MAX_FILTER_CLAUSES} items, got {len(self.clauses)}"
+            )
+        kinds = {type(c) for c in self.clauses}
+        if len(kinds) > 1:
+            raise ValueError(
+                "filter clauses: conditions and nested filters cannot be mixed in one list; "
+                "wrap the conditions in a nested filter"
+            )
+        if self.depth() > MAX_FILTER_DEPTH:
+            raise ValueError(
+                f"filter: at most {MAX_FILTER_DEPTH} nested levels below the top filter"
+            )
+
+    def depth(self) -> int:
+        """Nested levels below this filter (0 when it holds only conditions)."""
+        nested = [c.depth() for c in self.clauses if isinstance(c, MeterFilter)]
+        return 1 + max(nested) if nested else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {"conjunction": self.conjunction, "clauses": [c.to_dict() for c in self.clauses]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MeterFilter:
+        """Build from the API's JSON."""
+        clauses: list[Any] = []
+        for clause in data.get("clauses") or ():
+            if "conjunction" in clause:
+                clauses.append(cls.from_dict(clause))
+            else:
+                clauses.append(FilterCondition(clause["key"], clause["operator"], clause["value"]))
+        return cls(conjunction=data["conjunction"], clauses=tuple(clauses))
+
+
+@dataclass(frozen=True)
+class Meter:
+    """A meter: which events it counts (``event_name`` and ``filter``) and how it aggregates."""
+
+    id: str
+    business_id: str
+    name: str
+    event_name: str
+    measurement_unit: str
+    aggregation: MeterAggregation
+    created_at: datetime
+    updated_at: datetime
+    description: str | None = None
+    filter: MeterFilter | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Meter:
+        """Build from the API's JSON."""
+        raw_filter = data.get("filter")
+        return cls(
+            id=data["id"],
+            business_id=data["business_id"],
+            name=data["name"],
+            event_name=data["event_name"],
+            measurement_unit=data["measurement_unit"],
+            aggregation=MeterAggregation.from_dict(data["aggregation"]),
+            created_at=parse_timestamp(data["created_at"]),
+            updated_at=parse_timestamp(data["updated_at"]),
+            description=data.get("description"),
+            filter=MeterFilter.from_dict(raw_filter) if raw_filter else None,
+        )
+
+
+def _optional_time(value: Any) -> datetime | None:
+    return parse_timestamp(value) if value else None
+
+
+def _optional_decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+@dataclass(frozen=True)
+class CreditEntitlement:
+    """A credit entitlement: a unit of credits (fiat or custom) customers hold balances of."""
+
+    id: str
+    name: str
+    unit: str
+    precision: int
+    overage_enabled: bool
+    rollover_enabled: bool
+    business_id: str | None = None
+    currency: str | None = None
+    description: str | None = None
+    price_per_unit: Decimal | None = None
+    overage_limit: Decimal | None = None
+    overage_behavior: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CreditEntitlement:
+        """Build from the API's JSON."""
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            unit=data["unit"],
+            precision=int(data["precision"]),
+            overage_enabled=bool(data.get("overage_enabled", False)),
+            rollover_enabled=bool(data.get("rollover_enabled", False)),
+            business_id=data.get("business_id"),
+            currency=data.get("currency"),
+            description=data.get("description"),
+            price_per_unit=_optional_decimal(data.get("price_per_unit")),
+            overage_limit=_optional_decimal(data.get("overage_limit")),
+            overage_behavior=data.get("overage_behavior"),
+        )
+
+
+@dataclass(frozen=True)
+class CreditBalance:
+    """A customer's balance of one credit entitlement.
+
+    ``balance`` is what is left, ``overage`` what was used beyond it; both are exact
+    :class:`~decimal.Decimal` values parsed from the API's decimal strings.
+    """
+
+    customer_id: str
+    credit_entitlement_id: str
+    balance: Decimal
+    overage: Decimal
+    id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    last_transaction_at: datetime | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CreditBalance:
+        """Build from the API's JSON."""
+        return cls(
+            customer_id=data["customer_id"],
+            credit_entitlement_id=data["credit_entitlement_id"],
+            balance=Decimal(str(data["balance"])),
+            overage=Decimal(str(data.get("overage") or "0")),
+            id=data.get("id"),
+            created_at=_optional_time(data.get("created_at")),
+            updated_at=_optional_time(data.get("updated_at")),
+            last_transaction_at=_optional_time(data.get("last_transaction_at")),
+        )
+
+
+@dataclass(frozen=True)
+class CreditLedgerEntry:
+    """The result of a credit or debit on a customer's credit balance."""
+
+    id: str
+    customer_id: str
+    credit_entitlement_id: str
+    entry_type: Literal["credit", "debit"]
+    amount: Decimal
+    balance_before: Decimal | None = None
+    balance_after: Decimal | None = None
+    overage_before: Decimal | None = None
+    overage_after: Decimal | None = None
+    reason: str | None = None
+    created_at: datetime | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CreditLedgerEntry:
+        """Build from the API's JSON."""
+        return cls(
+            id=data["id"],
+            customer_id=data["customer_id"],
+            credit_entitlement_id=data["credit_entitlement_id"],
+            entry_type=data["entry_type"],
+            amount=Decimal(str(data["amount"])),
+            balance_before=_optional_decimal(data.get("balance_before")),
+            balance_after=_optional_decimal(data.get("balance_after")),
+            overage_before=_optional_decimal(data.get("overage_before")),
+            overage_after=_optional_decimal(data.get("overage_after")),
+            reason=data.get("reason"),
+            created_at=_optional_time(data.get("created_at")),
+        )

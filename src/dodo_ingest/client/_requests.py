@@ -1,0 +1,315 @@
+"""Request building and response decoding shared by the sync and async clients.
+
+Every API operation is described once here as an :class:`APIRequest` (method, path, query,
+body); the clients only send it. This keeps :class:`~dodo_ingest.DodoClient` and
+:class:`~dodo_ingest.AsyncDodoClient` in step by construction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx2
+
+from ._errors import APIStatusError, EventValidationError, error_class_for_status
+from ._models import (
+    MAX_BATCH_SIZE,
+    EventInput,
+    MeterAggregation,
+    MeterFilter,
+    format_timestamp,
+)
+from ._retry import parse_retry_after
+
+__all__ = ["APIRequest", "decode_response", "encode_events", "ingest_request"]
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class APIRequest:
+    """One HTTP call to the API: method, path below the base URL, query and JSON body."""
+
+    method: str
+    path: str
+    params: Mapping[str, str] | None = None
+    body: bytes | None = None
+
+
+def _segment(value: str, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    return quote(value, safe="")
+
+
+def _json(data: object) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_events(events: Iterable[EventInput | Mapping[str, Any]]) -> bytes:
+    """Encode events as the ``POST /events/ingest`` body.
+
+    Mappings are validated as :class:`EventInput` first. Raises
+    :class:`~dodo_ingest.EventValidationError` for an empty batch, more than 1000 events, a
+    duplicate ``event_id`` (the API would refuse the whole request) or a bad event (its index
+    is in the error).
+    """
+    items: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, event in enumerate(events):
+        if not isinstance(event, EventInput):
+            try:
+                event = EventInput.from_dict(event)
+            except EventValidationError as error:
+                raise EventValidationError(error.field, error.limit, index=index) from None
+        if event.event_id in seen:
+            raise EventValidationError(
+                "event_id",
+                f"duplicate id {event.event_id!r} in one request (the API refuses the request)",
+                index=index,
+            )
+        seen.add(event.event_id)
+        items.append(event.to_dict())
+    if not items:
+        raise EventValidationError("events", "at least 1 event per request")
+    if len(items) > MAX_BATCH_SIZE:
+        raise EventValidationError(
+            "events", f"at most {MAX_BATCH_SIZE} events per request, got {len(items)}"
+        )
+    return _json({"events": items})
+
+
+def ingest_request(events: Iterable[EventInput | Mapping[str, Any]]) -> APIRequest:
+    """``POST /events/ingest``."""
+    return APIRequest("POST", "/events/ingest", body=encode_events(events))
+
+
+def ingest_body_request(body: bytes) -> APIRequest:
+    """``POST /events/ingest`` with a body already encoded by :func:`encode_events`."""
+    return APIRequest("POST", "/events/ingest", body=body)
+
+
+def _time_param(value: datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return format_timestamp(value)
+
+
+def list_events_request(
+    *,
+    page_number: int,
+    page_size: int,
+    customer_id: str | None = None,
+    event_name: str | None = None,
+    meter_id: str | None = None,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+) -> APIRequest:
+    """``GET /events`` for one page."""
+    params = {
+        "page_number": str(page_number),
+        "page_size": str(page_size),
+        "customer_id": customer_id,
+        "event_name": event_name,
+        "meter_id": meter_id,
+        "start": _time_param(start),
+        "end": _time_param(end),
+    }
+    return APIRequest("GET", "/events", {k: v for k, v in params.items() if v is not None})
+
+
+def check_page_size(page_size: int) -> int:
+    """Check a page size (1 to 100)."""
+    if not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be an int from 1 to {MAX_PAGE_SIZE}, got {page_size!r}")
+    return page_size
+
+
+def retrieve_event_request(event_id: str) -> APIRequest:
+    """``GET /events/{event_id}``."""
+    return APIRequest("GET", f"/events/{_segment(event_id, 'event_id')}")
+
+
+def create_meter_request(
+    *,
+    name: str,
+    event_name: str,
+    measurement_unit: str,
+    aggregation: MeterAggregation,
+    filter: MeterFilter | None = None,
+    description: str | None = None,
+) -> APIRequest:
+    """``POST /meters``."""
+    for field_name, value in (
+        ("name", name),
+        ("event_name", event_name),
+        ("measurement_unit", measurement_unit),
+    ):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{field_name} must be a non-empty string")
+    if not isinstance(aggregation, MeterAggregation):
+        raise TypeError("aggregation must be a MeterAggregation")
+    body: dict[str, Any] = {
+        "name": name,
+        "event_name": event_name,
+        "measurement_unit": measurement_unit,
+        "aggregation": aggregation.to_dict(),
+    }
+    if description is not None:
+        body["description"] = description
+    if filter is not None:
+        body["filter"] = filter.to_dict()
+    return APIRequest("POST", "/meters", body=_json(body))
+
+
+def list_meters_request(*, page_number: int, page_size: int, archived: bool | None) -> APIRequest:
+    """``GET /meters`` for one page."""
+    params = {"page_number": str(page_number), "page_size": str(page_size)}
+    if archived is not None:
+        params["archived"] = "true" if archived else "false"
+    return APIRequest("GET", "/meters", params)
+
+
+def meter_request(method: str, meter_id: str, suffix: str = "") -> APIRequest:
+    """``GET``/``DELETE /meters/{id}`` or ``POST /meters/{id}/unarchive``."""
+    return APIRequest(method, f"/meters/{_segment(meter_id, 'meter_id')}{suffix}")
+
+
+def create_entitlement_request(
+    *,
+    name: str,
+    unit: str,
+    precision: int,
+    currency: str | None,
+    price_per_unit: Decimal | str | None,
+    overage_enabled: bool,
+    overage_limit: Decimal | str | None,
+    rollover_enabled: bool,
+    description: str | None,
+) -> APIRequest:
+    """``POST /credit-entitlements``."""
+    if not isinstance(precision, int) or not 0 <= precision <= 10:
+        raise ValueError(f"precision must be an int from 0 to 10, got {precision!r}")
+    body: dict[str, Any] = {
+        "name": name,
+        "unit": unit,
+        "precision": precision,
+        "overage_enabled": overage_enabled,
+        "rollover_enabled": rollover_enabled,
+    }
+    for key, value in (
+        ("currency", currency),
+        ("price_per_unit", price_per_unit),
+        ("overage_limit", overage_limit),
+        ("description", description),
+    ):
+        if value is not None:
+            body[key] = str(value)
+    return APIRequest("POST", "/credit-entitlements", body=_json(body))
+
+
+def ledger_entry_request(
+    credit_entitlement_id: str,
+    customer_id: str,
+    *,
+    amount: Decimal | str | int,
+    entry_type: Literal["credit", "debit"],
+    reason: str | None,
+    idempotency_key: str | None,
+) -> APIRequest:
+    """``POST /credit-entitlements/{id}/balances/{customer_id}/ledger-entries``."""
+    if entry_type not in ("credit", "debit"):
+        raise ValueError(f"entry_type must be 'credit' or 'debit', got {entry_type!r}")
+    decimal_amount = Decimal(str(amount))
+    if not decimal_amount.is_finite() or decimal_amount <= 0:
+        raise ValueError(f"amount must be a positive decimal, got {amount!r}")
+    body: dict[str, Any] = {"amount": str(decimal_amount), "entry_type": entry_type}
+    if reason is not None:
+        body["reason"] = reason
+    if idempotency_key is not None:
+        body["idempotency_key"] = idempotency_key
+    return APIRequest(
+        "POST",
+        _balances_path(credit_entitlement_id, customer_id) + "/ledger-entries",
+        body=_json(body),
+    )
+
+
+def _balances_path(credit_entitlement_id: str, customer_id: str | None = None) -> str:
+    path = (
+        f"/credit-entitlements/{_segment(credit_entitlement_id, 'credit_entitlement_id')}/balances"
+    )
+    if customer_id is not None:
+        path += f"/{_segment(customer_id, 'customer_id')}"
+    return path
+
+
+def balance_request(credit_entitlement_id: str, customer_id: str) -> APIRequest:
+    """``GET /credit-entitlements/{id}/balances/{customer_id}``."""
+    return APIRequest("GET", _balances_path(credit_entitlement_id, customer_id))
+
+
+def list_balances_request(
+    credit_entitlement_id: str, *, page_number: int, page_size: int
+) -> APIRequest:
+    """``GET /credit-entitlements/{id}/balances`` for one page."""
+    return APIRequest(
+        "GET",
+        _balances_path(credit_entitlement_id),
+        {"page_number": str(page_number), "page_size": str(page_size)},
+    )
+
+
+def _error_message(response: httpx2.Response, body: object) -> str:
+    if isinstance(body, dict):
+        for key in ("message", "detail", "error"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("message") or json.dumps(value)
+            if isinstance(value, str) and value:
+                return value
+    violations = response.headers.get("sl-violations")
+    if violations:
+        try:
+            items = json.loads(violations)
+            return "; ".join(str(item.get("message")) for item in items)
+        except (ValueError, AttributeError):
+            return violations[:500]
+    text = response.text.strip()
+    if text and not isinstance(body, dict):
+        return text[:500]
+    return response.reason_phrase or "error"
+
+
+def decode_response(response: httpx2.Response) -> Any:
+    """Return the decoded JSON of a 2xx response (``None`` when empty), else raise the
+    :class:`~dodo_ingest.APIStatusError` subclass for its status."""
+    status = response.status_code
+    if 200 <= status < 300:
+        if not response.content:
+            return None
+        return response.json()
+    try:
+        body: object = response.json() if response.content else None
+    except ValueError:
+        body = None
+    should_retry_header = response.headers.get("x-should-retry")
+    should_retry = None
+    if should_retry_header in ("true", "false"):
+        should_retry = should_retry_header == "true"
+    error_class: type[APIStatusError] = error_class_for_status(status)
+    raise error_class(
+        _error_message(response, body),
+        status_code=status,
+        request_id=response.headers.get("x-request-id") or response.headers.get("request-id"),
+        body=body,
+        retry_after=parse_retry_after(response.headers),
+        should_retry=should_retry,
+    )

@@ -1,0 +1,86 @@
+"""The retry policy: which failures are transient, and how long to wait before trying again."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Mapping
+
+from tenacity import RetryCallState
+
+from ._errors import APIConnectionError, APIStatusError
+
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "backoff_delay",
+    "is_retryable",
+    "parse_retry_after",
+    "retry_wait",
+]
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+"""Statuses retried besides every 5xx."""
+
+INITIAL_DELAY = 0.5
+MAX_DELAY = 8.0
+MAX_RETRY_AFTER = 60.0
+"""A server-requested wait longer than this is ignored in favour of the backoff."""
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for failures worth trying again: no answer, a timeout, 408, 409, 429 or 5xx.
+
+    The server can override the status with ``x-should-retry: true|false``.
+    """
+    if isinstance(error, APIConnectionError):
+        return True
+    if isinstance(error, APIStatusError):
+        if error.should_retry is not None:
+            return error.should_retry
+        return error.status_code in RETRYABLE_STATUSES or error.status_code >= 500
+    return False
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds the server asks to wait: ``retry-after-ms``, else ``Retry-After`` (seconds or
+    an HTTP date). ``None`` when absent, unparsable or not positive."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            value = float(raw_ms) / 1000.0
+        except ValueError:
+            value = 0.0
+        if value > 0:
+            return value
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return seconds if seconds > 0 else None
+
+
+def backoff_delay(attempt: int, *, initial: float = INITIAL_DELAY, cap: float = MAX_DELAY) -> float:
+    """Exponential backoff with full jitter: uniform in ``[0, min(cap, initial * 2**attempt)]``.
+
+    ``attempt`` counts retries from 0.
+    """
+    return random.uniform(0.0, min(cap, initial * (2.0**attempt)))
+
+
+def retry_wait(state: RetryCallState) -> float:
+    """Tenacity wait: the server's ``Retry-After`` when it is sane, else :func:`backoff_delay`."""
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None else None
+    if isinstance(error, APIStatusError):
+        retry_after = error.retry_after
+        if retry_after is not None and 0 < retry_after <= MAX_RETRY_AFTER:
+            return retry_after
+    return backoff_delay(state.attempt_number - 1)
