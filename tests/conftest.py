@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from tests._prism import prism_server
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     """Async tests (``@pytest.mark.anyio``) run on asyncio."""
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def prism_url() -> Iterator[str]:
+    """Base URL of Prism serving the billing API's OpenAPI document (validates every request).
+
+    Skips when Node.js or the contract is missing locally; fails instead when ``CI`` is set.
+    """
+    with prism_server() as url:
+        yield url
