@@ -123,7 +123,7 @@ def _plain_values(metadata: Mapping[str, object]) -> dict[str, object]:
         if isinstance(value, bool):
             plain[key] = bool(value)
         elif isinstance(value, str):
-            plain[key] = str(value)
+            plain[key] = str.__str__(value)
         elif isinstance(value, int):
             plain[key] = int(value)
         elif isinstance(value, float):
