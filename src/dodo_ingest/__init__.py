@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         PermissionDeniedError,
         RateLimitError,
         UnprocessableEntityError,
+        WebhookPayloadError,
         WebhookVerificationError,
     )
 
@@ -74,6 +75,7 @@ _LAZY: dict[str, str] = {
     "PermissionDeniedError": "dodo_ingest.client",
     "RateLimitError": "dodo_ingest.client",
     "UnprocessableEntityError": "dodo_ingest.client",
+    "WebhookPayloadError": "dodo_ingest.client",
     "WebhookVerificationError": "dodo_ingest.client",
 }
 
@@ -105,6 +107,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "UnprocessableEntityError",
+    "WebhookPayloadError",
     "WebhookVerificationError",
     "__version__",
 ]

@@ -6,6 +6,7 @@ Everything this package raises on purpose derives from :class:`DodoError`::
     ├── ConfigurationError          bad settings, found when a client/tracker is built
     ├── EventValidationError        an event breaks a documented limit (never sent)
     ├── WebhookVerificationError    a webhook's signature or timestamp does not check out
+    ├── WebhookPayloadError         a verified webhook body has the wrong shape
     ├── APIConnectionError          the request did not get an HTTP answer
     │   └── APITimeoutError
     └── APIStatusError              the API answered with a non-2xx status
@@ -37,6 +38,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "UnprocessableEntityError",
+    "WebhookPayloadError",
     "WebhookVerificationError",
 ]
 
@@ -66,6 +68,17 @@ class EventValidationError(DodoError, ValueError):
 
 class WebhookVerificationError(DodoError):
     """A webhook request failed verification (signature, timestamp or headers)."""
+
+
+class WebhookPayloadError(DodoError, ValueError):
+    """A verified webhook body is not the JSON shape its event type promises.
+
+    ``field`` names the offending field (``"data.amount"``, ``"timestamp"``...).
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"webhook payload {field}: {problem}")
 
 
 class APIConnectionError(DodoError):

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from ._errors import ConfigurationError, DodoError, WebhookVerificationError
+from ._errors import ConfigurationError, WebhookPayloadError, WebhookVerificationError
 from ._models import MetadataValue, parse_timestamp
 
 __all__ = [
@@ -61,17 +61,6 @@ DEFAULT_TOLERANCE = 300.0
 
 _SECRET_PREFIX = "whsec_"
 _MAX_TIMESTAMP_DIGITS = 15
-
-
-class WebhookPayloadError(DodoError, ValueError):
-    """A verified webhook body is not the JSON shape its event type promises.
-
-    ``field`` names the offending field (``"data.amount"``, ``"timestamp"``...).
-    """
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        super().__init__(f"webhook payload {field}: {problem}")
 
 
 @dataclass(frozen=True)
