@@ -1,0 +1,262 @@
+"""Pieces shared by the stream, time-range, API-gateway and object-storage blueprints.
+
+The blueprints depend on the delivery pipeline only through :class:`EventSink` (the
+``track`` method of :class:`dodo_ingest.delivery.Ingestion`), check their settings when they are
+built, and turn every failure that happens while measuring into a log line on the
+``dodo_ingest`` logger plus a counter, never into an exception in the user's code.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import uuid
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from ..client._errors import ConfigurationError, EventValidationError
+from ..client._models import MAX_METADATA_KEYS, MetadataValue, validate_metadata
+
+__all__ = [
+    "CountingFile",
+    "EventSink",
+    "byte_length",
+    "check_base_id",
+    "check_customer_id",
+    "check_encoding",
+    "check_event_name",
+    "check_metadata",
+    "check_positive",
+    "derive_event_id",
+    "error_metadata",
+    "logger",
+    "new_base_id",
+]
+
+logger = logging.getLogger("dodo_ingest")
+
+MAX_BASE_ID_LENGTH = 200
+"""Longest stream/job id accepted; event ids add ``:<sequence>`` to it."""
+
+_ASCII_COMPATIBLE = frozenset(("utf-8", "ascii", "latin-1", "iso8859-1", "cp1252"))
+
+
+class EventSink(Protocol):
+    """What the blueprints need from the delivery pipeline: ``Ingestion.track``.
+
+    ``track`` validates the event synchronously (raising ``EventValidationError``), queues it
+    without doing I/O and returns its ``event_id``.
+    """
+
+    def track(
+        self,
+        customer_id: str,
+        event_name: str | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        *,
+        event_id: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> str: ...
+
+
+class FailureCounter:
+    """Mixin: counts and logs tracking failures instead of raising them into user code."""
+
+    tracking_errors: int = 0
+
+    def _tracking_failed(self, what: str, exc: BaseException) -> None:
+        self.tracking_errors += 1
+        logger.warning("%s: tracking failed (%s: %s)", what, type(exc).__name__, exc)
+
+
+def check_customer_id(value: object, field: str = "customer_id") -> str:
+    """Return ``value`` if it is a non-empty string, else raise ``EventValidationError``."""
+    if type(value) is not str or not value:
+        raise EventValidationError(field, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_event_name(value: object) -> str | None:
+    """``None`` (the pipeline's default event name) or a non-empty string."""
+    if value is None:
+        return None
+    return check_customer_id(value, "event_name")
+
+
+def check_base_id(value: object, field: str) -> str:
+    """A stream/job id: non-empty string of at most 200 characters."""
+    text = check_customer_id(value, field)
+    if len(text) > MAX_BASE_ID_LENGTH:
+        raise EventValidationError(
+            field, f"must be at most {MAX_BASE_ID_LENGTH} characters, got {len(text)}"
+        )
+    return text
+
+
+def check_positive(value: float | None, field: str) -> float | None:
+    """``None`` or a finite number > 0, else ``ConfigurationError``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e18:
+        raise ConfigurationError(f"{field}: must be a number > 0, got {value!r}")
+    return value
+
+
+def check_encoding(encoding: str) -> str:
+    """The canonical name of a text encoding, or ``ConfigurationError`` if Python lacks it."""
+    try:
+        return codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        raise ConfigurationError(f"encoding: unknown text encoding {encoding!r}") from None
+
+
+def check_metadata(
+    metadata: Mapping[str, object] | None, reserved: Collection[str]
+) -> dict[str, MetadataValue]:
+    """Validate user metadata given at construction.
+
+    Raises ``EventValidationError`` when it breaks the API's limits, uses a key the blueprint
+    sets itself (``reserved``), or leaves no room for those keys within the 50-key limit.
+    """
+    if metadata is None:
+        return {}
+    checked = validate_metadata(metadata)
+    clash = sorted(set(checked) & set(reserved))
+    if clash:
+        raise EventValidationError(
+            f"metadata.{clash[0]}", f"is set by the blueprint; reserved keys: {', '.join(reserved)}"
+        )
+    room = MAX_METADATA_KEYS - len(reserved)
+    if len(checked) > room:
+        raise EventValidationError(
+            "metadata",
+            f"at most {room} keys allowed next to the blueprint's own, got {len(checked)}",
+        )
+    return checked
+
+
+def new_base_id(prefix: str) -> str:
+    """A fresh random stream/job id such as ``stream_3f2a...``."""
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def derive_event_id(base_id: str, sequence: int) -> str:
+    """The event id of the ``sequence``-th event of a stream/job: ``<base_id>:<sequence>``.
+
+    Deterministic, so replaying the same stream/job id cannot bill twice.
+    """
+    return f"{base_id}:{sequence}"
+
+
+def error_metadata(error: BaseException | None) -> dict[str, MetadataValue]:
+    """``{"status": "ok"}``, or ``{"status": "error", "errorType": <exception class>}``."""
+    if error is None:
+        return {"status": "ok"}
+    return {"status": "error", "errorType": type(error).__qualname__}
+
+
+def byte_length(chunk: object, encoding: str = "utf-8") -> int:
+    """Number of bytes in ``chunk`` without copying it.
+
+    ``bytes``/``bytearray``: ``len``; ``memoryview`` and other buffer objects: ``nbytes``;
+    ``str``: its length once encoded with ``encoding`` (ASCII text under an ASCII-compatible
+    encoding is counted without encoding it). Raises ``TypeError`` for anything else.
+    """
+    kind = type(chunk)
+    if kind is bytes or kind is bytearray:
+        return len(chunk)  # type: ignore[arg-type]
+    if kind is memoryview:
+        return chunk.nbytes  # type: ignore[attr-defined, no-any-return]
+    if isinstance(chunk, str):
+        if encoding in _ASCII_COMPATIBLE and chunk.isascii():
+            return len(chunk)
+        return len(chunk.encode(encoding))
+    with memoryview(chunk) as view:  # type: ignore[arg-type]
+        return view.nbytes
+
+
+class CountingFile:
+    """A proxy of a binary or text file-like object that reports every byte read or written.
+
+    ``read``, ``read1``, ``readinto``, ``readinto1``, ``readline``, ``readlines``, iteration,
+    ``write`` and ``writelines`` are counted; everything else is delegated unchanged.
+    """
+
+    def __init__(self, raw: Any, on_bytes: Callable[[int], None], encoding: str = "utf-8") -> None:
+        self._raw = raw
+        self._on_bytes = on_bytes
+        self._encoding = encoding
+
+    @property
+    def raw_file(self) -> Any:
+        """The wrapped file object."""
+        return self._raw
+
+    def _count(self, data: Any) -> Any:
+        if data:
+            self._on_bytes(byte_length(data, self._encoding))
+        return data
+
+    def read(self, *args: Any) -> Any:
+        """Read like the wrapped file, counting what was returned."""
+        return self._count(self._raw.read(*args))
+
+    def read1(self, *args: Any) -> Any:
+        """``read1`` of the wrapped file, counted."""
+        return self._count(self._raw.read1(*args))
+
+    def readline(self, *args: Any) -> Any:
+        """``readline`` of the wrapped file, counted."""
+        return self._count(self._raw.readline(*args))
+
+    def readlines(self, *args: Any) -> list[Any]:
+        """``readlines`` of the wrapped file, counted."""
+        lines: list[Any] = self._raw.readlines(*args)
+        for line in lines:
+            self._count(line)
+        return lines
+
+    def readinto(self, buffer: Any) -> Any:
+        """``readinto`` of the wrapped file; counts the number of bytes it reports."""
+        n = self._raw.readinto(buffer)
+        if n:
+            self._on_bytes(n)
+        return n
+
+    def readinto1(self, buffer: Any) -> Any:
+        """``readinto1`` of the wrapped file; counts the number of bytes it reports."""
+        n = self._raw.readinto1(buffer)
+        if n:
+            self._on_bytes(n)
+        return n
+
+    def write(self, data: Any) -> Any:
+        """Write through; counts the bytes written (text: the encoded length)."""
+        n = self._raw.write(data)
+        if isinstance(data, str) or not isinstance(n, int):
+            self._count(data)
+        elif n:
+            self._on_bytes(n)
+        return n
+
+    def writelines(self, lines: Iterable[Any]) -> None:
+        """Write every line through ``write``, counted."""
+        for line in lines:
+            self.write(line)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        return self._count(next(self._raw))
+
+    def __enter__(self) -> CountingFile:
+        self._raw.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> Any:
+        return self._raw.__exit__(*exc_info)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
