@@ -1,0 +1,24 @@
+"""A local stand-in of the billing API's usage-billing part, for development, demos and tests.
+
+It serves the API's paths, bodies and status codes over real HTTP (Starlette on uvicorn) from
+SQLite: event ingestion with every documented rule, event listing, meters, credit
+entitlements and balances, plus dev-only endpoints under ``/_dev`` (a usage report and
+meter-to-credits links). Fault injection makes ingestion misbehave on purpose for reliability
+tests. Start it in-process with :class:`DevServer`, or with ``dodo-ingest dev-server``.
+
+Needs the ``server`` extra (``pip install 'dodo-ingest[server]'``).
+"""
+
+from ._app import MAX_BODY_BYTES, MAX_PAGE_SIZE
+from ._faults import FAULT_KINDS, parse_faults
+from ._server import DevServer
+from ._store import BUSINESS_ID
+
+__all__ = [
+    "BUSINESS_ID",
+    "FAULT_KINDS",
+    "MAX_BODY_BYTES",
+    "MAX_PAGE_SIZE",
+    "DevServer",
+    "parse_faults",
+]

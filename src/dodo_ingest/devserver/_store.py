@@ -1,0 +1,419 @@
+"""SQLite storage of the dev server: events, meters, credit entitlements, ledgers, links.
+
+One connection per server, shared by the server's event loop and the thread that owns the
+:class:`~dodo_ingest.devserver.DevServer` (a lock serialises them). A file database runs in
+WAL mode, so its data survives a restart; ``":memory:"`` lives as long as the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ._ingest import EventRow
+from ._meters import Aggregate, aggregate, compile_filter
+from ._time import format_us, now_us
+
+__all__ = ["BUSINESS_ID", "Store", "new_id"]
+
+BUSINESS_ID = "bus_devserver"
+"""The ``business_id`` of every object the dev server returns."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    event_name TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    metadata TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_customer ON events (customer_id, ts_us);
+CREATE TABLE IF NOT EXISTS meters (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL,
+    archived INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS entitlements (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS balances (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    entitlement_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL,
+    UNIQUE (entitlement_id, customer_id)
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    entitlement_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    is_credit INTEGER NOT NULL,
+    amount TEXT NOT NULL,
+    idempotency_key TEXT,
+    data TEXT NOT NULL,
+    UNIQUE (entitlement_id, customer_id, idempotency_key)
+);
+CREATE TABLE IF NOT EXISTS credit_links (
+    meter_id TEXT NOT NULL,
+    entitlement_id TEXT NOT NULL,
+    units_per_credit TEXT NOT NULL,
+    PRIMARY KEY (meter_id, entitlement_id)
+);
+"""
+
+_EVENT_COLUMNS = "event_id, customer_id, event_name, ts_us, metadata"
+
+
+def new_id(prefix: str) -> str:
+    """A fresh random id such as ``mtr_3f9a0c1d2e4b5a69``."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def _event(row: tuple[str, str, str, int, str | None]) -> dict[str, Any]:
+    event_id, customer_id, event_name, ts_us, metadata = row
+    return {
+        "event_id": event_id,
+        "business_id": BUSINESS_ID,
+        "customer_id": customer_id,
+        "event_name": event_name,
+        "timestamp": format_us(ts_us),
+        "metadata": json.loads(metadata) if metadata else None,
+    }
+
+
+class Store:
+    """The dev server's data in one SQLite database (a file path or ``":memory:"``)."""
+
+    def __init__(self, db: str | Path = ":memory:") -> None:
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(db), check_same_thread=False, isolation_level=None)
+        if str(db) != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    # --- events ------------------------------------------------------------------------
+
+    def insert_events(self, rows: list[EventRow]) -> int:
+        """Store events in one transaction, ignoring known ids; return how many were new."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                cursor = self._db.executemany(
+                    f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)", rows
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return cursor.rowcount
+
+    def event_ids(self) -> list[str]:
+        """Every stored event id, in arrival order."""
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT event_id FROM events ORDER BY seq")]
+
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        """One event as the API returns it, or ``None``."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ?", (event_id,)
+            ).fetchone()
+        return None if row is None else _event(row)
+
+    def _select_events(
+        self,
+        columns: str,
+        *,
+        customer_id: str | None,
+        event_name: str | None,
+        start_us: int | None,
+        end_us: int | None,
+        newest_first: bool,
+    ) -> tuple[str, list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("customer_id = ?", customer_id),
+            ("event_name = ?", event_name),
+            ("ts_us >= ?", start_us),
+            ("ts_us <= ?", end_us),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        order = "ts_us DESC, seq DESC" if newest_first else "ts_us, seq"
+        condition = f"WHERE {' AND '.join(where)}" if where else ""
+        return f"SELECT {columns} FROM events {condition} ORDER BY {order}", params
+
+    def list_events(
+        self,
+        *,
+        customer_id: str | None = None,
+        event_name: str | None = None,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        meter_filter: dict[str, Any] | None = None,
+        offset: int = 0,
+        limit: int = 10,
+    ) -> list[dict[str, Any]]:
+        """One page of events, newest first (then latest arrival first), with filters."""
+        sql, params = self._select_events(
+            _EVENT_COLUMNS,
+            customer_id=customer_id,
+            event_name=event_name,
+            start_us=start_us,
+            end_us=end_us,
+            newest_first=True,
+        )
+        with self._lock:
+            if meter_filter is None:
+                rows = self._db.execute(f"{sql} LIMIT ? OFFSET ?", [*params, limit, offset])
+                return [_event(row) for row in rows]
+            predicate = compile_filter(meter_filter)
+            page: list[dict[str, Any]] = []
+            skipped = 0
+            for row in self._db.execute(sql, params):
+                if not predicate(json.loads(row[4]) if row[4] else {}):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                page.append(_event(row))
+                if len(page) >= limit:
+                    break
+            return page
+
+    def meter_usage(
+        self,
+        meter: dict[str, Any],
+        *,
+        customer_id: str | None = None,
+        start_us: int | None = None,
+        end_us: int | None = None,
+    ) -> dict[str, Aggregate]:
+        """A meter's aggregated value per customer over the matching events."""
+        sql, params = self._select_events(
+            "customer_id, metadata",
+            customer_id=customer_id,
+            event_name=meter["event_name"],
+            start_us=start_us,
+            end_us=end_us,
+            newest_first=False,
+        )
+        aggregation = meter["aggregation"]
+        with self._lock:
+            rows: Iterator[tuple[str, str | None]] = self._db.execute(sql, params)
+            return aggregate(
+                aggregation["type"], aggregation["key"], compile_filter(meter["filter"]), rows
+            )
+
+    # --- meters ------------------------------------------------------------------------
+
+    def create_meter(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Store a checked meter; return it as the API does."""
+        now = format_us(now_us())
+        meter = {
+            "id": new_id("mtr"),
+            "business_id": BUSINESS_ID,
+            **fields,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meters (id, data) VALUES (?, ?)", (meter["id"], json.dumps(meter))
+            )
+        return meter
+
+    def get_meter(self, meter_id: str) -> dict[str, Any] | None:
+        """A meter (archived or not), or ``None``."""
+        with self._lock:
+            row = self._db.execute("SELECT data FROM meters WHERE id = ?", (meter_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def list_meters(self, *, archived: bool, offset: int, limit: int) -> list[dict[str, Any]]:
+        """One page of archived or active meters, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM meters WHERE archived = ? ORDER BY seq LIMIT ? OFFSET ?",
+                (int(archived), limit, offset),
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def all_meters(self) -> list[dict[str, Any]]:
+        """Every meter, archived or not, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM meters ORDER BY seq").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def set_meter_archived(self, meter_id: str, archived: bool) -> bool:
+        """Archive or unarchive a meter; ``False`` if it does not exist."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE meters SET archived = ? WHERE id = ?", (int(archived), meter_id)
+            )
+        return cursor.rowcount == 1
+
+    # --- credit entitlements -----------------------------------------------------------
+
+    def create_entitlement(self, entitlement: dict[str, Any]) -> None:
+        """Store a checked entitlement (with its ``id``)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO entitlements (id, data) VALUES (?, ?)",
+                (entitlement["id"], json.dumps(entitlement)),
+            )
+
+    def get_entitlement(self, entitlement_id: str) -> dict[str, Any] | None:
+        """An entitlement, or ``None``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM entitlements WHERE id = ?", (entitlement_id,)
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def list_entitlements(self, *, offset: int, limit: int) -> list[dict[str, Any]]:
+        """One page of entitlements, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM entitlements ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def get_balance_row(self, entitlement_id: str, customer_id: str) -> dict[str, Any] | None:
+        """The balance record (id and times) of a customer, or ``None`` if it has none."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, customer_id, created_us, updated_us FROM balances "
+                "WHERE entitlement_id = ? AND customer_id = ?",
+                (entitlement_id, customer_id),
+            ).fetchone()
+        return None if row is None else _balance_row(row)
+
+    def list_balance_rows(
+        self, entitlement_id: str, *, customer_id: str | None, offset: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """One page of balance records of an entitlement, oldest first."""
+        sql = (
+            "SELECT id, customer_id, created_us, updated_us FROM balances WHERE entitlement_id = ?"
+        )
+        params: list[Any] = [entitlement_id]
+        if customer_id is not None:
+            sql += " AND customer_id = ?"
+            params.append(customer_id)
+        with self._lock:
+            rows = self._db.execute(
+                f"{sql} ORDER BY seq LIMIT ? OFFSET ?", [*params, limit, offset]
+            )
+            return [_balance_row(row) for row in rows]
+
+    def ledger_totals(self, entitlement_id: str, customer_id: str) -> tuple[Decimal, Decimal]:
+        """Sums of the customer's credits (grants) and debits."""
+        credits, debits = Decimal(0), Decimal(0)
+        with self._lock:
+            for is_credit, amount in self._db.execute(
+                "SELECT is_credit, amount FROM ledger WHERE entitlement_id = ? AND customer_id = ?",
+                (entitlement_id, customer_id),
+            ):
+                if is_credit:
+                    credits += Decimal(amount)
+                else:
+                    debits += Decimal(amount)
+        return credits, debits
+
+    def find_ledger_entry(
+        self, entitlement_id: str, customer_id: str, idempotency_key: str
+    ) -> dict[str, Any] | None:
+        """The entry made with this idempotency key, or ``None``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM ledger WHERE entitlement_id = ? AND customer_id = ? "
+                "AND idempotency_key = ?",
+                (entitlement_id, customer_id, idempotency_key),
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def add_ledger_entry(self, entry: dict[str, Any], idempotency_key: str | None) -> None:
+        """Store a ledger entry and create or touch the customer's balance record."""
+        now = now_us()
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute(
+                    "INSERT INTO balances (id, entitlement_id, customer_id, created_us, "
+                    "updated_us) VALUES (?, ?, ?, ?, ?) ON CONFLICT (entitlement_id, customer_id) "
+                    "DO UPDATE SET updated_us = excluded.updated_us",
+                    (
+                        new_id("cbal"),
+                        entry["credit_entitlement_id"],
+                        entry["customer_id"],
+                        now,
+                        now,
+                    ),
+                )
+                self._db.execute(
+                    "INSERT INTO ledger (id, entitlement_id, customer_id, is_credit, amount, "
+                    "idempotency_key, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        entry["id"],
+                        entry["credit_entitlement_id"],
+                        entry["customer_id"],
+                        int(entry["is_credit"]),
+                        entry["amount"],
+                        idempotency_key,
+                        json.dumps(entry),
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def link_meter(self, meter_id: str, entitlement_id: str, units_per_credit: Decimal) -> None:
+        """Link a meter to an entitlement (replacing an earlier link of the same pair)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO credit_links (meter_id, entitlement_id, units_per_credit) "
+                "VALUES (?, ?, ?)",
+                (meter_id, entitlement_id, str(units_per_credit)),
+            )
+
+    def links(self, entitlement_id: str | None = None) -> list[tuple[str, str, Decimal]]:
+        """``(meter_id, entitlement_id, units_per_credit)`` of every link (of one entitlement)."""
+        sql = "SELECT meter_id, entitlement_id, units_per_credit FROM credit_links"
+        params: tuple[str, ...] = ()
+        if entitlement_id is not None:
+            sql += " WHERE entitlement_id = ?"
+            params = (entitlement_id,)
+        with self._lock:
+            rows = self._db.execute(f"{sql} ORDER BY rowid", params).fetchall()
+        return [(meter, ent, Decimal(units)) for meter, ent, units in rows]
+
+
+def _balance_row(row: tuple[str, str, int, int]) -> dict[str, Any]:
+    balance_id, customer_id, created_us, updated_us = row
+    return {
+        "id": balance_id,
+        "customer_id": customer_id,
+        "created_at": format_us(created_us),
+        "updated_at": format_us(updated_us),
+    }
