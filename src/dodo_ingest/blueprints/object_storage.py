@@ -31,7 +31,7 @@ from ._common import (
     check_metadata,
 )
 
-__all__ = ["UploadMeter", "meter_upload", "track_object_storage"]
+__all__ = ["UploadMeter", "meter_upload", "remaining_size", "track_object_storage"]
 
 _RESERVED = ("bytes", "operation", "bucket", "key")
 
