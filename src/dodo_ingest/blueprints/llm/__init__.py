@@ -1,0 +1,36 @@
+"""LLM blueprint: exact, transparent token tracking for LLM clients.
+
+Wrap the client you already use and every billable call becomes a usage event with the
+token counts the provider reported, streams included::
+
+    from dodo_ingest import Ingestion
+    from dodo_ingest.blueprints.llm import LLMTracker
+
+    with Ingestion() as ingestion:
+        tracker = LLMTracker(ingestion, event_name="llm.chat_completion")
+        client = tracker.wrap(OpenAI(), customer_id="cus_1", metadata={"feature": "chat"})
+        client.chat.completions.create(model="gpt-4o", messages=[...])
+
+Supports openai (and Azure and OpenAI-compatible servers), anthropic, groq and google-genai,
+sync and async. Provider SDKs are imported only by the code that wraps their clients.
+"""
+
+from ._billing import Price
+from ._tracker import (
+    CustomerScope,
+    EventSink,
+    LLMTracker,
+    LLMTrackerStats,
+    create_llm_tracker,
+)
+from ._usage import LLMUsage
+
+__all__ = [
+    "CustomerScope",
+    "EventSink",
+    "LLMTracker",
+    "LLMTrackerStats",
+    "LLMUsage",
+    "Price",
+    "create_llm_tracker",
+]

@@ -1,0 +1,85 @@
+"""Anthropic (``Anthropic``/``AsyncAnthropic``, Bedrock/Vertex variants): usage extraction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._usage import LLMUsage, anthropic_usage, field
+
+__all__ = ["ANTHROPIC_ROUTES", "MessageStreamUsage", "usage_of_message"]
+
+#: Billable POST paths (``?beta=true`` removed): messages, beta messages and their helpers.
+#: ``count_tokens`` and batches are not billed per call.
+ANTHROPIC_ROUTES = {"/v1/messages": "messages"}
+
+_INPUT_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+def usage_of_message(
+    message: Any, provider: str, operation: str, model: str | None, request_id: str | None = None
+) -> LLMUsage | None:
+    """The usage of a ``Message``/``BetaMessage``/``ParsedMessage``."""
+    usage = field(message, "usage")
+    if usage is None:
+        return None
+    return anthropic_usage(
+        usage,
+        provider=provider,
+        operation=operation,
+        model=field(message, "model") or model,
+        response_id=field(message, "id") or request_id or getattr(message, "_request_id", None),
+    )
+
+
+class MessageStreamUsage:
+    """Input and cache counts from ``message_start``, output from the last ``message_delta``.
+
+    ``message_start`` carries a placeholder ``output_tokens`` that is never used. A
+    ``message_delta`` holds cumulative counts and may restate (or, behind some gateways, be
+    the only source of) the input and cache counts; its values win when present.
+    """
+
+    __slots__ = ("delta", "model", "operation", "provider", "request_id", "response_id", "start")
+
+    def __init__(
+        self, provider: str, operation: str, model: str | None, request_id: str | None
+    ) -> None:
+        self.provider = provider
+        self.operation = operation
+        self.model = model
+        self.request_id = request_id
+        self.response_id: str | None = None
+        self.start: Any = None
+        self.delta: Any = None
+
+    def observe(self, event: Any) -> bool:
+        kind = event.type
+        if kind == "message_start":
+            message = event.message
+            self.response_id = message.id
+            self.model = message.model or self.model
+            self.start = message.usage
+        elif kind == "message_delta":
+            self.delta = event.usage
+        return False
+
+    def result(self, exhausted: bool) -> LLMUsage | None:
+        response_id = self.response_id or self.request_id
+        if self.start is None and self.delta is None:
+            return None
+        merged: dict[str, Any] = {}
+        for name in _INPUT_FIELDS:
+            value = field(self.delta, name)
+            merged[name] = value if value is not None else field(self.start, name)
+        if self.delta is not None:
+            merged["output_tokens"] = field(self.delta, "output_tokens")
+            merged["output_tokens_details"] = field(self.delta, "output_tokens_details")
+            merged["iterations"] = field(self.delta, "iterations")
+        return anthropic_usage(
+            merged,
+            provider=self.provider,
+            operation=self.operation,
+            model=self.model,
+            response_id=response_id,
+            complete=self.delta is not None,
+        )

@@ -1,0 +1,148 @@
+"""Billing-model hooks: per-model request weights and per-model price tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Generic, TypeVar
+
+from ...client._errors import EventValidationError
+from ._usage import LLMUsage
+
+__all__ = ["COST_QUANTUM", "ModelTable", "Number", "Price", "cost_cents", "to_decimal"]
+
+T = TypeVar("T")
+
+#: ``costCents`` is rounded half-to-even to this many cents (a millionth of a cent).
+COST_QUANTUM = Decimal("0.000001")
+_MILLION = Decimal(1_000_000)
+_CENTS_PER_UNIT = Decimal(100)
+
+
+def to_decimal(value: Decimal | int | float | str, field: str) -> Decimal:
+    """``value`` as a finite, non-negative ``Decimal`` (floats go through ``str``)."""
+    if isinstance(value, bool):
+        raise EventValidationError(field, "must be a number, got a bool")
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise EventValidationError(field, f"must be a decimal number, got {value!r}") from None
+    if not number.is_finite() or number < 0:
+        raise EventValidationError(field, f"must be a finite number >= 0, got {value!r}")
+    return number
+
+
+Number = Decimal | int | float | str
+
+
+class Price:
+    """Prices of one model in currency units (e.g. US dollars) per million tokens.
+
+    ``cached_input_per_million`` applies to ``cachedInputTokens`` and
+    ``cache_creation_input_per_million`` to ``cacheCreationInputTokens``; each defaults to
+    ``input_per_million``. Values may be ``Decimal``, ``int``, ``str`` or ``float`` (converted
+    through ``str``, so ``0.15`` is exactly ``Decimal("0.15")``); negative or non-finite values
+    raise :class:`EventValidationError`.
+    """
+
+    __slots__ = (
+        "cache_creation_input_per_million",
+        "cached_input_per_million",
+        "input_per_million",
+        "output_per_million",
+    )
+
+    def __init__(
+        self,
+        input_per_million: Number,
+        output_per_million: Number,
+        cached_input_per_million: Number | None = None,
+        cache_creation_input_per_million: Number | None = None,
+    ) -> None:
+        self.input_per_million = to_decimal(input_per_million, "prices.input_per_million")
+        self.output_per_million = to_decimal(output_per_million, "prices.output_per_million")
+        self.cached_input_per_million = (
+            self.input_per_million
+            if cached_input_per_million is None
+            else to_decimal(cached_input_per_million, "prices.cached_input_per_million")
+        )
+        self.cache_creation_input_per_million = (
+            self.input_per_million
+            if cache_creation_input_per_million is None
+            else to_decimal(
+                cache_creation_input_per_million, "prices.cache_creation_input_per_million"
+            )
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Price(input_per_million={self.input_per_million}, "
+            f"output_per_million={self.output_per_million}, "
+            f"cached_input_per_million={self.cached_input_per_million}, "
+            f"cache_creation_input_per_million={self.cache_creation_input_per_million})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Price):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, name) for name in self.__slots__))
+
+    def input_cost(self, usage: LLMUsage) -> Decimal:
+        """Cost of the usage's input tokens in currency units (exact, not rounded)."""
+        cached = usage.cached_input_tokens or 0
+        created = usage.cache_creation_input_tokens or 0
+        plain = max((usage.input_tokens or 0) - cached - created, 0)
+        total = (
+            plain * self.input_per_million
+            + cached * self.cached_input_per_million
+            + created * self.cache_creation_input_per_million
+        )
+        return total / _MILLION
+
+    def output_cost(self, usage: LLMUsage) -> Decimal:
+        """Cost of the usage's output tokens in currency units (exact, not rounded)."""
+        return (usage.output_tokens or 0) * self.output_per_million / _MILLION
+
+
+def cost_cents(amount: Decimal) -> float:
+    """Currency units to cents, rounded half-to-even to :data:`COST_QUANTUM`."""
+    return float((amount * _CENTS_PER_UNIT).quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN))
+
+
+class ModelTable(Generic[T]):
+    """Per-model values looked up by exact name, then by the longest matching prefix, then by
+    the ``"*"`` default. ``"gpt-4o"`` thus matches ``"gpt-4o-2024-08-06"``, and
+    ``"gpt-4o-mini"`` wins over ``"gpt-4o"`` for ``"gpt-4o-mini-2024-07-18"``."""
+
+    __slots__ = ("_cache", "_default", "_entries")
+
+    def __init__(self, entries: Mapping[str, T]) -> None:
+        self._entries = {key: value for key, value in entries.items() if key != "*"}
+        self._default = entries.get("*")
+        self._cache: dict[str | None, T | None] = {}
+
+    def get(self, model: str | None) -> T | None:
+        """The value for ``model``, or ``None`` when nothing matches."""
+        try:
+            return self._cache[model]
+        except KeyError:
+            pass
+        value = self._lookup(model)
+        if len(self._cache) < 4096:
+            self._cache[model] = value
+        return value
+
+    def _lookup(self, model: str | None) -> T | None:
+        if model is None:
+            return self._default
+        exact = self._entries.get(model)
+        if exact is not None:
+            return exact
+        best: str | None = None
+        for key in self._entries:
+            if model.startswith(key) and (best is None or len(key) > len(best)):
+                best = key
+        return self._entries[best] if best is not None else self._default

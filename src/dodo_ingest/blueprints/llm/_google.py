@@ -1,0 +1,230 @@
+"""google-genai: hook the per-HTTP-request methods of ``client.models`` and ``client.aio.models``.
+
+The public ``generate_content`` may send several requests (automatic function calling, one
+per step; automatic continuation, one per hop) and returns the usage of the last one only.
+The private ``_generate_content``, ``_generate_content_stream`` and ``_embed_content`` run
+once per HTTP request, so hooking them bills every request exactly once; chats go through the
+same ``models`` instances. The instances' classes are swapped for cached subclasses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from typing import Any
+
+from ._streams import StreamTap, tap_async_iterator, tap_iterator
+from ._tracker import Binding, Scope
+from ._usage import LLMUsage, field, gemini_usage, gemini_usage_from_body
+
+__all__ = ["GenerateStreamUsage", "instrument_client"]
+
+
+class ModelsState:
+    """Per wrapped ``Models``/``AsyncModels`` instance: defaults and provider name."""
+
+    __slots__ = ("binding", "provider")
+
+    def __init__(self, binding: Binding, provider: str) -> None:
+        self.binding = binding
+        self.provider = provider
+
+    def record(self, scope: Scope, result: Any, kwargs: dict[str, Any], operation: str) -> None:
+        """Record the usage of one response. Never raises."""
+        tracker = self.binding.tracker
+        try:
+            usage = field(result, "usage_metadata")
+            if usage is None:
+                usage = gemini_usage_from_body(field(field(result, "sdk_http_response"), "body"))
+            if usage is None and operation == "embed_content":
+                usage = _vertex_embedding_usage(result)
+            if usage is None:
+                tracker._failure(f"google {operation} response without usage: not tracked", None)
+                return
+            tracker.record(
+                gemini_usage(
+                    usage,
+                    provider=self.provider,
+                    operation=operation,
+                    model=field(result, "model_version") or _model_name(kwargs),
+                    response_id=_response_key(field(result, "response_id"), kwargs),
+                ),
+                scope,
+            )
+        except Exception as exc:
+            tracker._failure("could not record LLM usage", exc)
+
+    def stream_tap(self, scope: Scope, kwargs: dict[str, Any]) -> StreamTap | None:
+        """A tap for one streamed request. Never raises."""
+        try:
+            accumulator = GenerateStreamUsage(
+                self.provider, _model_name(kwargs), _continuation(kwargs)
+            )
+            return StreamTap(accumulator, self.binding.tracker, scope)
+        except Exception as exc:
+            self.binding.tracker._failure("could not record LLM usage", exc)
+            return None
+
+
+class GenerateStreamUsage:
+    """``usage_metadata`` of each chunk is a running total: keep the last, never sum."""
+
+    __slots__ = ("continuation", "final", "model", "provider", "response_id", "usage")
+
+    def __init__(self, provider: str, model: str | None, continuation: bytes | None) -> None:
+        self.provider = provider
+        self.model = model
+        self.continuation = continuation
+        self.response_id: str | None = None
+        self.usage: Any = None
+        self.final = False
+
+    def observe(self, chunk: Any) -> bool:
+        if self.response_id is None:
+            self.response_id = chunk.response_id
+            self.model = chunk.model_version or self.model
+        usage = chunk.usage_metadata
+        if usage is not None:
+            self.usage = usage
+        candidates = chunk.candidates
+        if candidates and candidates[0].finish_reason is not None:
+            self.final = True
+        return False
+
+    def result(self, exhausted: bool) -> LLMUsage | None:
+        if self.usage is None:
+            return None
+        return gemini_usage(
+            self.usage,
+            provider=self.provider,
+            operation="generate_content",
+            model=self.model,
+            response_id=_response_key(self.response_id, None, self.continuation),
+            complete=self.final or exhausted,
+        )
+
+
+def _model_name(kwargs: dict[str, Any]) -> str | None:
+    model = kwargs.get("model")
+    if not isinstance(model, str):
+        return None
+    return model.rpartition("/")[2]
+
+
+def _continuation(kwargs: dict[str, Any] | None) -> bytes | None:
+    config = kwargs.get("config") if kwargs else None
+    token = field(config, "continuation_token")
+    return token if isinstance(token, bytes) else None
+
+
+def _response_key(
+    response_id: str | None, kwargs: dict[str, Any] | None, continuation: bytes | None = None
+) -> str | None:
+    """The response id, made unique per continuation hop (hops may share a response id)."""
+    if response_id is None:
+        return None
+    token = continuation if continuation is not None else _continuation(kwargs)
+    if token is None:
+        return response_id
+    return f"{response_id}#{hashlib.sha256(token).hexdigest()[:16]}"
+
+
+def _vertex_embedding_usage(result: Any) -> dict[str, int] | None:
+    counts = [
+        field(field(embedding, "statistics"), "token_count")
+        for embedding in field(result, "embeddings") or ()
+    ]
+    if not counts or any(c is None for c in counts):
+        return None
+    return {"prompt_token_count": int(sum(counts))}
+
+
+_MODELS_CLASSES: dict[type[Any], type[Any]] = {}
+
+
+def instrument_client(client: Any, binding: Binding) -> None:
+    """Make a ``genai.Client`` (both surfaces) or a ``client.aio`` report usage."""
+    api_client = client._api_client
+    provider = "google_vertex" if api_client.vertexai else "google"
+    surfaces = [client.models]
+    aio = getattr(client, "aio", None)
+    if aio is not None and aio is not client:
+        surfaces.append(aio.models)
+    for models in surfaces:
+        base = type(models)
+        if not getattr(base, "_dodo_metered", False):
+            metered = _MODELS_CLASSES.get(base)
+            if metered is None:
+                metered = _MODELS_CLASSES[base] = _metered_models_class(base)
+            models.__class__ = metered
+        models._dodo_state = ModelsState(binding, provider)
+
+
+def _metered_models_class(base: type[Any]) -> type[Any]:
+    cls: type[Any]
+    if inspect.iscoroutinefunction(base._generate_content):
+
+        class AsyncMetered(base):  # type: ignore[misc]
+            _dodo_metered = True
+
+            async def _generate_content(self, **kwargs: Any) -> Any:
+                state: ModelsState | None = self.__dict__.get("_dodo_state")
+                scope = state.binding.resolve() if state is not None else None
+                result = await super()._generate_content(**kwargs)
+                if scope is not None:
+                    state.record(scope, result, kwargs, "generate_content")  # type: ignore[union-attr]
+                return result
+
+            async def _generate_content_stream(self, **kwargs: Any) -> Any:
+                state: ModelsState | None = self.__dict__.get("_dodo_state")
+                scope = state.binding.resolve() if state is not None else None
+                inner = await super()._generate_content_stream(**kwargs)
+                if scope is None:
+                    return inner
+                tap = state.stream_tap(scope, kwargs)  # type: ignore[union-attr]
+                return inner if tap is None else tap_async_iterator(inner, tap)
+
+            async def _embed_content(self, **kwargs: Any) -> Any:
+                state: ModelsState | None = self.__dict__.get("_dodo_state")
+                scope = state.binding.resolve() if state is not None else None
+                result = await super()._embed_content(**kwargs)
+                if scope is not None:
+                    state.record(scope, result, kwargs, "embed_content")  # type: ignore[union-attr]
+                return result
+
+        cls = AsyncMetered
+    else:
+
+        class Metered(base):  # type: ignore[misc]
+            _dodo_metered = True
+
+            def _generate_content(self, **kwargs: Any) -> Any:
+                state: ModelsState | None = self.__dict__.get("_dodo_state")
+                scope = state.binding.resolve() if state is not None else None
+                result = super()._generate_content(**kwargs)
+                if scope is not None:
+                    state.record(scope, result, kwargs, "generate_content")  # type: ignore[union-attr]
+                return result
+
+            def _generate_content_stream(self, **kwargs: Any) -> Any:
+                state: ModelsState | None = self.__dict__.get("_dodo_state")
+                scope = state.binding.resolve() if state is not None else None
+                inner = super()._generate_content_stream(**kwargs)
+                if scope is None:
+                    return inner
+                tap = state.stream_tap(scope, kwargs)  # type: ignore[union-attr]
+                return inner if tap is None else tap_iterator(inner, tap)
+
+            def _embed_content(self, **kwargs: Any) -> Any:
+                state: ModelsState | None = self.__dict__.get("_dodo_state")
+                scope = state.binding.resolve() if state is not None else None
+                result = super()._embed_content(**kwargs)
+                if scope is not None:
+                    state.record(scope, result, kwargs, "embed_content")  # type: ignore[union-attr]
+                return result
+
+        cls = Metered
+    cls.__name__ = base.__name__
+    cls.__qualname__ = base.__qualname__
+    cls.__module__ = base.__module__
+    return cls

@@ -1,0 +1,259 @@
+"""OpenAI, Azure OpenAI, OpenAI-compatible servers and Groq: routes and usage extraction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._usage import LLMUsage, field, openai_usage
+
+__all__ = [
+    "GROQ_ROUTES",
+    "INCLUDE_USAGE_OPERATIONS",
+    "OBJECT_OPERATIONS",
+    "OPENAI_ROUTES",
+    "ChatStreamUsage",
+    "EventStreamUsage",
+    "provider_for_host",
+    "stream_accumulator",
+    "usage_of_object",
+]
+
+#: Billable POST paths (query string removed) and the operation each one is.
+OPENAI_ROUTES = {
+    "/chat/completions": "chat.completions",
+    "/completions": "completions",
+    "/responses": "responses",
+    "/responses/compact": "responses",
+    "/embeddings": "embeddings",
+    "/images/generations": "images",
+    "/images/edits": "images",
+    "/audio/transcriptions": "audio.transcriptions",
+}
+GROQ_ROUTES = {
+    "/openai/v1/chat/completions": "chat.completions",
+    "/openai/v1/embeddings": "embeddings",
+    "/openai/v1/audio/transcriptions": "audio.transcriptions",
+}
+#: Streams of these operations carry usage only when ``stream_options.include_usage`` is set.
+INCLUDE_USAGE_OPERATIONS = frozenset({"chat.completions", "completions"})
+
+#: Response type names (generic parameters removed) and their operation, for manual tracking.
+OBJECT_OPERATIONS = {
+    "ChatCompletion": "chat.completions",
+    "ParsedChatCompletion": "chat.completions",
+    "Completion": "completions",
+    "Response": "responses",
+    "ParsedResponse": "responses",
+    "CompactedResponse": "responses",
+    "BetaResponse": "responses",
+    "CreateEmbeddingResponse": "embeddings",
+    "ImagesResponse": "images",
+    "Transcription": "audio.transcriptions",
+    "TranscriptionVerbose": "audio.transcriptions",
+    "TranscriptionDiarized": "audio.transcriptions",
+}
+
+_HOST_PROVIDERS = {
+    "api.openai.com": "openai",
+    "openrouter.ai": "openrouter",
+    "api.groq.com": "groq",
+    "api.together.xyz": "together",
+    "api.together.ai": "together",
+    "api.deepseek.com": "deepseek",
+    "api.x.ai": "xai",
+    "api.mistral.ai": "mistral",
+    "api.fireworks.ai": "fireworks",
+    "api.perplexity.ai": "perplexity",
+    "api.cerebras.ai": "cerebras",
+    "generativelanguage.googleapis.com": "google",
+}
+
+_TERMINAL_RESPONSE_EVENTS = frozenset(
+    {"response.completed", "response.incomplete", "response.failed"}
+)
+_STARTED_RESPONSE_EVENTS = frozenset({"response.created", "response.in_progress"})
+_USAGE_EVENTS = frozenset(
+    {"image_generation.completed", "image_edit.completed", "transcript.text.done"}
+)
+
+
+def provider_for_host(host: str) -> str:
+    """The ``provider`` value for an OpenAI-style client whose ``base_url`` has ``host``."""
+    known = _HOST_PROVIDERS.get(host)
+    if known is not None:
+        return known
+    if host.endswith((".openai.azure.com", ".cognitiveservices.azure.com")):
+        return "azure_openai"
+    return "openai_compatible"
+
+
+def usage_of_object(
+    obj: Any, provider: str, operation: str, model: str | None, request_id: str | None
+) -> LLMUsage | None:
+    """The usage of a non-stream response (``None`` when it carries none)."""
+    usage = field(obj, "usage")
+    if usage is None:
+        usage = field(field(obj, "x_groq"), "usage")
+        if usage is None:
+            return None
+    response_id = field(obj, "id")
+    if not isinstance(response_id, str):
+        response_id = request_id or getattr(obj, "_request_id", None)
+    return openai_usage(
+        usage,
+        provider=provider,
+        operation=operation,
+        model=field(obj, "model") or model,
+        response_id=response_id,
+    )
+
+
+class ChatStreamUsage:
+    """Chat and legacy completion streams: keep the last usage seen (never sum).
+
+    Usage comes on a final chunk with no choices (``include_usage``), on every chunk (some
+    compatible servers), or in ``x_groq.usage`` (Groq). When the tracker injected
+    ``include_usage``, the usage-only chunk is hidden from the caller.
+    """
+
+    __slots__ = (
+        "final",
+        "groq",
+        "hide",
+        "model",
+        "operation",
+        "provider",
+        "request_id",
+        "response_id",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        provider: str,
+        operation: str,
+        model: str | None,
+        hide: bool,
+        request_id: str | None,
+    ) -> None:
+        self.provider = provider
+        self.operation = operation
+        self.model = model
+        self.hide = hide
+        self.request_id = request_id
+        self.groq = provider == "groq"
+        self.response_id: str | None = None
+        self.usage: Any = None
+        self.final = False
+
+    def observe(self, chunk: Any) -> bool:
+        if self.response_id is None:
+            self.response_id = chunk.id
+            self.model = chunk.model or self.model
+        usage = chunk.usage
+        if usage is None:
+            if self.groq:
+                usage = field(field(chunk, "x_groq"), "usage")
+                if usage is not None:
+                    self.usage = usage
+                    self.final = True
+            return False
+        self.usage = usage
+        if chunk.choices:
+            return False
+        self.final = True
+        return self.hide
+
+    def result(self, exhausted: bool) -> LLMUsage | None:
+        response_id = self.response_id or self.request_id
+        if self.usage is None:
+            if response_id is None:
+                return None
+            return LLMUsage(
+                provider=self.provider,
+                operation=self.operation,
+                model=self.model,
+                response_id=response_id,
+                complete=False,
+            )
+        return openai_usage(
+            self.usage,
+            provider=self.provider,
+            operation=self.operation,
+            model=self.model,
+            response_id=response_id,
+            complete=self.final or exhausted,
+        )
+
+
+class EventStreamUsage:
+    """Typed-event streams: Responses (usage on the terminal ``response.*`` event), image
+    generation and transcription streams (usage on their completion event)."""
+
+    __slots__ = (
+        "final",
+        "model",
+        "operation",
+        "provider",
+        "request_id",
+        "response_id",
+        "usage",
+    )
+
+    def __init__(
+        self, provider: str, operation: str, model: str | None, request_id: str | None
+    ) -> None:
+        self.provider = provider
+        self.operation = operation
+        self.model = model
+        self.request_id = request_id
+        self.response_id: str | None = None
+        self.usage: Any = None
+        self.final = False
+
+    def observe(self, event: Any) -> bool:
+        kind = field(event, "type")
+        if kind in _TERMINAL_RESPONSE_EVENTS:
+            self._started(event.response)
+            self.usage = event.response.usage
+            self.final = self.usage is not None
+        elif kind in _STARTED_RESPONSE_EVENTS:
+            self._started(event.response)
+        elif kind in _USAGE_EVENTS:
+            self.usage = field(event, "usage")
+            self.final = self.usage is not None
+        return False
+
+    def _started(self, response: Any) -> None:
+        self.response_id = field(response, "id") or self.response_id
+        self.model = field(response, "model") or self.model
+
+    def result(self, exhausted: bool) -> LLMUsage | None:
+        response_id = self.response_id or self.request_id
+        if self.usage is None:
+            if response_id is None:
+                return None
+            return LLMUsage(
+                provider=self.provider,
+                operation=self.operation,
+                model=self.model,
+                response_id=response_id,
+                complete=False,
+            )
+        return openai_usage(
+            self.usage,
+            provider=self.provider,
+            operation=self.operation,
+            model=self.model,
+            response_id=response_id,
+            complete=self.final,
+        )
+
+
+def stream_accumulator(
+    provider: str, operation: str, model: str | None, hide: bool, request_id: str | None
+) -> ChatStreamUsage | EventStreamUsage:
+    """The accumulator for a stream of ``operation``."""
+    if operation in INCLUDE_USAGE_OPERATIONS:
+        return ChatStreamUsage(provider, operation, model, hide, request_id)
+    return EventStreamUsage(provider, operation, model, request_id)

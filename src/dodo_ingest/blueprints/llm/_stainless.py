@@ -1,0 +1,326 @@
+"""The hook for the Stainless-generated SDKs: openai, anthropic and groq.
+
+Every call of these clients (resource methods, ``parse``, the ``.stream()`` helpers,
+``with_raw_response``, ``with_streaming_response``, beta resources) ends in one method,
+``client.request()``, which retries internally and returns the parsed object, the ``Stream``,
+or the raw response wrapper. ``wrap()`` swaps the client instance's class for a cached
+subclass that overrides ``request()`` (and ``copy()``/``with_options()``, so copies stay
+tracked), so ``isinstance`` and every overload the type checker sees stay the SDK's own.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from ._anthropic import ANTHROPIC_ROUTES, MessageStreamUsage, usage_of_message
+from ._openai import (
+    GROQ_ROUTES,
+    INCLUDE_USAGE_OPERATIONS,
+    OPENAI_ROUTES,
+    provider_for_host,
+    stream_accumulator,
+    usage_of_object,
+)
+from ._streams import StreamAccumulator, StreamTap, tap_sdk_stream
+from ._tracker import Binding, Scope
+from ._usage import LLMUsage
+
+__all__ = ["instrument_client"]
+
+_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+
+
+class Call:
+    """One billable request in flight."""
+
+    __slots__ = ("hide", "model", "operation", "options", "raw", "scope")
+
+    def __init__(
+        self,
+        operation: str,
+        scope: Scope,
+        model: str | None,
+        hide: bool,
+        raw: str | None,
+        options: Any,
+    ) -> None:
+        self.operation = operation
+        self.scope = scope
+        self.model = model
+        self.hide = hide
+        self.raw = raw
+        self.options = options
+
+
+class ClientState:
+    """Per wrapped client: its defaults, provider name and SDK family."""
+
+    __slots__ = ("binding", "family", "provider", "routes", "stream_types")
+
+    def __init__(self, client: Any, binding: Binding) -> None:
+        self.binding = binding
+        module = type(client).__module__
+        self.family = module.partition(".")[0]
+        sdk = sys.modules[self.family]
+        self.stream_types = (sdk.Stream, sdk.AsyncStream)
+        if self.family == "anthropic":
+            self.routes = ANTHROPIC_ROUTES
+            self.provider = "anthropic"
+        elif self.family == "groq":
+            self.routes = GROQ_ROUTES
+            self.provider = "groq"
+        else:
+            self.routes = OPENAI_ROUTES
+            name = type(client).__name__
+            self.provider = (
+                "azure_openai" if "Azure" in name else provider_for_host(client.base_url.host)
+            )
+
+    def start(self, options: Any, stream: bool) -> Call | None:
+        """Decide whether a request is billable and prepare it. Never raises."""
+        try:
+            url: str = options.url
+            query = url.find("?")
+            operation = self.routes.get(url if query < 0 else url[:query])
+            if operation is None or options.method.lower() != "post":
+                return None
+            scope = self.binding.resolve()
+            if scope is None:
+                return None
+            headers = options.headers
+            raw = headers.get(_RAW_RESPONSE_HEADER) if isinstance(headers, Mapping) else None
+            body = options.json_data
+            model = body.get("model") if isinstance(body, Mapping) else None
+            hide = False
+            if (
+                stream
+                and raw is None
+                and operation in INCLUDE_USAGE_OPERATIONS
+                and self.family != "anthropic"
+                and self.binding.tracker.inject_stream_usage
+                and isinstance(body, Mapping)
+            ):
+                stream_options = body.get("stream_options")
+                if not (
+                    isinstance(stream_options, Mapping)
+                    and stream_options.get("include_usage") is True
+                ):
+                    asked = stream_options if isinstance(stream_options, Mapping) else {}
+                    options = options.model_copy(
+                        update={
+                            "json_data": {
+                                **body,
+                                "stream_options": {**asked, "include_usage": True},
+                            }
+                        }
+                    )
+                    hide = True
+            return Call(operation, scope, model, hide, raw, options)
+        except Exception as exc:
+            self.binding.tracker._failure("could not inspect LLM request", exc)
+            return None
+
+    def finish(self, call: Call, result: Any) -> None:
+        """Record or tap what a sync ``request()`` returned. Never raises."""
+        try:
+            if call.raw is None:
+                self.observe(call, result)
+            elif call.raw == "stream":
+                _on_parse(result, lambda parsed: self.observe_safely(call, parsed))
+            else:
+                self.observe(call, result.parse())
+        except Exception as exc:
+            self.binding.tracker._failure("could not record LLM usage", exc)
+
+    async def finish_async(self, call: Call, result: Any) -> None:
+        """Record or tap what an async ``request()`` returned. Never raises."""
+        try:
+            if call.raw is None:
+                self.observe(call, result)
+            elif call.raw == "stream":
+                _on_parse(result, lambda parsed: self.observe_safely(call, parsed))
+            else:
+                parsed = result.parse()
+                if inspect.isawaitable(parsed):
+                    parsed = await parsed
+                self.observe(call, parsed)
+        except Exception as exc:
+            self.binding.tracker._failure("could not record LLM usage", exc)
+
+    def observe_safely(self, call: Call, obj: Any) -> None:
+        """:meth:`observe` that logs and counts failures instead of raising."""
+        try:
+            self.observe(call, obj)
+        except Exception as exc:
+            self.binding.tracker._failure("could not record LLM usage", exc)
+
+    def observe(self, call: Call, obj: Any) -> None:
+        """Tap a stream, or record the usage of a response object."""
+        tracker = self.binding.tracker
+        if isinstance(obj, self.stream_types):
+            headers = obj.response.headers
+            request_id = headers.get("x-request-id") or headers.get("request-id")
+            accumulator: StreamAccumulator
+            if self.family == "anthropic":
+                accumulator = MessageStreamUsage(
+                    self.provider, call.operation, call.model, request_id
+                )
+            else:
+                accumulator = stream_accumulator(
+                    self.provider, call.operation, call.model, call.hide, request_id
+                )
+            tap_sdk_stream(obj, StreamTap(accumulator, tracker, call.scope))
+            return
+        if isinstance(obj, str):  # transcriptions in text/srt/vtt formats carry no usage
+            return
+        usage: LLMUsage | None
+        if self.family == "anthropic":
+            usage = usage_of_message(obj, self.provider, call.operation, call.model)
+        else:
+            usage = usage_of_object(obj, self.provider, call.operation, call.model, None)
+        if usage is None:
+            tracker._failure(
+                f"{self.provider} {call.operation} response without usage: not tracked", None
+            )
+            return
+        tracker.record(usage, call.scope)
+
+
+_CLIENT_CLASSES: dict[type[Any], type[Any]] = {}
+_PARSE_CLASSES: dict[type[Any], type[Any]] = {}
+
+
+def instrument_client(client: Any, binding: Binding) -> None:
+    """Make ``client`` (an openai/anthropic/groq client) report usage to ``binding``."""
+    base = type(client)
+    if not getattr(base, "_dodo_metered", False):
+        metered = _CLIENT_CLASSES.get(base)
+        if metered is None:
+            metered = _CLIENT_CLASSES[base] = _metered_class(base)
+        client.__class__ = metered
+    client._dodo_state = ClientState(client, binding)
+
+
+def _metered_class(base: type[Any]) -> type[Any]:
+    cls: type[Any]
+    if inspect.iscoroutinefunction(base.request):
+
+        class AsyncMetered(base):  # type: ignore[misc]
+            _dodo_metered = True
+
+            async def request(
+                self,
+                cast_to: Any,
+                options: Any,
+                *,
+                stream: bool = False,
+                stream_cls: Any = None,
+            ) -> Any:
+                state: ClientState | None = self.__dict__.get("_dodo_state")
+                call = state.start(options, stream) if state is not None else None
+                if call is None:
+                    return await super().request(
+                        cast_to, options, stream=stream, stream_cls=stream_cls
+                    )
+                result = await super().request(
+                    cast_to, call.options, stream=stream, stream_cls=stream_cls
+                )
+                await state.finish_async(call, result)  # type: ignore[union-attr]
+                return result
+
+            def copy(self, *args: Any, **kwargs: Any) -> Any:
+                return _copied(self, super().copy(*args, **kwargs))
+
+            with_options = copy
+
+        cls = AsyncMetered
+    else:
+
+        class Metered(base):  # type: ignore[misc]
+            _dodo_metered = True
+
+            def request(
+                self,
+                cast_to: Any,
+                options: Any,
+                *,
+                stream: bool = False,
+                stream_cls: Any = None,
+            ) -> Any:
+                state: ClientState | None = self.__dict__.get("_dodo_state")
+                call = state.start(options, stream) if state is not None else None
+                if call is None:
+                    return super().request(cast_to, options, stream=stream, stream_cls=stream_cls)
+                result = super().request(
+                    cast_to, call.options, stream=stream, stream_cls=stream_cls
+                )
+                state.finish(call, result)  # type: ignore[union-attr]
+                return result
+
+            def copy(self, *args: Any, **kwargs: Any) -> Any:
+                return _copied(self, super().copy(*args, **kwargs))
+
+            with_options = copy
+
+        cls = Metered
+    _rename(cls, base)
+    return cls
+
+
+def _copied(original: Any, copy: Any) -> Any:
+    state: ClientState | None = original.__dict__.get("_dodo_state")
+    if state is not None:
+        instrument_client(copy, state.binding)
+    return copy
+
+
+def _on_parse(response: Any, hook: Any) -> None:
+    """Run ``hook`` on the first object a ``with_streaming_response`` response parses to."""
+    base = type(response)
+    if not getattr(base, "_dodo_parse_hooked", False):
+        hooked = _PARSE_CLASSES.get(base)
+        if hooked is None:
+            hooked = _PARSE_CLASSES[base] = _parse_hooked_class(base)
+        response.__class__ = hooked
+    response._dodo_on_parse = hook
+
+
+def _parse_hooked_class(base: type[Any]) -> type[Any]:
+    cls: type[Any]
+    if inspect.iscoroutinefunction(base.parse):
+
+        class AsyncParseHooked(base):  # type: ignore[misc]
+            _dodo_parse_hooked = True
+
+            async def parse(self, **kwargs: Any) -> Any:
+                parsed = await super().parse(**kwargs)
+                hook = self.__dict__.pop("_dodo_on_parse", None)
+                if hook is not None:
+                    hook(parsed)
+                return parsed
+
+        cls = AsyncParseHooked
+    else:
+
+        class ParseHooked(base):  # type: ignore[misc]
+            _dodo_parse_hooked = True
+
+            def parse(self, **kwargs: Any) -> Any:
+                parsed = super().parse(**kwargs)
+                hook = self.__dict__.pop("_dodo_on_parse", None)
+                if hook is not None:
+                    hook(parsed)
+                return parsed
+
+        cls = ParseHooked
+    _rename(cls, base)
+    return cls
+
+
+def _rename(cls: type[Any], base: type[Any]) -> None:
+    cls.__name__ = base.__name__
+    cls.__qualname__ = base.__qualname__
+    cls.__module__ = base.__module__

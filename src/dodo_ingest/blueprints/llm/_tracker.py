@@ -1,0 +1,493 @@
+"""``LLMTracker``: turns the usage of wrapped LLM clients into usage events."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import uuid
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from decimal import Decimal
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from ...client._errors import EventValidationError
+from ...client._models import MetadataValue, validate_metadata
+from ._billing import ModelTable, Number, Price, cost_cents, to_decimal
+from ._usage import LLMUsage, field, gemini_usage, gemini_usage_from_body
+
+if TYPE_CHECKING:
+    from ...delivery import Ingestion
+
+__all__ = [
+    "RESERVED_METADATA_KEYS",
+    "CustomerScope",
+    "EventSink",
+    "LLMTracker",
+    "LLMTrackerStats",
+    "Scope",
+    "create_llm_tracker",
+]
+
+logger = logging.getLogger("dodo_ingest")
+
+ClientT = TypeVar("ClientT")
+
+#: Metadata keys the tracker writes itself; user metadata may not use them.
+RESERVED_METADATA_KEYS = frozenset(
+    {
+        "provider",
+        "operation",
+        "model",
+        "inputTokens",
+        "outputTokens",
+        "totalTokens",
+        "cachedInputTokens",
+        "cacheCreationInputTokens",
+        "reasoningTokens",
+        "costUsd",
+        "audioSeconds",
+        "status",
+        "requestCredits",
+        "costCents",
+    }
+)
+_INPUT_KEYS = ("inputTokens", "cachedInputTokens", "cacheCreationInputTokens", "costUsd")
+_OUTPUT_KEYS = ("outputTokens", "reasoningTokens", "audioSeconds")
+_SHARED_KEYS = ("provider", "operation", "model", "status")
+
+
+class EventSink(Protocol):
+    """What the tracker needs from the delivery pipeline (``dodo_ingest.Ingestion`` fits)."""
+
+    def track(
+        self,
+        customer_id: str,
+        event_name: str | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        *,
+        event_id: str | None = None,
+    ) -> str:
+        """Validate and enqueue one event without I/O; return its event id."""
+        ...
+
+
+class LLMTrackerStats:
+    """Counters of one tracker (read them as attributes; they only grow).
+
+    ``events``: events handed to the delivery pipeline. ``incomplete``: usage records of streams
+    whose final usage was never seen. ``failures``: tracking failures (logged on the
+    ``dodo_ingest`` logger); the LLM call itself was never affected.
+    """
+
+    __slots__ = ("_lock", "events", "failures", "incomplete")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events = 0
+        self.incomplete = 0
+        self.failures = 0
+
+    def _add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def __repr__(self) -> str:
+        return (
+            f"LLMTrackerStats(events={self.events}, incomplete={self.incomplete}, "
+            f"failures={self.failures})"
+        )
+
+
+class Scope:
+    """Who an LLM call is billed to: a customer id and the metadata added to its events."""
+
+    __slots__ = ("customer_id", "metadata")
+
+    def __init__(self, customer_id: str, metadata: dict[str, MetadataValue]) -> None:
+        self.customer_id = customer_id
+        self.metadata = metadata
+
+
+class CustomerScope:
+    """Context manager returned by :meth:`LLMTracker.customer` (sync and async)."""
+
+    __slots__ = ("_scope", "_tokens", "_var")
+
+    def __init__(self, var: ContextVar[Scope | None], scope: Scope) -> None:
+        self._var = var
+        self._scope = scope
+        self._tokens: list[Token[Scope | None]] = []
+
+    def __enter__(self) -> CustomerScope:
+        self._tokens.append(self._var.set(self._scope))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._var.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> CustomerScope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class Binding:
+    """The defaults a client was wrapped with; resolves the scope of each call."""
+
+    __slots__ = ("customer_id", "metadata", "scope", "tracker")
+
+    def __init__(
+        self, tracker: LLMTracker, customer_id: str | None, metadata: dict[str, MetadataValue]
+    ) -> None:
+        self.tracker = tracker
+        self.customer_id = customer_id
+        self.metadata = metadata
+        self.scope = Scope(customer_id, metadata) if customer_id is not None else None
+
+    def resolve(self) -> Scope | None:
+        """The scope of a call made now: ``tracker.customer()`` wins over the wrap defaults.
+
+        Returns ``None`` (and counts a failure) when no customer is known.
+        """
+        context = self.tracker._context.get()
+        if context is None:
+            if self.scope is None:
+                self.tracker._failure("LLM call made without a customer: not tracked", None)
+            return self.scope
+        if not self.metadata:
+            return context
+        return Scope(context.customer_id, {**self.metadata, **context.metadata})
+
+
+def _validate_customer(customer_id: object) -> str:
+    if not isinstance(customer_id, str) or not customer_id.strip():
+        raise EventValidationError("customer_id", "must be a non-empty string")
+    return customer_id
+
+
+def _validate_user_metadata(metadata: Mapping[str, object] | None) -> dict[str, MetadataValue]:
+    if metadata is None:
+        return {}
+    checked = validate_metadata(metadata)
+    limit = 50 - len(RESERVED_METADATA_KEYS)
+    if len(checked) > limit:
+        raise EventValidationError(
+            "metadata", f"at most {limit} keys allowed next to the LLM usage keys"
+        )
+    for key in checked:
+        if key in RESERVED_METADATA_KEYS:
+            raise EventValidationError(
+                f"metadata.{key}", "reserved for the usage keys the LLM tracker writes"
+            )
+    return checked
+
+
+def _credits(value: Decimal) -> MetadataValue:
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+class LLMTracker:
+    """Turns every billable call of wrapped LLM clients into usage events.
+
+    ``ingestion`` is the delivery pipeline (:class:`dodo_ingest.Ingestion`, or anything with
+    its ``track`` method). Each billable request yields one event named ``event_name`` with
+    ``inputTokens``, ``outputTokens``, ``totalTokens``, ``model``, ``provider`` and, where
+    known, ``cachedInputTokens``, ``cacheCreationInputTokens``, ``reasoningTokens``.
+
+    Billing-model hooks, one argument each:
+
+    - ``split_events=("llm.input", "llm.output")``: emit two events per request instead, one
+      per direction, for per-direction meters;
+    - ``request_weights={"gpt-4o": 2, "*": 1}``: add ``requestCredits`` (premium requests);
+    - ``prices={"gpt-4o": Price(input_per_million="2.50", output_per_million="10")}``: add
+      ``costCents`` (Decimal math, rounded half-to-even to a millionth of a cent).
+
+    Models match exactly, then by the longest prefix, then ``"*"``. ``inject_stream_usage``
+    asks OpenAI-style chat streams for usage (``stream_options.include_usage``) when the caller
+    did not, hiding the extra chunk from the caller; turn it off for servers that reject it.
+    """
+
+    def __init__(
+        self,
+        ingestion: EventSink,
+        event_name: str = "llm.chat_completion",
+        *,
+        split_events: tuple[str, str] | None = None,
+        request_weights: Mapping[str, Number] | None = None,
+        prices: Mapping[str, Price] | None = None,
+        inject_stream_usage: bool = True,
+    ) -> None:
+        if not callable(getattr(ingestion, "track", None)):
+            raise TypeError("ingestion must have a track() method (e.g. dodo_ingest.Ingestion)")
+        self._sink = ingestion
+        self.event_name = self._check_event_name(event_name, "event_name")
+        self.split_events: tuple[str, str] | None = None
+        if split_events is not None:
+            if len(split_events) != 2:
+                raise EventValidationError("split_events", "must be (input name, output name)")
+            self.split_events = (
+                self._check_event_name(split_events[0], "split_events[0]"),
+                self._check_event_name(split_events[1], "split_events[1]"),
+            )
+        self._weights: ModelTable[Decimal] | None = None
+        if request_weights is not None:
+            self._weights = ModelTable(
+                {
+                    model: to_decimal(weight, f"request_weights.{model}")
+                    for model, weight in request_weights.items()
+                }
+            )
+        self._prices: ModelTable[Price] | None = None
+        if prices is not None:
+            for model, price in prices.items():
+                if not isinstance(price, Price):
+                    raise EventValidationError(f"prices.{model}", "must be a Price")
+            self._prices = ModelTable(prices)
+        self.inject_stream_usage = inject_stream_usage
+        self.stats = LLMTrackerStats()
+        self._context: ContextVar[Scope | None] = ContextVar(
+            f"dodo_ingest_llm_customer_{id(self)}", default=None
+        )
+        self._owned: Ingestion | None = None
+
+    @staticmethod
+    def _check_event_name(name: object, field_name: str) -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise EventValidationError(field_name, "must be a non-empty string")
+        return name
+
+    def wrap(
+        self,
+        client: ClientT,
+        customer_id: str | None = None,
+        metadata: Mapping[str, object] | None = None,
+    ) -> ClientT:
+        """Instrument ``client`` in place and return it (same object, same type).
+
+        Supports ``openai.OpenAI``/``AsyncOpenAI`` (and Azure, and OpenAI-compatible servers by
+        ``base_url``), ``anthropic.Anthropic``/``AsyncAnthropic`` (and Bedrock/Vertex),
+        ``groq.Groq``/``AsyncGroq`` and ``google.genai.Client`` (sync and ``.aio``).
+        ``customer_id`` and ``metadata`` are defaults for every call; they are validated here
+        and raise :class:`EventValidationError`. Wrapping again replaces the defaults.
+        Raises ``TypeError`` for other clients.
+        """
+        if customer_id is not None:
+            customer_id = _validate_customer(customer_id)
+        binding = Binding(self, customer_id, _validate_user_metadata(metadata))
+        module = type(client).__module__
+        root = module.partition(".")[0]
+        if root in ("openai", "anthropic", "groq"):
+            from ._stainless import instrument_client
+
+            instrument_client(client, binding)
+        elif module.startswith("google.genai"):
+            from ._google import instrument_client as instrument_genai
+
+            instrument_genai(client, binding)
+        else:
+            raise TypeError(
+                "wrap() supports openai, anthropic, groq and google-genai clients, "
+                f"got {type(client).__qualname__}"
+            )
+        return client
+
+    def customer(
+        self, customer_id: str, metadata: Mapping[str, object] | None = None
+    ) -> CustomerScope:
+        """Bill LLM calls made inside ``with``/``async with`` to ``customer_id``.
+
+        Overrides the ``customer_id`` given to :meth:`wrap`; ``metadata`` is merged over the
+        wrap metadata. Context-local (threads and asyncio tasks each see their own), nestable;
+        arguments are validated here. Streams are billed to the customer current when the
+        stream was created.
+        """
+        scope = Scope(_validate_customer(customer_id), _validate_user_metadata(metadata))
+        return CustomerScope(self._context, scope)
+
+    def track(
+        self,
+        response: object,
+        customer_id: str | None = None,
+        metadata: Mapping[str, object] | None = None,
+        *,
+        provider: str | None = None,
+    ) -> list[str]:
+        """Record the usage of a finished, non-stream response object; return the event ids.
+
+        Accepts OpenAI/OpenAI-compatible/Groq responses (chat, Responses, completions,
+        embeddings, images, transcriptions), Anthropic messages and google-genai
+        ``GenerateContentResponse``/``EmbedContentResponse``. The event id derives from the
+        response id, so tracking a response the wrapped client already tracked bills nothing
+        twice. ``customer_id`` defaults to the current :meth:`customer` scope. Raises
+        ``TypeError`` for other objects or responses without usage, ``EventValidationError``
+        for invalid arguments.
+        """
+        context = self._context.get()
+        if customer_id is None:
+            if context is None:
+                raise EventValidationError("customer_id", "required outside tracker.customer()")
+            customer_id = context.customer_id
+        base = dict(context.metadata) if context is not None else {}
+        scope = Scope(
+            _validate_customer(customer_id), {**base, **_validate_user_metadata(metadata)}
+        )
+        usage = usage_of_response(response, provider)
+        if usage is None:
+            raise TypeError(f"no usage found on a {type(response).__qualname__}")
+        return self._emit(usage, scope)
+
+    def close(self) -> None:
+        """Close the delivery pipeline if this tracker created it (``create_llm_tracker``)."""
+        if self._owned is not None:
+            self._owned.close()
+
+    def __enter__(self) -> LLMTracker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def record(self, usage: LLMUsage, scope: Scope) -> None:
+        """Emit the events for ``usage``; never raises (failures are logged and counted)."""
+        try:
+            self._emit(usage, scope)
+        except Exception as exc:
+            self._failure("could not record LLM usage", exc)
+
+    def _emit(self, usage: LLMUsage, scope: Scope) -> list[str]:
+        usage_metadata = usage.to_metadata()
+        weight = self._weights.get(usage.model) if self._weights is not None else None
+        price = self._prices.get(usage.model) if self._prices is not None else None
+        if not usage.complete:
+            self.stats._add("incomplete")
+        if self.split_events is None:
+            metadata = {**scope.metadata, **usage_metadata}
+            if weight is not None:
+                metadata["requestCredits"] = _credits(weight)
+            if price is not None:
+                metadata["costCents"] = cost_cents(
+                    price.input_cost(usage) + price.output_cost(usage)
+                )
+            events = [(self.event_name, metadata)]
+        else:
+            shared = {k: usage_metadata[k] for k in _SHARED_KEYS if k in usage_metadata}
+            inputs = {**scope.metadata, **shared}
+            outputs = {**scope.metadata, **shared}
+            inputs.update((k, usage_metadata[k]) for k in _INPUT_KEYS if k in usage_metadata)
+            outputs.update((k, usage_metadata[k]) for k in _OUTPUT_KEYS if k in usage_metadata)
+            if weight is not None:
+                inputs["requestCredits"] = _credits(weight)
+            if price is not None:
+                inputs["costCents"] = cost_cents(price.input_cost(usage))
+                outputs["costCents"] = cost_cents(price.output_cost(usage))
+            events = [(self.split_events[0], inputs), (self.split_events[1], outputs)]
+        ids = []
+        for name, metadata in events:
+            ids.append(
+                self._sink.track(scope.customer_id, name, metadata, event_id=_event_id(usage, name))
+            )
+            self.stats._add("events")
+        return ids
+
+    def _failure(self, message: str, exc: BaseException | None) -> None:
+        self.stats._add("failures")
+        if exc is None:
+            logger.warning("%s", message)
+        else:
+            logger.warning("%s: %s: %s", message, type(exc).__name__, exc, exc_info=exc)
+
+
+def _event_id(usage: LLMUsage, event_name: str) -> str:
+    """Derived from the provider's response id and the event name; random only without one."""
+    if usage.response_id is None:
+        return f"llm_{uuid.uuid4().hex}"
+    key = f"{usage.provider}\x1f{usage.response_id}\x1f{event_name}".encode()
+    return f"llm_{hashlib.sha256(key).hexdigest()[:40]}"
+
+
+def usage_of_response(response: object, provider: str | None = None) -> LLMUsage | None:
+    """The usage of a finished SDK response object, by its SDK and type name."""
+    module = type(response).__module__
+    name = type(response).__name__
+    if module.startswith(("openai.", "groq.")):
+        from ._openai import OBJECT_OPERATIONS, usage_of_object
+
+        operation = OBJECT_OPERATIONS.get(name)
+        if operation is None:
+            return None
+        default = "groq" if module.startswith("groq.") else "openai"
+        return usage_of_object(response, provider or default, operation, None, None)
+    if module.startswith("anthropic."):
+        from ._anthropic import usage_of_message
+
+        return usage_of_message(response, provider or "anthropic", "messages", None)
+    if module.startswith("google.genai"):
+        operation = "embed_content" if name == "EmbedContentResponse" else "generate_content"
+        usage = field(response, "usage_metadata")
+        if usage is None:
+            usage = gemini_usage_from_body(field(field(response, "sdk_http_response"), "body"))
+        if usage is None:
+            return None
+        return gemini_usage(
+            usage,
+            provider=provider or "google",
+            operation=operation,
+            model=field(response, "model_version"),
+            response_id=field(response, "response_id"),
+        )
+    return None
+
+
+def create_llm_tracker(
+    *,
+    api_key: str | None = None,
+    environment: str | None = None,
+    base_url: str | None = None,
+    event_name: str = "llm.chat_completion",
+    ingestion: EventSink | None = None,
+    split_events: tuple[str, str] | None = None,
+    request_weights: Mapping[str, Number] | None = None,
+    prices: Mapping[str, Price] | None = None,
+    inject_stream_usage: bool = True,
+) -> LLMTracker:
+    """Build an :class:`LLMTracker` the way the TypeScript ``createLLMTracker`` does.
+
+    Without ``ingestion``, creates a :class:`dodo_ingest.Ingestion` from ``api_key``,
+    ``environment`` and ``base_url`` (each falling back to its ``DODO_PAYMENTS_*`` variable)
+    and owns it: ``tracker.close()`` (or ``with``) flushes and closes it. Then
+    ``tracker.wrap(client=..., customer_id=..., metadata=...)`` as in TypeScript.
+    """
+    owned: Ingestion | None = None
+    if ingestion is None:
+        from ...delivery import Ingestion
+
+        owned = Ingestion(api_key=api_key, environment=environment, base_url=base_url)
+        ingestion = owned
+    tracker = LLMTracker(
+        ingestion,
+        event_name,
+        split_events=split_events,
+        request_weights=request_weights,
+        prices=prices,
+        inject_stream_usage=inject_stream_usage,
+    )
+    tracker._owned = owned
+    return tracker

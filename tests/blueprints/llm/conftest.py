@@ -1,0 +1,93 @@
+"""Fixtures for the LLM blueprint: a recording event sink and respx routes for the providers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import respx
+
+from dodo_ingest.blueprints.llm import LLMTracker
+
+from . import payloads
+
+
+@dataclass
+class Recorded:
+    customer_id: str
+    event_name: str | None
+    metadata: dict[str, Any]
+    event_id: str | None
+
+
+@dataclass
+class RecordingSink:
+    """Implements the tracker's ``track`` protocol and keeps every event."""
+
+    events: list[Recorded] = field(default_factory=list)
+    fail_with: BaseException | None = None
+
+    def track(
+        self,
+        customer_id: str,
+        event_name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        event_id: str | None = None,
+    ) -> str:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.events.append(Recorded(customer_id, event_name, dict(metadata or {}), event_id))
+        return event_id or "generated"
+
+    def only(self) -> Recorded:
+        assert len(self.events) == 1, self.events
+        return self.events[0]
+
+    def metadata(self) -> list[dict[str, Any]]:
+        return [event.metadata for event in self.events]
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+def tracker(sink: RecordingSink) -> LLMTracker:
+    return LLMTracker(sink, event_name="llm.chat_completion")
+
+
+@pytest.fixture
+def provider_mock() -> Iterator[respx.MockRouter]:
+    """respx routes answering like OpenAI, Anthropic and Gemini (default base URLs)."""
+    with respx.mock(assert_all_called=False) as router:
+        router.post(url__regex=r"^https://api\.openai\.com/v1/chat/completions$").mock(
+            side_effect=payloads.chat_stream_for
+        )
+        router.post(url__regex=r"^https://api\.openai\.com/v1/completions$").mock(
+            side_effect=payloads.completion_for
+        )
+        router.post(url__regex=r"^https://api\.openai\.com/v1/responses(\?.*)?$").mock(
+            side_effect=payloads.responses_for
+        )
+        router.post(url__regex=r"^https://api\.openai\.com/v1/embeddings$").mock(
+            side_effect=lambda request: payloads.json_response(
+                payloads.EMBEDDINGS, {"x-request-id": "req_emb_1"}
+            )
+        )
+        router.post(url__regex=r"^https://api\.anthropic\.com/v1/messages(\?.*)?$").mock(
+            side_effect=payloads.anthropic_for
+        )
+        router.post(url__regex=r":generateContent$").mock(
+            side_effect=lambda request: payloads.json_response(payloads.gemini_response())
+        )
+        router.post(url__regex=r":streamGenerateContent\?alt=sse$").mock(
+            side_effect=lambda request: payloads.sse_response(list(payloads.gemini_chunks()))
+        )
+        router.post(url__regex=r":batchEmbedContents$").mock(
+            side_effect=lambda request: payloads.json_response(payloads.GEMINI_EMBED)
+        )
+        yield router
