@@ -1,0 +1,242 @@
+"""``Ingestion``: track usage events from any thread; they are delivered in the background."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Literal
+
+import httpx2
+
+from ..client import ConfigurationError, DodoClient, EventInput, EventValidationError
+from ..client._config import ClientConfig, mask_key, resolve_config
+from ..client._models import MetadataValue
+from ._dead_letter import DeadLetter
+from ._ids import new_event_id
+from ._outbox import Outbox
+from ._pipeline import ErrorCallback, Pipeline
+from ._settings import API_MAX_FUTURE_SKEW, Settings
+from ._stats import DeliveryStats
+
+__all__ = ["DEFAULT_DELIVERY_TIMEOUT", "Ingestion"]
+
+DEFAULT_DELIVERY_TIMEOUT = httpx2.Timeout(10.0, connect=3.0)
+"""10 s per request, 3 s to connect."""
+
+_time = time.time
+
+
+class Ingestion:
+    """Track usage events; a background thread delivers them batched, retried and deduplicated.
+
+    ``track()`` validates the event, fixes its id and timestamp, queues it and returns the id
+    in microseconds, without I/O (with an ``outbox``, after a local SQLite commit). A daemon
+    thread, started on the first ``track()``, sends batches of up to ``batch_size`` events
+    at least every ``flush_interval`` seconds over one reused connection, retries transient
+    failures with the same ids until the events are ``max_event_age`` old, isolates events
+    the API refuses and keeps them as dead letters. ``flush()`` waits for what was tracked
+    before it; ``close()`` (or leaving a ``with`` block, or interpreter exit) flushes for at
+    most ``shutdown_timeout`` seconds and stops the thread.
+
+    Settings fall back to ``DODO_PAYMENTS_API_KEY``, ``DODO_PAYMENTS_ENVIRONMENT`` and
+    ``DODO_PAYMENTS_BASE_URL``; pass ``client=`` to reuse a :class:`DodoClient`'s settings.
+    Bad settings raise :class:`~dodo_ingest.ConfigurationError` here. See ``docs/delivery.md``
+    for the guarantees, the queue-full policy and every setting.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        environment: Literal["test_mode", "live_mode"] | None = None,
+        base_url: str | None = None,
+        event_name: str | None = None,
+        batch_size: int = 1000,
+        flush_interval: float = 1.0,
+        max_queue_size: int = 100_000,
+        outbox: str | os.PathLike[str] | Outbox | None = None,
+        timeout: float | httpx2.Timeout = DEFAULT_DELIVERY_TIMEOUT,
+        on_error: ErrorCallback | None = None,
+        shutdown_timeout: float = 5.0,
+        *,
+        client: DodoClient | None = None,
+        flush_timeout: float = 30.0,
+        queue_full_timeout: float = 0.1,
+        max_event_age: float = 3300.0,
+        max_request_bytes: int = 4 * 1024 * 1024,
+        retry_initial_delay: float = 0.5,
+        retry_max_delay: float = 30.0,
+        max_retry_after: float = 60.0,
+        auth_retry_interval: float = 60.0,
+    ) -> None:
+        self._settings = Settings(
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue_size=max_queue_size,
+            shutdown_timeout=shutdown_timeout,
+            flush_timeout=flush_timeout,
+            queue_full_timeout=queue_full_timeout,
+            max_event_age=max_event_age,
+            max_request_bytes=max_request_bytes,
+            retry_initial_delay=retry_initial_delay,
+            retry_max_delay=retry_max_delay,
+            max_retry_after=max_retry_after,
+            auth_retry_interval=auth_retry_interval,
+        )
+        if event_name is not None and (type(event_name) is not str or not event_name):
+            raise ConfigurationError(f"event_name must be a non-empty string, got {event_name!r}")
+        if on_error is not None and not callable(on_error):
+            raise ConfigurationError(f"on_error must be callable, got {on_error!r}")
+        self._config = _resolve(client, api_key, environment, base_url)
+        self._timeout = timeout if isinstance(timeout, httpx2.Timeout) else httpx2.Timeout(timeout)
+        self._event_name = event_name
+        self._max_event_age = self._settings.max_event_age
+        self._owns_outbox = outbox is not None and not isinstance(outbox, Outbox)
+        self._outbox = outbox if isinstance(outbox, Outbox) or outbox is None else Outbox(outbox)
+        self._pipeline = Pipeline(
+            self._settings, self._make_client, on_error, self._outbox, self._config.api_key
+        )
+        self._put = self._pipeline.put_memory if self._outbox is None else self._pipeline.put_outbox
+
+    def _make_client(self) -> DodoClient:
+        config = self._config
+        return DodoClient(
+            api_key=config.api_key, base_url=config.base_url, timeout=self._timeout, max_retries=0
+        )
+
+    def track(
+        self,
+        customer_id: str,
+        event_name: str | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        *,
+        event_id: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> str:
+        """Queue one usage event and return its ``event_id``, without waiting for the network.
+
+        ``event_name`` defaults to the ``Ingestion``'s; ``event_id`` to a new time-ordered
+        unique id (``evt_`` + 32 hex digits); ``timestamp`` (timezone-aware) to now. Pass your
+        own ``event_id`` to make a retried ``track()`` idempotent. Raises
+        :class:`~dodo_ingest.EventValidationError` for input the API would refuse: empty ids
+        or names, metadata beyond 50 keys / 100-character keys / 500-character values or
+        holding objects, a timestamp older than ``max_event_age`` or more than 5 minutes ahead.
+        """
+        if event_name is None:
+            event_name = self._event_name
+            if event_name is None:
+                raise EventValidationError(
+                    "event_name", "required: pass event_name= here or to Ingestion(event_name=...)"
+                )
+        if event_id is None:
+            event_id = new_event_id()
+        event = EventInput(event_id, customer_id, event_name, timestamp, metadata)
+        if timestamp is None:
+            self._put(event_id, _time(), event)
+        else:
+            self._put(event_id, self._check_timestamp(timestamp), event)
+        return event_id
+
+    def _check_timestamp(self, timestamp: datetime) -> float:
+        ts = timestamp.timestamp()
+        now = _time()
+        if ts < now - self._max_event_age:
+            raise EventValidationError(
+                "timestamp",
+                f"older than max_event_age ({self._max_event_age:g} s); the API refuses events "
+                "more than 1 hour old",
+            )
+        if ts > now + API_MAX_FUTURE_SKEW:
+            raise EventValidationError(
+                "timestamp", "more than 5 minutes in the future; the API refuses it"
+            )
+        return ts
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event tracked before this call is settled (delivered or
+        dead-lettered); True if so within ``timeout`` seconds (default ``flush_timeout``).
+
+        Safe in serverless handlers (call it before returning). Does not block forever: on
+        timeout it returns False and the events stay queued. In async code use :meth:`aflush`.
+        """
+        waiter = self._pipeline.flush_waiter()
+        if waiter is None:
+            return True
+        return waiter.wait(self._settings.flush_timeout if timeout is None else timeout)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """:meth:`flush` for asyncio code: awaits without blocking the event loop."""
+        waiter = self._pipeline.flush_waiter()
+        if waiter is None:
+            return True
+        return await waiter.async_wait(self._settings.flush_timeout if timeout is None else timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush for at most ``timeout`` seconds (default ``shutdown_timeout``), then stop the
+        sender thread. Idempotent. Without an outbox, events still unsent are dropped and
+        counted; with one they stay on disk for the next process. ``track()`` after ``close()``
+        drops (and counts) the event.
+        """
+        self._pipeline.close(self._settings.shutdown_timeout if timeout is None else timeout)
+        if self._owns_outbox and self._outbox is not None:
+            self._outbox.close()
+
+    @property
+    def stats(self) -> DeliveryStats:
+        """A snapshot of the counters (see :class:`DeliveryStats`)."""
+        enqueued, delivered, retried, dead_lettered, dropped = self._pipeline.stats()
+        return DeliveryStats(
+            enqueued=enqueued,
+            delivered=delivered,
+            retried=retried,
+            dead_lettered=dead_lettered,
+            dropped=dropped,
+            queued=max(0, enqueued - delivered - dead_lettered - dropped),
+        )
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The outbox events go through, if any."""
+        return self._outbox
+
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """Events given up on, oldest first: from the outbox, else the last 10,000 in memory."""
+        if self._outbox is not None:
+            return self._outbox.dead_letters(limit)
+        letters = list(self._pipeline.memory.dead_letters)  # type: ignore[union-attr]
+        return letters if limit is None else letters[:limit]
+
+    def __enter__(self) -> Ingestion:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        outbox = self._outbox.path if self._outbox is not None else None
+        return (
+            f"Ingestion(base_url={self._config.base_url!r}, outbox={outbox!r}, "
+            f"api_key={mask_key(self._config.api_key)!r})"
+        )
+
+
+def _resolve(
+    client: DodoClient | None,
+    api_key: str | None,
+    environment: str | None,
+    base_url: str | None,
+) -> ClientConfig:
+    if client is None:
+        return resolve_config(api_key, environment, base_url)
+    if not isinstance(client, DodoClient):
+        raise ConfigurationError(f"client must be a DodoClient, got {type(client).__name__}")
+    if api_key is not None or environment is not None or base_url is not None:
+        raise ConfigurationError("pass either client= or api_key/environment/base_url, not both")
+    return client._config

@@ -1,0 +1,216 @@
+"""Where events wait for the sender: in memory, or in an :class:`Outbox` on disk.
+
+Both queues hand the sender batches of *items*, tuples whose first two fields are the
+event id and the event's Unix timestamp, plus the flush waiters the batch completes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from ..client import EventInput
+from ._dead_letter import DeadLetter
+from ._ids import format_epoch
+from ._outbox import Outbox, OutboxRow, event_from_json
+from ._waiter import Waiter
+
+__all__ = [
+    "DEAD_LETTER_MEMORY",
+    "EventQueue",
+    "Item",
+    "MemoryItem",
+    "MemoryQueue",
+    "OutboxQueue",
+    "OutboxRow",
+    "encode_event",
+    "event_json",
+    "with_timestamp",
+]
+
+Item = tuple[Any, ...]
+MemoryItem = tuple[str, float, EventInput]
+"""An event waiting in memory: ``(event_id, timestamp, event)``."""
+
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+DEAD_LETTER_MEMORY = 10_000
+"""Dead letters kept in memory without an outbox (the oldest are forgotten first)."""
+
+
+def event_json(event: EventInput, timestamp: float) -> dict[str, Any]:
+    """The JSON object of one event, with its timestamp fixed."""
+    data: dict[str, Any] = {
+        "event_id": event.event_id,
+        "customer_id": event.customer_id,
+        "event_name": event.event_name,
+        "timestamp": format_epoch(timestamp),
+    }
+    if event.metadata is not None:
+        data["metadata"] = event.metadata
+    return data
+
+
+def encode_event(event: EventInput, timestamp: float) -> str:
+    """One event encoded as JSON text."""
+    return _encode_json(event_json(event, timestamp))
+
+
+def with_timestamp(event: EventInput, timestamp: float) -> EventInput:
+    """``event`` with its timestamp filled in (for reports to ``on_error``)."""
+    if event.timestamp is not None:
+        return event
+    return EventInput(
+        event.event_id,
+        event.customer_id,
+        event.event_name,
+        datetime.fromtimestamp(timestamp, timezone.utc),
+        event.metadata,
+    )
+
+
+class EventQueue(Protocol):
+    """What the sender needs from a queue."""
+
+    def take(self, limit: int) -> tuple[list[Item], list[Waiter]]:
+        """The next batch (at most ``limit`` items) and the waiters it completes."""
+
+    def add_waiter(self, waiter: Waiter) -> None:
+        """Place a flush waiter after everything queued so far."""
+
+    def encode(self, items: Sequence[Item]) -> bytes:
+        """The ``POST /events/ingest`` body for ``items``."""
+
+    def events(self, items: Sequence[Item]) -> list[EventInput]:
+        """``items`` as events (for ``on_error``)."""
+
+    def delivered(self, items: Sequence[Item]) -> None:
+        """Forget acknowledged items."""
+
+    def bury(self, items: Sequence[Item], reason: str, status_code: int | None) -> None:
+        """Keep ``items`` as dead letters."""
+
+    def backlog(self) -> int:
+        """Roughly how many items wait (a hint for batching)."""
+
+
+class MemoryQueue:
+    """A FIFO in memory. ``track()`` appends to :attr:`items` directly (no lock)."""
+
+    def __init__(self) -> None:
+        self.items: deque[Any] = deque()
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
+
+    def take(self, limit: int) -> tuple[list[Item], list[Waiter]]:
+        items: list[Item] = []
+        waiters: list[Waiter] = []
+        popleft = self.items.popleft
+        try:
+            while len(items) < limit:
+                entry = popleft()
+                if type(entry) is tuple:
+                    items.append(entry)
+                else:
+                    waiters.append(entry)
+        except IndexError:
+            pass
+        return items, waiters
+
+    def add_waiter(self, waiter: Waiter) -> None:
+        self.items.append(waiter)
+
+    def encode(self, items: Sequence[Item]) -> bytes:
+        return _encode_json({"events": [event_json(event, ts) for _, ts, event in items]}).encode()
+
+    def events(self, items: Sequence[Item]) -> list[EventInput]:
+        return [with_timestamp(event, ts) for _, ts, event in items]
+
+    def delivered(self, items: Sequence[Item]) -> None:
+        pass
+
+    def bury(self, items: Sequence[Item], reason: str, status_code: int | None) -> None:
+        now = datetime.now(timezone.utc)
+        for event in self.events(items):
+            self.dead_letters.append(DeadLetter(event, reason, status_code, now))
+
+    def backlog(self) -> int:
+        return len(self.items)
+
+    def clear(self) -> list[Item]:
+        """Remove and return every waiting item (waiters are fired)."""
+        items, waiters = self.take(len(self.items) + 1)
+        for waiter in waiters:
+            waiter.fire()
+        return items
+
+
+class OutboxQueue:
+    """The events this pipeline owns in an :class:`Outbox`, in order of their sequence number.
+
+    ``track()`` appends through :meth:`append`; a flush waits until every sequence number up
+    to the last one appended before it is settled.
+    """
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.lock = threading.Lock()
+        self.last_seq = 0
+        """Highest sequence number appended by this pipeline."""
+        self.unsent = 0
+        """Appended since the sender last looked (a hint for batching)."""
+        self._taken_seq = 0
+        self._waiters: list[tuple[int, Waiter]] = []
+
+    def append(self, event_id: str, timestamp: float, body: str) -> int:
+        """Store one event (committed when this returns); return how many wait unsent."""
+        seq = self.outbox.append(event_id, timestamp, body)
+        with self.lock:
+            if seq > self.last_seq:
+                self.last_seq = seq
+            self.unsent += 1
+            return self.unsent
+
+    def take(self, limit: int) -> tuple[list[Item], list[Waiter]]:
+        with self.lock:
+            high = self.last_seq
+            self.unsent = 0
+        rows = self.outbox.fetch(limit)
+        # Once this batch settles, everything up to ``covered`` is settled: rows are taken
+        # in sequence order and a short read means nothing else of ours was pending.
+        covered = rows[-1][3] if len(rows) == limit else high
+        with self.lock:
+            self._taken_seq = max(self._taken_seq, covered)
+            ready = [w for seq, w in self._waiters if seq <= self._taken_seq]
+            self._waiters = [(seq, w) for seq, w in self._waiters if seq > self._taken_seq]
+        return list(rows), ready
+
+    def add_waiter(self, waiter: Waiter) -> None:
+        with self.lock:
+            self._waiters.append((self.last_seq, waiter))
+
+    def encode(self, items: Sequence[Item]) -> bytes:
+        return ('{"events":[' + ",".join([row[2] for row in items]) + "]}").encode()
+
+    def events(self, items: Sequence[Item]) -> list[EventInput]:
+        return [event_from_json(row[2]) for row in items]
+
+    def delivered(self, items: Sequence[Item]) -> None:
+        self.outbox.delete(items)
+
+    def bury(self, items: Sequence[Item], reason: str, status_code: int | None) -> None:
+        self.outbox.bury(items, reason, status_code)
+
+    def backlog(self) -> int:
+        return self.unsent
+
+    def reset_after_fork(self) -> None:
+        """Forget the parent's state: the child owns nothing yet."""
+        self.lock = threading.Lock()
+        self.last_seq = 0
+        self.unsent = 0
+        self._taken_seq = 0
+        self._waiters = []

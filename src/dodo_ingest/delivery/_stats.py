@@ -1,0 +1,31 @@
+"""``DeliveryStats``: a snapshot of the pipeline's counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DeliveryStats"]
+
+
+@dataclass(frozen=True)
+class DeliveryStats:
+    """Counters of one :class:`~dodo_ingest.Ingestion` in this process, taken at one moment.
+
+    - ``enqueued``: events accepted by ``track()`` (plus events taken over from an outbox).
+    - ``delivered``: events the API acknowledged (a duplicate id inside one batch counts once
+      more here, as the API would ignore it).
+    - ``retried``: event sends repeated after a transient failure (an event retried 3 times
+      counts 3).
+    - ``dead_lettered``: events given up on, kept with the reason (see ``dead_letters()``).
+    - ``dropped``: events lost without being sent (queue full, ``track()`` after ``close()``,
+      unsent at the end of ``close()`` without an outbox).
+    - ``queued``: events still waiting or in flight:
+      ``enqueued - delivered - dead_lettered - dropped``.
+    """
+
+    enqueued: int
+    delivered: int
+    retried: int
+    dead_lettered: int
+    dropped: int
+    queued: int
