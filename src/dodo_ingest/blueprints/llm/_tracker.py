@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from ...client._errors import EventValidationError
 from ...client._models import MetadataValue, validate_metadata
@@ -459,7 +459,7 @@ def usage_of_response(response: object, provider: str | None = None) -> LLMUsage
 def create_llm_tracker(
     *,
     api_key: str | None = None,
-    environment: str | None = None,
+    environment: Literal["test_mode", "live_mode"] | None = None,
     base_url: str | None = None,
     event_name: str = "llm.chat_completion",
     ingestion: EventSink | None = None,
