@@ -116,9 +116,11 @@ class StreamMeter(FailureCounter):
         self._every_seconds = check_positive(partial_every_seconds, "partial_every_seconds")
         self._encoding = check_encoding(encoding)
         self._partials = partial_every_bytes is not None or partial_every_seconds is not None
-        # True when counted bytes need a look after counting: partials are on or we are closed.
-        self._check = self._partials
         self._every_bytes = partial_every_bytes if partial_every_bytes is not None else 1 << 62
+        # Counting looks further only when the total reaches ``_threshold`` (the next partial
+        # by size; 0 once closed) or when partials are timed.
+        self._threshold = self._every_bytes
+        self._timed = partial_every_seconds is not None
         self._next_due = float("inf")
         self._total = 0
         self._emitted = 0
@@ -175,8 +177,8 @@ class StreamMeter(FailureCounter):
         if self._closed:
             return
         self._closed = True
-        self._check = True
         self._emit(final=True, error=error)
+        self._threshold = 0
 
     def __enter__(self) -> StreamMeter:
         self._start()
@@ -215,10 +217,14 @@ class StreamMeter(FailureCounter):
 
     def _count(self, n: int) -> None:
         self._total += n
-        if self._check and (
+        if self._total >= self._threshold or self._timed:
+            self._after_count()
+
+    def _after_count(self) -> None:
+        if (
             self._closed
-            or self._total - self._attempted >= self._every_bytes
-            or time.monotonic() >= self._next_due
+            or self._total >= self._threshold
+            or (self._timed and time.monotonic() >= self._next_due)
         ):
             self._emit(final=False, error=None)
 
@@ -227,21 +233,28 @@ class StreamMeter(FailureCounter):
         iterator = iter(source)
         error: BaseException | None = None
         try:
-            for chunk in iterator:
-                kind = type(chunk)
-                if kind is bytes or kind is bytearray:
-                    self._total += len(chunk)
-                else:
-                    self._total += self._length(chunk)
-                if self._check:
-                    self._count(0)
-                yield chunk
+            if self._partials:
+                for chunk in iterator:
+                    self._count(self._length(chunk))
+                    yield chunk
+            else:  # the common case, kept lean: count and pass on
+                for chunk in iterator:
+                    kind = type(chunk)
+                    if kind is bytes or kind is bytearray:
+                        self._total += len(chunk)
+                    elif kind is memoryview:
+                        self._total += chunk.nbytes
+                    else:
+                        self._total += self._length(chunk)
+                    yield chunk
         except GeneratorExit:
             raise
         except BaseException as exc:
             error = exc
             raise
         finally:
+            if self._closed:
+                self._after_count()  # reports bytes counted after the meter closed
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
@@ -253,21 +266,28 @@ class StreamMeter(FailureCounter):
         iterator = source.__aiter__()
         error: BaseException | None = None
         try:
-            async for chunk in iterator:
-                kind = type(chunk)
-                if kind is bytes or kind is bytearray:
-                    self._total += len(chunk)
-                else:
-                    self._total += self._length(chunk)
-                if self._check:
-                    self._count(0)
-                yield chunk
+            if self._partials:
+                async for chunk in iterator:
+                    self._count(self._length(chunk))
+                    yield chunk
+            else:  # the common case, kept lean: count and pass on
+                async for chunk in iterator:
+                    kind = type(chunk)
+                    if kind is bytes or kind is bytearray:
+                        self._total += len(chunk)
+                    elif kind is memoryview:
+                        self._total += chunk.nbytes
+                    else:
+                        self._total += self._length(chunk)
+                    yield chunk
         except GeneratorExit:
             raise
         except BaseException as exc:
             error = exc
             raise
         finally:
+            if self._closed:
+                self._after_count()  # reports bytes counted after the meter closed
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -284,6 +304,7 @@ class StreamMeter(FailureCounter):
                 )
             return
         self._attempted = total
+        self._threshold = total + self._every_bytes
         sequence = self._sequence + 1
         metadata: dict[str, MetadataValue] = {"bytes": total - self._emitted}
         metadata["streamId"] = self.stream_id
