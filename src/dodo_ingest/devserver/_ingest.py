@@ -10,7 +10,6 @@ both kinds of rule the 422 wins, as a server that deserialises before it checks 
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, NoReturn
 
 from ._errors import APIError
@@ -36,10 +35,10 @@ MAX_AGE_US = 3600 * 1_000_000
 MAX_LEAD_US = 300 * 1_000_000
 """Timestamps may be at most 5 minutes ahead."""
 
-EventRow = tuple[str, str, str, int, str | None]
-"""An accepted event as stored: event_id, customer_id, event_name, epoch µs, metadata JSON."""
+EventRow = list[Any]
+"""An accepted event as stored: ``[event_id, customer_id, event_name, epoch µs, metadata]``
+(metadata a dict or ``None``)."""
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _REQUIRED = ("event_id", "customer_id", "event_name")
 
 
@@ -123,70 +122,109 @@ def parse_ingest_body(body: bytes, *, now: int | None = None) -> list[EventRow]:
         )
     current = now_us() if now is None else now
     oldest, newest = current - MAX_AGE_US, current + MAX_LEAD_US
+    parsed_times: dict[str, int] = {}
     rows: list[EventRow] = []
-    seen: dict[str, int] = {}
+    seen: set[str] = set()
     rule_error: APIError | None = None
     for index, event in enumerate(events):
         if type(event) is not dict:
             raise _schema_error(f"events[{index}] must be an object", index)
-        for field in _REQUIRED:
-            value = event.get(field)
-            if type(value) is not str:
-                problem = "is missing" if value is None else "must be a string"
-                raise _schema_error(
-                    f"events[{index}].{field} {problem}", index, event.get("event_id")
-                )
-        event_id: str = event["event_id"]
+        event_id = event.get("event_id")
+        customer_id = event.get("customer_id")
+        event_name = event.get("event_name")
+        if type(event_id) is not str or type(customer_id) is not str or type(event_name) is not str:
+            raise _field_type_error(event, index)
         timestamp = event.get("timestamp")
         if timestamp is None:
             micros = current
-        elif type(timestamp) is str:
-            try:
-                micros = parse_rfc3339_us(timestamp)
-            except ValueError:
-                raise _schema_error(
-                    f"{_where(index, event_id)}: timestamp {timestamp[:60]!r} is not an "
-                    "RFC 3339 date-time",
-                    index,
-                    event_id,
-                ) from None
         else:
-            raise _schema_error(
-                f"{_where(index, event_id)}: timestamp must be a string", index, event_id
-            )
+            micros = parsed_times.get(timestamp, -1) if type(timestamp) is str else -1
+            if micros == -1:
+                micros = _parse_timestamp(timestamp, index, event_id)
+                parsed_times[timestamp] = micros
         metadata = event.get("metadata")
-        encoded: str | None = None
         if metadata is not None:
             if type(metadata) is not dict:
                 raise _schema_error(
                     f"{_where(index, event_id)}: metadata must be an object", index, event_id
                 )
-            for value in metadata.values():
-                if type(value) is float and not math.isfinite(value):
-                    raise _schema_error(
-                        f"{_where(index, event_id)}: metadata numbers must be finite",
-                        index,
-                        event_id,
-                    )
-            if rule_error is None:
-                broken = _check_metadata(metadata, _where(index, event_id))
-                if broken is not None:
-                    rule_error = APIError(400, broken[0], broken[1], index=index, event_id=event_id)
-            if rule_error is None:
-                encoded = _encode(metadata)
-        if rule_error is None:
-            rule_error = _check_event(event, index, micros, oldest, newest, seen)
-        if rule_error is None:
-            rows.append((event_id, event["customer_id"], event["event_name"], micros, encoded))
+            if len(metadata) > MAX_METADATA_KEYS or not _plain_metadata(metadata):
+                rule_error = rule_error or _metadata_error(metadata, index, event_id)
+        if rule_error is not None:
+            continue
+        if (
+            event_id in seen
+            or not (event_id and customer_id and event_name)
+            or not oldest <= micros <= newest
+        ):
+            rule_error = _rule_error(event, index, micros, oldest, newest, rows)
+            continue
+        seen.add(event_id)
+        rows.append([event_id, customer_id, event_name, micros, metadata])
     if rule_error is not None:
         raise rule_error
     return rows
 
 
-def _check_event(
-    event: dict[str, Any], index: int, micros: int, oldest: int, newest: int, seen: dict[str, int]
-) -> APIError | None:
-    """The first prose rule (ids, empty fields, time window) the event breaks, or ``None``."""
+def _plain_metadata(metadata: dict[str, Any]) -> bool:
+    """True when every key and value is within limits (the common, fast case)."""
+    for key, value in metadata.items():
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_METADATA_VALUE_LENGTH:
+                return False
+        elif kind is float:
+            if value - value != 0:  # inf or nan, from numbers such as 1e999
+                return False
+        elif kind is not int and kind is not bool:
+            return False
+        if not 0 < len(key) <= MAX_METADATA_KEY_LENGTH:
+            return False
+    return True
+
+
+def _metadata_error(metadata: dict[str, Any], index: int, event_id: str) -> APIError:
+    """The error for metadata that :func:`_plain_metadata` refused (422 for a non-finite
+    number, which JSON cannot carry, else 400 naming the limit)."""
+    where = _where(index, event_id)
+    for key, value in metadata.items():
+        if type(value) is float and value - value != 0:
+            raise _schema_error(
+                f"{where}: metadata[{key!r}] is not a finite number", index, event_id
+            )
+    code, message = _check_metadata(metadata, where) or ("invalid_metadata", f"{where}: metadata")
+    return APIError(400, code, message, index=index, event_id=event_id)
+
+
+def _field_type_error(event: dict[str, Any], index: int) -> APIError:
+    for field in _REQUIRED:
+        value = event.get(field)
+        if type(value) is not str:
+            problem = "is missing" if value is None else "must be a string"
+            return _schema_error(f"events[{index}].{field} {problem}", index, event.get("event_id"))
+    raise AssertionError("no field has a wrong type")
+
+
+def _parse_timestamp(timestamp: object, index: int, event_id: str) -> int:
+    if type(timestamp) is not str:
+        raise _schema_error(
+            f"{_where(index, event_id)}: timestamp must be a string", index, event_id
+        )
+    try:
+        return parse_rfc3339_us(timestamp)
+    except ValueError:
+        raise _schema_error(
+            f"{_where(index, event_id)}: timestamp {timestamp[:60]!r} is not an RFC 3339 date-time",
+            index,
+            event_id,
+        ) from None
+
+
+def _rule_error(
+    event: dict[str, Any], index: int, micros: int, oldest: int, newest: int, rows: list[EventRow]
+) -> APIError:
+    """The error of an event breaking a prose rule: an empty field, a repeated id, the time
+    window (``rows`` are the events accepted before it)."""
     event_id: str = event["event_id"]
     for field in _REQUIRED:
         if not event[field]:
@@ -197,8 +235,8 @@ def _check_event(
                 index=index,
                 event_id=event_id,
             )
-    first = seen.setdefault(event_id, index)
-    if first != index:
+    first = next((i for i, row in enumerate(rows) if row[0] == event_id), None)
+    if first is not None:
         return APIError(
             400,
             "duplicate_event_id",
@@ -207,22 +245,11 @@ def _check_event(
             index=index,
             event_id=event_id,
         )
-    if micros < oldest:
-        return APIError(
-            400,
-            "timestamp_too_old",
-            f"{_where(index, event_id)}: timestamp {event.get('timestamp')!r} is more than "
-            "1 hour in the past",
-            index=index,
-            event_id=event_id,
-        )
-    if micros > newest:
-        return APIError(
-            400,
-            "timestamp_in_future",
-            f"{_where(index, event_id)}: timestamp {event.get('timestamp')!r} is more than "
-            "5 minutes in the future",
-            index=index,
-            event_id=event_id,
-        )
-    return None
+    when = "older than 1 hour" if micros < oldest else "more than 5 minutes in the future"
+    return APIError(
+        400,
+        "timestamp_too_old" if micros < oldest else "timestamp_in_future",
+        f"{_where(index, event_id)}: timestamp {event.get('timestamp')!r} is {when}",
+        index=index,
+        event_id=event_id,
+    )

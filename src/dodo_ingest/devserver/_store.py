@@ -11,10 +11,10 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ._ingest import EventRow
 from ._meters import Aggregate, aggregate, compile_filter
@@ -34,7 +34,6 @@ CREATE TABLE IF NOT EXISTS events (
     ts_us INTEGER NOT NULL,
     metadata TEXT
 );
-CREATE INDEX IF NOT EXISTS events_by_customer ON events (customer_id, ts_us);
 CREATE TABLE IF NOT EXISTS meters (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -75,6 +74,30 @@ CREATE TABLE IF NOT EXISTS credit_links (
 """
 
 _EVENT_COLUMNS = "event_id, customer_id, event_name, ts_us, metadata"
+_INSERT_EVENT = f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+
+
+def _compact_json_encoder() -> Callable[[Any], str]:
+    """A compact JSON encoder for metadata dicts.
+
+    ``JSONEncoder.encode`` builds a new C encoder on every call, which costs more than the
+    encoding of a small dict; the C encoder is built once here (the pure-Python encoder is the
+    fallback where the C one is missing).
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+    def refuse(value: object) -> NoReturn:
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    encode_chunks = make(
+        None, refuse, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    return lambda value: "".join(encode_chunks(value, 0))
+
+
+_encode = _compact_json_encoder()
 
 
 def new_id(prefix: str) -> str:
@@ -114,12 +137,14 @@ class Store:
 
     def insert_events(self, rows: list[EventRow]) -> int:
         """Store events in one transaction, ignoring known ids; return how many were new."""
+        params = [
+            (event_id, customer_id, event_name, micros, None if meta is None else _encode(meta))
+            for event_id, customer_id, event_name, micros, meta in rows
+        ]
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                cursor = self._db.executemany(
-                    f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)", rows
-                )
+                cursor = self._db.executemany(_INSERT_EVENT, params)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

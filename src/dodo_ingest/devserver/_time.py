@@ -13,6 +13,7 @@ _RFC3339 = re.compile(
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US_PER_SECOND = 1_000_000
+_ONE_US = timedelta(microseconds=1)
 
 
 def now_us() -> int:
@@ -29,17 +30,29 @@ def parse_rfc3339_us(value: str) -> int:
     match = _RFC3339.fullmatch(value)
     if match is None:
         raise ValueError(f"not an RFC 3339 date-time: {value!r}")
-    year, month, day, hour, minute, second, fraction, _, sign, off_h, off_m = match.groups()
-    moment = datetime(
-        int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc
-    )
-    micros = int(moment.timestamp()) * _US_PER_SECOND
-    if fraction:
-        micros += int(fraction[:6].ljust(6, "0"))
+    try:
+        moment = datetime.fromisoformat(value)  # Python 3.11+ reads every RFC 3339 form
+    except ValueError:
+        moment = _from_groups(match.groups())
+    return (moment - _EPOCH) // _ONE_US
+
+
+def _from_groups(groups: tuple[str, ...]) -> datetime:
+    """The slow path for Pythons whose ``fromisoformat`` is narrower (3.10)."""
+    year, month, day, hour, minute, second, fraction, _, sign, off_h, off_m = groups
+    offset = timedelta(0)
     if sign:
-        offset = (int(off_h) * 60 + int(off_m)) * 60 * _US_PER_SECOND
-        micros += -offset if sign == "+" else offset
-    return micros
+        offset = timedelta(hours=int(off_h), minutes=int(off_m)) * (-1 if sign == "-" else 1)
+    return datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour),
+        int(minute),
+        int(second),
+        int((fraction or "0")[:6].ljust(6, "0")),
+        tzinfo=timezone(offset),
+    )
 
 
 def format_us(micros: int) -> str:

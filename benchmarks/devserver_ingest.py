@@ -1,0 +1,149 @@
+"""Ingest throughput of the dev server: a plain httpx2 loop posting prebuilt 1000-event batches.
+
+Measures, in one run, events/s for new events and for a replay of the same batches (every id
+already known, so nothing is stored), for the server in a subprocess (its own core) and
+in-process (a thread sharing the GIL with the client, as tests and SDK benchmarks run it),
+with an in-memory and a file database. Prints each figure and its ratio to the 100k events/s
+the SDK's own benchmarks target.
+
+    .venv/bin/python benchmarks/devserver_ingest.py [--batches 200] [--batch-size 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx2
+
+from dodo_ingest.devserver import DevServer
+
+TARGET_EVENTS_PER_SECOND = 100_000
+HEADERS = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
+
+
+def build_batches(run: str, batches: int, batch_size: int) -> list[bytes]:
+    """Encoded ``{"events": [...]}`` bodies of LLM-like events with unique ids."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    bodies = []
+    for b in range(batches):
+        events = [
+            {
+                "event_id": f"{run}-{b}-{i}",
+                "customer_id": f"cus_{i % 50}",
+                "event_name": "llm.chat_completion",
+                "timestamp": stamp,
+                "metadata": {
+                    "model": "gpt-4o-mini",
+                    "provider": "openai",
+                    "inputTokens": 120 + i % 7,
+                    "outputTokens": 40 + i % 5,
+                    "totalTokens": 160 + i % 12,
+                },
+            }
+            for i in range(batch_size)
+        ]
+        bodies.append(json.dumps({"events": events}, separators=(",", ":")).encode())
+    return bodies
+
+
+def post_all(base_url: str, bodies: list[bytes], expect_new: bool) -> tuple[float, list[float]]:
+    """Post every body in turn on one keep-alive connection; return (seconds, per-batch ms)."""
+    latencies = []
+    with httpx2.Client(base_url=base_url, headers=HEADERS, timeout=60) as client:
+        client.post("/events/ingest", content=bodies[0]).raise_for_status()  # warm-up
+        started = time.perf_counter()
+        for body in bodies[1:]:
+            sent = time.perf_counter()
+            response = client.post("/events/ingest", content=body)
+            latencies.append((time.perf_counter() - sent) * 1000)
+            response.raise_for_status()
+            if expect_new and response.json()["ingested_count"] == 0:
+                raise RuntimeError("a batch of new events was not stored")
+        return time.perf_counter() - started, latencies
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def subprocess_server(db: str) -> Iterator[str]:
+    """``dodo-ingest dev-server`` in a child process; yields its base URL."""
+    port = _free_port()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "dodo_ingest", "dev-server", "--port", str(port), "--db", db],
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx2.get(f"{url}/_dev/health", timeout=1).raise_for_status()
+                break
+            except httpx2.TransportError:
+                if time.monotonic() > deadline or child.poll() is not None:
+                    raise RuntimeError("the dev server subprocess did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
+@contextmanager
+def inprocess_server(db: str) -> Iterator[str]:
+    """:class:`DevServer` in a thread of this process; yields its base URL."""
+    with DevServer(db=db) as server:
+        yield server.base_url
+
+
+def measure(label: str, url: str, args: argparse.Namespace) -> None:
+    run = f"{label.replace(' ', '-')}-{os.getpid()}"
+    bodies = build_batches(run, args.batches + 1, args.batch_size)
+    events = args.batches * args.batch_size
+    for kind, expect_new in (("new ids", True), ("replayed ids", False)):
+        seconds, latencies = post_all(url, bodies, expect_new)
+        rate = events / seconds
+        print(
+            f"{label:<26} {kind:<13} {rate:>10,.0f} events/s  "
+            f"x{rate / TARGET_EVENTS_PER_SECOND:5.2f} of target  "
+            f"batch p50 {statistics.median(latencies):6.2f} ms  "
+            f"p95 {statistics.quantiles(latencies, n=20)[-1]:6.2f} ms"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    args = parser.parse_args()
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"{args.batches} batches x {args.batch_size} events, target "
+        f"{TARGET_EVENTS_PER_SECOND:,} events/s"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode, server in (("subprocess", subprocess_server), ("in-process", inprocess_server)):
+            for db_label, db in (("memory", ":memory:"), ("file", str(Path(tmp) / f"{mode}.db"))):
+                label = f"{mode}, {db_label} db"
+                with server(db) as url:
+                    measure(label, url, args)
+
+
+if __name__ == "__main__":
+    main()

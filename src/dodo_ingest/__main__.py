@@ -1,0 +1,5 @@
+"""``python -m dodo_ingest``: the ``dodo-ingest`` command."""
+
+from dodo_ingest.cli import main
+
+main()
