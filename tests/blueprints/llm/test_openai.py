@@ -124,9 +124,7 @@ def test_chat_stream_helper_tracks_once_and_stays_transparent(
     client: openai.OpenAI, sink: RecordingSink, provider_mock: respx.MockRouter
 ) -> None:
     with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:  # type: ignore[arg-type]
-        text = "".join(
-            event.delta for event in stream if event.type == "content.delta"
-        )
+        text = "".join(event.delta for event in stream if event.type == "content.delta")
         final = stream.get_final_completion()
     assert text == "Hello there!"
     assert final.usage is None  # as without the tracker: the caller did not ask for usage
