@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import selectors
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +128,63 @@ def delivered(ingestion: Any, dev_server: Any, customer_id: str) -> list[Any]:
     """Flush the pipeline, then return what the server stored for ``customer_id``."""
     assert ingestion.flush(10), "the pipeline did not deliver within 10 s"
     return stored_events(dev_server.base_url, customer_id)
+
+
+def wait_for_line(proc: subprocess.Popen[str], expected: str, timeout: float = 30) -> None:
+    """Read the child's stdout until the line ``expected`` (fails on timeout or exit)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(timeout=0.1):
+                line = proc.stdout.readline()
+                if line.strip() == expected:
+                    return
+                assert line, (
+                    f"child exited before {expected!r}: {proc.stderr.read() if proc.stderr else ''}"
+                )
+    raise AssertionError(f"child did not print {expected!r} within {timeout} s")
+
+
+def run_child(code: str, *args: str) -> subprocess.Popen[str]:
+    """Run ``python -c code args...`` with piped text output."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def pending(outbox: Path) -> int:
+    """Events waiting in the outbox file."""
+    from dodo_ingest.delivery import Outbox
+
+    box = Outbox(outbox)
+    try:
+        return box.count_pending()
+    finally:
+        box.close()
+
+
+def wait_for_events(base_url: str, customer: str, count: int, timeout: float = 20) -> list[Any]:
+    """Poll the server until it stored ``count`` events for ``customer`` (or time runs out)."""
+    deadline = time.monotonic() + timeout
+    events = stored_events(base_url, customer)
+    while len(events) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+        events = stored_events(base_url, customer)
+    return events
+
+
+DELIVER_OUTBOX = """
+# A new process on the outbox a killed one left: takes its events over and delivers them.
+import sys
+from dodo_ingest.delivery import Ingestion
+
+base_url, outbox = sys.argv[1:3]
+with Ingestion(api_key="k", base_url=base_url, outbox=outbox, flush_interval=0.05) as ingestion:
+    print("flushed" if ingestion.flush(10) else "timeout", flush=True)
+"""
