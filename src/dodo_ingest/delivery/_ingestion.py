@@ -159,8 +159,11 @@ class Ingestion:
         dead-lettered); True if so within ``timeout`` seconds (default ``flush_timeout``).
 
         Safe in serverless handlers (call it before returning). Does not block forever: on
-        timeout it returns False and the events stay queued. In async code use :meth:`aflush`.
+        timeout it returns False and the events stay queued. After :meth:`close` it returns at
+        once: True when nothing is left unsettled. In async code use :meth:`aflush`.
         """
+        if self._pipeline.closed:
+            return self.stats.queued == 0
         waiter = self._pipeline.flush_waiter()
         if waiter is None:
             return True
@@ -168,6 +171,8 @@ class Ingestion:
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """:meth:`flush` for asyncio code: awaits without blocking the event loop."""
+        if self._pipeline.closed:
+            return self.stats.queued == 0
         waiter = self._pipeline.flush_waiter()
         if waiter is None:
             return True

@@ -80,7 +80,9 @@ class Pipeline:
         self._make_client = make_client
         self._on_error = on_error
         self._secret = secret
-        self._client: DodoClient | None = None
+        # Built here, not in the sender thread: a fork while that thread is importing the
+        # HTTP stack would leave the child with half-imported modules.
+        self._client: DodoClient | None = make_client()
         self._inherited: list[object] = []
         self._reset()
         if outbox is not None:
@@ -113,6 +115,7 @@ class Pipeline:
         self._drops: dict[str, int] = {}
         self._dropped_items: deque[tuple[str, Item]] = deque(maxlen=DROP_REPORT_EVENTS)
         self._paused = False
+        self._inflight = 0
         self._next_heartbeat = 0.0
         self._next_reclaim = 0.0
 
@@ -185,8 +188,6 @@ class Pipeline:
     def flush_waiter(self) -> Waiter | None:
         """A waiter fired once everything queued so far is settled (``None``: nothing to wait)."""
         if self._thread is None:
-            if self.closed:
-                return None
             if self.memory is not None and not self._items:
                 return None
             if (
@@ -221,7 +222,8 @@ class Pipeline:
         thread = self._thread
         if thread is not None:
             thread.join(max(0.0, deadline - time.monotonic()) + JOIN_GRACE)
-        elif self.memory is not None and self._items:
+        if (thread is None or thread.is_alive()) and self.memory is not None:
+            # No sender, or one still stuck in a request: what waits in memory is lost.
             self._abandon(self.memory.clear())
         if self.outbox is not None:
             self.outbox.release()
@@ -231,7 +233,8 @@ class Pipeline:
 
     def _run(self) -> None:
         try:
-            self._client = self._make_client()
+            if self._client is None:
+                self._client = self._make_client()
             self._maintain(force=True)
             while not self._stop.is_set():
                 if self.queue.backlog() < self._batch_size:
@@ -271,6 +274,12 @@ class Pipeline:
         if items and self.memory is not None:
             self._drop("shutdown", items)
             logger.error("%d event(s) not delivered before close() ran out of time", len(items))
+        thread = self._thread
+        if self._inflight and thread is not None and thread is not threading.current_thread():
+            logger.error(
+                "%d event(s) still in a request to the API when close() ran out of time",
+                self._inflight,
+            )
 
     def _drain(self) -> None:
         """Send what is queued, batch after batch, until a partial batch was sent.
@@ -282,7 +291,9 @@ class Pipeline:
         while True:
             items, waiters = self.queue.take(batch_size)
             if items:
+                self._inflight = len(items)
                 self._deliver(items)
+                self._inflight = 0
             for waiter in waiters:
                 waiter.fire()
             if len(items) < batch_size:

@@ -1,0 +1,117 @@
+"""Process lifecycle with real subprocesses: exit without flush, fork, unreachable API, threads."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from dodo_ingest.delivery import Outbox
+from tests.delivery import _scripts
+from tests.delivery._sink import Blackhole
+
+EXIT_WITHOUT_FLUSH = """
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", flush_interval=60)
+for _ in range(8500):
+    print(ingestion.track("cus_1"))
+"""
+
+
+def test_exit_without_flush_delivers_everything(server, tmp_path):
+    done = _scripts.run(tmp_path, EXIT_WITHOUT_FLUSH, server.base_url)
+    assert done.returncode == 0, done.stderr
+    tracked = done.stdout.split()
+    assert len(tracked) == 8500
+    assert sorted(server.event_ids()) == sorted(tracked)
+
+
+FORK = """
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", flush_interval=60,
+                      outbox=OUTBOX)
+parent_ids = [ingestion.track("parent") for _ in range(300)]  # still queued at fork time
+pid = os.fork()
+if pid == 0:
+    child_ids = [ingestion.track("child") for _ in range(200)]
+    flushed = ingestion.flush(10)
+    stats = ingestion.stats
+    print(json.dumps({"child": child_ids, "flushed": flushed,
+                      "enqueued": stats.enqueued, "delivered": stats.delivered}), flush=True)
+    ingestion.close()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+flushed = ingestion.flush(10)
+print(json.dumps({"parent": parent_ids, "flushed": flushed, "child_status": status}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("outbox", [False, True], ids=["memory", "outbox"])
+def test_a_forked_child_sends_its_own_events_and_not_the_parents(server, tmp_path, outbox):
+    path = str(tmp_path / "outbox.db") if outbox else "-"
+    done = _scripts.run(tmp_path, FORK, server.base_url, path)
+    assert done.returncode == 0, done.stderr
+    child, parent = (json.loads(line) for line in done.stdout.splitlines())
+    assert parent["child_status"] == 0
+    assert child["flushed"] and parent["flushed"]
+    assert (child["enqueued"], child["delivered"]) == (200, 200)  # a fresh queue in the child
+    stored = server.event_ids()
+    assert sorted(stored) == sorted(child["child"] + parent["parent"])
+    assert server.stats["duplicates_ignored"] == 0  # the parent's queue was not sent twice
+    if outbox:
+        assert Outbox(path).count_pending() == 0
+
+
+UNREACHABLE = """
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", outbox=OUTBOX,
+                      shutdown_timeout=0.5)
+for _ in range(3000):
+    ingestion.track("cus_1")
+print(time.monotonic(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("outbox", [False, True], ids=["memory", "outbox"])
+def test_exit_is_quick_when_the_api_hangs_and_the_outbox_keeps_the_events(tmp_path, outbox):
+    path = str(tmp_path / "outbox.db") if outbox else "-"
+    with Blackhole() as hanging:
+        done = _scripts.run(tmp_path, UNREACHABLE, hanging.base_url, path, timeout=30)
+        exited = time.monotonic()
+    assert done.returncode == 0, done.stderr
+    last_track = float(done.stdout.split()[0])
+    assert exited - last_track < 3.0  # shutdown_timeout 0.5 s, not the 10 s request timeout
+    if outbox:
+        with Outbox(path) as kept:
+            assert kept.count_pending() == 3000
+    else:  # one batch is stuck in a request, the rest is counted as lost
+        assert "2000 event(s) not delivered" in done.stderr
+        assert "1000 event(s) still in a request" in done.stderr
+
+
+def test_thread_count_is_stable_over_100_create_close_cycles(server, make_ingestion):
+    from dodo_ingest.delivery import Ingestion
+
+    def cycle() -> None:
+        with Ingestion(
+            api_key="sk_test_cycle_key_123456", base_url=server.base_url, event_name="e"
+        ) as ingestion:
+            ingestion.track("cus_1")
+
+    cycle()  # warm up anything started once per process
+    before = threading.active_count()
+    for _ in range(100):
+        cycle()
+    assert threading.active_count() == before
+    assert len(server.event_ids()) == 101
+
+
+def test_close_is_idempotent_and_track_after_close_is_counted(server, make_ingestion, caplog):
+    ingestion = make_ingestion(base_url=server.base_url, event_name="e")
+    ingestion.track("cus_1")
+    ingestion.close()
+    ingestion.close()
+    ingestion.track("cus_1")
+    stats = ingestion.stats
+    assert (stats.delivered, stats.dropped, stats.queued) == (1, 1, 0)
+    assert "after close()" in caplog.text
+    assert ingestion.flush(0.1)  # nothing it could still do
