@@ -14,6 +14,7 @@ CHAT_ID = "chatcmpl-Dq81pVx3KsW0bNe4Tj7YhA2mZcLo"
 RESP_ID = "resp_7e1d2c3b4a5968778695a4b3c2d1e0f1"
 MSG_ID = "msg_01Ab3Cd5Ef7Gh9Ij1Kl3Mn5Op"
 GEMINI_ID = "pQ3uZcK9Dd2Ry8IP7nWv1Aa"
+COMPLETION_ID = "cmpl-Lg7Ha2Wq"
 OPENAI_MODEL = "gpt-5.4-mini-2026-03-17"
 CLAUDE = "claude-sonnet-4-6"
 GEMINI = "gemini-2.5-flash"
@@ -152,7 +153,7 @@ def chat_stream_for(request: httpx2.Request) -> httpx2.Response:
 
 def completion_for(request: httpx2.Request) -> httpx2.Response:
     body = json.loads(request.content)
-    base = {"id": "cmpl-Lg7Ha2", "object": "text_completion", "created": 1, "model": "gpt-3.5"}
+    base = {"id": COMPLETION_ID, "object": "text_completion", "created": 1, "model": "gpt-3.5"}
     if not body.get("stream"):
         choice = {"index": 0, "text": "Hi", "finish_reason": "stop", "logprobs": None}
         usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
