@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import selectors
+import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -130,32 +131,51 @@ def delivered(ingestion: Any, dev_server: Any, customer_id: str) -> list[Any]:
     return stored_events(dev_server.base_url, customer_id)
 
 
-def wait_for_line(proc: subprocess.Popen[str], expected: str, timeout: float = 30) -> None:
-    """Read the child's stdout until the line ``expected`` (fails on timeout or exit)."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if selector.select(timeout=0.1):
-                line = proc.stdout.readline()
-                if line.strip() == expected:
-                    return
-                assert line, (
-                    f"child exited before {expected!r}: {proc.stderr.read() if proc.stderr else ''}"
-                )
-    raise AssertionError(f"child did not print {expected!r} within {timeout} s")
+class Child:
+    """``python -c code args...`` in a subprocess; a thread collects its stdout lines."""
 
+    def __init__(self, code: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-def run_child(code: str, *args: str) -> subprocess.Popen[str]:
-    """Run ``python -c code args...`` with piped text output."""
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.strip())
+        self._lines.put(None)
+
+    def wait_for_line(self, expected: str, timeout: float = 30) -> None:
+        """Wait until the child prints the line ``expected`` (fails on timeout or exit)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line == expected:
+                return
+            if line is None:
+                self.proc.wait(5)
+                stderr = self.proc.stderr.read() if self.proc.stderr else ""
+                raise AssertionError(f"child exited before printing {expected!r}: {stderr}")
+        raise AssertionError(f"child did not print {expected!r} within {timeout} s")
+
+    def kill(self) -> int:
+        """SIGKILL the child and return its exit code."""
+        self.proc.send_signal(signal.SIGKILL)
+        return self.proc.wait(10)
+
+    def wait(self, timeout: float = 20) -> int:
+        """Wait for the child to exit; its exit code."""
+        return self.proc.wait(timeout)
 
 
 def pending(outbox: Path) -> int:

@@ -10,11 +10,10 @@ from typing import Any
 
 from .conftest import (
     DELIVER_OUTBOX,
+    Child,
     pending,
-    run_child,
     stored_events,
     wait_for_events,
-    wait_for_line,
 )
 
 METER_LIVE_STREAM = """
@@ -48,23 +47,23 @@ def test_killed_stream_is_billed_exactly_after_restart(
     dev_server: Any, customer: str, tmp_path: Path
 ) -> None:
     outbox = tmp_path / "outbox.db"
-    streamer = run_child(METER_LIVE_STREAM, dev_server.base_url, str(outbox), customer)
+    streamer = Child(METER_LIVE_STREAM, dev_server.base_url, str(outbox), customer)
     try:
-        wait_for_line(streamer, "flushed")
+        streamer.wait_for_line("flushed")
         before = stored_events(dev_server.base_url, customer)
         assert sorted(e.event_id for e in before) == [f"live-1:{i}" for i in range(1, 5)]
-        wait_for_line(streamer, "tracked")
+        streamer.wait_for_line("tracked")
         assert pending(outbox) == 4  # partials 5..8 are on disk, not yet sent
     finally:
-        streamer.send_signal(signal.SIGKILL)
-        streamer.wait(10)
-    assert streamer.returncode == -signal.SIGKILL
+        exit_code = streamer.kill()
+    assert exit_code == -signal.SIGKILL
 
-    deliverer = run_child(DELIVER_OUTBOX, dev_server.base_url, str(outbox))
+    deliverer = Child(DELIVER_OUTBOX, dev_server.base_url, str(outbox))
     try:
-        wait_for_line(deliverer, "flushed")
+        deliverer.wait_for_line("flushed")
     finally:
-        deliverer.wait(20)
+        delivered_code = deliverer.wait()
+    assert delivered_code == 0
     events = wait_for_events(dev_server.base_url, customer, 8)
     by_id = {e.event_id: e for e in events}
     assert len(by_id) == len(events) == 8

@@ -10,11 +10,10 @@ from typing import Any
 
 from .conftest import (
     DELIVER_OUTBOX,
+    Child,
     pending,
-    run_child,
     stored_events,
     wait_for_events,
-    wait_for_line,
 )
 
 LONG_JOB = """
@@ -42,9 +41,9 @@ def test_killed_job_is_billed_for_what_it_ran(
     dev_server: Any, customer: str, tmp_path: Path
 ) -> None:
     outbox = tmp_path / "outbox.db"
-    job = run_child(LONG_JOB, dev_server.base_url, str(outbox), customer)
+    job = Child(LONG_JOB, dev_server.base_url, str(outbox), customer)
     try:
-        wait_for_line(job, "flushed")
+        job.wait_for_line("flushed")
         delivered_before = len(stored_events(dev_server.base_url, customer))
         assert delivered_before >= 3
         deadline = time.monotonic() + 10
@@ -52,16 +51,16 @@ def test_killed_job_is_billed_for_what_it_ran(
             time.sleep(0.05)
         assert pending(outbox) >= 3  # heartbeats tracked after the flush, not sent yet
     finally:
-        job.send_signal(signal.SIGKILL)
-        job.wait(10)
-    assert job.returncode == -signal.SIGKILL
+        exit_code = job.kill()
+    assert exit_code == -signal.SIGKILL
     left = pending(outbox)
 
-    deliverer = run_child(DELIVER_OUTBOX, dev_server.base_url, str(outbox))
+    deliverer = Child(DELIVER_OUTBOX, dev_server.base_url, str(outbox))
     try:
-        wait_for_line(deliverer, "flushed")
+        deliverer.wait_for_line("flushed")
     finally:
-        deliverer.wait(20)
+        delivered_code = deliverer.wait()
+    assert delivered_code == 0
     events = wait_for_events(dev_server.base_url, customer, delivered_before + left)
     count = len(events)
     assert count == delivered_before + left
