@@ -96,6 +96,22 @@ def test_openai_resumed_stream_after_break_is_complete(
     assert sink.only().metadata == payloads.STREAM_METADATA
 
 
+def test_openai_stream_helpers_exited_early_record_incomplete_at_exit(
+    oai: openai.OpenAI, sink: RecordingSink, provider_mock: respx.MockRouter
+) -> None:
+    with oai.chat.completions.stream(model="m", messages=MESSAGES) as chat:  # type: ignore[arg-type]
+        for event in chat:
+            if event.type == "content.delta":
+                break
+    assert sink.metadata() == [CHAT_INCOMPLETE]
+    with oai.responses.stream(model="m", input="hi") as responses:
+        for event in responses:
+            if event.type == "response.output_text.delta":
+                break
+    assert sink.metadata()[1]["status"] == "incomplete"
+    assert len(sink.events) == 2
+
+
 def test_openai_abandoned_stream_is_recorded_when_collected(
     oai: openai.OpenAI, sink: RecordingSink, provider_mock: respx.MockRouter
 ) -> None:
@@ -173,6 +189,10 @@ async def test_openai_async_break_then_aclose(
     assert sink.events == []
     await stream.aclose()
     assert sink.only().metadata == CHAT_INCOMPLETE
+    async with client.chat.completions.stream(model="m", messages=MESSAGES) as helper:  # type: ignore[arg-type]
+        async for _ in helper:
+            break
+    assert sink.metadata() == [CHAT_INCOMPLETE, CHAT_INCOMPLETE]
 
 
 # --------------------------------------------------------------------------- Anthropic
@@ -195,6 +215,27 @@ def test_anthropic_break_after_message_start_never_uses_the_placeholder(
         for event in stream:
             if event.type == "content_block_delta":
                 break
+    assert sink.only().metadata == ANTHROPIC_INCOMPLETE
+
+
+def test_anthropic_stream_helper_exited_early(
+    claude: anthropic.Anthropic, sink: RecordingSink, provider_mock: respx.MockRouter
+) -> None:
+    with claude.messages.stream(**CLAUDE_ARGS) as stream:  # type: ignore[arg-type]
+        for text in stream.text_stream:
+            assert text == "Hello"
+            break
+    assert sink.only().metadata == ANTHROPIC_INCOMPLETE
+
+
+@pytest.mark.anyio
+async def test_anthropic_async_stream_helper_exited_early(
+    tracker: LLMTracker, sink: RecordingSink, provider_mock: respx.MockRouter
+) -> None:
+    client = tracker.wrap(anthropic.AsyncAnthropic(api_key="sk", max_retries=0), customer_id="c")
+    async with client.messages.stream(**CLAUDE_ARGS) as stream:  # type: ignore[arg-type]
+        async for _ in stream.text_stream:
+            break
     assert sink.only().metadata == ANTHROPIC_INCOMPLETE
 
 

@@ -58,7 +58,7 @@ def test_stream_identity_context_manager_and_response(
 ) -> None:
     client = tracker.wrap(openai.OpenAI(api_key="k", max_retries=0), customer_id="c")
     stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)  # type: ignore[call-overload]
-    assert isinstance(stream, openai.Stream)
+    assert type(stream) is openai.Stream
     assert isinstance(stream.response, httpx2.Response)
     assert stream.response.headers["x-request-id"] == "req_s"
     with stream as entered:

@@ -3,13 +3,15 @@
 A tap finishes on the first of: exhaustion, an exception raised by the stream, ``close()``
 (``with`` exit), or the stream being garbage-collected after it was abandoned. What it then
 records is decided by the provider's accumulator: the final usage when it was seen, else what
-was known so far, marked incomplete. The caller's stream object keeps its identity: SDK
-streams get their iterator replaced and their class swapped for a subclass that also hears
-``close()``; plain generators (google-genai) are re-yielded by a generator.
+was known so far, marked incomplete. The caller's stream object keeps its identity and type:
+SDK streams get their iterator replaced and their HTTP response's close hooked; plain
+generators (google-genai) are re-yielded by a generator.
 """
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -42,7 +44,7 @@ class StreamAccumulator(Protocol):
 class StreamTap:
     """Feeds stream items to an accumulator and records its result exactly once."""
 
-    __slots__ = ("accumulator", "done", "exhausted", "scope", "tracker")
+    __slots__ = ("accumulator", "active", "done", "exhausted", "scope", "tracker")
 
     def __init__(self, accumulator: StreamAccumulator, tracker: LLMTracker, scope: Scope) -> None:
         self.accumulator: StreamAccumulator | None = accumulator
@@ -50,6 +52,7 @@ class StreamTap:
         self.scope = scope
         self.done = False
         self.exhausted = False
+        self.active = False
 
     def observe(self, item: Any) -> bool:
         """Read one item; True when the caller must not see it. Never raises."""
@@ -84,11 +87,15 @@ def tap_iterator(inner: Iterator[T], tap: StreamTap) -> Iterator[T]:
     """Re-yield ``inner``'s items (minus hidden ones) and finish ``tap`` when it ends."""
     observe = tap.observe
     try:
+        tap.active = True
         for item in inner:
+            tap.active = False
             if not observe(item):
                 yield item
+            tap.active = True
         tap.exhausted = True
     finally:
+        tap.active = False
         tap.finish()
 
 
@@ -96,74 +103,54 @@ async def tap_async_iterator(inner: AsyncIterator[T], tap: StreamTap) -> AsyncIt
     """Async twin of :func:`tap_iterator`."""
     observe = tap.observe
     try:
+        tap.active = True
         async for item in inner:
+            tap.active = False
             if not observe(item):
                 yield item
+            tap.active = True
         tap.exhausted = True
     finally:
+        tap.active = False
         tap.finish()
-
-
-_TAPPED_CLASSES: dict[type[Any], type[Any]] = {}
 
 
 def tap_sdk_stream(stream: Any, tap: StreamTap) -> None:
     """Tap an openai/anthropic/groq ``Stream`` or ``AsyncStream`` in place.
 
     Its ``_iterator`` (which ``__iter__``/``__next__`` and the SDK helpers read) is replaced by
-    a tapping one, and its class by a subclass whose ``close()`` (and ``aclose()``) finishes
-    the tap, so ``isinstance``, ``with``, ``.response`` and the helpers keep working.
+    a tapping one, and its HTTP response's ``close()``/``aclose()`` (which ``stream.close()``,
+    ``with`` and the SDK helpers call) also finish the tap. The stream object and its type are
+    untouched, so ``isinstance``, ``type()``, ``with``, ``.response`` and the helpers all work.
     """
-    base = type(stream)
-    if getattr(base, "_dodo_tapped", False):
+    response = stream.response
+    if "close" in response.__dict__ or "aclose" in response.__dict__:
         return
-    tapped = _TAPPED_CLASSES.get(base)
-    if tapped is None:
-        tapped = _TAPPED_CLASSES[base] = _tapped_class(base)
     inner = stream._iterator
-    if hasattr(base, "__anext__"):
+    held = weakref.ref(response)
+    if hasattr(stream, "__anext__"):
         stream._iterator = tap_async_iterator(inner, tap)
+        response.aclose = functools.partial(_aclose_and_finish, held, tap)
     else:
         stream._iterator = tap_iterator(inner, tap)
-    stream._dodo_tap = tap
-    stream.__class__ = tapped
+        response.close = functools.partial(_close_and_finish, held, tap)
 
 
-def _tapped_class(base: type[Any]) -> type[Any]:
-    if hasattr(base, "__anext__"):
+def _close_and_finish(held: weakref.ref[Any], tap: StreamTap) -> None:
+    try:
+        response = held()
+        if response is not None:
+            type(response).close(response)
+    finally:
+        if not tap.active:  # while iterating, the SDK closes the response itself at the end
+            tap.finish()
 
-        class AsyncTapped(base):  # type: ignore[misc]
-            _dodo_tapped = True
 
-            async def close(self) -> None:
-                try:
-                    await super().close()
-                finally:
-                    self._dodo_tap.finish()
-
-        if hasattr(base, "aclose"):
-
-            async def aclose(self: Any) -> None:
-                try:
-                    await super(AsyncTapped, self).aclose()
-                finally:
-                    self._dodo_tap.finish()
-
-            AsyncTapped.aclose = aclose
-        cls: type[Any] = AsyncTapped
-    else:
-
-        class Tapped(base):  # type: ignore[misc]
-            _dodo_tapped = True
-
-            def close(self) -> None:
-                try:
-                    super().close()
-                finally:
-                    self._dodo_tap.finish()
-
-        cls = Tapped
-    cls.__name__ = base.__name__
-    cls.__qualname__ = base.__qualname__
-    cls.__module__ = base.__module__
-    return cls
+async def _aclose_and_finish(held: weakref.ref[Any], tap: StreamTap) -> None:
+    try:
+        response = held()
+        if response is not None:
+            await type(response).aclose(response)
+    finally:
+        if not tap.active:
+            tap.finish()
