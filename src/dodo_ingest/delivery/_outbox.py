@@ -231,6 +231,12 @@ class Outbox:
             )
             return cursor.lastrowid  # type: ignore[return-value]
 
+    def last_seq(self) -> int:
+        """The highest sequence number pending in the file (0 when none is)."""
+        with self._lock:
+            row = self._conn.execute("SELECT max(seq) FROM pending").fetchone()
+        return int(row[0] or 0)
+
     def _sender(self) -> sqlite3.Connection:
         if self._sender_conn is None:
             self._sender_conn = self._connect()

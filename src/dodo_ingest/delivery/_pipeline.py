@@ -294,6 +294,8 @@ class Pipeline:
                 self._inflight = len(items)
                 self._deliver(items)
                 self._inflight = 0
+            if waiters:
+                self._report_drops()  # so that on_error has heard of them when flush() returns
             for waiter in waiters:
                 waiter.fire()
             if len(items) < batch_size:

@@ -151,8 +151,9 @@ class MemoryQueue:
 class OutboxQueue:
     """The events this pipeline owns in an :class:`Outbox`, in order of their sequence number.
 
-    ``track()`` appends through :meth:`append`; a flush waits until every sequence number up
-    to the last one appended before it is settled.
+    ``track()`` appends through :meth:`append`. A flush waits until every event of ours with a
+    sequence number up to the highest in the file at the time of the flush is settled: what
+    this pipeline appended, and what it took over from dead processes.
     """
 
     def __init__(self, outbox: Outbox) -> None:
@@ -162,7 +163,6 @@ class OutboxQueue:
         """Highest sequence number appended by this pipeline."""
         self.unsent = 0
         """Appended since the sender last looked (a hint for batching)."""
-        self._taken_seq = 0
         self._waiters: list[tuple[int, Waiter]] = []
 
     def append(self, event_id: str, timestamp: float, body: str) -> int:
@@ -176,21 +176,26 @@ class OutboxQueue:
 
     def take(self, limit: int) -> tuple[list[Item], list[Waiter]]:
         with self.lock:
-            high = self.last_seq
             self.unsent = 0
+            registered = list(self._waiters)
         rows = self.outbox.fetch(limit)
-        # Once this batch settles, everything up to ``covered`` is settled: rows are taken
-        # in sequence order and a short read means nothing else of ours was pending.
-        covered = rows[-1][3] if len(rows) == limit else high
-        with self.lock:
-            self._taken_seq = max(self._taken_seq, covered)
-            ready = [w for seq, w in self._waiters if seq <= self._taken_seq]
-            self._waiters = [(seq, w) for seq, w in self._waiters if seq > self._taken_seq]
-        return list(rows), ready
+        # Rows come in sequence order, so once this batch settles, everything of ours up to
+        # its last row is settled; a short read means nothing else of ours was pending.
+        if len(rows) < limit:
+            ready = registered
+        else:
+            last = rows[-1][3]
+            ready = [(seq, waiter) for seq, waiter in registered if seq <= last]
+        if ready:
+            with self.lock:
+                self._waiters = [entry for entry in self._waiters if entry not in ready]
+        return list(rows), [waiter for _, waiter in ready]
 
     def add_waiter(self, waiter: Waiter) -> None:
+        """Wait for every event pending in the file now that this pipeline owns or takes over."""
+        target = self.outbox.last_seq()
         with self.lock:
-            self._waiters.append((self.last_seq, waiter))
+            self._waiters.append((target, waiter))
 
     def encode(self, items: Sequence[Item]) -> bytes:
         return ('{"events":[' + ",".join([row[2] for row in items]) + "]}").encode()
@@ -212,5 +217,4 @@ class OutboxQueue:
         self.lock = threading.Lock()
         self.last_seq = 0
         self.unsent = 0
-        self._taken_seq = 0
         self._waiters = []

@@ -1,0 +1,138 @@
+"""The SQLite outbox: crash safety (kill -9), take-over of leftovers, dead letters, retry."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+from dodo_ingest.delivery import Ingestion, Outbox
+from tests.delivery import _scripts
+from tests.delivery._sink import Blackhole
+from tests.delivery.conftest import API_KEY
+
+PRODUCER = """
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", outbox=OUTBOX,
+                      batch_size=1000, flush_interval=5)
+for batch in range(200):
+    for _ in range(100):
+        print(ingestion.track("cus_1"), flush=True)  # printed only once committed
+    time.sleep(0.01)
+time.sleep(60)
+"""
+
+
+def _pending_ids(path: str) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT event_id FROM pending")}
+
+
+def test_kill_9_then_a_new_process_delivers_everything_exactly_once(server, tmp_path):
+    path = str(tmp_path / "outbox.db")
+    script = _scripts.write(tmp_path, PRODUCER)
+    output = tmp_path / "tracked.txt"
+    with output.open("w") as sink:
+        producer = subprocess.Popen(
+            [sys.executable, str(script), server.base_url, path], stdout=sink
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while server.stats["events_ingested"] < 2000 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            producer.send_signal(signal.SIGKILL)
+            producer.wait(timeout=10)
+        finally:
+            if producer.poll() is None:
+                producer.kill()
+                producer.wait()
+    assert producer.returncode == -signal.SIGKILL
+    printed = output.read_text().split()
+    before = set(server.event_ids())
+    left = _pending_ids(path)
+    assert before and left  # killed half-way: some delivered, some still on disk
+    with Ingestion(api_key=API_KEY, base_url=server.base_url, outbox=path) as recovery:
+        assert recovery.flush(10)  # takes over the dead process's events at once
+        assert recovery.stats.delivered == len(left)
+    stored = server.event_ids()
+    assert len(stored) == len(set(stored))
+    assert set(printed) <= set(stored)  # every track() that returned was delivered
+    assert len(set(stored) - set(printed)) <= 1  # at most one committed but not yet printed
+    assert set(stored) == before | left
+    assert _pending_ids(path) == set()
+
+
+LEFTOVER = """
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", outbox=OUTBOX,
+                      shutdown_timeout=0.2)
+for _ in range(50):
+    print(ingestion.track("earlier"))
+"""
+
+
+def test_leftovers_of_an_earlier_process_are_delivered_first(server, tmp_path):
+    path = str(tmp_path / "outbox.db")
+    with Blackhole() as hanging:
+        done = _scripts.run(tmp_path, LEFTOVER, hanging.base_url, path)
+    assert done.returncode == 0, done.stderr
+    earlier = done.stdout.split()
+    assert _pending_ids(path) == set(earlier)
+    with Ingestion(
+        api_key=API_KEY, base_url=server.base_url, event_name="e", outbox=path, flush_interval=30
+    ) as ingestion:
+        later = [ingestion.track("later") for _ in range(50)]
+        assert ingestion.flush(10)
+    stored = server.event_ids()
+    assert stored[:50] == earlier
+    assert sorted(stored[50:]) == sorted(later)
+
+
+def test_dead_letters_are_kept_with_the_reason_and_can_be_retried(server, tmp_path):
+    path = tmp_path / "outbox.db"
+    old = datetime.now(timezone.utc) - timedelta(minutes=61)
+    with Ingestion(
+        api_key=API_KEY,
+        base_url=server.base_url,
+        event_name="e",
+        outbox=path,
+        max_event_age=7200,
+    ) as ingestion:
+        good = ingestion.track("cus_1")
+        ingestion.track("cus_1", event_id="too-old", timestamp=old)
+        assert ingestion.flush(10)
+        assert ingestion.stats.dead_lettered == 1
+    assert server.event_ids() == [good]
+    with Outbox(path) as outbox:
+        assert outbox.count_pending() == 0
+        assert outbox.count_dead_letters() == 1
+        (letter,) = outbox.dead_letters()
+        assert letter.event.event_id == "too-old"
+        assert letter.status_code == 400
+        assert "1 hour" in letter.reason
+        assert letter.event.timestamp is not None
+        assert abs((letter.event.timestamp - old).total_seconds()) < 0.001
+        assert outbox.retry_dead_letters(["unknown-id"]) == 0
+        assert outbox.retry_dead_letters() == 1
+        assert (outbox.count_pending(), outbox.count_dead_letters()) == (1, 0)
+    # The next Ingestion on the file takes the retried event over (and the API refuses it again).
+    with Ingestion(
+        api_key=API_KEY, base_url=server.base_url, outbox=path, max_event_age=7200
+    ) as again:
+        assert again.flush(10)
+        assert again.stats.enqueued == 1
+    with Outbox(path) as outbox:
+        assert [d.event.event_id for d in outbox.dead_letters()] == ["too-old"]
+
+
+def test_track_returns_after_the_commit(tmp_path):
+    path = str(tmp_path / "outbox.db")
+    with Blackhole() as hanging:
+        ingestion = Ingestion(
+            api_key=API_KEY, base_url=hanging.base_url, event_name="e", outbox=path
+        )
+        event_id = ingestion.track("cus_1", metadata={"k": "v"})
+        assert _pending_ids(path) == {event_id}  # visible to another connection at once
+        ingestion.close(timeout=0.1)
+    assert _pending_ids(path) == {event_id}
