@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -53,10 +53,26 @@ class RecordingSink:
             self.events.append(event)
         return event.event_id
 
+    def wait_for(self, count: int, timeout: float = 5) -> list[EventInput]:
+        """Wait until ``count`` events were tracked (an ASGI middleware tracks after the
+        response went out, so right after a request its event may still be on its way)."""
+        deadline = time.monotonic() + timeout
+        while len(self.events) < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.events
+
     @property
     def metadata(self) -> list[dict[str, Any]]:
         """The metadata of every event, in order."""
         return [dict(event.metadata or {}) for event in self.events]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return condition()
 
 
 @pytest.fixture
