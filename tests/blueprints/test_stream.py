@@ -290,3 +290,13 @@ def test_wrap_refuses_single_chunks(sink: RecordingSink) -> None:
         meter.wrap(b"abc")
     with pytest.raises(TypeError):
         meter.wrap(42)
+
+
+def test_missing_event_name_fails_at_construction(sink: RecordingSink) -> None:
+    sink.event_name = None  # type: ignore[attr-defined]  # a pipeline without a default name
+    with pytest.raises(EventValidationError, match="event_name"):
+        meter_stream(sink, "cus_1")
+    sink.event_name = "stream.bytes"  # type: ignore[attr-defined]
+    with meter_stream(sink, "cus_1"):
+        pass
+    assert len(sink.events) == 1

@@ -251,3 +251,10 @@ def test_sink_failure_never_reaches_the_job(sink: RecordingSink) -> None:
 
     assert job() == 3
     assert timer.tracking_errors == 1
+
+
+def test_missing_event_name_fails_at_construction(sink: RecordingSink) -> None:
+    sink.event_name = None  # type: ignore[attr-defined]  # a pipeline without a default name
+    with pytest.raises(EventValidationError, match="event_name"):
+        time_range(sink, "cus_1")
+    time_range(sink, "cus_1", "job.time")

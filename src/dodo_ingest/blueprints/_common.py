@@ -77,9 +77,17 @@ def check_customer_id(value: object, field: str = "customer_id") -> str:
     return value
 
 
-def check_event_name(value: object) -> str | None:
-    """``None`` (the pipeline's default event name) or a non-empty string."""
+def check_event_name(value: object, ingestion: object = None) -> str | None:
+    """``None`` (the pipeline's default event name) or a non-empty string.
+
+    With ``ingestion`` given, ``None`` is refused when the pipeline says it has no default
+    (an ``event_name`` attribute that is ``None``), so a blueprint that emits later fails now.
+    """
     if value is None:
+        if getattr(ingestion, "event_name", "") is None:
+            raise EventValidationError(
+                "event_name", "required: pass event_name= here or to Ingestion(event_name=...)"
+            )
         return None
     return check_customer_id(value, "event_name")
 

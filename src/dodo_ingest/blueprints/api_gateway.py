@@ -141,7 +141,7 @@ class UsageMiddleware(FailureCounter):
         self.app = app
         self._ingestion = ingestion
         self._resolve = customer_id
-        self._event_name = check_event_name(event_name)
+        self._event_name = check_event_name(event_name, ingestion)
         self._metadata = metadata if callable(metadata) else check_metadata(metadata, _RESERVED)
         self._exclude_check: Callable[[Request, int], bool] | None = None
         self._exclude_exact: frozenset[str] = frozenset()

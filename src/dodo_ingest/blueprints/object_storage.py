@@ -112,7 +112,7 @@ class UploadMeter(FailureCounter):
     ) -> None:
         self._ingestion = ingestion
         self._customer_id = check_customer_id(customer_id)
-        self._event_name = check_event_name(event_name)
+        self._event_name = check_event_name(event_name, ingestion)
         own: dict[str, Any] = {"operation": operation, "bucket": bucket, "key": key}
         self._own = check_metadata({k: v for k, v in own.items() if v is not None}, ())
         self._metadata = check_metadata(metadata, _RESERVED)

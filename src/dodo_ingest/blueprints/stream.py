@@ -106,7 +106,7 @@ class StreamMeter(FailureCounter):
     ) -> None:
         self._ingestion = ingestion
         self._customer_id = check_customer_id(customer_id)
-        self._event_name = check_event_name(event_name)
+        self._event_name = check_event_name(event_name, ingestion)
         self._metadata = check_metadata(metadata, _RESERVED)
         self.stream_id = (
             new_base_id("stream") if stream_id is None else check_base_id(stream_id, "stream_id")

@@ -234,7 +234,7 @@ class TimeRange(FailureCounter):
     ) -> None:
         self._ingestion = ingestion
         self._customer_id = customer_id if callable(customer_id) else check_customer_id(customer_id)
-        self._event_name = check_event_name(event_name)
+        self._event_name = check_event_name(event_name, ingestion)
         self._metadata = metadata if callable(metadata) else check_metadata(metadata, _RESERVED)
         self._job_id = (
             job_id if job_id is None or callable(job_id) else check_base_id(job_id, "job_id")
