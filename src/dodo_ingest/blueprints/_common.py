@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import codecs
 import logging
-import uuid
+import random
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ __all__ = [
     "check_positive",
     "derive_event_id",
     "error_metadata",
+    "format_epoch",
     "logger",
     "new_base_id",
 ]
@@ -145,8 +147,24 @@ def check_metadata(
 
 
 def new_base_id(prefix: str) -> str:
-    """A fresh random stream/job id such as ``stream_3f2a...``."""
-    return f"{prefix}_{uuid.uuid4().hex}"
+    """A fresh random stream/job id such as ``stream_3f2a...`` (128 random bits; Python
+    reseeds :mod:`random` in a forked child)."""
+    return f"{prefix}_{random.getrandbits(128):032x}"
+
+
+_last_second: tuple[int, str] = (-1, "")
+"""The last second formatted, as one tuple so that threads never see a mixed pair."""
+
+
+def format_epoch(epoch: float) -> str:
+    """Format a Unix time as RFC 3339 UTC with milliseconds (``2026-11-25T08:00:00.123Z``)."""
+    global _last_second
+    second = int(epoch)
+    cached, prefix = _last_second
+    if second != cached:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        _last_second = (second, prefix)
+    return f"{prefix}{int((epoch - second) * 1000):03d}Z"
 
 
 def derive_event_id(base_id: str, sequence: int) -> str:

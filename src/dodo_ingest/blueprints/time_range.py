@@ -24,12 +24,12 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
 from ..client._errors import ConfigurationError, EventValidationError
-from ..client._models import MetadataValue, format_timestamp
+from ..client._models import MetadataValue
 from ._common import (
     EventSink,
     FailureCounter,
@@ -40,6 +40,7 @@ from ._common import (
     check_positive,
     derive_event_id,
     error_metadata,
+    format_epoch,
     new_base_id,
 )
 
@@ -127,8 +128,8 @@ class TimeRangeRun:
         "_boundary_ns",
         "_lock",
         "_sequence",
+        "_start_epoch",
         "_start_ns",
-        "_start_wall",
         "customer_id",
         "done",
         "job_id",
@@ -143,7 +144,7 @@ class TimeRangeRun:
         self._lock = threading.Lock()
         self._billed = 0
         self._sequence = 0
-        self._start_wall = datetime.now(timezone.utc)
+        self._start_epoch = time.time()
         self._start_ns = self._boundary_ns = time.monotonic_ns()
 
     @property
@@ -151,8 +152,9 @@ class TimeRangeRun:
         """Seconds since the run started (monotonic clock)."""
         return (time.monotonic_ns() - self._start_ns) / 1e9
 
-    def _wall(self, monotonic_ns: int) -> datetime:
-        return self._start_wall + timedelta(microseconds=(monotonic_ns - self._start_ns) // 1000)
+    def _wall(self, monotonic_ns: int) -> str:
+        """The wall-clock time of a monotonic instant of this run, as RFC 3339."""
+        return format_epoch(self._start_epoch + (monotonic_ns - self._start_ns) / 1e9)
 
 
 class _Heartbeats:
@@ -168,6 +170,7 @@ class _Heartbeats:
     def add(self, run: TimeRangeRun, owner: TimeRange, interval_ns: int) -> None:
         with self._cond:
             due = time.monotonic_ns() + interval_ns
+            earliest = not self._heap or due < self._heap[0][0]
             heapq.heappush(self._heap, (due, next(self._order), run, owner, interval_ns))
             self._active += 1
             if self._thread is None:
@@ -175,7 +178,8 @@ class _Heartbeats:
                     target=self._loop, name="dodo-ingest-heartbeats", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            elif earliest:  # the thread sleeps until the old first entry: wake it earlier
+                self._cond.notify()
 
     def remove(self) -> None:
         with self._cond:
@@ -368,9 +372,8 @@ class TimeRange(FailureCounter):
                 return
             sequence = run._sequence + 1
             metadata = self._durations(units)
-            ended = run._wall(now)
-            metadata["startedAt"] = format_timestamp(run._wall(run._boundary_ns))
-            metadata["endedAt"] = format_timestamp(ended)
+            metadata["startedAt"] = run._wall(run._boundary_ns)
+            metadata["endedAt"] = run._wall(now)
             metadata["jobId"] = run.job_id
             metadata.update(error_metadata(error) if final else {"status": "running"})
             if self._heartbeat_ns is not None:
@@ -384,7 +387,6 @@ class TimeRange(FailureCounter):
                     self._event_name,
                     metadata,
                     event_id=derive_event_id(run.job_id, sequence),
-                    timestamp=ended,
                 )
             except Exception as exc:
                 self._tracking_failed(f"time_range {run.job_id}", exc)
