@@ -300,3 +300,11 @@ def test_missing_event_name_fails_at_construction(sink: RecordingSink) -> None:
     with meter_stream(sink, "cus_1"):
         pass
     assert len(sink.events) == 1
+
+
+def test_wrap_points_http_responses_to_their_chunks(sink: RecordingSink) -> None:
+    import httpx2
+
+    response = httpx2.Response(200, content=b"abc")
+    with pytest.raises(TypeError, match=r"iter_bytes\(\)"):
+        meter_stream(sink, "cus_1").wrap(response)

@@ -154,7 +154,8 @@ class StreamMeter(FailureCounter):
         ``memoryview``, ``str``) — the result is an iterator / async iterator of the same chunks
         — or a file-like object (anything with ``read`` or ``write``), returned as a proxy that
         counts what is read from or written to it. A wrapped iterator closes the source when it
-        is closed early.
+        is closed early. For an httpx2 response wrap ``response.iter_bytes()`` (decoded body)
+        or ``response.iter_raw()`` (bytes on the wire), or their ``aiter_`` forms.
 
         ``finish=True`` emits the final event when the wrapped iterator ends (exhausted, closed
         or failed) instead of at the end of a ``with`` block: use it for bodies consumed after
@@ -162,6 +163,8 @@ class StreamMeter(FailureCounter):
         """
         if isinstance(source, (str, bytes, bytearray, memoryview)):
             raise TypeError("wrap() takes an iterable of chunks or a file; use add() or count()")
+        if hasattr(source, "iter_bytes") or hasattr(source, "aiter_bytes"):
+            raise TypeError("wrap an HTTP response's chunks: meter.wrap(response.iter_bytes())")
         if hasattr(source, "read") or hasattr(source, "write"):
             if finish:
                 raise TypeError("finish=True applies to iterables, not file objects")

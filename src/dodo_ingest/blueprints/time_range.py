@@ -201,7 +201,10 @@ class _Heartbeats:
                 heapq.heappop(self._heap)
             if run.done:
                 continue
-            owner._emit(run, final=False, error=None)
+            try:
+                owner._emit(run, final=False, error=None)
+            except Exception as exc:  # keep beating for the other runs
+                owner._tracking_failed(f"time_range {run.job_id}", exc)
             with self._cond:
                 if not run.done:
                     entry = (due + interval_ns, next(self._order), run, owner, interval_ns)
