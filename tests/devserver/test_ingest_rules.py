@@ -271,6 +271,20 @@ def test_a_schema_violation_gets_422_naming_the_event(
     assert not stored(shared_server, batch)
 
 
+def test_a_number_too_large_to_be_finite_gets_422(http: httpx2.Client) -> None:
+    batch = events(2, timestamp=ago(hours=2))  # the 400 of event 0 loses to the 422 of event 1
+    body = json.dumps({"events": batch}).replace(
+        '"timestamp"', '"metadata": {"n": 1e999}, "timestamp"', 2
+    )
+    body = body.replace('"metadata": {"n": 1e999}, ', "", 1)
+    response = http.post(
+        "/events/ingest", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert (response.json()["index"], response.json()["event_id"]) == (1, batch[1]["event_id"])
+    assert "finite" in response.json()["message"]
+
+
 @pytest.mark.parametrize(
     "document", [[], {"events": {}}, {"event": []}, "x"], ids=["array", "obj", "key", "str"]
 )

@@ -149,7 +149,8 @@ def parse_ingest_body(body: bytes, *, now: int | None = None) -> list[EventRow]:
                     f"{_where(index, event_id)}: metadata must be an object", index, event_id
                 )
             if len(metadata) > MAX_METADATA_KEYS or not _plain_metadata(metadata):
-                rule_error = rule_error or _metadata_error(metadata, index, event_id)
+                metadata_error = _metadata_error(metadata, index, event_id)
+                rule_error = rule_error or metadata_error
         if rule_error is not None:
             continue
         if (
@@ -192,8 +193,9 @@ def _metadata_error(metadata: dict[str, Any], index: int, event_id: str) -> APIE
             raise _schema_error(
                 f"{where}: metadata[{key!r}] is not a finite number", index, event_id
             )
-    code, message = _check_metadata(metadata, where) or ("invalid_metadata", f"{where}: metadata")
-    return APIError(400, code, message, index=index, event_id=event_id)
+    broken = _check_metadata(metadata, where)
+    assert broken is not None, "metadata refused by the fast check breaks a rule"
+    return APIError(400, broken[0], broken[1], index=index, event_id=event_id)
 
 
 def _field_type_error(event: dict[str, Any], index: int) -> APIError:
