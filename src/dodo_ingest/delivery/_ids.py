@@ -23,14 +23,22 @@ def new_event_id() -> str:
 
 _last_second: tuple[int, str] = (-1, "")
 """The last second formatted, as one tuple so that threads never see a mixed pair."""
+_last_milli: tuple[int, str] = (-1, "")
+"""The last millisecond formatted: events tracked in the same millisecond share it."""
 
 
 def format_epoch(timestamp: float) -> str:
     """Format a Unix time as RFC 3339 UTC with milliseconds (``2026-11-25T08:00:00.123Z``)."""
-    global _last_second
-    second = int(timestamp)
+    global _last_second, _last_milli
+    milli = int(timestamp * 1000)
+    cached_milli, text = _last_milli
+    if milli == cached_milli:
+        return text
+    second, fraction = divmod(milli, 1000)
     cached_second, prefix = _last_second
     if second != cached_second:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
         _last_second = (second, prefix)
-    return f"{prefix}{int((timestamp - second) * 1000):03d}Z"
+    text = f"{prefix}{fraction:03d}Z"
+    _last_milli = (milli, text)
+    return text

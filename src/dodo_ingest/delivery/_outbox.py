@@ -16,25 +16,28 @@ from typing import Literal
 from ..client import EventInput
 from ._dead_letter import DeadLetter
 
-__all__ = ["Outbox", "OutboxRow"]
+__all__ = ["FREE", "Outbox", "OutboxRow"]
 
 OutboxRow = tuple[str, float, str, int]
 """A pending event as the sender handles it: ``(event_id, timestamp, json_body, seq)``."""
 
 _HOST = socket.gethostname()
 _BUSY_TIMEOUT_MS = 30_000
+_CHECKPOINT_INTERVAL = 0.5
+"""Least seconds between two WAL checkpoints run by the sender."""
+FREE = 0
+"""Owner of events nobody owns (retried dead letters): the next sender takes them."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    owner TEXT NOT NULL,
+    seq INTEGER PRIMARY KEY,
+    owner INTEGER NOT NULL,
     event_id TEXT NOT NULL,
     ts REAL NOT NULL,
     body TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS pending_by_owner ON pending (owner, seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL,
     ts REAL NOT NULL,
     body TEXT NOT NULL,
@@ -43,7 +46,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS owners (
-    owner TEXT PRIMARY KEY,
+    owner INTEGER PRIMARY KEY,
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     heartbeat REAL NOT NULL
@@ -51,8 +54,9 @@ CREATE TABLE IF NOT EXISTS owners (
 """
 
 
-def _new_owner() -> str:
-    return f"{_HOST}:{os.getpid()}:{os.urandom(6).hex()}"
+def _new_owner() -> int:
+    """A random positive 63-bit token (0 is :data:`FREE`)."""
+    return int.from_bytes(os.urandom(8), "big") >> 1 or 1
 
 
 def _pid_alive(pid: int) -> bool:
@@ -106,6 +110,7 @@ class Outbox:
         self._inherited: list[sqlite3.Connection] = []
         self._owner = _new_owner()
         self._closed = False
+        self._last_checkpoint = 0.0
         with self._lock:
             self._conn.executescript(_SCHEMA)
 
@@ -119,6 +124,7 @@ class Outbox:
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         return conn
 
     # --- public, for operators and the CLI -------------------------------------------------
@@ -172,7 +178,7 @@ class Outbox:
             try:
                 moved = conn.execute(
                     "INSERT INTO pending (owner, event_id, ts, body) "
-                    f"SELECT '', event_id, ts, body FROM dead_letters{where} ORDER BY seq",
+                    f"SELECT {FREE}, event_id, ts, body FROM dead_letters{where} ORDER BY seq",
                     params,
                 ).rowcount
                 conn.execute(f"DELETE FROM dead_letters{where}", params)
@@ -210,7 +216,7 @@ class Outbox:
     # --- used by the delivery pipeline -----------------------------------------------------
 
     @property
-    def owner(self) -> str:
+    def owner(self) -> int:
         """The token of the pipeline that owns events appended through this object."""
         return self._owner
 
@@ -237,11 +243,6 @@ class Outbox:
             row = self._conn.execute("SELECT max(seq) FROM pending").fetchone()
         return int(row[0] or 0)
 
-    def _sender(self) -> sqlite3.Connection:
-        if self._sender_conn is None:
-            self._sender_conn = self._connect()
-        return self._sender_conn
-
     def has_other_pending(self) -> bool:
         """True when events not owned by this pipeline wait in the file (maybe orphans)."""
         with self._lock:
@@ -250,42 +251,56 @@ class Outbox:
             ).fetchone()
         return row is not None
 
+    # The sender thread reads through its own connection without the lock (WAL readers do
+    # not block writers) and writes under the same lock as track(), so that writers of this
+    # process queue on a mutex instead of SQLite's sleeping busy handler.
+
+    def _sender(self) -> sqlite3.Connection:
+        if self._sender_conn is None:
+            self._sender_conn = self._connect()
+        return self._sender_conn
+
     def heartbeat(self) -> None:
         """Show that this owner is alive (sender thread)."""
         conn = self._sender()
         now = time.time()
-        updated = conn.execute(
-            "UPDATE owners SET heartbeat = ? WHERE owner = ?", (now, self._owner)
-        ).rowcount
-        if not updated:
-            conn.execute(
-                "INSERT OR REPLACE INTO owners (owner, host, pid, heartbeat) VALUES (?, ?, ?, ?)",
-                (self._owner, _HOST, os.getpid(), now),
-            )
+        with self._lock:
+            updated = conn.execute(
+                "UPDATE owners SET heartbeat = ? WHERE owner = ?", (now, self._owner)
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    "INSERT OR REPLACE INTO owners (owner, host, pid, heartbeat) "
+                    "VALUES (?, ?, ?, ?)",
+                    (self._owner, _HOST, os.getpid(), now),
+                )
+        self.checkpoint()
 
     def reclaim(self) -> int:
         """Take over events of dead or stale owners (sender thread); return how many."""
         conn = self._sender()
         now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            owners = conn.execute(
-                "SELECT owner, host, pid, heartbeat FROM owners WHERE owner != ?", (self._owner,)
-            ).fetchall()
-            dead = [
-                (owner,)
-                for owner, host, pid, heartbeat in owners
-                if heartbeat < now - self.stale_after or (host == _HOST and not _pid_alive(pid))
-            ]
-            conn.executemany("DELETE FROM owners WHERE owner = ?", dead)
-            taken = conn.execute(
-                "UPDATE pending SET owner = ? WHERE owner NOT IN (SELECT owner FROM owners)",
-                (self._owner,),
-            ).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                owners = conn.execute(
+                    "SELECT owner, host, pid, heartbeat FROM owners WHERE owner != ?",
+                    (self._owner,),
+                ).fetchall()
+                dead = [
+                    (owner,)
+                    for owner, host, pid, heartbeat in owners
+                    if heartbeat < now - self.stale_after or (host == _HOST and not _pid_alive(pid))
+                ]
+                conn.executemany("DELETE FROM owners WHERE owner = ?", dead)
+                taken = conn.execute(
+                    "UPDATE pending SET owner = ? WHERE owner NOT IN (SELECT owner FROM owners)",
+                    (self._owner,),
+                ).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         return int(taken)
 
     def fetch(self, limit: int) -> list[OutboxRow]:
@@ -301,11 +316,13 @@ class Outbox:
 
     def delete(self, rows: Sequence[OutboxRow]) -> None:
         """Forget acknowledged events (sender thread)."""
-        if rows:
-            seqs = [row[3] for row in rows]
-            self._sender().execute(
-                f"DELETE FROM pending WHERE seq IN ({_placeholders(len(seqs))})", seqs
-            )
+        if not rows:
+            return
+        seqs = [row[3] for row in rows]
+        conn = self._sender()
+        with self._lock:
+            conn.execute(f"DELETE FROM pending WHERE seq IN ({_placeholders(len(seqs))})", seqs)
+        self.checkpoint()
 
     def bury(self, rows: Sequence[OutboxRow], reason: str, status_code: int | None) -> None:
         """Move events to the dead letters with the reason (sender thread)."""
@@ -314,18 +331,30 @@ class Outbox:
         conn = self._sender()
         seqs = [row[3] for row in rows]
         marks = _placeholders(len(seqs))
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "INSERT INTO dead_letters (event_id, ts, body, reason, status_code, failed_at) "
-                f"SELECT event_id, ts, body, ?, ?, ? FROM pending WHERE seq IN ({marks})",
-                [reason, status_code, time.time(), *seqs],
-            )
-            conn.execute(f"DELETE FROM pending WHERE seq IN ({marks})", seqs)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT INTO dead_letters (event_id, ts, body, reason, status_code, failed_at) "
+                    f"SELECT event_id, ts, body, ?, ?, ? FROM pending WHERE seq IN ({marks})",
+                    [reason, status_code, time.time(), *seqs],
+                )
+                conn.execute(f"DELETE FROM pending WHERE seq IN ({marks})", seqs)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the file now and then (sender thread, outside the lock).
+
+        Commits never checkpoint by themselves (``wal_autocheckpoint`` is off), so that no
+        ``track()`` pays for it; a passive checkpoint does not block writers.
+        """
+        now = time.monotonic()
+        if now - self._last_checkpoint >= _CHECKPOINT_INTERVAL:
+            self._last_checkpoint = now
+            self._sender().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def release(self) -> None:
         """Stop owning: what is still pending becomes free for other pipelines to take over."""
@@ -335,9 +364,10 @@ class Outbox:
 
     def close_sender(self) -> None:
         """Close the sender thread's connection (from the sender thread, as it exits)."""
-        if self._sender_conn is not None:
-            self._sender_conn.close()
-            self._sender_conn = None
+        with self._lock:
+            if self._sender_conn is not None:
+                self._sender_conn.close()
+                self._sender_conn = None
 
     def after_fork_in_child(self) -> None:
         """Reopen the file under a new owner; the parent's connections are left untouched."""
