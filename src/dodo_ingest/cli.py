@@ -19,7 +19,13 @@ def main() -> None:
 
 @main.command("dev-server")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port",
+    default=8787,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0 picks a free one).",
+)
 @click.option(
     "--db",
     default=":memory:",
@@ -91,7 +97,10 @@ def dev_server(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.start()
+        try:
+            server.start()
+        except OSError as error:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {error}") from None
         click.echo(f"dodo-ingest dev server on {server.base_url} (db {db})", err=True)
         click.echo(
             f"  export DODO_PAYMENTS_BASE_URL={server.base_url}"

@@ -108,3 +108,18 @@ def test_the_installed_command_lists_dev_server() -> None:
     )
     assert result.returncode == 0
     assert "dev-server" in result.stdout
+
+
+def test_a_taken_port_exits_1_with_a_message() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "dodo_ingest", "dev-server", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

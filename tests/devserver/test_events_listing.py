@@ -7,7 +7,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from dodo_ingest import DodoClient, FilterCondition, MeterAggregation, MeterFilter
+from dodo_ingest import AsyncDodoClient, DodoClient, FilterCondition, MeterAggregation, MeterFilter
 from dodo_ingest.devserver import BUSINESS_ID, DevServer
 from tests.devserver._helpers import ago, events, unique
 
@@ -291,3 +291,19 @@ def test_our_client_lists_every_page_with_a_meter(client: DodoClient, http: http
     assert len(listed) == 22
     assert batch[4]["event_id"] not in {e.event_id for e in listed}
     assert len(list(client.events.list(event_name=name, page_size=7))) == 23
+
+
+@pytest.mark.anyio
+async def test_our_async_client_sees_the_same_events(shared_server: DevServer) -> None:
+    customer = unique("cus")
+    batch = events(12, customer_id=customer, metadata={"tokens": 1})
+    async with AsyncDodoClient(
+        api_key="k", base_url=shared_server.base_url, max_retries=0
+    ) as client:
+        assert (await client.events.ingest(batch)).ingested_count == 12
+        listed = [
+            event.event_id async for event in client.events.list(customer_id=customer, page_size=5)
+        ]
+        retrieved = await client.events.retrieve(batch[0]["event_id"])
+    assert sorted(listed) == sorted(e["event_id"] for e in batch)
+    assert retrieved.metadata == {"tokens": 1}
