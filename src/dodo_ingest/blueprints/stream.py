@@ -236,20 +236,18 @@ class StreamMeter(FailureCounter):
         iterator = iter(source)
         error: BaseException | None = None
         try:
-            if self._partials:
-                for chunk in iterator:
-                    self._count(self._length(chunk))
-                    yield chunk
-            else:  # the common case, kept lean: count and pass on
-                for chunk in iterator:
-                    kind = type(chunk)
-                    if kind is bytes or kind is bytearray:
-                        self._total += len(chunk)
-                    elif kind is memoryview:
-                        self._total += chunk.nbytes
-                    else:
-                        self._total += self._length(chunk)
-                    yield chunk
+            partials = self._partials
+            for chunk in iterator:  # the hot loop: count without copying, pass on
+                kind = type(chunk)
+                if kind is bytes or kind is bytearray:
+                    self._total += len(chunk)
+                elif kind is memoryview:
+                    self._total += chunk.nbytes
+                else:
+                    self._total += self._length(chunk)
+                if partials and (self._total >= self._threshold or self._timed):
+                    self._after_count()
+                yield chunk
         except GeneratorExit:
             raise
         except BaseException as exc:
@@ -269,20 +267,18 @@ class StreamMeter(FailureCounter):
         iterator = source.__aiter__()
         error: BaseException | None = None
         try:
-            if self._partials:
-                async for chunk in iterator:
-                    self._count(self._length(chunk))
-                    yield chunk
-            else:  # the common case, kept lean: count and pass on
-                async for chunk in iterator:
-                    kind = type(chunk)
-                    if kind is bytes or kind is bytearray:
-                        self._total += len(chunk)
-                    elif kind is memoryview:
-                        self._total += chunk.nbytes
-                    else:
-                        self._total += self._length(chunk)
-                    yield chunk
+            partials = self._partials
+            async for chunk in iterator:  # the hot loop: count without copying, pass on
+                kind = type(chunk)
+                if kind is bytes or kind is bytearray:
+                    self._total += len(chunk)
+                elif kind is memoryview:
+                    self._total += chunk.nbytes
+                else:
+                    self._total += self._length(chunk)
+                if partials and (self._total >= self._threshold or self._timed):
+                    self._after_count()
+                yield chunk
         except GeneratorExit:
             raise
         except BaseException as exc:
