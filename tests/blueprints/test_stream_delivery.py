@@ -103,7 +103,14 @@ def streaming_app(ingestion: Any, customer: str) -> Starlette:
         delay = float(request.query_params.get("delay", "0"))
         return StreamingResponse(meter.wrap(chunks(delay), finish=True))
 
-    return Starlette(routes=[Route("/audio", audio)])
+    def sync_chunks() -> Iterator[bytes]:
+        yield from PAYLOAD
+
+    async def sync_audio(request: Request) -> Response:
+        meter = meter_stream(ingestion, customer, "server.bytes", stream_id="sync-1")
+        return StreamingResponse(meter.wrap(sync_chunks(), finish=True))
+
+    return Starlette(routes=[Route("/audio", audio), Route("/sync", sync_audio)])
 
 
 def test_httpx2_stream_and_starlette_streaming_response(
@@ -170,3 +177,13 @@ def test_client_disconnect_bills_what_was_sent(
     billed = event.metadata["bytes"]
     assert billed % 4096 == 0
     assert 3 * 4096 <= billed < 16 * 4096
+
+
+def test_sync_generator_body_of_a_streaming_response(
+    ingestion: Any, dev_server: Any, customer: str
+) -> None:
+    with serve_asgi(streaming_app(ingestion, customer)) as url:
+        assert httpx2.get(f"{url}/sync").content == b"".join(PAYLOAD)
+    [event] = delivered(ingestion, dev_server, customer)
+    assert (event.event_id, event.event_name) == ("sync-1:1", "server.bytes")
+    assert event.metadata == {"bytes": 65_536, "streamId": "sync-1", "status": "ok"}
