@@ -253,3 +253,30 @@ async def test_aflush_waits_without_blocking_the_event_loop(make_ingestion):
         assert ticks == 20  # the loop kept running while aflush waited on the server
         assert sink.event_ids() == [event_id]
         assert await ingestion.aflush(0.01)  # nothing left: returns at once
+
+
+def test_retry_after_is_honoured_and_the_same_ids_are_resent(make_ingestion):
+    answers = iter([(429, {"Retry-After": "0.3"}), (503, {}), (200, {})])
+    moments: list[float] = []
+
+    def throttled(events: list[dict[str, Any]]) -> Answer:
+        moments.append(time.monotonic())
+        status, headers = next(answers)
+        if status == 200:
+            return accept_all(events)
+        return status, headers, b'{"message": "slow down"}'
+
+    with Sink(throttled) as sink:
+        ingestion = make_ingestion(
+            base_url=sink.base_url,
+            event_name="e",
+            flush_interval=30,
+            retry_initial_delay=0.01,
+            retry_max_delay=0.02,
+        )
+        ids = [ingestion.track("cus_1") for _ in range(5)]
+        assert ingestion.flush(5)
+    assert moments[1] - moments[0] >= 0.3  # waited as asked
+    assert moments[2] - moments[1] < 0.3  # then the short backoff
+    assert [[e["event_id"] for e in events] for _, events, _ in sink.requests] == [ids] * 3
+    assert ingestion.stats.retried == 10

@@ -1,0 +1,277 @@
+"""Throughput, CPU, latency and memory of the delivery pipeline (``Ingestion``).
+
+Sends 100,000 small events, batch 1000, to a minimal HTTP/1.1 sink running in its own
+process (raw asyncio, answers ``{"ingested_count": n}``), and prints in one run:
+
+- delivered events/s from the first ``track()`` to ``flush()`` returning, and the CPU time
+  of the producer process (all threads) per event;
+- the ceiling: a bare ``httpx2`` loop posting prebuilt 1000-event bodies to the same sink,
+  and the ratio of the two;
+- ``track()`` p50/p99 with the memory queue and with a SQLite outbox;
+- the producer's peak RSS above its baseline with 100,000 events queued (the API hanging).
+
+Each scenario runs in a fresh interpreter; throughput figures are the median of ``--runs``.
+
+    .venv/bin/python benchmarks/delivery_throughput.py [--events 100000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+API_KEY = "sk_bench_0123456789abcdef"
+METADATA = {"endpoint": "/v1/items", "bytes": 512}
+
+
+# --- the sink (its own process) ----------------------------------------------------------
+
+
+async def _serve_sink(ready: socket.socket) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                body = await reader.readexactly(length)
+                if not body:  # a hanging API: never answer
+                    await asyncio.sleep(3600)
+                payload = b'{"ingested_count":%d}' % body.count(b'"event_id"')
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+                )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, sock=ready)
+    async with server:
+        await server.serve_forever()
+
+
+def _run_sink() -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    print(listener.getsockname()[1], flush=True)
+    asyncio.run(_serve_sink(listener))
+
+
+# --- scenarios (each in a fresh producer process) ------------------------------------------
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _percentiles(samples: list[int]) -> dict[str, float]:
+    samples.sort()
+    return {
+        "p50_us": samples[len(samples) // 2] / 1000,
+        "p99_us": samples[int(len(samples) * 0.99)] / 1000,
+    }
+
+
+def scenario_ceiling(base_url: str, events: int) -> dict[str, Any]:
+    import httpx2
+
+    from dodo_ingest.delivery import new_event_id
+
+    bodies = []
+    for _ in range(events // 1000):
+        batch = [
+            {
+                "event_id": new_event_id(),
+                "customer_id": "cus_123",
+                "event_name": "api.request",
+                "timestamp": "2026-11-25T08:00:00.000Z",
+                "metadata": METADATA,
+            }
+            for _ in range(1000)
+        ]
+        bodies.append(json.dumps({"events": batch}, separators=(",", ":")).encode())
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    with httpx2.Client() as client:
+        client.post(base_url + "/events/ingest", content=bodies[0], headers=headers)
+        start = time.perf_counter()
+        for body in bodies:
+            client.post(base_url + "/events/ingest", content=body, headers=headers).json()
+        elapsed = time.perf_counter() - start
+    return {"events_per_s": events / elapsed}
+
+
+def scenario_delivery(base_url: str, events: int, outbox: bool) -> dict[str, Any]:
+    from dodo_ingest.delivery import Ingestion
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ingestion = Ingestion(
+            api_key=API_KEY,
+            base_url=base_url,
+            event_name="api.request",
+            batch_size=1000,
+            max_queue_size=max(100_000, events),
+            outbox=os.path.join(tmp, "outbox.db") if outbox else None,
+        )
+        ingestion.track("cus_warmup")
+        ingestion.flush(10)
+        track = ingestion.track
+        cpu = time.process_time()
+        start = time.perf_counter()
+        for _ in range(events):
+            track("cus_123", metadata=METADATA)
+        tracked = time.perf_counter()
+        assert ingestion.flush(120)
+        elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+        stats = ingestion.stats
+        ingestion.close()
+    return {
+        "events_per_s": events / elapsed,
+        "cpu_us_per_event": cpu / events * 1e6,
+        "track_phase_s": tracked - start,
+        "delivered": stats.delivered - 1,
+        "dropped": stats.dropped,
+    }
+
+
+def scenario_latency(base_url: str, events: int, outbox: bool) -> dict[str, Any]:
+    from dodo_ingest.delivery import Ingestion
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ingestion = Ingestion(
+            api_key=API_KEY,
+            base_url=base_url,
+            event_name="api.request",
+            max_queue_size=max(100_000, events),
+            outbox=os.path.join(tmp, "outbox.db") if outbox else None,
+        )
+        track = ingestion.track
+        clock = time.perf_counter_ns
+        samples = []
+        for _ in range(events):
+            before = clock()
+            track("cus_123", metadata=METADATA)
+            samples.append(clock() - before)
+        assert ingestion.flush(120)
+        ingestion.close()
+    return _percentiles(samples)
+
+
+def scenario_memory(base_url: str, events: int) -> dict[str, Any]:
+    from dodo_ingest.delivery import Ingestion
+
+    ingestion = Ingestion(
+        api_key=API_KEY,
+        base_url=base_url + "/hang",
+        event_name="api.request",
+        max_queue_size=events + 1000,
+        shutdown_timeout=0,
+    )
+    ingestion.track("cus_warmup")
+    baseline = _rss_kib()
+    for _ in range(events):
+        ingestion.track("cus_123", metadata=METADATA)
+    queued = ingestion.stats.queued
+    peak = _rss_kib()
+    return {"queued": queued, "rss_over_baseline_mib": (peak - baseline) / 1024}
+
+
+def _producer(name: str, base_url: str, events: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--scenario", name, "--url", base_url, "--events", str(events)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+SCENARIOS = {
+    "ceiling": lambda url, n: scenario_ceiling(url, n),
+    "memory": lambda url, n: scenario_delivery(url, n, outbox=False),
+    "outbox": lambda url, n: scenario_delivery(url, n, outbox=True),
+    "latency-memory": lambda url, n: scenario_latency(url, n, outbox=False),
+    "latency-outbox": lambda url, n: scenario_latency(url, n, outbox=True),
+    "rss": lambda url, n: scenario_memory(url, n),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--url")
+    parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sink:
+        _run_sink()
+        return
+    if args.scenario:
+        print(json.dumps(SCENARIOS[args.scenario](args.url, args.events)))
+        return
+
+    sink = subprocess.Popen([sys.executable, __file__, "--sink"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert sink.stdout is not None
+        url = f"http://127.0.0.1:{sink.stdout.readline().strip()}"
+        n = args.events
+        results: dict[str, list[dict[str, Any]]] = {"ceiling": [], "memory": [], "outbox": []}
+        for _ in range(args.runs):
+            for name in results:
+                results[name].append(_producer(name, url, n))
+        latency_memory = _producer("latency-memory", url, n)
+        latency_outbox = _producer("latency-outbox", url, min(n, 20_000))
+        rss = _producer("rss", url, n)
+    finally:
+        sink.kill()
+        sink.wait()
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(run[key] for run in results[name])
+
+    ceiling = median("ceiling", "events_per_s")
+    report = {
+        "events": n,
+        "runs": args.runs,
+        "cpus": os.cpu_count(),
+        "ceiling_events_per_s": round(ceiling),
+        "memory_events_per_s": round(median("memory", "events_per_s")),
+        "memory_cpu_us_per_event": round(median("memory", "cpu_us_per_event"), 2),
+        "memory_ratio_to_ceiling": round(median("memory", "events_per_s") / ceiling, 3),
+        "memory_dropped": max(run["dropped"] for run in results["memory"]),
+        "outbox_events_per_s": round(median("outbox", "events_per_s")),
+        "outbox_cpu_us_per_event": round(median("outbox", "cpu_us_per_event"), 2),
+        "track_memory_p50_us": round(latency_memory["p50_us"], 2),
+        "track_memory_p99_us": round(latency_memory["p99_us"], 2),
+        "track_outbox_p50_us": round(latency_outbox["p50_us"], 2),
+        "track_outbox_p99_us": round(latency_outbox["p99_us"], 2),
+        "rss_100k_queued_mib": round(rss["rss_over_baseline_mib"], 1),
+        "every_run": results,
+    }
+    width = max(len(key) for key in report)
+    for key, value in report.items():
+        if key != "every_run":
+            print(f"{key:<{width}}  {value}")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
