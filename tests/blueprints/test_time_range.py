@@ -257,3 +257,16 @@ def test_missing_event_name_fails_at_construction(sink: RecordingSink) -> None:
     with pytest.raises(EventValidationError, match="event_name"):
         time_range(sink, "cus_1")
     time_range(sink, "cus_1", "job.time")
+
+
+def test_durations_come_from_the_monotonic_clock(
+    sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wall = iter([1_000_000.0, 1_000_000.0 - 3600])  # the wall clock jumps an hour back
+    monkeypatch.setattr(time, "time", lambda: next(wall, 0.0))
+    with time_range(sink, "cus_1"):
+        time.sleep(0.02)
+    meta = sink.metadata[0]
+    assert 20 <= meta["durationMs"] < 1000
+    assert meta["startedAt"] == "1970-01-12T13:46:40.000Z"
+    assert parse_timestamp(meta["endedAt"]) > parse_timestamp(meta["startedAt"])
