@@ -89,9 +89,17 @@ class LLMTrackerStats:
         self.incomplete = 0
         self.failures = 0
 
-    def _add(self, name: str, amount: int = 1) -> None:
+    def _count_event(self) -> None:
         with self._lock:
-            setattr(self, name, getattr(self, name) + amount)
+            self.events += 1
+
+    def _count_incomplete(self) -> None:
+        with self._lock:
+            self.incomplete += 1
+
+    def _count_failure(self) -> None:
+        with self._lock:
+            self.failures += 1
 
     def __repr__(self) -> str:
         return (
@@ -377,7 +385,7 @@ class LLMTracker:
         weight = self._weights.get(usage.model) if self._weights is not None else None
         price = self._prices.get(usage.model) if self._prices is not None else None
         if not usage.complete:
-            self.stats._add("incomplete")
+            self.stats._count_incomplete()
         if self.split_events is None:
             metadata = {**scope.metadata, **usage_metadata}
             if weight is not None:
@@ -404,11 +412,11 @@ class LLMTracker:
             ids.append(
                 self._sink.track(scope.customer_id, name, metadata, event_id=_event_id(usage, name))
             )
-            self.stats._add("events")
+            self.stats._count_event()
         return ids
 
     def _failure(self, message: str, exc: BaseException | None) -> None:
-        self.stats._add("failures")
+        self.stats._count_failure()
         if exc is None:
             logger.warning("%s", message)
         else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from ...client._models import MetadataValue
@@ -24,6 +25,7 @@ from ...client._models import MetadataValue
 __all__ = [
     "LLMUsage",
     "anthropic_usage",
+    "as_mapping",
     "count",
     "field",
     "gemini_usage",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LLMUsage:
     """Token usage of one billable LLM request, normalised across providers.
 
@@ -92,12 +94,46 @@ class LLMUsage:
 
 
 def field(obj: Any, name: str) -> Any:
-    """``obj.name`` or ``obj[name]``; ``None`` when missing (SDK models, extras and dicts)."""
+    """``obj.name`` or ``obj[name]``; ``None`` when missing (SDK models, extras and dicts).
+
+    Pydantic models are read through their ``__dict__`` and extras: a missing attribute on a
+    model goes through its ``__getattr__`` and an exception, which costs microseconds.
+    """
     if obj is None:
         return None
-    if isinstance(obj, Mapping):
+    if type(obj) is dict:
         return obj.get(name)
+    values = getattr(obj, "__dict__", None)
+    if values is None:
+        return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+    if name in values:
+        return values[name]
+    if type(obj) in _PYDANTIC_TYPES or hasattr(type(obj), "__pydantic_fields__"):
+        _PYDANTIC_TYPES.add(type(obj))
+        extra = obj.__pydantic_extra__
+        return extra.get(name) if extra else None
     return getattr(obj, name, None)
+
+
+_PYDANTIC_TYPES: set[type[Any]] = set()
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def as_mapping(obj: Any) -> Mapping[str, Any]:
+    """The fields (and pydantic extras) of ``obj`` as a mapping; empty for ``None``.
+
+    Reading a usage block through one mapping is several times faster than attribute access
+    with defaults on pydantic models.
+    """
+    if obj is None:
+        return _EMPTY
+    if type(obj) is dict:
+        return obj
+    values = getattr(obj, "__dict__", None)
+    if values is None:
+        return obj if isinstance(obj, Mapping) else _EMPTY
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return {**values, **extra} if extra else values
 
 
 def count(value: Any) -> int | None:
@@ -133,24 +169,27 @@ def openai_usage(
     Also reads the extras of OpenAI-compatible providers: OpenRouter ``cost``, DeepSeek
     ``prompt_cache_hit_tokens``, Groq's fields (same names as OpenAI's).
     """
-    input_tokens = count(field(usage, "prompt_tokens"))
+    values = as_mapping(usage)
+    input_tokens = count(values.get("prompt_tokens"))
     if input_tokens is None:
-        input_tokens = count(field(usage, "input_tokens"))
-    output_tokens = count(field(usage, "completion_tokens"))
+        input_tokens = count(values.get("input_tokens"))
+    output_tokens = count(values.get("completion_tokens"))
     if output_tokens is None:
-        output_tokens = count(field(usage, "output_tokens"))
+        output_tokens = count(values.get("output_tokens"))
     if output_tokens is None and input_tokens is not None and operation == "embeddings":
         output_tokens = 0
-    input_details = field(usage, "prompt_tokens_details") or field(usage, "input_tokens_details")
-    cached = count(field(input_details, "cached_tokens"))
+    input_details = as_mapping(
+        values.get("prompt_tokens_details") or values.get("input_tokens_details")
+    )
+    cached = count(input_details.get("cached_tokens"))
     if cached is None:
-        cached = count(field(usage, "prompt_cache_hit_tokens"))
-    output_details = field(usage, "completion_tokens_details") or field(
-        usage, "output_tokens_details"
+        cached = count(values.get("prompt_cache_hit_tokens"))
+    output_details = as_mapping(
+        values.get("completion_tokens_details") or values.get("output_tokens_details")
     )
     audio_seconds = None
-    if field(usage, "type") == "duration":
-        audio_seconds = _number(field(usage, "seconds"))
+    if values.get("type") == "duration":
+        audio_seconds = _number(values.get("seconds"))
     return LLMUsage(
         provider=provider,
         operation=operation,
@@ -158,9 +197,9 @@ def openai_usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cached_input_tokens=cached,
-        cache_creation_input_tokens=count(field(input_details, "cache_write_tokens")),
-        reasoning_tokens=count(field(output_details, "reasoning_tokens")),
-        cost_usd=_number(field(usage, "cost")),
+        cache_creation_input_tokens=count(input_details.get("cache_write_tokens")),
+        reasoning_tokens=count(output_details.get("reasoning_tokens")),
+        cost_usd=_number(values.get("cost")),
         audio_seconds=audio_seconds,
         response_id=response_id,
         complete=complete,
@@ -181,23 +220,20 @@ def anthropic_usage(
     Beta ``iterations`` of type ``compaction`` are not part of the top-level counts, so they
     are added.
     """
-    read = count(field(usage, "cache_read_input_tokens"))
-    created = count(field(usage, "cache_creation_input_tokens"))
-    input_tokens = _add(_add(count(field(usage, "input_tokens")), read), created)
-    output = count(field(usage, "output_tokens"))
-    for iteration in field(usage, "iterations") or ():
-        if field(iteration, "type") == "compaction":
-            input_tokens = _add(
-                input_tokens,
-                _add(
-                    _add(
-                        count(field(iteration, "input_tokens")),
-                        count(field(iteration, "cache_read_input_tokens")),
-                    ),
-                    count(field(iteration, "cache_creation_input_tokens")),
-                ),
+    values = as_mapping(usage)
+    read = count(values.get("cache_read_input_tokens"))
+    created = count(values.get("cache_creation_input_tokens"))
+    input_tokens = _add(_add(count(values.get("input_tokens")), read), created)
+    output = count(values.get("output_tokens"))
+    for iteration in values.get("iterations") or ():
+        step = as_mapping(iteration)
+        if step.get("type") == "compaction":
+            step_input = _add(
+                _add(count(step.get("input_tokens")), count(step.get("cache_read_input_tokens"))),
+                count(step.get("cache_creation_input_tokens")),
             )
-            output = _add(output, count(field(iteration, "output_tokens")))
+            input_tokens = _add(input_tokens, step_input)
+            output = _add(output, count(step.get("output_tokens")))
     return LLMUsage(
         provider=provider,
         operation=operation,
@@ -206,7 +242,9 @@ def anthropic_usage(
         output_tokens=output,
         cached_input_tokens=read,
         cache_creation_input_tokens=created,
-        reasoning_tokens=count(field(field(usage, "output_tokens_details"), "thinking_tokens")),
+        reasoning_tokens=count(
+            as_mapping(values.get("output_tokens_details")).get("thinking_tokens")
+        ),
         response_id=response_id,
         complete=complete,
     )
@@ -223,11 +261,11 @@ def gemini_usage(
 ) -> LLMUsage:
     """Normalise a Gemini usage block: input = prompt + tool-use prompt, output = candidates +
     thoughts (``prompt_token_count`` already includes cached content)."""
-    thoughts = count(field(usage, "thoughts_token_count"))
-    output = _add(count(field(usage, "candidates_token_count")), thoughts)
+    values = as_mapping(usage)
+    thoughts = count(values.get("thoughts_token_count"))
+    output = _add(count(values.get("candidates_token_count")), thoughts)
     input_tokens = _add(
-        count(field(usage, "prompt_token_count")),
-        count(field(usage, "tool_use_prompt_token_count")),
+        count(values.get("prompt_token_count")), count(values.get("tool_use_prompt_token_count"))
     )
     if output is None and input_tokens is not None and operation == "embed_content":
         output = 0
@@ -237,7 +275,7 @@ def gemini_usage(
         model=model,
         input_tokens=input_tokens,
         output_tokens=output,
-        cached_input_tokens=count(field(usage, "cached_content_token_count")),
+        cached_input_tokens=count(values.get("cached_content_token_count")),
         reasoning_tokens=thoughts,
         response_id=response_id,
         complete=complete,

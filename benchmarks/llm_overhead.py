@@ -1,0 +1,345 @@
+"""Overhead of LLMTracker: wrapped vs raw provider clients against a loopback mock provider.
+
+A mock of the OpenAI, Anthropic and Gemini APIs (and of ``POST /events/ingest``) runs as a
+real HTTP server on 127.0.0.1 in a subprocess. In one run, for each provider and for
+non-stream and stream calls, raw and wrapped clients alternate in rounds; the wrapped client
+reports to a real ``Ingestion`` that delivers to the same mock. Printed per case: median wall
+time per call of each client, the median of the paired differences (added time) and its ratio
+to the raw call. "openai chat stream" includes the usage chunk the tracker asks for (which the
+SDK parses before the tracker hides it); "+usage" is the same stream when the caller asked
+for usage itself, so both clients receive the same chunks. A second table repeats the cases
+over an in-process transport (no network), where the tracker's CPU cost is not hidden by
+network latency.
+
+    .venv/bin/python benchmarks/llm_overhead.py [--calls 2000] [--chunks 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+TARGET_ADDED_US = 30.0
+TARGET_RATIO = 0.02
+
+
+# ----------------------------------------------------------------------- mock provider
+
+
+def _sse(frames: list[Any], named: bool = False) -> bytes:
+    out = []
+    for frame in frames:
+        data = frame if isinstance(frame, str) else json.dumps(frame)
+        event = f"event: {frame['type']}\n" if named and isinstance(frame, dict) else ""
+        out.append(f"{event}data: {data}\n\n")
+    return "".join(out).encode()
+
+
+def _openai(body: dict[str, Any], chunks: int) -> tuple[str, bytes]:
+    usage = {"prompt_tokens": 19, "completion_tokens": chunks, "total_tokens": 19 + chunks}
+    base = {"id": "chatcmpl-bench", "created": 1, "model": "gpt-4o-mini-2024-07-18"}
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": "Hello " * chunks}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        completion = {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
+        return "application/json", json.dumps(completion).encode()
+    frames: list[Any] = []
+    for n in range(chunks):
+        delta = {"content": "Hello "} if n else {"role": "assistant", "content": ""}
+        choice = {"index": 0, "delta": delta, "finish_reason": None}
+        frames.append({**base, "object": "chat.completion.chunk", "choices": [choice]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        frames.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+    frames.append("[DONE]")
+    return "text/event-stream", _sse(frames)
+
+
+def _anthropic(body: dict[str, Any], chunks: int) -> tuple[str, bytes]:
+    usage = {"input_tokens": 12, "cache_read_input_tokens": 100, "output_tokens": chunks}
+    message = {
+        "id": "msg_bench",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-6",
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+    }
+    if not body.get("stream"):
+        text = {"type": "text", "text": "Hello " * chunks}
+        return "application/json", json.dumps(
+            {**message, "content": [text], "usage": usage}
+        ).encode()
+    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+    frames: list[Any] = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    ]
+    delta = {"type": "text_delta", "text": "Hello "}
+    frames += [{"type": "content_block_delta", "index": 0, "delta": delta}] * chunks
+    frames += [
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage},
+        {"type": "message_stop"},
+    ]
+    return "text/event-stream", _sse(frames, named=True)
+
+
+def _gemini(stream: bool, chunks: int) -> tuple[str, bytes]:
+    def chunk(text: str, final: bool) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+        usage: dict[str, Any] = {"promptTokenCount": 9, "thoughtsTokenCount": 4}
+        if final:
+            candidate["finishReason"] = "STOP"
+            usage["candidatesTokenCount"] = chunks
+        return {
+            "candidates": [candidate],
+            "usageMetadata": usage,
+            "modelVersion": "gemini-2.5-flash",
+            "responseId": "gem-bench",
+        }
+
+    if not stream:
+        return "application/json", json.dumps(chunk("Hello " * chunks, True)).encode()
+    return "text/event-stream", _sse([chunk("Hello ", n == chunks - 1) for n in range(chunks)])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    chunks = 20
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out as separate writes: without this, Nagle's algorithm and
+        # delayed ACKs add ~40 ms to every call
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        path = self.path
+        if path.startswith("/events/ingest"):
+            kind, payload = (
+                "application/json",
+                json.dumps({"ingested_count": len(body.get("events", []))}).encode(),
+            )
+        elif path.startswith("/v1/chat/completions"):
+            kind, payload = _openai(body, self.chunks)
+        elif path.startswith("/v1/messages"):
+            kind, payload = _anthropic(body, self.chunks)
+        else:
+            kind, payload = _gemini("streamGenerateContent" in path, self.chunks)
+        self.send_response(200)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(chunks: int) -> None:
+    """Run the mock provider until stdin closes; print the port first."""
+    _Handler.chunks = chunks
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    print(server.server_address[1], flush=True)
+    import threading
+
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sys.stdin.read()
+    server.shutdown()
+
+
+# --------------------------------------------------------------------------- measuring
+
+Call = Callable[[], Any]
+
+
+def _answer(request: Any, chunks: int) -> tuple[str, bytes]:
+    """The mock provider's answer to an httpx2 request (in-process transport)."""
+    body = json.loads(request.content or b"{}")
+    path = request.url.path
+    if path.endswith("/chat/completions"):
+        return _openai(body, chunks)
+    if path.endswith("/messages"):
+        return _anthropic(body, chunks)
+    return _gemini("streamGenerateContent" in path, chunks)
+
+
+def _clients(base_url: str, chunks: int, in_process: bool) -> dict[str, Callable[[], Any]]:
+    """Factories of fresh provider clients, over loopback HTTP or an in-process transport."""
+    import anthropic
+    import httpx2
+    import openai
+    from google import genai
+
+    def handler(request: Any) -> Any:
+        kind, payload = _answer(request, chunks)
+        return httpx2.Response(200, content=payload, headers={"content-type": kind})
+
+    def http_client() -> Any:
+        return httpx2.Client(transport=httpx2.MockTransport(handler)) if in_process else None
+
+    gemini_options: Any = {"base_url": f"{base_url}/"}
+    if in_process:
+        gemini_options["client_args"] = {"transport": httpx2.MockTransport(handler)}
+    return {
+        "openai": lambda: openai.OpenAI(
+            api_key="sk", base_url=f"{base_url}/v1", max_retries=0, http_client=http_client()
+        ),
+        "anthropic": lambda: anthropic.Anthropic(
+            api_key="sk", base_url=base_url, max_retries=0, http_client=http_client()
+        ),
+        "gemini": lambda: genai.Client(api_key="k", http_options=gemini_options),
+    }
+
+
+def _calls(client: Any, provider: str) -> dict[str, Call]:
+    messages: Any = [{"role": "user", "content": "hi"}]
+    if provider == "openai":
+        chat = client.chat.completions
+        return {
+            "openai chat": lambda: chat.create(model="gpt-4o-mini", messages=messages),
+            "openai chat stream": lambda: list(
+                chat.create(model="gpt-4o-mini", messages=messages, stream=True)
+            ),
+            "openai chat stream +usage": lambda: list(
+                chat.create(
+                    model="gpt-4o-mini",
+                    messages=messages,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            ),
+        }
+    if provider == "anthropic":
+        args: Any = {"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": messages}
+        return {
+            "anthropic messages": lambda: client.messages.create(**args),
+            "anthropic messages stream": lambda: list(client.messages.create(**args, stream=True)),
+        }
+    models = client.models
+    return {
+        "gemini generate": lambda: models.generate_content(model="gemini-2.5-flash", contents="hi"),
+        "gemini generate stream": lambda: list(
+            models.generate_content_stream(model="gemini-2.5-flash", contents="hi")
+        ),
+    }
+
+
+def _paired_us(raw: Call, wrapped: Call, calls: int) -> tuple[float, float, float]:
+    """Median raw and wrapped wall time per call, and the median of the paired differences;
+    the two clients alternate call by call (and which goes first) to cancel drift."""
+    clock = time.perf_counter_ns
+    raw_ns, wrapped_ns, diffs = [], [], []
+    for n in range(calls):
+        order = (raw, wrapped) if n % 2 == 0 else (wrapped, raw)
+        took = []
+        for call in order:
+            start = clock()
+            call()
+            took.append(clock() - start)
+        r, w = (took[0], took[1]) if n % 2 == 0 else (took[1], took[0])
+        raw_ns.append(r)
+        wrapped_ns.append(w)
+        diffs.append(w - r)
+    return (
+        statistics.median(raw_ns) / 1000,
+        statistics.median(wrapped_ns) / 1000,
+        statistics.median(diffs) / 1000,
+    )
+
+
+def _run(title: str, factories: dict[str, Callable[[], Any]], tracker: Any, calls: int) -> float:
+    print(f"\n{title}")
+    print(f"{'case':28} {'raw us':>9} {'wrapped us':>11} {'added us':>9} {'ratio':>7}")
+    worst = 0.0
+    keep = []
+    for provider, factory in factories.items():
+        raw_client = factory()
+        wrapped_client = tracker.wrap(factory(), customer_id="cus_bench")
+        keep += [raw_client, wrapped_client]  # genai's Client.__del__ closes its HTTP client
+        raw_calls = _calls(raw_client, provider)
+        wrapped_calls = _calls(wrapped_client, provider)
+        for name, raw in raw_calls.items():
+            wrapped = wrapped_calls[name]
+            for _ in range(30):  # warm up connections, caches, class lookups
+                raw()
+                wrapped()
+            raw_us, wrapped_us, added = _paired_us(raw, wrapped, calls)
+            ratio = added / raw_us
+            worst = max(worst, ratio if added > TARGET_ADDED_US else 0.0)
+            print(f"{name:28} {raw_us:9.1f} {wrapped_us:11.1f} {added:9.1f} {ratio:7.2%}")
+    return worst
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000, help="paired calls per case")
+    parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.chunks)
+        return 0
+
+    from dodo_ingest.blueprints.llm import LLMTracker
+    from dodo_ingest.delivery import Ingestion
+
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--chunks", str(args.chunks)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        base_url = f"http://127.0.0.1:{int(server.stdout.readline())}"
+        print(
+            f"{args.calls} paired calls per case, {args.chunks} content chunks per stream, "
+            f"python {sys.version.split()[0]}; wrapped clients report to a real Ingestion "
+            "delivering to the mock's /events/ingest"
+        )
+        with Ingestion(api_key="bench_key", base_url=base_url) as ingestion:
+            tracker = LLMTracker(ingestion)
+            loopback = _clients(base_url, args.chunks, in_process=False)
+            _run(
+                "loopback HTTP (mock provider in a subprocess on 127.0.0.1)",
+                loopback,
+                tracker,
+                args.calls,
+            )
+            in_process = _clients(base_url, args.chunks, in_process=True)
+            _run(
+                "in-process transport (no network: the tracker's CPU cost stands out)",
+                in_process,
+                tracker,
+                args.calls,
+            )
+            ingestion.flush(timeout=30)
+            print(
+                f"\ntracker: {tracker.stats}; delivery: enqueued={ingestion.stats.enqueued} "
+                f"delivered={ingestion.stats.delivered}"
+            )
+        print(
+            f"targets: added <= {TARGET_ADDED_US:.0f} us per call and <= {TARGET_RATIO:.0%} of "
+            "the raw loopback call"
+        )
+        return 0
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
