@@ -254,13 +254,15 @@ class StreamMeter(FailureCounter):
             error = exc
             raise
         finally:
-            if self._closed:
-                self._after_count()  # reports bytes counted after the meter closed
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-            if finish:
-                self.close(error)
+            try:
+                if self._closed:
+                    self._after_count()  # reports bytes counted after the meter closed
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                if finish:
+                    self.close(error)
 
     async def _aiterate(self, source: AsyncIterable[Any], finish: bool) -> AsyncIterator[Any]:
         self._start()
@@ -285,13 +287,15 @@ class StreamMeter(FailureCounter):
             error = exc
             raise
         finally:
-            if self._closed:
-                self._after_count()  # reports bytes counted after the meter closed
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            if finish:
-                self.close(error)
+            try:
+                if self._closed:
+                    self._after_count()  # reports bytes counted after the meter closed
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:
+                if finish:
+                    self.close(error)
 
     def _emit(self, *, final: bool, error: BaseException | None) -> None:
         total = self._total
