@@ -250,7 +250,9 @@ def test_entitlements_are_listed_and_retrieved(server: DevServer) -> None:
         assert [e["id"] for e in listed.json()["items"]] == [e.id for e in made]
 
 
-def test_balances_list_every_customer_with_a_ledger(client: DodoClient) -> None:
+def test_balances_list_every_customer_with_a_ledger(
+    client: DodoClient, http: httpx2.Client
+) -> None:
     credits = client.credits.create_entitlement(name="C", unit="credits", precision=0)
     customers = [unique("cus") for _ in range(3)]
     for amount, customer in enumerate(customers, start=1):
@@ -260,6 +262,10 @@ def test_balances_list_every_customer_with_a_ledger(client: DodoClient) -> None:
         (customer, Decimal(amount)) for amount, customer in enumerate(customers, start=1)
     ]
     assert all(b.credit_entitlement_id == credits.id for b in balances)
+    one = http.get(
+        f"/credit-entitlements/{credits.id}/balances", params={"customer_id": customers[1]}
+    ).json()["items"]
+    assert [(b["customer_id"], b["balance"]) for b in one] == [(customers[1], "2")]
 
 
 def test_unknown_entitlements_and_balances_are_404(client: DodoClient) -> None:
