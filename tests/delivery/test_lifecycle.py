@@ -115,3 +115,39 @@ def test_close_is_idempotent_and_track_after_close_is_counted(server, make_inges
     assert (stats.delivered, stats.dropped, stats.queued) == (1, 1, 0)
     assert "after close()" in caplog.text
     assert ingestion.flush(0.1)  # nothing it could still do
+
+
+def test_close_is_bounded_when_the_api_stalls_and_counts_what_it_drops(make_ingestion):
+    from typing import Any
+
+    from tests.delivery._sink import Answer, Sink, accept_all
+
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def stall(events: list[dict[str, Any]]) -> Answer:
+        release.wait(10)
+        return accept_all(events)
+
+    with Sink(stall) as sink:
+        ingestion = make_ingestion(
+            base_url=sink.base_url,
+            event_name="e",
+            on_error=lambda error, events: errors.append(error),
+        )
+        for _ in range(3000):
+            ingestion.track("cus_1")
+        while not sink.requests:
+            time.sleep(0.005)
+        start = time.monotonic()
+        ingestion.close(timeout=0.3)
+        assert time.monotonic() - start < 1.5
+        assert ingestion.stats.dropped == 2000  # queued behind the stuck request
+        release.set()
+        deadline = time.monotonic() + 5
+        while ingestion.stats.delivered < 1000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ingestion.stats.delivered == 1000  # the request in flight still completed
+        time.sleep(0.2)
+        assert len(sink.requests) == 1  # and nothing was sent after close() gave up
+        assert [(e.reason, e.count) for e in errors] == [("shutdown", 2000)]

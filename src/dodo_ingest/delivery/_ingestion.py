@@ -164,6 +164,8 @@ class Ingestion:
         """
         if self._pipeline.closed:
             return self.stats.queued == 0
+        if self._pipeline.in_sender():  # from on_error: the sender cannot wait for itself
+            return False
         waiter = self._pipeline.flush_waiter()
         if waiter is None:
             return True

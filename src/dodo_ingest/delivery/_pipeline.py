@@ -206,8 +206,16 @@ class Pipeline:
             return None if self.queue.backlog() == 0 else waiter
         return waiter
 
+    def in_sender(self) -> bool:
+        """True when called from the sender thread (from ``on_error``)."""
+        return self._thread is threading.current_thread()
+
     def close(self, timeout: float) -> None:
         """Flush for up to ``timeout`` seconds, then stop the sender and release resources."""
+        if self.in_sender():  # close() from on_error: stop without waiting for itself
+            self.closed = True
+            self._stop.set()
+            return
         with self._start_lock:
             if self.closed:
                 return
@@ -222,9 +230,12 @@ class Pipeline:
         thread = self._thread
         if thread is not None:
             thread.join(max(0.0, deadline - time.monotonic()) + JOIN_GRACE)
-        if (thread is None or thread.is_alive()) and self.memory is not None:
-            # No sender, or one still stuck in a request: what waits in memory is lost.
-            self._abandon(self.memory.clear())
+        if thread is None or thread.is_alive():
+            # No sender, or one still stuck in a request: what waits in memory is lost, and
+            # this thread reports it since the sender cannot.
+            if self.memory is not None:
+                self._abandon(self.memory.clear())
+            self._report_drops()
         if self.outbox is not None:
             self.outbox.release()
         _LIVE.discard(self)
@@ -288,7 +299,7 @@ class Pipeline:
         (and fired) with the batch that settles the last of them.
         """
         batch_size = self._batch_size
-        while True:
+        while not self._stop.is_set():
             items, waiters = self.queue.take(batch_size)
             if items:
                 self._inflight = len(items)
@@ -316,6 +327,8 @@ class Pipeline:
             items = list(unique.values())
         parts = [items]
         while parts:
+            if self._stop.is_set():
+                raise _Abandoned([item for part in parts for item in part])
             part = parts.pop()
             try:
                 parts.extend(self._send(part))
