@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .blueprints.llm import LLMTracker
     from .client import (
         APIConnectionError,
         APIStatusError,
@@ -44,10 +45,15 @@ if TYPE_CHECKING:
         WebhookPayloadError,
         WebhookVerificationError,
     )
+    from .delivery import DeliveryStats, Ingestion, Outbox
 
 # Public names resolve on first use, so that ``import dodo_ingest`` stays cheap (it matters
 # for serverless cold starts): the HTTP stack is imported only when a client is needed.
 _LAZY: dict[str, str] = {
+    "Ingestion": "dodo_ingest.delivery",
+    "DeliveryStats": "dodo_ingest.delivery",
+    "Outbox": "dodo_ingest.delivery",
+    "LLMTracker": "dodo_ingest.blueprints.llm",
     "APIConnectionError": "dodo_ingest.client",
     "APIStatusError": "dodo_ingest.client",
     "APITimeoutError": "dodo_ingest.client",
@@ -91,6 +97,7 @@ __all__ = [
     "CreditBalance",
     "CreditEntitlement",
     "CreditLedgerEntry",
+    "DeliveryStats",
     "DodoClient",
     "DodoError",
     "Event",
@@ -98,11 +105,14 @@ __all__ = [
     "EventValidationError",
     "FilterCondition",
     "IngestResult",
+    "Ingestion",
     "InternalServerError",
+    "LLMTracker",
     "Meter",
     "MeterAggregation",
     "MeterFilter",
     "NotFoundError",
+    "Outbox",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
