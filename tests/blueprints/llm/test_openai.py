@@ -299,11 +299,32 @@ def test_azure_client(tracker: LLMTracker, sink: RecordingSink) -> None:
         ).mock(side_effect=payloads.chat_stream_for)
         azure.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
         list(azure.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))  # type: ignore[call-overload]
-    assert route.call_count == 2
+        route.mock(side_effect=lambda request: payloads.sse_response(_azure_stream_frames()))
+        chunks = list(
+            azure.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)  # type: ignore[call-overload]
+        )
+    assert route.call_count == 3
+    assert chunks[0].choices == []  # the prompt-filter chunk reaches the caller; usage does not
+    assert all(chunk.usage is None for chunk in chunks)
     assert [(m["provider"], m["totalTokens"]) for m in sink.metadata()] == [
         ("azure_openai", 1163),
         ("azure_openai", 22),
+        ("azure_openai", 22),
     ]
+    assert sink.events[1].event_id == sink.events[2].event_id  # keyed by the chunk id, not ""
+
+
+def _azure_stream_frames() -> list[dict[str, object] | str]:
+    """Azure starts streams with an id-less, choice-less chunk of prompt filter results."""
+    filters = {
+        "id": "",
+        "object": "",
+        "created": 0,
+        "model": "",
+        "choices": [],
+        "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}],
+    }
+    return [filters, *payloads.chat_chunks(with_usage=True)]
 
 
 def test_openrouter_cost_and_cache_writes(tracker: LLMTracker, sink: RecordingSink) -> None:

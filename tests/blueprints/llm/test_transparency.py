@@ -14,7 +14,7 @@ import respx
 from google import genai
 
 from dodo_ingest import EventValidationError
-from dodo_ingest.blueprints.llm import LLMTracker
+from dodo_ingest.blueprints.llm import LLMTracker, _openai
 from dodo_ingest.delivery import Ingestion
 
 from . import payloads
@@ -114,15 +114,33 @@ def test_failing_sink_never_reaches_the_caller(
     assert "queue exploded" in caplog.text
 
 
+def test_a_failing_stream_reader_leaves_the_stream_untouched(
+    tracker: LLMTracker,
+    sink: RecordingSink,
+    provider_mock: respx.MockRouter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(self: object, chunk: object) -> bool:
+        raise KeyError("unexpected chunk shape")
+
+    monkeypatch.setattr(_openai.ChatStreamUsage, "observe", broken)
+    client = tracker.wrap(openai.OpenAI(api_key="k", max_retries=0), customer_id="c")
+    chunks = list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True))  # type: ignore[call-overload]
+    assert [len(chunk.choices) for chunk in chunks] == [1, 1, 1, 1]  # usage chunk still hidden
+    assert sink.events == []
+    assert tracker.stats.failures == 1
+
+
 def test_a_call_without_customer_succeeds_and_is_counted(
     tracker: LLMTracker, provider_mock: respx.MockRouter, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = tracker.wrap(openai.OpenAI(api_key="k", max_retries=0))
     with caplog.at_level(logging.WARNING, logger="dodo_ingest"):
         completion = client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+        client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     assert completion.id == payloads.CHAT_ID
-    assert tracker.stats.failures == 1
-    assert "without a customer" in caplog.text
+    assert tracker.stats.failures == 2
+    assert caplog.text.count("without a customer") == 1  # logged once per client
 
 
 def test_provider_errors_reach_the_caller_unchanged(

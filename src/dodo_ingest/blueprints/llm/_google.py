@@ -80,8 +80,8 @@ class GenerateStreamUsage:
         self.final = False
 
     def observe(self, chunk: Any) -> bool:
-        if self.response_id is None:
-            self.response_id = chunk.response_id
+        if not self.response_id:
+            self.response_id = chunk.response_id or None
             self.model = chunk.model_version or self.model
         usage = chunk.usage_metadata
         if usage is not None:

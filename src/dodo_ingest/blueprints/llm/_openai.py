@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._usage import LLMUsage, field, openai_usage
+from ._usage import LLMUsage, as_mapping, field, openai_usage
 
 __all__ = [
     "GROQ_ROUTES",
@@ -91,19 +91,20 @@ def usage_of_object(
     obj: Any, provider: str, operation: str, model: str | None, request_id: str | None
 ) -> LLMUsage | None:
     """The usage of a non-stream response (``None`` when it carries none)."""
-    usage = field(obj, "usage")
+    values = as_mapping(obj)
+    usage = values.get("usage")
     if usage is None:
-        usage = field(field(obj, "x_groq"), "usage")
+        usage = field(values.get("x_groq"), "usage")
         if usage is None:
             return None
-    response_id = field(obj, "id")
-    if not isinstance(response_id, str):
+    response_id = values.get("id")
+    if not isinstance(response_id, str) or not response_id:
         response_id = request_id or getattr(obj, "_request_id", None)
     return openai_usage(
         usage,
         provider=provider,
         operation=operation,
-        model=field(obj, "model") or model,
+        model=values.get("model") or model,
         response_id=response_id,
     )
 
@@ -147,8 +148,8 @@ class ChatStreamUsage:
         self.final = False
 
     def observe(self, chunk: Any) -> bool:
-        if self.response_id is None:
-            self.response_id = chunk.id
+        if not self.response_id:  # Azure's first chunk (prompt filter results) has an empty id
+            self.response_id = chunk.id or None
             self.model = chunk.model or self.model
         usage = chunk.usage
         if usage is None:

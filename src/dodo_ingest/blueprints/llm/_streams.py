@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from ._tracker import LLMTracker, Scope
@@ -54,17 +54,18 @@ class StreamTap:
         self.exhausted = False
         self.active = False
 
-    def observe(self, item: Any) -> bool:
-        """Read one item; True when the caller must not see it. Never raises."""
+    def observe_function(self) -> Callable[[Any], bool]:
+        """The accumulator's ``observe``: read an item, True to hide it from the caller."""
         accumulator = self.accumulator
-        if accumulator is None:
-            return False
-        try:
-            return accumulator.observe(item)
-        except Exception as exc:
-            self.accumulator = None
-            self.tracker._failure("could not read LLM stream usage", exc)
-            return False
+        return accumulator.observe if accumulator is not None else _show
+
+    def broken(self, exc: Exception) -> Callable[[Any], bool]:
+        """Give up on this stream's usage after ``exc`` (logged, counted); the caller's stream
+        goes on untouched. Returns the observer to use from now on."""
+        hiding = getattr(self.accumulator, "hide", False)
+        self.accumulator = None
+        self.tracker._failure("could not read LLM stream usage", exc)
+        return _hide_usage_chunk if hiding else _show
 
     def finish(self) -> None:
         """Record the usage once; later calls do nothing. Never raises."""
@@ -85,12 +86,17 @@ class StreamTap:
 
 def tap_iterator(inner: Iterator[T], tap: StreamTap) -> Iterator[T]:
     """Re-yield ``inner``'s items (minus hidden ones) and finish ``tap`` when it ends."""
-    observe = tap.observe
+    observe = tap.observe_function()
     try:
         tap.active = True
         for item in inner:
             tap.active = False
-            if not observe(item):
+            try:
+                hide = observe(item)
+            except Exception as exc:
+                observe = tap.broken(exc)
+                hide = False
+            if not hide:
                 yield item
             tap.active = True
         tap.exhausted = True
@@ -101,18 +107,35 @@ def tap_iterator(inner: Iterator[T], tap: StreamTap) -> Iterator[T]:
 
 async def tap_async_iterator(inner: AsyncIterator[T], tap: StreamTap) -> AsyncIterator[T]:
     """Async twin of :func:`tap_iterator`."""
-    observe = tap.observe
+    observe = tap.observe_function()
     try:
         tap.active = True
         async for item in inner:
             tap.active = False
-            if not observe(item):
+            try:
+                hide = observe(item)
+            except Exception as exc:
+                observe = tap.broken(exc)
+                hide = False
+            if not hide:
                 yield item
             tap.active = True
         tap.exhausted = True
     finally:
         tap.active = False
         tap.finish()
+
+
+def _show(item: Any) -> bool:
+    return False
+
+
+def _hide_usage_chunk(item: Any) -> bool:
+    """Still hide the usage-only chunk the tracker asked for, after a tracking failure."""
+    try:
+        return item.usage is not None and not item.choices
+    except Exception:
+        return False
 
 
 def tap_sdk_stream(stream: Any, tap: StreamTap) -> None:

@@ -155,12 +155,13 @@ class CustomerScope:
 class Binding:
     """The defaults a client was wrapped with; resolves the scope of each call."""
 
-    __slots__ = ("customer_id", "metadata", "scope", "tracker")
+    __slots__ = ("customer_id", "metadata", "scope", "tracker", "warned")
 
     def __init__(
         self, tracker: LLMTracker, customer_id: str | None, metadata: dict[str, MetadataValue]
     ) -> None:
         self.tracker = tracker
+        self.warned = False
         self.customer_id = customer_id
         self.metadata = metadata
         self.scope = Scope(customer_id, metadata) if customer_id is not None else None
@@ -168,12 +169,19 @@ class Binding:
     def resolve(self) -> Scope | None:
         """The scope of a call made now: ``tracker.customer()`` wins over the wrap defaults.
 
-        Returns ``None`` (and counts a failure) when no customer is known.
+        Returns ``None`` (and counts a failure, logged once per client) when no customer is
+        known.
         """
         context = self.tracker._context.get()
         if context is None:
             if self.scope is None:
-                self.tracker._failure("LLM call made without a customer: not tracked", None)
+                self.tracker.stats._count_failure()
+                if not self.warned:  # once per wrapped client; every such call is counted
+                    self.warned = True
+                    logger.warning(
+                        "LLM call made without a customer (no customer_id given to wrap() "
+                        "and no tracker.customer() block): not tracked"
+                    )
             return self.scope
         if not self.metadata:
             return context
@@ -381,13 +389,12 @@ class LLMTracker:
             self._failure("could not record LLM usage", exc)
 
     def _emit(self, usage: LLMUsage, scope: Scope) -> list[str]:
-        usage_metadata = usage.to_metadata()
         weight = self._weights.get(usage.model) if self._weights is not None else None
         price = self._prices.get(usage.model) if self._prices is not None else None
         if not usage.complete:
             self.stats._count_incomplete()
         if self.split_events is None:
-            metadata = {**scope.metadata, **usage_metadata}
+            metadata = usage.write_metadata(dict(scope.metadata))
             if weight is not None:
                 metadata["requestCredits"] = _credits(weight)
             if price is not None:
@@ -396,6 +403,7 @@ class LLMTracker:
                 )
             events = [(self.event_name, metadata)]
         else:
+            usage_metadata = usage.to_metadata()
             shared = {k: usage_metadata[k] for k in _SHARED_KEYS if k in usage_metadata}
             inputs = {**scope.metadata, **shared}
             outputs = {**scope.metadata, **shared}

@@ -65,10 +65,12 @@ class LLMUsage:
 
     def to_metadata(self) -> dict[str, MetadataValue]:
         """The event metadata keys for this usage; keys whose value is unknown are left out."""
-        metadata: dict[str, MetadataValue] = {
-            "provider": self.provider,
-            "operation": self.operation,
-        }
+        return self.write_metadata({})
+
+    def write_metadata(self, metadata: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
+        """Add the keys of :meth:`to_metadata` to ``metadata`` and return it."""
+        metadata["provider"] = self.provider
+        metadata["operation"] = self.operation
         if self.model:
             metadata["model"] = self.model
         if self.input_tokens is not None:
