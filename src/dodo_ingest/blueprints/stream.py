@@ -236,7 +236,7 @@ class StreamMeter(FailureCounter):
         iterator = iter(source)
         error: BaseException | None = None
         try:
-            partials = self._partials
+            partials, timed, threshold = self._partials, self._timed, self._threshold
             for chunk in iterator:  # the hot loop: count without copying, pass on
                 kind = type(chunk)
                 if kind is bytes or kind is bytearray:
@@ -245,8 +245,9 @@ class StreamMeter(FailureCounter):
                     self._total += chunk.nbytes
                 else:
                     self._total += self._length(chunk)
-                if partials and (self._total >= self._threshold or self._timed):
+                if partials and (timed or self._total >= threshold):
                     self._after_count()
+                    threshold = self._threshold
                 yield chunk
         except GeneratorExit:
             raise
@@ -269,7 +270,7 @@ class StreamMeter(FailureCounter):
         iterator = source.__aiter__()
         error: BaseException | None = None
         try:
-            partials = self._partials
+            partials, timed, threshold = self._partials, self._timed, self._threshold
             async for chunk in iterator:  # the hot loop: count without copying, pass on
                 kind = type(chunk)
                 if kind is bytes or kind is bytearray:
@@ -278,8 +279,9 @@ class StreamMeter(FailureCounter):
                     self._total += chunk.nbytes
                 else:
                     self._total += self._length(chunk)
-                if partials and (self._total >= self._threshold or self._timed):
+                if partials and (timed or self._total >= threshold):
                     self._after_count()
+                    threshold = self._threshold
                 yield chunk
         except GeneratorExit:
             raise
