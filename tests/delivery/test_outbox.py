@@ -9,6 +9,8 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from dodo_ingest.delivery import Ingestion, Outbox
 from tests.delivery import _scripts
 from tests.delivery._sink import Blackhole
@@ -136,3 +138,14 @@ def test_track_returns_after_the_commit(tmp_path):
         assert _pending_ids(path) == {event_id}  # visible to another connection at once
         ingestion.close(timeout=0.1)
     assert _pending_ids(path) == {event_id}
+
+
+def test_tools_can_refuse_to_create_a_missing_outbox(tmp_path):
+    missing = tmp_path / "typo.db"
+    with pytest.raises(FileNotFoundError, match=r"typo\.db"):
+        Outbox(missing, create=False)
+    assert not missing.exists()
+    with Outbox(missing) as created:
+        assert created.count_pending() == 0
+    with Outbox(missing, create=False) as reopened:
+        assert reopened.count_dead_letters() == 0

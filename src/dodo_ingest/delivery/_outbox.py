@@ -86,7 +86,8 @@ class Outbox:
 
     ``synchronous="NORMAL"`` (default) makes each committed event survive a crash or
     ``kill -9`` of the process; ``"FULL"`` also survives a power loss or OS crash, at the
-    cost of an fsync per ``track()``.
+    cost of an fsync per ``track()``. ``create=False`` raises :class:`FileNotFoundError`
+    instead of creating a missing file (for tools that inspect an existing outbox).
 
     The methods below are safe to call from any thread, and from another process (the
     ``dodo-ingest outbox`` command uses them) while an ``Ingestion`` is sending.
@@ -98,10 +99,13 @@ class Outbox:
         *,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         stale_after: float = 300.0,
+        create: bool = True,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
         self.path = os.fspath(path)
+        if not create and not os.path.exists(self.path):
+            raise FileNotFoundError(f"no outbox at {self.path!r}")
         self.synchronous = synchronous
         self.stale_after = stale_after
         self._lock = threading.Lock()
