@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def test_seekable_file_is_sized_without_reading(sink: RecordingSink) -> None:
     assert not source.closed  # a file we did not open is left open
 
 
-def test_open_file_object_is_sized_by_fstat(sink: RecordingSink, tmp_path: Path) -> None:
+def test_open_file_object_is_sized_without_reading(sink: RecordingSink, tmp_path: Path) -> None:
     path = tmp_path / "blob"
     path.write_bytes(b"x" * 5000)
     with path.open("rb") as f, meter_upload(sink, "cus_1", f, operation="put") as meter:
@@ -135,3 +136,14 @@ def test_tracking_failure_is_counted(sink: RecordingSink) -> None:
         upload(meter.file)
     assert meter.tracking_errors == 1
     assert meter.event_id is None
+
+
+def test_spooled_upload_file_is_sized_without_rolling_to_disk(sink: RecordingSink) -> None:
+    spooled = tempfile.SpooledTemporaryFile(max_size=1_000_000)  # FastAPI's UploadFile.file
+    spooled.write(b"z" * 5000)
+    spooled.seek(0)
+    with meter_upload(sink, "cus_1", spooled) as meter:
+        assert meter.size == 5000
+        assert upload(meter.file) == 5000
+    assert not spooled._rolled  # type: ignore[attr-defined]
+    assert sink.metadata[0]["bytes"] == 5000

@@ -3,9 +3,9 @@
 - :func:`track_object_storage` sends one event with the metadata key ``bytes`` (as the
   TypeScript blueprint does) for a size you know.
 - :func:`meter_upload` is a context manager around an upload from a file path or a file-like
-  object. It finds the size without reading the data (``stat`` of the path or descriptor, the
-  buffer size of a ``BytesIO``, or ``seek``/``tell``); for a source that cannot tell its size
-  (a pipe, a socket, a generator-backed stream) it hands the uploader a proxy that counts the
+  object. It finds the size without reading the data (the buffer size of a ``BytesIO``, or
+  ``seek``/``tell``, a metadata lookup for a file); for a source that cannot tell its size (a
+  pipe, a socket, a generator-backed stream) it hands the uploader a proxy that counts the
   bytes as they are read, so the data is still read only once. When the block ends without an
   exception it tracks ``bytes``, ``operation`` and, when given, ``bucket`` and ``key``.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 from collections.abc import Mapping
 from datetime import datetime
 from types import TracebackType
@@ -66,19 +65,13 @@ def track_object_storage(
 def remaining_size(file: Any) -> int | None:
     """Bytes left to read in ``file`` from its current position, found without reading it.
 
-    Uses ``fstat`` for regular files, the buffer of a ``BytesIO``, or ``seek``/``tell`` on
-    seekable streams; ``None`` when the size cannot be known (pipes, sockets, generators).
+    Uses the buffer of a ``BytesIO``, else ``seek``/``tell`` on seekable files (regular files,
+    ``SpooledTemporaryFile`` such as FastAPI's ``UploadFile.file``, without rolling it over to
+    disk); ``None`` when the size cannot be known (pipes, sockets, generators).
     """
     try:
         if isinstance(file, io.BytesIO):
             return file.getbuffer().nbytes - file.tell()
-        fileno = file.fileno()
-        info = os.fstat(fileno)
-        if stat.S_ISREG(info.st_mode):
-            return max(0, info.st_size - int(file.tell()))
-    except (AttributeError, OSError, ValueError):
-        pass
-    try:
         if file.seekable():
             position = file.tell()
             end = file.seek(0, io.SEEK_END)
