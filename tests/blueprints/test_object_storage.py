@@ -139,11 +139,11 @@ def test_tracking_failure_is_counted(sink: RecordingSink) -> None:
 
 
 def test_spooled_upload_file_is_sized_without_rolling_to_disk(sink: RecordingSink) -> None:
-    spooled = tempfile.SpooledTemporaryFile(max_size=1_000_000)  # FastAPI's UploadFile.file
-    spooled.write(b"z" * 5000)
-    spooled.seek(0)
-    with meter_upload(sink, "cus_1", spooled) as meter:
-        assert meter.size == 5000
-        assert upload(meter.file) == 5000
-    assert not spooled._rolled  # type: ignore[attr-defined]
+    with tempfile.SpooledTemporaryFile(max_size=1_000_000) as spooled:  # UploadFile.file
+        spooled.write(b"z" * 5000)
+        spooled.seek(0)
+        with meter_upload(sink, "cus_1", spooled) as meter:
+            assert meter.size == 5000
+            assert upload(meter.file) == 5000
+        assert not spooled._rolled  # type: ignore[attr-defined]
     assert sink.metadata[0]["bytes"] == 5000
