@@ -187,3 +187,22 @@ def test_sync_generator_body_of_a_streaming_response(
     [event] = delivered(ingestion, dev_server, customer)
     assert (event.event_id, event.event_name) == ("sync-1:1", "server.bytes")
     assert event.metadata == {"bytes": 65_536, "streamId": "sync-1", "status": "ok"}
+
+
+def test_file_objects_are_stored(
+    ingestion: Any, dev_server: Any, customer: str, tmp_path: Any
+) -> None:
+    source = tmp_path / "in.wav"
+    source.write_bytes(bytes(range(256)) * 100)
+    with (
+        meter_stream(ingestion, customer, "copy.bytes", stream_id="copy-1") as meter,
+        source.open("rb") as raw_in,
+        (tmp_path / "out.wav").open("wb") as raw_out,
+    ):
+        reader, writer = meter.wrap(raw_in), meter.wrap(raw_out)
+        while block := reader.read(4096):
+            writer.write(block)
+    assert (tmp_path / "out.wav").read_bytes() == source.read_bytes()
+    [event] = delivered(ingestion, dev_server, customer)
+    assert event.event_id == "copy-1:1"
+    assert event.metadata == {"bytes": 2 * 25_600, "streamId": "copy-1", "status": "ok"}
