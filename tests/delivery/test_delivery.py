@@ -280,3 +280,23 @@ def test_retry_after_is_honoured_and_the_same_ids_are_resent(make_ingestion):
     assert moments[2] - moments[1] < 0.3  # then the short backoff
     assert [[e["event_id"] for e in events] for _, events, _ in sink.requests] == [ids] * 3
     assert ingestion.stats.retried == 10
+
+
+def test_an_unexpected_sender_error_loses_nothing(make_ingestion, caplog, monkeypatch):
+    with Sink() as sink:
+        ingestion = make_ingestion(base_url=sink.base_url, event_name="e", flush_interval=30)
+        queue = ingestion._pipeline.queue
+        encode = queue.encode
+        calls = {"n": 0}
+
+        def broken_once(items: Any) -> bytes:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("a bug")
+            return encode(items)
+
+        monkeypatch.setattr(queue, "encode", broken_once)
+        ids = [ingestion.track("cus_1") for _ in range(10)]
+        assert ingestion.flush(5)
+        assert sink.event_ids() == ids
+        assert "delivery loop failed" in caplog.text

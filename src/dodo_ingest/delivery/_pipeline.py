@@ -262,6 +262,7 @@ class Pipeline:
                 except Exception:
                     logger.exception("delivery loop failed; retrying in 1 s")
                     self._stop.wait(1.0)
+                    self._wakeup.set()  # what was put back is sent without waiting
                 self._maintain()
         except BaseException:
             logger.exception("delivery sender stopped by an unexpected error")
@@ -303,7 +304,13 @@ class Pipeline:
             items, waiters = self.queue.take(batch_size)
             if items:
                 self._inflight = len(items)
-                self._deliver(items)
+                try:
+                    self._deliver(items)
+                except _Abandoned:
+                    raise
+                except Exception:
+                    self.queue.requeue(items, waiters)  # nothing is lost to a bug
+                    raise
                 self._inflight = 0
             if waiters:
                 self._report_drops()  # so that on_error has heard of them when flush() returns

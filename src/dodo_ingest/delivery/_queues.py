@@ -128,6 +128,9 @@ class EventQueue(Protocol):
     def backlog(self) -> int:
         """Roughly how many items wait (a hint for batching)."""
 
+    def requeue(self, items: Sequence[Item], waiters: Sequence[Waiter]) -> None:
+        """Put back a batch whose delivery failed unexpectedly, at the front."""
+
 
 class MemoryQueue:
     """A FIFO in memory. ``track()`` appends to :attr:`items` directly (no lock)."""
@@ -171,6 +174,9 @@ class MemoryQueue:
 
     def backlog(self) -> int:
         return len(self.items)
+
+    def requeue(self, items: Sequence[Item], waiters: Sequence[Waiter]) -> None:
+        self.items.extendleft(reversed([*items, *waiters]))
 
     def clear(self) -> list[Item]:
         """Remove and return every waiting item (waiters are fired)."""
@@ -243,6 +249,11 @@ class OutboxQueue:
 
     def backlog(self) -> int:
         return self.unsent
+
+    def requeue(self, items: Sequence[Item], waiters: Sequence[Waiter]) -> None:
+        # The rows are still in the file and are read again; only the waiters need putting back.
+        with self.lock:
+            self._waiters[:0] = [(0, waiter) for waiter in waiters]
 
     def reset_after_fork(self) -> None:
         """Forget the parent's state: the child owns nothing yet."""
