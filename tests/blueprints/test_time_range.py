@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import threading
 import time
 from datetime import datetime, timedelta
@@ -270,3 +271,24 @@ def test_durations_come_from_the_monotonic_clock(
     assert 20 <= meta["durationMs"] < 1000
     assert meta["startedAt"] == "1970-01-12T13:46:40.000Z"
     assert parse_timestamp(meta["endedAt"]) > parse_timestamp(meta["startedAt"])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_heartbeats_work_in_a_forked_child(sink: RecordingSink) -> None:
+    with time_range(sink, "cus_1", heartbeat_seconds=0.02):  # starts the heartbeat thread
+        time.sleep(0.05)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its copy of the scheduler must start a thread of its own
+        child_sink = RecordingSink()
+        try:
+            with time_range(child_sink, "cus_child", heartbeat_seconds=0.02):
+                time.sleep(0.15)
+            os.write(write_end, str(len(child_sink.events)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child_events = int(pipe.read() or 0)
+    os.waitpid(pid, 0)
+    assert child_events >= 4  # heartbeats and the final event
