@@ -234,3 +234,16 @@ def test_fastapi_router_prefixes_and_path_params(sink: RecordingSink) -> None:
         ("cus_f", "/v1/projects/{project_id}/runs/{run_id}", 200, "eu"),
         ("cus_f", "/v1/projects/{project_id}/runs/{run_id}", 422, "eu"),
     ]
+
+
+def test_prefix_exclusions_methods_and_unmatched_paths(sink: RecordingSink) -> None:
+    app = build_app(
+        sink, exclude=["/orgs/*"], exclude_methods=["OPTIONS", "POST"], track_unmatched=True
+    )
+    with serve_asgi(app) as url, httpx2.Client(base_url=url, headers={"x-customer": "c"}) as client:
+        assert client.get("/orgs/acme/v2/items/1").status_code == 200  # excluded by prefix
+        assert client.post("/upload", content=b"x").status_code == 201  # excluded method
+        assert client.get("/no/such/page").status_code == 404  # tracked: raw path
+        assert client.get("/users/8").status_code == 200
+    routes = [(m["route"], m["statusCode"]) for m in sink.metadata]
+    assert routes == [("/no/such/page", 404), ("/users/{user_id}", 200)]
