@@ -6,6 +6,10 @@ in-process (a thread sharing the GIL with the client, as tests and SDK benchmark
 with an in-memory and a file database, and the server's own work without HTTP. Prints each
 figure and its ratio to the 100k events/s the SDK's own benchmarks target.
 
+Wall-clock rates suffer when other jobs share the cores; the server's CPU time per batch
+(measured for the no-HTTP row and, on Linux, for the subprocess rows) does much less, so it is
+printed too, as events per CPU-second of the server.
+
     .venv/bin/python benchmarks/devserver_ingest.py [--batches 200] [--batch-size 1000]
 """
 
@@ -20,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +37,9 @@ from dodo_ingest.devserver._store import Store
 
 TARGET_EVENTS_PER_SECOND = 100_000
 HEADERS = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
+
+CpuClock = Callable[[], float]
+"""Seconds of CPU the server has used so far."""
 
 
 def build_batches(run: str, batches: int, batch_size: int) -> list[bytes]:
@@ -60,12 +67,52 @@ def build_batches(run: str, batches: int, batch_size: int) -> list[bytes]:
     return bodies
 
 
-def post_all(base_url: str, bodies: list[bytes], expect_new: bool) -> tuple[float, list[float]]:
-    """Post every body in turn on one keep-alive connection; return (seconds, per-batch ms)."""
+def report(
+    label: str,
+    kind: str,
+    events: int,
+    seconds: float,
+    latencies: list[float],
+    cpu_seconds: float | None,
+) -> None:
+    """One result line: wall-clock rate, the rate at the median batch time, latencies, and the
+    events per CPU-second of the server when its CPU time is known."""
+    rate = events / seconds
+    p50 = statistics.median(latencies)
+    steady = events / len(latencies) / p50 * 1000
+    cpu = "" if cpu_seconds is None else f"  server {events / cpu_seconds:>9,.0f} ev/CPU-s"
+    print(
+        f"{label:<24} {kind:<12} {rate:>9,.0f} ev/s (x{rate / TARGET_EVENTS_PER_SECOND:4.2f})  "
+        f"at p50 {steady:>9,.0f} ev/s (x{steady / TARGET_EVENTS_PER_SECOND:4.2f})  "
+        f"batch p50 {p50:6.2f} ms p95 {statistics.quantiles(latencies, n=20)[-1]:6.2f} ms{cpu}"
+    )
+
+
+def measure_without_http(args: argparse.Namespace) -> None:
+    """The server's own work per batch (checking the body, storing the events), no HTTP."""
+    bodies = build_batches(f"direct-{os.getpid()}", args.batches, args.batch_size)
+    store = Store(":memory:")
+    latencies = []
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for body in bodies:
+        begun = time.perf_counter()
+        store.insert_events(parse_ingest_body(body))
+        latencies.append((time.perf_counter() - begun) * 1000)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    report("no HTTP, memory db", "new ids", args.batches * args.batch_size, seconds, latencies, cpu)
+    store.close()
+
+
+def post_all(
+    base_url: str, bodies: list[bytes], expect_new: bool, cpu_clock: CpuClock | None
+) -> tuple[float, list[float], float | None]:
+    """Post every body in turn on one keep-alive connection; return the seconds, per-batch
+    milliseconds and the server's CPU seconds (``None`` when unknown)."""
     latencies = []
     with httpx2.Client(base_url=base_url, headers=HEADERS, timeout=60) as client:
         client.post("/events/ingest", content=bodies[0]).raise_for_status()  # warm-up
         started = time.perf_counter()
+        cpu_started = cpu_clock() if cpu_clock else 0.0
         for body in bodies[1:]:
             sent = time.perf_counter()
             response = client.post("/events/ingest", content=body)
@@ -73,7 +120,9 @@ def post_all(base_url: str, bodies: list[bytes], expect_new: bool) -> tuple[floa
             response.raise_for_status()
             if expect_new and response.json()["ingested_count"] == 0:
                 raise RuntimeError("a batch of new events was not stored")
-        return time.perf_counter() - started, latencies
+        seconds = time.perf_counter() - started
+        cpu = cpu_clock() - cpu_started if cpu_clock else None
+        return seconds, latencies, cpu
 
 
 def _free_port() -> int:
@@ -82,9 +131,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _process_cpu_clock(pid: int) -> CpuClock | None:
+    """CPU seconds (user + system) of another process, read from ``/proc`` (Linux only)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists():
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def clock() -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    return clock
+
+
 @contextmanager
-def subprocess_server(db: str) -> Iterator[str]:
-    """``dodo-ingest dev-server`` in a child process; yields its base URL."""
+def subprocess_server(db: str) -> Iterator[tuple[str, CpuClock | None]]:
+    """``dodo-ingest dev-server`` in a child process; yields its base URL and CPU clock."""
     port = _free_port()
     child = subprocess.Popen(
         [sys.executable, "-m", "dodo_ingest", "dev-server", "--port", str(port), "--db", db],
@@ -101,52 +164,26 @@ def subprocess_server(db: str) -> Iterator[str]:
                 if time.monotonic() > deadline or child.poll() is not None:
                     raise RuntimeError("the dev server subprocess did not start") from None
                 time.sleep(0.05)
-        yield url
+        yield url, _process_cpu_clock(child.pid)
     finally:
         child.terminate()
         child.wait(10)
 
 
 @contextmanager
-def inprocess_server(db: str) -> Iterator[str]:
-    """:class:`DevServer` in a thread of this process; yields its base URL."""
+def inprocess_server(db: str) -> Iterator[tuple[str, CpuClock | None]]:
+    """:class:`DevServer` in a thread of this process; yields its base URL (its CPU time
+    cannot be told apart from the client's)."""
     with DevServer(db=db) as server:
-        yield server.base_url
+        yield server.base_url, None
 
 
-def measure(label: str, url: str, args: argparse.Namespace) -> None:
+def measure(label: str, url: str, cpu_clock: CpuClock | None, args: argparse.Namespace) -> None:
     run = f"{label.replace(' ', '-')}-{os.getpid()}"
     bodies = build_batches(run, args.batches + 1, args.batch_size)
     for kind, expect_new in (("new ids", True), ("replayed ids", False)):
-        seconds, latencies = post_all(url, bodies, expect_new)
-        report(label, kind, args.batches * args.batch_size, seconds, latencies)
-
-
-def report(label: str, kind: str, events: int, seconds: float, latencies: list[float]) -> None:
-    """One result line: wall-clock rate, the rate at the median batch time, latencies."""
-    rate = events / seconds
-    p50 = statistics.median(latencies)
-    steady = events / len(latencies) / p50 * 1000
-    print(
-        f"{label:<24} {kind:<12} {rate:>9,.0f} ev/s (x{rate / TARGET_EVENTS_PER_SECOND:4.2f})  "
-        f"at p50 {steady:>9,.0f} ev/s (x{steady / TARGET_EVENTS_PER_SECOND:4.2f})  "
-        f"batch p50 {p50:6.2f} ms p95 {statistics.quantiles(latencies, n=20)[-1]:6.2f} ms"
-    )
-
-
-def measure_without_http(args: argparse.Namespace) -> None:
-    """The server's own work per batch (checking the body, storing the events), no HTTP."""
-    bodies = build_batches(f"direct-{os.getpid()}", args.batches, args.batch_size)
-    store = Store(":memory:")
-    latencies = []
-    started = time.perf_counter()
-    for body in bodies:
-        begun = time.perf_counter()
-        store.insert_events(parse_ingest_body(body))
-        latencies.append((time.perf_counter() - begun) * 1000)
-    seconds = time.perf_counter() - started
-    report("no HTTP, memory db", "new ids", args.batches * args.batch_size, seconds, latencies)
-    store.close()
+        seconds, latencies, cpu = post_all(url, bodies, expect_new, cpu_clock)
+        report(label, kind, args.batches * args.batch_size, seconds, latencies, cpu)
 
 
 def main() -> None:
@@ -155,7 +192,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
     print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, "
         f"{args.batches} batches x {args.batch_size} events, target "
         f"{TARGET_EVENTS_PER_SECOND:,} events/s"
     )
@@ -164,8 +201,8 @@ def main() -> None:
         for mode, server in (("subprocess", subprocess_server), ("in-process", inprocess_server)):
             for db_label, db in (("memory", ":memory:"), ("file", str(Path(tmp) / f"{mode}.db"))):
                 label = f"{mode}, {db_label} db"
-                with server(db) as url:
-                    measure(label, url, args)
+                with server(db) as (url, cpu_clock):
+                    measure(label, url, cpu_clock, args)
 
 
 if __name__ == "__main__":
