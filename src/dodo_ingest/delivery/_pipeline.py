@@ -17,7 +17,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ..client import APIStatusError, DodoClient, EventInput
 from ..client._retry import is_retryable
@@ -54,7 +53,10 @@ class _Abandoned(Exception):
 
 
 def _count_value(counter: itertools.count[int]) -> int:
-    """The next value an :func:`itertools.count` would return, without advancing it."""
+    """The next value an :func:`itertools.count` would return, without advancing it.
+
+    Producers count with ``next(counter)``, which is atomic; ``+= 1`` on an int is not.
+    """
     return int(repr(counter)[6:-1])
 
 
@@ -93,10 +95,15 @@ class Pipeline:
 
     def _reset(self) -> None:
         """Fresh state: at construction, and in a forked child."""
-        self.memory = MemoryQueue() if self.outbox is None else None
-        self.outbox_queue = OutboxQueue(self.outbox) if self.outbox is not None else None
-        self.queue: EventQueue = self.memory if self.memory is not None else self.outbox_queue  # type: ignore[assignment]
-        self._items: deque[Any] = self.memory.items if self.memory is not None else deque()
+        self.memory: MemoryQueue | None = None
+        self.outbox_queue: OutboxQueue | None = None
+        self.queue: EventQueue
+        if self.outbox is None:
+            self.memory = self.queue = MemoryQueue()
+            self._items = self.memory.items
+        else:
+            self.outbox_queue = self.queue = OutboxQueue(self.outbox)
+            self._items = deque()
         self._wakeup = threading.Event()
         self._flush_requested = threading.Event()
         self._stop = threading.Event()
@@ -349,13 +356,16 @@ class Pipeline:
         assert client is not None
         attempt = 0
         last_error: BaseException | None = None
+        body = b""
         while True:
-            part = self._expire(part, last_error)
-            if not part:
+            kept = self._expire(part, last_error)
+            if not kept:
                 return []
-            body = self.queue.encode(part)
-            if len(body) > settings.max_request_bytes and len(part) > 1:
-                return _halves(part)
+            if not body or kept is not part:  # encoded once, again only if events expired
+                part = kept
+                body = self.queue.encode(part)
+                if len(body) > settings.max_request_bytes and len(part) > 1:
+                    return _halves(part)
             try:
                 client.events.ingest_json(body)
             except APIStatusError as error:
@@ -493,7 +503,7 @@ class Pipeline:
 
     def after_fork_in_child(self) -> None:
         """Start over in a forked child: nothing of the parent's queue is sent again."""
-        self._inherited.append(self._client)
+        self._inherited.append(self._client)  # never closed here: its sockets are the parent's
         self._client = None
         if self.outbox is not None:
             self.outbox.after_fork_in_child()
