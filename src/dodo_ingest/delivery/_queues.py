@@ -80,15 +80,32 @@ def event_json(event: EventInput, timestamp: float) -> dict[str, Any]:
     return data
 
 
+_heads: dict[tuple[str, str], str] = {}
+"""Encoded ``customer_id``/``event_name`` part per pair seen (few pairs repeat a lot)."""
+_MAX_HEADS = 4096
+
+
+def _head(customer_id: str, event_name: str) -> str:
+    head = _heads.get((customer_id, event_name))
+    if head is None:
+        if len(_heads) >= _MAX_HEADS:
+            _heads.clear()
+        head = f',"customer_id":{_quote(customer_id)},"event_name":{_quote(event_name)},'
+        _heads[(customer_id, event_name)] = head
+    return head
+
+
 def encode_event(event: EventInput, timestamp: float) -> str:
-    """One event encoded as compact JSON text (the same text as ``json.dumps`` of
-    :func:`event_json`, built directly because the sender does this for every event)."""
+    """One event as compact JSON text, the same text as ``json.dumps`` of :func:`event_json`
+    (built from cached parts, because the sender does this for every event)."""
     metadata = event.metadata
-    tail = "}" if metadata is None else f',"metadata":{_encode_fast(metadata)}}}'
-    return (
-        f'{{"event_id":{_quote(event.event_id)},"customer_id":{_quote(event.customer_id)},'
-        f'"event_name":{_quote(event.event_name)},"timestamp":"{format_epoch(timestamp)}"{tail}'
+    text = (
+        f'{{"event_id":{_quote(event.event_id)}{_head(event.customer_id, event.event_name)}'
+        f'"timestamp":"{format_epoch(timestamp)}"'
     )
+    if metadata is None:
+        return text + "}"
+    return f'{text},"metadata":{_encode_fast(metadata)}}}'
 
 
 def with_timestamp(event: EventInput, timestamp: float) -> EventInput:
@@ -158,8 +175,8 @@ class MemoryQueue:
         self.items.append(waiter)
 
     def encode(self, items: Sequence[Item]) -> bytes:
-        events = [event_json(event, ts) for _, ts, event in items]
-        return _encode_fast({"events": events}).encode()
+        events = ",".join([encode_event(event, ts) for _, ts, event in items])
+        return f'{{"events":[{events}]}}'.encode()
 
     def events(self, items: Sequence[Item]) -> list[EventInput]:
         return [with_timestamp(event, ts) for _, ts, event in items]
