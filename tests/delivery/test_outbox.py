@@ -149,3 +149,30 @@ def test_tools_can_refuse_to_create_a_missing_outbox(tmp_path):
         assert created.count_pending() == 0
     with Outbox(missing, create=False) as reopened:
         assert reopened.count_dead_letters() == 0
+
+
+SHARED = """
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", outbox=OUTBOX,
+                      batch_size=100, flush_interval=0.05)
+for _ in range(2000):
+    print(ingestion.track(f"worker-{os.getpid()}"))
+"""
+
+
+def test_processes_sharing_one_outbox_send_only_their_own_events(server, tmp_path):
+    path = str(tmp_path / "outbox.db")
+    script = _scripts.write(tmp_path, SHARED)
+    outputs = [tmp_path / f"worker{i}.txt" for i in range(3)]
+    workers = []
+    for output in outputs:
+        with output.open("w") as sink:
+            workers.append(
+                subprocess.Popen([sys.executable, str(script), server.base_url, path], stdout=sink)
+            )
+    for worker in workers:
+        assert worker.wait(timeout=60) == 0
+    tracked = [event_id for output in outputs for event_id in output.read_text().split()]
+    assert len(tracked) == 6000
+    assert sorted(server.event_ids()) == sorted(tracked)
+    assert server.stats["duplicates_ignored"] == 0  # no worker sent another's events
+    assert _pending_ids(path) == set()
