@@ -282,6 +282,123 @@ def _run(title: str, factories: dict[str, Callable[[], Any]], tracker: Any, call
     return worst
 
 
+def _timed_us(work: Call, baseline: Call, repeat: int) -> float:
+    """Median over 7 batches of (``work`` - ``baseline``) per run, in microseconds."""
+    clock = time.perf_counter_ns
+    results = []
+    for _ in range(7):
+        start = clock()
+        for _ in range(repeat):
+            work()
+        middle = clock()
+        for _ in range(repeat):
+            baseline()
+        results.append(((middle - start) - (clock() - middle)) / repeat / 1000)
+    return statistics.median(results)
+
+
+class _NullSink:
+    """Takes events and drops them: isolates the tracker from ``Ingestion.track()`` (whose own
+    cost, ~3 us, ``benchmarks/delivery_throughput.py`` measures) and its delivery thread."""
+
+    def track(
+        self, customer_id: str, event_name: Any = None, metadata: Any = None, **_: Any
+    ) -> str:
+        return "evt"
+
+
+def _direct(base_url: str, chunks: int, repeat: int) -> None:
+    """Time the tracker's own work per call directly, on real SDK objects (no SDK, no I/O)."""
+    import anthropic._models
+    import openai._models
+
+    from dodo_ingest.blueprints.llm import LLMTracker
+    from dodo_ingest.blueprints.llm._anthropic import MessageStreamUsage
+    from dodo_ingest.blueprints.llm._google import GenerateStreamUsage
+    from dodo_ingest.blueprints.llm._openai import stream_accumulator
+    from dodo_ingest.blueprints.llm._streams import StreamTap, tap_iterator
+
+    tracker = LLMTracker(_NullSink())
+    factories = _clients(base_url, chunks, in_process=True)
+    messages: Any = [{"role": "user", "content": "hi"}]
+    rows: dict[str, tuple[Call, Call]] = {}
+
+    raw = factories["openai"]()
+    state = tracker.wrap(factories["openai"](), customer_id="cus_bench")._dodo_state
+    body = {"model": "gpt-4o-mini", "messages": messages}
+    options = openai._models.FinalRequestOptions.construct(
+        method="post", url="/chat/completions", json_data=body
+    )
+    stream_options = openai._models.FinalRequestOptions.construct(
+        method="post", url="/chat/completions", json_data={**body, "stream": True}
+    )
+    completion = raw.chat.completions.create(**body)
+    chat_chunks = list(
+        raw.chat.completions.create(**body, stream=True, stream_options={"include_usage": True})
+    )
+
+    def chat() -> None:
+        state.finish(state.start(options, False), completion)
+
+    def chat_stream() -> None:
+        call = state.start(stream_options, True)
+        accumulator = stream_accumulator(state.provider, call.operation, call.model, True, None)
+        for _ in tap_iterator(iter(chat_chunks), StreamTap(accumulator, tracker, call.scope)):
+            pass
+
+    rows["openai chat"] = (chat, lambda: None)
+    rows["openai chat stream"] = (chat_stream, lambda: [None for _ in iter(chat_chunks)])
+
+    raw_claude = factories["anthropic"]()
+    claude_state = tracker.wrap(factories["anthropic"](), customer_id="cus_bench")._dodo_state
+    claude_body = {"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": messages}
+    claude_options = anthropic._models.FinalRequestOptions.construct(
+        method="post", url="/v1/messages", json_data=claude_body
+    )
+    message = raw_claude.messages.create(**claude_body)
+    events = list(raw_claude.messages.create(**claude_body, stream=True))
+
+    def claude() -> None:
+        claude_state.finish(claude_state.start(claude_options, False), message)
+
+    def claude_stream() -> None:
+        call = claude_state.start(claude_options, True)
+        accumulator = MessageStreamUsage("anthropic", "messages", call.model, None)
+        for _ in tap_iterator(iter(events), StreamTap(accumulator, tracker, call.scope)):
+            pass
+
+    rows["anthropic messages"] = (claude, lambda: None)
+    rows["anthropic messages stream"] = (claude_stream, lambda: [None for _ in iter(events)])
+
+    raw_gemini = factories["gemini"]()
+    wrapped_gemini = tracker.wrap(factories["gemini"](), customer_id="cus_bench")
+    models_state = wrapped_gemini.models._dodo_state
+    kwargs = {"model": "gemini-2.5-flash", "contents": "hi"}
+    content = raw_gemini.models.generate_content(**kwargs)
+    gemini_chunks = list(raw_gemini.models.generate_content_stream(**kwargs))
+
+    def gemini() -> None:
+        scope = models_state.binding.resolve()
+        models_state.record(scope, content, kwargs, "generate_content")
+
+    def gemini_stream() -> None:
+        scope = models_state.binding.resolve()
+        accumulator = GenerateStreamUsage("google", "gemini-2.5-flash", None)
+        for _ in tap_iterator(iter(gemini_chunks), StreamTap(accumulator, tracker, scope)):
+            pass
+
+    rows["gemini generate"] = (gemini, lambda: None)
+    rows["gemini generate stream"] = (gemini_stream, lambda: [None for _ in iter(gemini_chunks)])
+
+    print(
+        "\ntracker's own work per call, timed directly on real SDK objects (no SDK, no I/O, "
+        "events to a null sink)"
+    )
+    print(f"{'case':28} {'tracker us':>11}")
+    for name, (work, baseline) in rows.items():
+        print(f"{name:28} {_timed_us(work, baseline, repeat):11.1f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="paired calls per case")
@@ -330,6 +447,7 @@ def main() -> int:
                 f"\ntracker: {tracker.stats}; delivery: enqueued={ingestion.stats.enqueued} "
                 f"delivered={ingestion.stats.delivered}"
             )
+        _direct(base_url, args.chunks, 2000)
         print(
             f"targets: added <= {TARGET_ADDED_US:.0f} us per call and <= {TARGET_RATIO:.0%} of "
             "the raw loopback call"

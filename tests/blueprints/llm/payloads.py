@@ -190,7 +190,9 @@ RESPONSES_METADATA = {
 }
 
 
-def response_object(status: str = "completed", usage: dict[str, Any] | None = None) -> dict:
+def response_object(
+    status: str = "completed", usage: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "id": RESP_ID,
         "object": "response",
@@ -201,7 +203,7 @@ def response_object(status: str = "completed", usage: dict[str, Any] | None = No
         "instructions": None,
         "model": OPENAI_MODEL,
         "output": []
-        if status == "in_progress"
+        if status in ("in_progress", "queued")
         else [
             {
                 "id": "msg_r1",

@@ -449,3 +449,25 @@ async def test_async_responses_embeddings_and_raw(
         "chat.completions",
         "chat.completions",
     ]
+
+
+def test_background_responses_and_responses_without_usage(
+    client: openai.OpenAI,
+    tracker: LLMTracker,
+    sink: RecordingSink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queued = payloads.response_object("queued")
+    with respx.mock() as router:
+        router.post("https://api.openai.com/v1/responses").respond(200, json=queued)
+        router.post("https://api.openai.com/v1/chat/completions").respond(
+            200, json={**payloads.chat_completion(), "usage": None}
+        )
+        assert client.responses.create(model="m", input="hi", background=True).status == "queued"
+        assert tracker.stats.failures == 0  # billed later, with tracker.track(), once done
+        with caplog.at_level("WARNING", logger="dodo_ingest"):
+            for _ in range(2):
+                client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+    assert sink.events == []
+    assert tracker.stats.failures == 2
+    assert caplog.text.count("response without usage") == 1

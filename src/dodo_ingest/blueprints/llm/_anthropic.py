@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._usage import LLMUsage, anthropic_usage, field
+from ._usage import LLMUsage, anthropic_usage, as_mapping, field
 
 __all__ = ["ANTHROPIC_ROUTES", "MessageStreamUsage", "usage_of_message"]
 
@@ -19,15 +19,16 @@ def usage_of_message(
     message: Any, provider: str, operation: str, model: str | None, request_id: str | None = None
 ) -> LLMUsage | None:
     """The usage of a ``Message``/``BetaMessage``/``ParsedMessage``."""
-    usage = field(message, "usage")
+    values = as_mapping(message)
+    usage = values.get("usage")
     if usage is None:
         return None
     return anthropic_usage(
         usage,
         provider=provider,
         operation=operation,
-        model=field(message, "model") or model,
-        response_id=field(message, "id") or request_id or getattr(message, "_request_id", None),
+        model=values.get("model") or model,
+        response_id=values.get("id") or request_id or getattr(message, "_request_id", None),
     )
 
 

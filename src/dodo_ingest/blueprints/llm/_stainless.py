@@ -25,12 +25,14 @@ from ._openai import (
     usage_of_object,
 )
 from ._streams import StreamAccumulator, StreamTap, tap_sdk_stream
-from ._tracker import Binding, Scope
-from ._usage import LLMUsage
+from ._tracker import Binding, Scope, logger
+from ._usage import LLMUsage, field
 
 __all__ = ["instrument_client"]
 
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+#: Responses API objects that are not finished yet (``background=True``) carry no usage.
+_PENDING_STATUSES = frozenset({"queued", "in_progress"})
 
 
 class Call:
@@ -58,10 +60,11 @@ class Call:
 class ClientState:
     """Per wrapped client: its defaults, provider name and SDK family."""
 
-    __slots__ = ("binding", "family", "provider", "routes", "stream_types")
+    __slots__ = ("binding", "family", "provider", "routes", "stream_types", "warned")
 
     def __init__(self, client: Any, binding: Binding) -> None:
         self.binding = binding
+        self.warned = False
         module = type(client).__module__
         self.family = module.partition(".")[0]
         sdk = sys.modules[self.family]
@@ -182,9 +185,14 @@ class ClientState:
         else:
             usage = usage_of_object(obj, self.provider, call.operation, call.model, None)
         if usage is None:
-            tracker._failure(
-                f"{self.provider} {call.operation} response without usage: not tracked", None
-            )
+            if field(obj, "status") in _PENDING_STATUSES:
+                return  # a background response: bill it with tracker.track() once it is done
+            tracker.stats._count_failure()
+            if not self.warned:  # once per client; every such response is counted
+                self.warned = True
+                logger.warning(
+                    "%s %s response without usage: not tracked", self.provider, call.operation
+                )
             return
         tracker.record(usage, call.scope)
 

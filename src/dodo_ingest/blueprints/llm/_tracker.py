@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
-import threading
 import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
@@ -81,31 +81,47 @@ class LLMTrackerStats:
     ``dodo_ingest`` logger); the LLM call itself was never affected.
     """
 
-    __slots__ = ("_lock", "events", "failures", "incomplete")
+    __slots__ = ("_events", "_failures", "_incomplete")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.events = 0
-        self.incomplete = 0
-        self.failures = 0
+        # itertools.count: ``next()`` is atomic, so threads need no lock to count
+        self._events = itertools.count()
+        self._incomplete = itertools.count()
+        self._failures = itertools.count()
+
+    @property
+    def events(self) -> int:
+        """Events handed to the delivery pipeline."""
+        return _value(self._events)
+
+    @property
+    def incomplete(self) -> int:
+        """Events for streams whose final usage was never seen (``status: incomplete``)."""
+        return _value(self._incomplete)
+
+    @property
+    def failures(self) -> int:
+        """Tracking failures; the LLM calls were not affected."""
+        return _value(self._failures)
 
     def _count_event(self) -> None:
-        with self._lock:
-            self.events += 1
+        next(self._events)
 
     def _count_incomplete(self) -> None:
-        with self._lock:
-            self.incomplete += 1
+        next(self._incomplete)
 
     def _count_failure(self) -> None:
-        with self._lock:
-            self.failures += 1
+        next(self._failures)
 
     def __repr__(self) -> str:
         return (
             f"LLMTrackerStats(events={self.events}, incomplete={self.incomplete}, "
             f"failures={self.failures})"
         )
+
+
+def _value(counter: itertools.count[int]) -> int:
+    return int(repr(counter)[6:-1])  # "count(7)" -> 7
 
 
 class Scope:
