@@ -126,6 +126,7 @@ class Store:
         if str(db) != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: the id index stays cached
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
