@@ -91,6 +91,7 @@ def test_the_default_page_holds_10_events(http: httpx2.Client) -> None:
         {"page_size": 101},
         {"page_size": -1},
         {"page_number": -1},
+        {"page_number": 2**31},
         {"page_size": "ten"},
         {"start": "yesterday"},
         {"end": "2026-01-01"},

@@ -38,6 +38,8 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 """Largest request body accepted (4 MiB); a larger one is answered 413."""
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
+_INT32_MAX = 2**31 - 1
+"""Paging parameters are int32 in the API's document."""
 DEV_PREFIX = "/_dev/"
 _RAW_RECEIVE = "dodo_ingest.devserver.receive"
 
@@ -159,7 +161,7 @@ def _check_content_type(request: Request) -> None:
         )
 
 
-def _int_param(request: Request, name: str, default: int, maximum: int | None = None) -> int:
+def _int_param(request: Request, name: str, default: int, maximum: int = _INT32_MAX) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -167,9 +169,8 @@ def _int_param(request: Request, name: str, default: int, maximum: int | None = 
         value = int(raw)
     except ValueError:
         raise APIError(422, "invalid_query", f"{name} must be an integer, got {raw!r}") from None
-    if value < 0 or (maximum is not None and value > maximum):
-        bound = f"from 0 to {maximum}" if maximum is not None else ">= 0"
-        raise APIError(422, "invalid_query", f"{name} must be {bound}, got {value}")
+    if not 0 <= value <= maximum:
+        raise APIError(422, "invalid_query", f"{name} must be from 0 to {maximum}, got {value}")
     return value
 
 
