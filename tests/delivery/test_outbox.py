@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from dodo_ingest.client import ConfigurationError
 from dodo_ingest.delivery import Ingestion, Outbox
 from tests.delivery import _scripts
 from tests.delivery._sink import Blackhole
@@ -176,3 +177,31 @@ def test_processes_sharing_one_outbox_send_only_their_own_events(server, tmp_pat
     assert sorted(server.event_ids()) == sorted(tracked)
     assert server.stats["duplicates_ignored"] == 0  # no worker sent another's events
     assert _pending_ids(path) == set()
+
+
+def test_an_outbox_that_cannot_be_opened_fails_at_construction(tmp_path):
+    with pytest.raises(ConfigurationError, match="cannot be opened"):
+        Ingestion(api_key=API_KEY, base_url="http://127.0.0.1:9", outbox=tmp_path / "no" / "x.db")
+
+
+def test_a_failing_outbox_write_is_counted_and_reported_not_raised(server, tmp_path, monkeypatch):
+    errors: list[BaseException] = []
+    with Ingestion(
+        api_key=API_KEY,
+        base_url=server.base_url,
+        event_name="e",
+        outbox=tmp_path / "outbox.db",
+        on_error=lambda error, events: errors.append(error),
+    ) as ingestion:
+        kept = ingestion.track("cus_1")
+        assert ingestion.outbox is not None
+
+        def disk_full(*args: object) -> int:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(ingestion.outbox, "append", disk_full)
+        ingestion.track("cus_1")  # does not raise into the caller
+        assert ingestion.stats.dropped == 1
+        assert ingestion.flush(5)
+    assert server.event_ids() == [kept]
+    assert [(e.reason, e.count) for e in errors] == [("outbox_error", 1)]

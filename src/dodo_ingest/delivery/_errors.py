@@ -15,8 +15,9 @@ class EventsDroppedError(DeliveryError):
     """Events were dropped before they could be sent; ``count`` says how many.
 
     ``reason`` is ``"queue_full"`` (the memory queue stayed full for ``queue_full_timeout``),
-    ``"closed"`` (``track()`` after ``close()``) or ``"shutdown"`` (still unsent when
-    ``close()`` ran out of time, without an outbox).
+    ``"closed"`` (``track()`` after ``close()``), ``"shutdown"`` (still unsent when
+    ``close()`` ran out of time, without an outbox) or ``"outbox_error"`` (the outbox file
+    could not be written: disk full, file removed...).
     """
 
     def __init__(self, reason: str, count: int) -> None:

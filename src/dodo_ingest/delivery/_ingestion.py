@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -94,7 +95,7 @@ class Ingestion:
         self._event_name = event_name
         self._max_event_age = self._settings.max_event_age
         self._owns_outbox = outbox is not None and not isinstance(outbox, Outbox)
-        self._outbox = outbox if isinstance(outbox, Outbox) or outbox is None else Outbox(outbox)
+        self._outbox = outbox if isinstance(outbox, Outbox) or outbox is None else _open(outbox)
         self._pipeline = Pipeline(
             self._settings, self._make_client, on_error, self._outbox, self._config.api_key
         )
@@ -232,6 +233,13 @@ class Ingestion:
             f"Ingestion(base_url={self._config.base_url!r}, outbox={outbox!r}, "
             f"api_key={mask_key(self._config.api_key)!r})"
         )
+
+
+def _open(path: str | os.PathLike[str]) -> Outbox:
+    try:
+        return Outbox(path)
+    except sqlite3.Error as error:
+        raise ConfigurationError(f"outbox {os.fspath(path)!r} cannot be opened: {error}") from None
 
 
 def _resolve(

@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 import random
+import sqlite3
 import threading
 import time
 import weakref
@@ -22,7 +23,7 @@ from ..client import APIStatusError, DodoClient, EventInput
 from ..client._retry import is_retryable
 from ._errors import EventExpiredError, EventsDroppedError
 from ._outbox import Outbox
-from ._queues import EventQueue, Item, MemoryQueue, OutboxQueue, encode_event
+from ._queues import EventQueue, Item, MemoryQueue, OutboxQueue, encode_event, with_timestamp
 from ._settings import Settings
 from ._waiter import Waiter
 
@@ -149,7 +150,14 @@ class Pipeline:
         if self.closed:
             self._drop_closed((event_id, timestamp, event))
             return
-        unsent = self.outbox_queue.append(event_id, timestamp, encode_event(event, timestamp))  # type: ignore[union-attr]
+        try:
+            unsent = self.outbox_queue.append(  # type: ignore[union-attr]
+                event_id, timestamp, encode_event(event, timestamp)
+            )
+        except sqlite3.Error as error:  # disk full, file gone...: never raised into the caller
+            logger.error("could not store event %s in the outbox: %s", event_id, error)
+            self._drop("outbox_error", [(event_id, timestamp, event)])
+            return
         next(self._enqueued)
         if self._thread is None:
             self._start()
@@ -485,13 +493,24 @@ class Pipeline:
             items = [item for why, item in dropped_items if why == reason]
             error = EventsDroppedError(reason, count)
             logger.error("%s", error)
-            self._report(error, items)
+            self._report(error, items, dropped=True)
 
-    def _report(self, error: BaseException, items: Sequence[Item]) -> None:
+    def _report(
+        self, error: BaseException, items: Sequence[Item], *, dropped: bool = False
+    ) -> None:
+        """Call ``on_error`` with ``items`` as events (dropped items never reached the queue,
+        so they are always ``(event_id, timestamp, event)``)."""
         if self._on_error is None:
             return
         try:
-            events = self.queue.events(items)
+            if dropped:
+                events = [with_timestamp(event, ts) for _, ts, event in items]
+            else:
+                events = self.queue.events(items)
+        except Exception:
+            logger.exception("could not rebuild the events to report")
+            return
+        try:
             self._on_error(error, events)
         except Exception:
             logger.exception("the on_error callback raised")
