@@ -36,6 +36,12 @@ def test_an_unknown_event_is_404(http: httpx2.Client) -> None:
     assert response.json()["code"] == "not_found"
 
 
+def test_any_event_id_can_be_retrieved(client: DodoClient) -> None:
+    odd = [f"{unique('evt')}/{suffix}" for suffix in ("a", "b?c=d", "é ✓", "%2F")]
+    client.events.ingest([{"event_id": i, "customer_id": "c", "event_name": "n"} for i in odd])
+    assert [client.events.retrieve(i).event_id for i in odd] == odd
+
+
 def test_event_ids_are_case_sensitive(http: httpx2.Client) -> None:
     [event] = events(1, prefix=unique("CaseID"))
     ingest(http, [event])

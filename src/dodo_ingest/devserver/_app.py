@@ -431,7 +431,7 @@ def create_app(state: AppState) -> ASGIApp:
     routes = [
         Route("/events/ingest", api(ingest), methods=["POST"]),
         Route("/events", api(list_events), methods=["GET"]),
-        Route("/events/{event_id}", api(get_event), methods=["GET"]),
+        Route("/events/{event_id:path}", api(get_event), methods=["GET"]),
         Route("/meters", api(list_meters), methods=["GET"]),
         Route("/meters", api(create_meter), methods=["POST"]),
         Route("/meters/{meter_id}", api(get_meter), methods=["GET"]),
