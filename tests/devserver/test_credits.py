@@ -306,6 +306,7 @@ def test_links_to_unknown_objects_or_bad_units_are_refused(
         },
     )
     assert (missing.status_code, bad_units.status_code) == (404, 422)
+    assert missing.json()["message"] == "no meter 'mtr_missing'"
 
 
 def test_links_are_listed(server: DevServer) -> None:

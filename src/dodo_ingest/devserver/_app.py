@@ -420,7 +420,7 @@ def create_app(state: AppState) -> ASGIApp:
         try:
             link = link_meter(store, body["meter_id"], body["credit_entitlement_id"], units)
         except LookupError as error:
-            raise APIError(404, "not_found", str(error).strip("'\"")) from None
+            raise APIError(404, "not_found", str(error)) from None
         except ValueError as error:
             raise APIError(422, "invalid_request", str(error)) from None
         return _json(link, 201)
