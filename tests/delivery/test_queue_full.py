@@ -28,7 +28,7 @@ def test_a_full_queue_blocks_briefly_then_drops_counts_and_reports(make_ingestio
             event_name="e",
             batch_size=100,
             max_queue_size=200,
-            queue_full_timeout=0.02,
+            queue_full_timeout=0.05,
             on_error=lambda error, events: reports.append((error, events)),
         )
         ids = [ingestion.track("cus_1") for _ in range(100)]
@@ -40,7 +40,9 @@ def test_a_full_queue_blocks_briefly_then_drops_counts_and_reports(make_ingestio
         stats = ingestion.stats
         assert stats.dropped == 50
         assert stats.enqueued == 300
-        assert blocked < 50 * 0.02 + 2.0  # each drop waited about queue_full_timeout, no more
+        # The first overflow waited queue_full_timeout; the queue stayed full, so the next
+        # 49 were dropped at once rather than each waiting 0.05 s more.
+        assert 0.05 <= blocked < 1.0
         release.set()
         assert ingestion.flush(10)
         assert ingestion.stats.delivered == 300

@@ -124,6 +124,7 @@ class Pipeline:
         self._dropped_items: deque[tuple[str, Item]] = deque(maxlen=DROP_REPORT_EVENTS)
         self._paused = False
         self._inflight = 0
+        self._full_since: float | None = None
         self._next_heartbeat = 0.0
         self._next_reclaim = 0.0
 
@@ -165,13 +166,22 @@ class Pipeline:
             self._wakeup.set()
 
     def _wait_for_room(self) -> bool:
-        """Block up to ``queue_full_timeout`` for the sender to make room; True if it did."""
-        deadline = time.monotonic() + self.settings.queue_full_timeout
+        """Wait for the sender to make room, True if it did.
+
+        A burst waits up to ``queue_full_timeout`` in all; once the queue has stayed full
+        that long (the API is down or slower than the traffic), events are dropped at once
+        until the sender makes room again, so a stuck API does not slow every caller.
+        """
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = now
+        deadline = self._full_since + self.settings.queue_full_timeout
         self._wakeup.set()
-        while len(self._items) >= self.settings.max_queue_size:
+        while len(self._items) >= self._max_queue_size:
             if time.monotonic() >= deadline or threading.current_thread() is self._thread:
                 return False
             time.sleep(0.001)
+        self._full_since = None
         return True
 
     def _drop(self, reason: str, items: Sequence[Item]) -> None:
@@ -318,6 +328,7 @@ class Pipeline:
         while not self._stop.is_set():
             items, waiters = self.queue.take(batch_size)
             if items:
+                self._full_since = None  # room was made: the next overflow may wait again
                 self._inflight = len(items)
                 try:
                     self._deliver(items)
