@@ -81,6 +81,7 @@ class DevServer:
         """
         if self._thread is not None:
             raise RuntimeError("the dev server is already running")
+        store = Store(self._db)
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         # IPPROTO_TCP (not 0) makes asyncio set TCP_NODELAY on accepted connections; without
         # it every answer waits for the client's delayed ACK (about 40 ms).
@@ -90,9 +91,9 @@ class DevServer:
             sock.bind((self._host, self._port))
         except OSError:
             sock.close()
+            store.close()
             raise
         self._bound_port = int(sock.getsockname()[1])
-        store = Store(self._db)
         self._state = AppState(store, self._api_key, self._faults, self._stats)
         config = uvicorn.Config(
             create_app(self._state),
