@@ -8,7 +8,9 @@ process (raw asyncio, answers ``{"ingested_count": n}``), and prints in one run:
 - the ceiling: a bare ``httpx2`` loop posting prebuilt 1000-event bodies to the same sink,
   and the ratio of the two;
 - ``track()`` p50/p99 with the memory queue and with a SQLite outbox;
-- the producer's peak RSS above its baseline with 100,000 events queued (the API hanging).
+- the producer's peak RSS above its baseline with 100,000 events queued (the API hanging);
+- how fast the machine was during the run (``json.dumps`` of one small event), since a shared
+  box can be twice as slow from one minute to the next.
 
 Each scenario runs in a fresh interpreter; throughput and CPU figures are the median of
 ``--runs`` (and the best run, since a busy machine only ever makes a run slower).
@@ -117,8 +119,25 @@ def scenario_ceiling(base_url: str, events: int) -> dict[str, Any]:
     return {"events_per_s": events / elapsed}
 
 
+def _calibration_us() -> float:
+    """Time of ``json.dumps`` of one small event: how fast this machine is right now."""
+    event = {
+        "event_id": "evt_01a211d32f73031aef9d0536ea351bf8",
+        "customer_id": "cus_123",
+        "event_name": "api.request",
+        "timestamp": "2026-11-25T08:00:00.000Z",
+        "metadata": METADATA,
+    }
+    start = time.perf_counter()
+    for _ in range(20_000):
+        json.dumps(event)
+    return (time.perf_counter() - start) / 20_000 * 1e6
+
+
 def scenario_delivery(base_url: str, events: int, outbox: bool) -> dict[str, Any]:
     from dodo_ingest.delivery import Ingestion
+
+    calibration = _calibration_us()
 
     with tempfile.TemporaryDirectory() as tmp:
         ingestion = Ingestion(
@@ -148,6 +167,7 @@ def scenario_delivery(base_url: str, events: int, outbox: bool) -> dict[str, Any
         "track_phase_s": tracked - start,
         "delivered": stats.delivered - 1,
         "dropped": stats.dropped,
+        "json_dumps_us": calibration,
     }
 
 
@@ -266,6 +286,7 @@ def main() -> None:
         report[f"{name}_cpu_us_per_event_best"] = round(best(name, "cpu_us_per_event"), 2)
         report[f"{name}_dropped"] = max(run["dropped"] for run in results[name])
     report["memory_ratio_to_ceiling"] = round(median("memory", "events_per_s") / ceiling, 3)
+    report["json_dumps_one_event_us"] = round(median("memory", "json_dumps_us"), 2)
     report.update(
         {
             "track_memory_p50_us": round(latency_memory["p50_us"], 2),
