@@ -205,3 +205,19 @@ def test_a_failing_outbox_write_is_counted_and_reported_not_raised(server, tmp_p
         assert ingestion.flush(5)
     assert server.event_ids() == [kept]
     assert [(e.reason, e.count) for e in errors] == [("outbox_error", 1)]
+
+
+def test_only_dead_or_silent_owners_lose_their_events(tmp_path):
+    path = tmp_path / "outbox.db"
+    with Outbox(path) as alive, Outbox(path, stale_after=0.3) as other:
+        alive.register()
+        other.register()
+        for i in range(3):
+            alive.append(f"evt_{i}", time.time(), "{}")
+        assert other.reclaim() == 0  # same live process, fresh heartbeat: not taken
+        assert other.fetch(10) == []
+        time.sleep(0.4)
+        assert other.reclaim() == 3  # alive, but silent for longer than stale_after
+        assert [row[0] for row in other.fetch(10)] == ["evt_0", "evt_1", "evt_2"]
+        alive.heartbeat()  # the silent owner comes back: it owns nothing any more
+        assert alive.fetch(10) == []
