@@ -38,6 +38,9 @@ from dodo_ingest.devserver._store import Store
 TARGET_EVENTS_PER_SECOND = 100_000
 HEADERS = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
 
+RESULTS: dict[tuple[str, str], float] = {}
+"""Wall-clock events/s of each row of this run, for the ratios printed at the end."""
+
 CpuClock = Callable[[], float]
 """Seconds of CPU the server has used so far."""
 
@@ -78,6 +81,7 @@ def report(
     """One result line: wall-clock rate, the rate at the median batch time, latencies, and the
     events per CPU-second of the server when its CPU time is known."""
     rate = events / seconds
+    RESULTS[(label, kind)] = rate
     p50 = statistics.median(latencies)
     steady = events / len(latencies) / p50 * 1000
     cpu = "" if cpu_seconds is None else f"  server {events / cpu_seconds:>9,.0f} ev/CPU-s"
@@ -203,6 +207,29 @@ def main() -> None:
                 label = f"{mode}, {db_label} db"
                 with server(db) as (url, cpu_clock):
                     measure(label, url, cpu_clock, args)
+    print_ratios()
+
+
+def print_ratios() -> None:
+    """Ratios between rows of this run (less sensitive to a busy box than the rates)."""
+
+    def rate(label: str, kind: str = "new ids") -> float:
+        return RESULTS[(label, kind)]
+
+    ratios = {
+        "over HTTP (subprocess) / without HTTP": rate("subprocess, memory db")
+        / rate("no HTTP, memory db"),
+        "in-process / subprocess (memory db)": rate("in-process, memory db")
+        / rate("subprocess, memory db"),
+        "file db / memory db (subprocess)": rate("subprocess, file db")
+        / rate("subprocess, memory db"),
+        "replayed ids / new ids (subprocess, memory db)": rate(
+            "subprocess, memory db", "replayed ids"
+        )
+        / rate("subprocess, memory db"),
+    }
+    for name, ratio in ratios.items():
+        print(f"ratio {name:<48} {ratio:5.2f}")
 
 
 if __name__ == "__main__":
