@@ -7,8 +7,9 @@ import time
 from datetime import datetime, timezone
 
 from dodo_ingest.client import EventInput
+from dodo_ingest.delivery._encoding import encode_event, event_json
 from dodo_ingest.delivery._ids import format_epoch
-from dodo_ingest.delivery._queues import MemoryQueue, encode_event, event_json
+from dodo_ingest.delivery._queues import MemoryQueue
 
 
 def test_bodies_match_json_dumps_byte_for_byte():

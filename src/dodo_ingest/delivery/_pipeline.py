@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 
 from ..client import APIStatusError, DodoClient, EventInput
 from ..client._retry import is_retryable
+from ._encoding import encode_event, with_timestamp
 from ._errors import EventExpiredError, EventsDroppedError
 from ._outbox import Outbox
-from ._queues import EventQueue, Item, MemoryQueue, OutboxQueue, encode_event, with_timestamp
+from ._queues import EventQueue, Item, MemoryQueue, OutboxQueue
 from ._settings import Settings
 from ._waiter import Waiter
 
