@@ -149,13 +149,14 @@ def test_duplicates_are_counted_in_the_stats(server: DevServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("timestamp", "code"),
-    [(ago(minutes=61), "timestamp_too_old"), (ago(minutes=-6), "timestamp_in_future")],
+    ("minutes_ago", "code"),
+    [(61, "timestamp_too_old"), (-6, "timestamp_in_future")],
     ids=["older-than-1h", "more-than-5min-ahead"],
 )
 def test_a_timestamp_outside_the_window_rejects_the_request(
-    http: httpx2.Client, shared_server: DevServer, timestamp: str, code: str
+    http: httpx2.Client, shared_server: DevServer, minutes_ago: int, code: str
 ) -> None:
+    timestamp = ago(minutes=minutes_ago)
     batch = events(3)
     batch[2]["timestamp"] = timestamp
     response = ingest(http, batch)
