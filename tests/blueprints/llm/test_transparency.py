@@ -48,6 +48,19 @@ def test_wrap_returns_the_same_object_and_type_name(tracker: LLMTracker) -> None
     assert isinstance(gemini.aio.models, genai.models.AsyncModels)
 
 
+class ProjectOpenAI(openai.OpenAI):
+    """A client subclass from another library (as observability wrappers ship)."""
+
+
+def test_subclasses_of_sdk_clients_are_supported(
+    tracker: LLMTracker, sink: RecordingSink, provider_mock: respx.MockRouter
+) -> None:
+    client = tracker.wrap(ProjectOpenAI(api_key="k", max_retries=0), customer_id="c")
+    assert isinstance(client, ProjectOpenAI)
+    client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+    assert sink.only().metadata["provider"] == "openai"
+
+
 def test_unsupported_client_is_refused(tracker: LLMTracker) -> None:
     with pytest.raises(TypeError, match="supports openai"):
         tracker.wrap(httpx2.Client())

@@ -126,7 +126,7 @@ def _response_key(
     token = continuation if continuation is not None else _continuation(kwargs)
     if token is None:
         return response_id
-    return f"{response_id}#{hashlib.sha256(token).hexdigest()[:16]}"
+    return f"{response_id}#{hashlib.blake2b(token, digest_size=8).hexdigest()}"
 
 
 def _vertex_embedding_usage(result: Any) -> dict[str, int] | None:

@@ -25,7 +25,7 @@ from ._openai import (
     usage_of_object,
 )
 from ._streams import StreamAccumulator, StreamTap, tap_sdk_stream
-from ._tracker import Binding, Scope, logger
+from ._tracker import Binding, Scope, logger, sdk_family
 from ._usage import LLMUsage, field
 
 __all__ = ["instrument_client"]
@@ -65,8 +65,7 @@ class ClientState:
     def __init__(self, client: Any, binding: Binding) -> None:
         self.binding = binding
         self.warned = False
-        module = type(client).__module__
-        self.family = module.partition(".")[0]
+        self.family = sdk_family(type(client)) or "openai"
         sdk = sys.modules[self.family]
         self.stream_types = (sdk.Stream, sdk.AsyncStream)
         if self.family == "anthropic":
@@ -77,10 +76,8 @@ class ClientState:
             self.provider = "groq"
         else:
             self.routes = OPENAI_ROUTES
-            name = type(client).__name__
-            self.provider = (
-                "azure_openai" if "Azure" in name else provider_for_host(client.base_url.host)
-            )
+            azure = any(base.__name__.startswith("Azure") for base in type(client).__mro__)
+            self.provider = "azure_openai" if azure else provider_for_host(client.base_url.host)
 
     def start(self, options: Any, stream: bool) -> Call | None:
         """Decide whether a request is billable and prepare it. Never raises."""
@@ -94,9 +91,13 @@ class ClientState:
             if scope is None:
                 return None
             headers = options.headers
-            raw = headers.get(_RAW_RESPONSE_HEADER) if isinstance(headers, Mapping) else None
+            raw = (
+                headers.get(_RAW_RESPONSE_HEADER)
+                if type(headers) is dict or isinstance(headers, Mapping)
+                else None
+            )
             body = options.json_data
-            model = body.get("model") if isinstance(body, Mapping) else None
+            model = body.get("model") if type(body) is dict or isinstance(body, Mapping) else None
             hide = False
             if (
                 stream

@@ -28,6 +28,7 @@ __all__ = [
     "LLMTrackerStats",
     "Scope",
     "create_llm_tracker",
+    "sdk_family",
 ]
 
 logger = logging.getLogger("dodo_ingest")
@@ -204,6 +205,19 @@ class Binding:
         return Scope(context.customer_id, {**self.metadata, **context.metadata})
 
 
+def sdk_family(cls: type[object]) -> str | None:
+    """``"openai"``, ``"anthropic"``, ``"groq"`` or ``"google.genai"``: the SDK that defines
+    ``cls`` or one of its bases (so subclasses made by other libraries are recognised)."""
+    for base in cls.__mro__:
+        module = base.__module__
+        root = module.partition(".")[0]
+        if root in ("openai", "anthropic", "groq"):
+            return root
+        if module.startswith("google.genai"):
+            return "google.genai"
+    return None
+
+
 def _validate_customer(customer_id: object) -> str:
     if not isinstance(customer_id, str) or not customer_id.strip():
         raise EventValidationError("customer_id", "must be a non-empty string")
@@ -319,13 +333,12 @@ class LLMTracker:
         if customer_id is not None:
             customer_id = _validate_customer(customer_id)
         binding = Binding(self, customer_id, _validate_user_metadata(metadata))
-        module = type(client).__module__
-        root = module.partition(".")[0]
-        if root in ("openai", "anthropic", "groq"):
+        family = sdk_family(type(client))
+        if family in ("openai", "anthropic", "groq"):
             from ._stainless import instrument_client
 
             instrument_client(client, binding)
-        elif module.startswith("google.genai"):
+        elif family == "google.genai":
             from ._google import instrument_client as instrument_genai
 
             instrument_genai(client, binding)
@@ -452,7 +465,7 @@ def _event_id(usage: LLMUsage, event_name: str) -> str:
     if usage.response_id is None:
         return f"llm_{uuid.uuid4().hex}"
     key = f"{usage.provider}\x1f{usage.response_id}\x1f{event_name}".encode()
-    return f"llm_{hashlib.sha256(key).hexdigest()[:40]}"
+    return f"llm_{hashlib.blake2b(key, digest_size=20).hexdigest()}"
 
 
 def usage_of_response(response: object, provider: str | None = None) -> LLMUsage | None:
