@@ -195,7 +195,7 @@ class MockLLMTransport(httpx2.MockTransport):
     def _anthropic_messages(
         self, body: dict[str, Any], prompt: int, number: int
     ) -> httpx2.Response:
-        model = body.get("model", "claude-sonnet-4-5")
+        model = body.get("model", "claude-sonnet-4-6")
         output = len(self._words)
         usage = {
             "input_tokens": prompt,
