@@ -1,0 +1,202 @@
+"""Every program in ``examples/`` runs as a real subprocess and prints the exact totals.
+
+The examples run offline: each starts its own embedded dev server, and LLM calls go through
+the real provider SDKs to ``MockLLMTransport``. Expected figures are derived here from the
+examples' own inputs (prompts, replies, prices, quotas) and the mock's deterministic token
+counts, not copied from their output. All examples start at once, in threads, the first time a
+test needs one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from dodo_ingest.testing import count_tokens
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PROGRAMS = sorted(path.name for path in EXAMPLES.glob("[!_]*.py"))
+TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one example printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def lines(self, kind: str) -> list[dict[str, str]]:
+        """The ``kind key=value ...`` lines, as dicts, in order."""
+        found = []
+        for line in self.stdout.splitlines():
+            head, _, rest = line.partition(" ")
+            if head == kind:
+                found.append(dict(field.split("=", 1) for field in rest.split()))
+        return found
+
+    def usage(self) -> dict[tuple[str, str], tuple[Decimal, int]]:
+        """``(meter, customer) -> (value, events)`` from the ``usage`` lines."""
+        return {
+            (line["meter"], line["customer"]): (Decimal(line["value"]), int(line["events"]))
+            for line in self.lines("usage")
+        }
+
+    def one(self, kind: str, **match: str) -> dict[str, str]:
+        """The single ``kind`` line whose fields include ``match``."""
+        found = [
+            line
+            for line in self.lines(kind)
+            if all(line.get(key) == value for key, value in match.items())
+        ]
+        assert len(found) == 1, (kind, match, self.stdout)
+        return found[0]
+
+
+def _run(program: str, env: dict[str, str] | None = None) -> Run:
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("DODO_PAYMENTS_")
+    }
+    environment.update(env or {})
+    completed = subprocess.run(
+        [sys.executable, str(EXAMPLES / program)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=environment,
+        cwd=EXAMPLES.parent,
+        check=False,
+    )
+    return Run(completed.returncode, completed.stdout, completed.stderr)
+
+
+_pool_lock = threading.Lock()
+_futures: dict[str, Future[Run]] = {}
+
+
+def _start_all() -> dict[str, Future[Run]]:
+    with _pool_lock:
+        if not _futures:
+            pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="example")
+            for program in PROGRAMS:
+                _futures[program] = pool.submit(_run, program)
+            pool.shutdown(wait=False)
+        return _futures
+
+
+def example(program: str) -> Run:
+    """The finished run of ``examples/<program>`` (all of them are started on first use)."""
+    run = _start_all()[program].result(timeout=TIMEOUT * len(PROGRAMS))
+    assert run.returncode == 0, f"{program} failed:\n{run.stdout}\n{run.stderr}"
+    return run
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _examples_on_path() -> Iterator[None]:
+    sys.path.insert(0, str(EXAMPLES))
+    yield
+    sys.path.remove(str(EXAMPLES))
+
+
+def load(program: str) -> ModuleType:
+    """Import an example as a module (its ``main()`` does not run) to read its inputs."""
+    spec = importlib.util.spec_from_file_location(f"example_{program[:-3]}", EXAMPLES / program)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def words(text: str) -> int:
+    """Output tokens the mock reports for a reply."""
+    return len(text.split(" "))
+
+
+def rounded(value: Decimal, places: int) -> Decimal:
+    """A balance as the server shows it: half-up to the entitlement's precision."""
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def test_every_example_is_tested() -> None:
+    tested = {name[len("test_") :] + ".py" for name in globals() if name.startswith("test_")}
+    assert set(PROGRAMS) <= tested, set(PROGRAMS) - tested
+
+
+def test_prepaid_fiat_credits() -> None:
+    ex = load("prepaid_fiat_credits.py")
+    run = example("prepaid_fiat_credits.py")
+    input_price = 1 / Decimal(ex.INPUT_TOKENS_PER_USD)
+    output_price = 1 / Decimal(ex.OUTPUT_TOKENS_PER_USD)
+    output_tokens = words(ex.REPLY)
+    balance, served, statuses, alert = ex.TOP_UP_USD, [], [], None
+    for question in ex.QUESTIONS:
+        if rounded(balance, 6) <= 0:
+            statuses.append(402)
+            continue
+        statuses.append(200)
+        tokens = count_tokens(ex.SYSTEM_PROMPT + question)
+        served.append(tokens)
+        balance -= tokens * input_price + output_tokens * output_price
+        shown = rounded(balance, 6) if balance > 0 else Decimal("0.000000")
+        if alert is None and shown < ex.TOP_UP_USD * ex.LOW_BALANCE_PERCENT / 100:
+            alert = shown
+
+    assert [int(line["status"]) for line in run.lines("request")] == statuses
+    assert statuses[-1] == 402  # the workload does run out of credits
+    assert run.usage() == {
+        ("input-tokens", "cus_acme"): (Decimal(sum(served)), len(served)),
+        ("output-tokens", "cus_acme"): (Decimal(output_tokens * len(served)), len(served)),
+    }
+    assert run.one("balance", customer="cus_acme") == {
+        "customer": "cus_acme",
+        "entitlement": "usd",
+        "balance": "0.000000",
+        "overage": str(rounded(-balance, 6)),
+    }
+    assert alert is not None
+    webhook = run.one("webhook", type="credit.balance_low")
+    assert Decimal(webhook["available_balance"]) == alert
+    assert run.one("webhook_delivery") == {"signed": "200", "forged": "400"}
+
+
+def test_model_weighted_credits() -> None:
+    ex = load("model_weighted_credits.py")
+    run = example("model_weighted_credits.py")
+    left, expected, tokens = Decimal(ex.MONTHLY_PREMIUM_REQUESTS), [], 0
+    for number, (asked, prompt) in enumerate(ex.SESSION, start=1):
+        used = asked if ex.REQUEST_WEIGHTS[asked] <= left else ex.FREE_MODEL
+        credits = ex.REQUEST_WEIGHTS[used]
+        left -= credits
+        tokens += count_tokens(prompt) + words(ex.REPLY)
+        expected.append(
+            {"number": str(number), "asked": asked, "used": used, "credits": str(credits)}
+        )
+
+    assert run.lines("request") == expected
+    assert any(line["asked"] != line["used"] for line in expected)  # the fallback happens
+    spent = sum(int(line["credits"]) for line in expected)
+    customer = ex.CUSTOMER_ID
+    assert run.usage() == {
+        ("premium-requests", customer): (Decimal(spent), len(ex.SESSION)),
+        ("requests", customer): (Decimal(len(ex.SESSION)), len(ex.SESSION)),
+        ("tokens", customer): (Decimal(tokens), len(ex.SESSION)),
+    }
+    assert run.one("balance") == {
+        "customer": customer,
+        "entitlement": "premium-requests",
+        "balance": str(ex.MONTHLY_PREMIUM_REQUESTS - spent),
+        "overage": "0",
+    }
