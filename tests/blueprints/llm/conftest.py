@@ -10,6 +10,7 @@ import pytest
 import respx
 
 from dodo_ingest.blueprints.llm import LLMTracker
+from dodo_ingest.client import EventInput
 
 from . import payloads
 
@@ -24,7 +25,8 @@ class Recorded:
 
 @dataclass
 class RecordingSink:
-    """Implements the tracker's ``track`` protocol and keeps every event."""
+    """Implements the tracker's ``track`` protocol, validates each event as ``Ingestion.track``
+    does (through ``EventInput``) and keeps it."""
 
     events: list[Recorded] = field(default_factory=list)
     fail_with: BaseException | None = None
@@ -39,6 +41,7 @@ class RecordingSink:
     ) -> str:
         if self.fail_with is not None:
             raise self.fail_with
+        EventInput(event_id or "generated", customer_id, event_name or "", None, metadata)
         self.events.append(Recorded(customer_id, event_name, dict(metadata or {}), event_id))
         return event_id or "generated"
 
