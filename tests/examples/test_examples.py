@@ -200,3 +200,43 @@ def test_model_weighted_credits() -> None:
         "balance": str(ex.MONTHLY_PREMIUM_REQUESTS - spent),
         "overage": "0",
     }
+
+
+def test_character_quotas() -> None:
+    ex = load("character_quotas.py")
+    run = example("character_quotas.py")
+    characters: dict[str, int] = {}
+    requests: dict[str, int] = {}
+    for _, customer, _, text in ex.REQUESTS:
+        characters[customer] = characters.get(customer, 0) + len(text)
+        requests[customer] = requests.get(customer, 0) + 1
+
+    assert run.usage() == {
+        **{
+            ("characters", customer): (Decimal(total), requests[customer])
+            for customer, total in characters.items()
+        },
+        **{
+            ("audio-bytes", customer): (
+                Decimal(total * ex.AUDIO_BYTES_PER_CHARACTER),
+                requests[customer],
+            )
+            for customer, total in characters.items()
+        },
+    }
+    (first_size, first_price), (_, second_price) = ex.OVERAGE_TIERS
+    for customer, total in characters.items():
+        over = max(total - ex.INCLUDED_CHARACTERS, 0)
+        charge = (
+            min(over, first_size) * first_price + max(over - first_size, 0) * second_price
+        ) / 1000
+        assert run.one("invoice", customer=customer) == {
+            "customer": customer,
+            "characters": str(total),
+            "included": str(ex.INCLUDED_CHARACTERS),
+            "overage_characters": str(over),
+            "overage_usd": str(rounded(charge, 2)),
+        }
+    # The workload reaches the second tier for one customer and stays in quota for another.
+    assert max(characters.values()) > ex.INCLUDED_CHARACTERS + first_size
+    assert min(characters.values()) < ex.INCLUDED_CHARACTERS
