@@ -300,3 +300,34 @@ def test_an_unexpected_sender_error_loses_nothing(make_ingestion, caplog, monkey
         assert ingestion.flush(5)
         assert sink.event_ids() == ids
         assert "delivery loop failed" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_aclose_flushes_and_stops_without_blocking_the_loop(make_ingestion, tmp_path):
+    release = threading.Event()
+
+    def slow(events: list[dict[str, Any]]) -> Answer:
+        release.wait(5)
+        return accept_all(events)
+
+    with Sink(slow) as sink:
+        ingestion = make_ingestion(
+            base_url=sink.base_url, event_name="e", outbox=tmp_path / "outbox.db"
+        )
+        ids = [ingestion.track("cus_1") for _ in range(3)]
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+                ticks += 1
+            release.set()
+
+        await asyncio.gather(ingestion.aclose(5), tick())
+        assert ticks == 20
+        assert sink.event_ids() == ids
+        assert ingestion.stats.queued == 0
+        assert "dodo-ingest-sender" not in {t.name for t in threading.enumerate()}
+        ingestion.track("cus_1")
+        assert ingestion.stats.dropped == 1  # closed: later events are refused and counted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -190,6 +191,16 @@ class Ingestion:
         self._pipeline.close(self._settings.shutdown_timeout if timeout is None else timeout)
         if self._owns_outbox and self._outbox is not None:
             self._outbox.close()
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """:meth:`close` for asyncio code (an app's shutdown hook): flushes with
+        :meth:`aflush`, then stops the sender in a worker thread, never blocking the loop."""
+        budget = self._settings.shutdown_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self.aflush(budget)
+        remaining = max(0.0, budget - (loop.time() - started))
+        await loop.run_in_executor(None, self.close, remaining)
 
     @property
     def stats(self) -> DeliveryStats:
