@@ -84,7 +84,7 @@ def meter_total(base_url: str, meter_id: str, customer_id: str) -> Decimal:
     return Decimal(0)
 
 
-def print_result(kind: str, **fields: object) -> None:
+def print_result(kind: str, /, **fields: object) -> None:
     """Print one greppable result line: ``kind key=value key=value ...``."""
     print(kind, " ".join(f"{key}={value}" for key, value in fields.items()))
 

@@ -10,6 +10,7 @@ test needs one.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -240,3 +241,27 @@ def test_character_quotas() -> None:
     # The workload reaches the second tier for one customer and stays in quota for another.
     assert max(characters.values()) > ex.INCLUDED_CHARACTERS + first_size
     assert min(characters.values()) < ex.INCLUDED_CHARACTERS
+
+
+def test_gpu_subscription() -> None:
+    ex = load("gpu_subscription.py")
+    run = example("gpu_subscription.py")
+    left, seconds, expected = ex.PLAN_FAST_SECONDS, {"fast": 0, "relax": 0}, []
+    for job_id, kind, gpu_seconds in ex.JOBS:
+        mode = "fast" if left > 0 else "relax"
+        billed = math.ceil(gpu_seconds)  # rounding="second" bills each started second
+        expected.append({"id": job_id, "kind": kind, "mode": mode, "fast_seconds_left": str(left)})
+        seconds[mode] += billed
+        if mode == "fast":
+            left -= billed
+
+    assert run.lines("job") == expected
+    modes = [job["mode"] for job in expected]
+    customer = ex.CUSTOMER_ID
+    assert run.usage() == {
+        ("fast-gpu-seconds", customer): (Decimal(seconds["fast"]), modes.count("fast")),
+        ("relax-gpu-seconds", customer): (Decimal(seconds["relax"]), modes.count("relax")),
+        ("jobs", customer): (Decimal(len(ex.JOBS)), len(ex.JOBS)),
+    }
+    assert modes.count("relax") > 0  # the quota runs out during the run
+    assert run.one("balance")["balance"] == str(max(left, 0))
