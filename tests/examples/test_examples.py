@@ -265,3 +265,35 @@ def test_gpu_subscription() -> None:
     }
     assert modes.count("relax") > 0  # the quota runs out during the run
     assert run.one("balance")["balance"] == str(max(left, 0))
+
+
+def test_per_second_compute() -> None:
+    ex = load("per_second_compute.py")
+    run = example("per_second_compute.py")
+    seconds: dict[tuple[str, str], int] = {}
+    runs: dict[tuple[str, str], int] = {}
+    invoices: dict[str, Decimal] = {}
+    for prediction in ex.PREDICTIONS:
+        key = (f"{prediction.hardware}-seconds", prediction.owner)
+        billed = math.ceil(prediction.run_seconds)  # every started second, failures included
+        seconds[key] = seconds.get(key, 0) + billed
+        runs[key] = runs.get(key, 0) + 1
+        price = ex.PRICE_PER_SECOND_USD[prediction.hardware]
+        invoices[prediction.owner] = invoices.get(prediction.owner, Decimal(0)) + billed * price
+    failures = [p for p in ex.PREDICTIONS if p.fails]
+
+    assert run.lines("prediction") == [
+        {
+            "id": p.id,
+            "customer": p.owner,
+            "hardware": p.hardware,
+            "status": "failed" if p.fails else "succeeded",
+        }
+        for p in ex.PREDICTIONS
+    ]
+    assert run.usage() == {
+        **{key: (Decimal(total), runs[key]) for key, total in seconds.items()},
+        ("failed-predictions", failures[0].owner): (Decimal(len(failures)), len(failures)),
+    }
+    assert max(seconds.values()) > 1  # one prediction runs into a second second
+    assert {line["customer"]: Decimal(line["usd"]) for line in run.lines("invoice")} == invoices
