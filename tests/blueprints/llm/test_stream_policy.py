@@ -319,3 +319,12 @@ async def test_gemini_async_break(
             break
         await asyncio.sleep(0)
     assert sink.only().metadata == GEMINI_INCOMPLETE
+
+
+def test_raw_response_streams_are_not_modified(
+    oai: openai.OpenAI, sink: RecordingSink, provider_mock: respx.MockRouter
+) -> None:
+    raw = oai.chat.completions.with_raw_response.create(model="m", messages=MESSAGES, stream=True)  # type: ignore[call-overload]
+    assert "stream_options" not in json.loads(provider_mock.calls[-1].request.content)
+    assert len(list(raw.parse())) == 4
+    assert sink.only().metadata == CHAT_INCOMPLETE  # the caller did not ask for usage

@@ -11,6 +11,7 @@ generators (google-genai) are re-yielded by a generator.
 from __future__ import annotations
 
 import functools
+import itertools
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol, TypeVar
@@ -44,13 +45,13 @@ class StreamAccumulator(Protocol):
 class StreamTap:
     """Feeds stream items to an accumulator and records its result exactly once."""
 
-    __slots__ = ("accumulator", "active", "done", "exhausted", "scope", "tracker")
+    __slots__ = ("_finishes", "accumulator", "active", "exhausted", "scope", "tracker")
 
     def __init__(self, accumulator: StreamAccumulator, tracker: LLMTracker, scope: Scope) -> None:
         self.accumulator: StreamAccumulator | None = accumulator
         self.tracker = tracker
         self.scope = scope
-        self.done = False
+        self._finishes = itertools.count()  # next() is atomic: one finish wins across threads
         self.exhausted = False
         self.active = False
 
@@ -69,9 +70,8 @@ class StreamTap:
 
     def finish(self) -> None:
         """Record the usage once; later calls do nothing. Never raises."""
-        if self.done:
+        if next(self._finishes):
             return
-        self.done = True
         accumulator = self.accumulator
         if accumulator is None:
             return
