@@ -2,4 +2,4 @@
 
 from dodo_ingest.cli import main
 
-main()
+main(prog_name="dodo-ingest")

@@ -1,0 +1,533 @@
+"""The work behind ``dodo-ingest send``: check a file, deliver it, count what happened.
+
+The file is read twice: a first pass checks every record (the API's limits and time window)
+and reports problems before anything is sent; the second hands the events to an
+:class:`~dodo_ingest.Ingestion`, which delivers them batched and retried, while a progress
+bar follows delivery. The outcome says what the API stored, what it already had, and what it
+refused (dead letters, with the reasons).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from ..client import (
+    APIStatusError,
+    DodoClient,
+    EventInput,
+    EventValidationError,
+    IngestResult,
+)
+from ..client._client import Events
+from ..delivery import DeadLetter, Ingestion, Outbox
+from ..delivery._pipeline import SPLIT_STATUSES
+from ..delivery._settings import API_MAX_FUTURE_SKEW, Settings
+from ._resume import SendProgress
+from ._rows import ColumnMapping, Format, Record, RowError, read_records
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_REFUSED", "Outcome", "print_summary", "run"]
+
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+EXIT_INTERRUPTED = 130
+MAX_QUEUED = 20_000
+"""Events read ahead of delivery at most (keeps memory bounded and nothing is dropped)."""
+PROGRESS_EVERY = 1000
+"""Records between two progress updates (and resume records with an outbox)."""
+SHOWN_PROBLEMS = 10
+"""Problem lines and dead-letter reasons listed in full."""
+
+
+@dataclass
+class Scan:
+    """What the first pass found."""
+
+    records: int = 0
+    sendable: int = 0
+    last_line: int = 0
+    invalid: list[RowError] = field(default_factory=list)
+    old: list[tuple[int, float]] = field(default_factory=list)
+    """``(line, age in seconds)`` of events older than the delivery window."""
+
+    def skipped_lines(self, skip_old: bool) -> dict[int, str]:
+        """The lines the second pass leaves out, with the reason."""
+        lines = {error.line: f"{error.field}: {error.problem}" for error in self.invalid}
+        if skip_old:
+            lines.update((line, f"old event ({_age(age)})") for line, age in self.old)
+        return lines
+
+
+@dataclass
+class Tally:
+    """What the sender thread tells the command while it runs."""
+
+    stored: int = 0
+    """Events the API newly stored: the sum of its ``ingested_count`` answers."""
+    refusal: str | None = None
+    """Why the API refuses every request (a wrong key or URL), once it did."""
+
+
+@dataclass
+class Outcome:
+    """Counters of one run, for the summary."""
+
+    file: str
+    resumed_from_line: int = 0
+    read: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    failed_to_queue: list[dict[str, Any]] = field(default_factory=list)
+    taken_over: int = 0
+    delivered: int = 0
+    stored: int = 0
+    dead_lettered: int = 0
+    dropped: int = 0
+    unsettled: int = 0
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    stopped_by: str | None = None
+    outbox: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every event handed to the pipeline was delivered."""
+        return not (
+            self.failed_to_queue
+            or self.dead_lettered
+            or self.dropped
+            or self.unsettled
+            or self.stopped_by
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The summary printed by ``--json``."""
+        return {
+            "file": self.file,
+            "ok": self.ok,
+            "resumed_from_line": self.resumed_from_line,
+            "events_read": self.read,
+            "events_taken_over": self.taken_over,
+            "delivered": self.delivered,
+            "new": self.stored,
+            "duplicates_ignored": self.delivered - self.stored,
+            "dead_lettered": self.dead_lettered,
+            "dead_letter_reasons": self.reasons,
+            "skipped": len(self.skipped),
+            "skipped_lines": self.skipped[:SHOWN_PROBLEMS],
+            "not_queued": self.failed_to_queue[:SHOWN_PROBLEMS],
+            "dropped": self.dropped,
+            "unsettled": self.unsettled,
+            "stopped_by": self.stopped_by,
+            "outbox": self.outbox,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def run(
+    *,
+    file: Path,
+    file_format: Format,
+    mapping: ColumnMapping,
+    old_events: str,
+    skip_invalid: bool,
+    outbox_path: Path | None,
+    restart: bool,
+    batch_size: int,
+    timeout: float,
+    show_progress: bool,
+    client: DodoClient,
+    redact: Callable[[str], str],
+    err: Console,
+) -> Outcome:
+
+    started = time.monotonic()
+    started_at = time.time()
+    max_age = Settings().max_event_age
+    outcome = Outcome(file=str(file), outbox=None if outbox_path is None else str(outbox_path))
+    start_line, finished = 0, False
+    progress_store: SendProgress | None = None
+    outbox: Outbox | None = None
+    if outbox_path is not None:
+        try:
+            outbox = Outbox(outbox_path)
+        except Exception as error:
+            raise click.UsageError(f"--outbox {outbox_path}: cannot open it ({error})") from None
+        progress_store = SendProgress(outbox_path, file)
+        if restart:
+            progress_store.forget()
+        recorded = progress_store.recorded()
+        if recorded is not None:
+            start_line, finished = recorded
+            outcome.resumed_from_line = start_line
+            pending = outbox.count_pending()
+            err.print(
+                f"Resuming {file}: lines 1-{start_line} were handed to {outbox_path} by an "
+                f"earlier run ({pending} event(s) still waiting there)."
+            )
+    try:
+        scan = Scan()
+        if not finished:
+            with err.status(f"Checking {file}...", spinner="dots"):
+                scan = _scan(file, file_format, mapping, start_line, max_age)
+            _report_scan(err, scan, old_events, skip_invalid, max_age)
+        skipped = scan.skipped_lines(skip_old=old_events == "skip")
+        oldest = max((age for _, age in scan.old), default=0.0)
+        tally = Tally()
+        ingestion = _ingestion(
+            client,
+            outbox,
+            batch_size,
+            tally,
+            redact,
+            max_event_age=max(max_age, oldest + max_age) if old_events == "send" else max_age,
+        )
+        try:
+            _deliver(
+                ingestion=ingestion,
+                file=file,
+                file_format=file_format,
+                mapping=mapping,
+                start_line=start_line if not finished else None,
+                scan=scan,
+                skipped=skipped,
+                tally=tally,
+                progress_store=progress_store,
+                timeout=timeout,
+                show_progress=show_progress,
+                err=err,
+                outcome=outcome,
+            )
+        except KeyboardInterrupt:
+            outcome.stopped_by = "interrupted"
+        finally:
+            ingestion.close(timeout=1.0 if outcome.stopped_by else 5.0)
+        stats = ingestion.stats
+        outcome.delivered = stats.delivered
+        outcome.dead_lettered = stats.dead_lettered
+        outcome.dropped = stats.dropped
+        outcome.unsettled = stats.queued
+        outcome.taken_over = stats.enqueued - outcome.read
+        outcome.stored = tally.stored
+        letters = ingestion.dead_letters() if outbox is None else outbox.dead_letters()
+        outcome.reasons = _reasons(
+            [letter for letter in letters if letter.failed_at.timestamp() >= started_at]
+        )
+    finally:
+        if progress_store is not None:
+            progress_store.close()
+        if outbox is not None:
+            outbox.close()
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _scan(
+    file: Path, file_format: Format, mapping: ColumnMapping, start_line: int, max_age: float
+) -> Scan:
+    """First pass: check every record as the second pass would send it."""
+
+    scan = Scan()
+    now = time.time()
+    for item in read_records(file, file_format, mapping, start_line=start_line):
+        scan.records += 1
+        scan.last_line = item.line
+        if isinstance(item, RowError):
+            scan.invalid.append(item)
+            continue
+        try:
+            EventInput(
+                item.event_id, item.customer_id, item.event_name, item.timestamp, item.metadata
+            )
+        except EventValidationError as error:
+            scan.invalid.append(RowError(item.line, error.field, error.limit))
+            continue
+        if item.timestamp is not None:
+            ts = item.timestamp.timestamp()
+            if ts > now + API_MAX_FUTURE_SKEW:
+                scan.invalid.append(
+                    RowError(
+                        item.line,
+                        "timestamp",
+                        "more than 5 minutes in the future (the API refuses it)",
+                    )
+                )
+                continue
+            if ts < now - max_age:
+                scan.old.append((item.line, now - ts))
+        scan.sendable += 1
+    return scan
+
+
+def _age(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    return f"{hours // 24} days"
+
+
+def _report_scan(
+    err: Console, scan: Scan, old_events: str, skip_invalid: bool, max_age: float
+) -> None:
+    """Warn about the problems found, and stop (exit 2) unless the options allow them."""
+    if scan.invalid:
+        err.print(f"[bold yellow]{len(scan.invalid)} record(s) cannot be sent:[/]", highlight=False)
+        for error in scan.invalid[:SHOWN_PROBLEMS]:
+            err.print(f"  {error}", markup=False)
+        if len(scan.invalid) > SHOWN_PROBLEMS:
+            err.print(f"  ... and {len(scan.invalid) - SHOWN_PROBLEMS} more")
+    if scan.old:
+        oldest = max(age for _, age in scan.old)
+        first = ", ".join(str(line) for line, _ in scan.old[:5])
+        err.print(
+            f"[bold yellow]{len(scan.old)} event(s) are older than {max_age / 60:g} minutes[/] "
+            f"(oldest {_age(oldest)}; lines {first}{', ...' if len(scan.old) > 5 else ''}): "
+            "the API refuses events older than 1 hour."
+        )
+    refusals = []
+    if scan.invalid and not skip_invalid:
+        refusals.append("--skip-invalid to send the others")
+    if scan.old and old_events == "refuse":
+        refusals.append(
+            "--old-events skip to leave old events out, --old-events send to send them anyway"
+        )
+    if refusals:
+        err.print(f"Nothing sent. Use {'; '.join(refusals)}.")
+        raise SystemExit(EXIT_REFUSED)
+    if scan.invalid:
+        err.print(f"Skipping {len(scan.invalid)} invalid record(s) (--skip-invalid).")
+    if scan.old and old_events == "skip":
+        err.print(f"Skipping {len(scan.old)} old event(s) (--old-events skip).")
+    elif scan.old:
+        err.print(
+            f"Sending {len(scan.old)} old event(s) anyway (--old-events send): "
+            "those the API refuses are dead-lettered."
+        )
+
+
+def _ingestion(
+    client: DodoClient,
+    outbox: Outbox | None,
+    batch_size: int,
+    tally: Tally,
+    redact: Callable[[str], str],
+    *,
+    max_event_age: float,
+) -> Ingestion:
+    """An :class:`Ingestion` that adds up the API's ``ingested_count`` answers in ``tally``
+    and notes there when the API refuses the key or the URL."""
+
+    class CountingEvents(Events):
+        def ingest_json(self, body: bytes) -> IngestResult:
+            result = super().ingest_json(body)
+            tally.stored += result.ingested_count
+            return result
+
+    class CountingIngestion(Ingestion):
+        def _make_client(self) -> DodoClient:
+            made = super()._make_client()
+            made.events = CountingEvents(made)
+            return made
+
+    def on_error(error: BaseException, events: list[EventInput]) -> None:
+        if isinstance(error, APIStatusError) and error.status_code not in SPLIT_STATUSES:
+            tally.refusal = redact(
+                f"the API refused delivery: HTTP {error.status_code}: {error.message}"
+            )
+
+    return CountingIngestion(
+        client=client,
+        outbox=outbox,
+        batch_size=batch_size,
+        max_event_age=max_event_age,
+        on_error=on_error,
+    )
+
+
+def _deliver(
+    *,
+    ingestion: Ingestion,
+    file: Path,
+    file_format: Format,
+    mapping: ColumnMapping,
+    start_line: int | None,
+    scan: Scan,
+    skipped: dict[int, str],
+    tally: Tally,
+    progress_store: SendProgress | None,
+    timeout: float,
+    show_progress: bool,
+    err: Console,
+    outcome: Outcome,
+) -> None:
+    """Second pass: hand the records to ``ingestion`` and wait until they are settled."""
+
+    to_send = scan.sendable - (len(skipped) - len(scan.invalid))
+    with Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not show_progress,
+    ) as bar:
+        read_task = bar.add_task("read", total=to_send)
+        sent_task = bar.add_task("delivered", total=to_send)
+        if start_line is not None:
+            track = ingestion.track
+            last_line = start_line
+            for item in read_records(file, file_format, mapping, start_line=start_line):
+                last_line = item.line
+                reason = skipped.get(item.line)
+                if reason is not None:
+                    outcome.skipped.append({"line": item.line, "reason": reason})
+                    continue
+                if isinstance(item, RowError):  # the file changed since the first pass
+                    outcome.failed_to_queue.append({"line": item.line, "reason": str(item)})
+                    continue
+                assert isinstance(item, Record)
+                try:
+                    track(
+                        item.customer_id,
+                        item.event_name,
+                        item.metadata,
+                        event_id=item.event_id,
+                        timestamp=item.timestamp,
+                    )
+                except EventValidationError as error:
+                    outcome.failed_to_queue.append({"line": item.line, "reason": str(error)})
+                    continue
+                outcome.read += 1
+                if outcome.read % PROGRESS_EVERY == 0:
+                    if progress_store is not None:
+                        progress_store.record(item.line)
+                    _update(bar, read_task, sent_task, ingestion, outcome, to_send)
+                    _wait_for_room(
+                        ingestion,
+                        tally,
+                        outcome,
+                        lambda: _update(bar, read_task, sent_task, ingestion, outcome, to_send),
+                    )
+            if progress_store is not None:
+                progress_store.record(max(last_line, scan.last_line), finished=True)
+        _update(bar, read_task, sent_task, ingestion, outcome, to_send)
+        deadline = time.monotonic() + timeout
+        while not ingestion.flush(timeout=0.2):
+            _update(bar, read_task, sent_task, ingestion, outcome, to_send)
+            if _stopped(tally, outcome) or time.monotonic() >= deadline:
+                outcome.stopped_by = outcome.stopped_by or "timeout"
+                break
+        _update(bar, read_task, sent_task, ingestion, outcome, to_send)
+    if outcome.failed_to_queue:
+        err.print(f"{len(outcome.failed_to_queue)} record(s) could not be queued.")
+
+
+def _update(
+    bar: Progress,
+    read_task: TaskID,
+    sent_task: TaskID,
+    ingestion: Ingestion,
+    outcome: Outcome,
+    to_send: int,
+) -> None:
+    stats = ingestion.stats
+    total = to_send + max(0, stats.enqueued - outcome.read)
+    bar.update(read_task, completed=outcome.read, total=total)
+    bar.update(sent_task, completed=stats.delivered + stats.dead_lettered, total=total)
+
+
+def _wait_for_room(
+    ingestion: Ingestion, tally: Tally, outcome: Outcome, update: Callable[[], None]
+) -> None:
+    """Read ahead of delivery by at most :data:`MAX_QUEUED` events."""
+    while ingestion.stats.queued > MAX_QUEUED and not _stopped(tally, outcome):
+        time.sleep(0.01)
+        update()
+
+
+def _stopped(tally: Tally, outcome: Outcome) -> bool:
+    """True once the API refused the key or the URL (delivery is paused)."""
+    if tally.refusal is not None and outcome.stopped_by is None:
+        outcome.stopped_by = tally.refusal
+    return outcome.stopped_by is not None
+
+
+def _reasons(letters: list[DeadLetter]) -> list[dict[str, Any]]:
+    """Dead letters grouped by reason, most frequent first, with a few event ids each."""
+    counts = Counter(letter.reason for letter in letters)
+    examples: dict[str, list[str]] = {}
+    for letter in letters:
+        ids = examples.setdefault(letter.reason, [])
+        if len(ids) < 3:
+            ids.append(letter.event.event_id)
+    return [
+        {"reason": reason, "count": count, "event_ids": examples[reason]}
+        for reason, count in counts.most_common(SHOWN_PROBLEMS)
+    ]
+
+
+def print_summary(out: Console, outcome: Outcome) -> None:
+
+    table = Table(title=f"dodo-ingest send {outcome.file}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    if outcome.resumed_from_line:
+        table.add_row("resumed after line", str(outcome.resumed_from_line))
+    table.add_row("events read", f"{outcome.read:,}")
+    if outcome.taken_over:
+        table.add_row("left by an earlier run", f"{outcome.taken_over:,}")
+    table.add_row("[green]delivered[/]", f"{outcome.delivered:,}")
+    table.add_row("  new", f"{outcome.stored:,}")
+    table.add_row("  duplicates ignored", f"{outcome.delivered - outcome.stored:,}")
+    table.add_row(
+        "[red]dead-lettered[/]" if outcome.dead_lettered else "dead-lettered",
+        f"{outcome.dead_lettered:,}",
+    )
+    if outcome.skipped:
+        table.add_row("skipped", f"{len(outcome.skipped):,}")
+    if outcome.failed_to_queue:
+        table.add_row("[red]not queued[/]", f"{len(outcome.failed_to_queue):,}")
+    if outcome.dropped:
+        table.add_row("[red]dropped[/]", f"{outcome.dropped:,}")
+    if outcome.unsettled:
+        where = "kept in the outbox" if outcome.outbox else "not delivered"
+        table.add_row(f"[red]{where}[/]", f"{outcome.unsettled:,}")
+    table.add_row("seconds", f"{outcome.seconds:.1f}")
+    out.print(table)
+    if outcome.reasons:
+        reasons = Table("dead letters", "reason", "example event ids", title_justify="left")
+        for entry in outcome.reasons:
+            reasons.add_row(str(entry["count"]), entry["reason"], ", ".join(entry["event_ids"]))
+        out.print(reasons)
+    for entry in outcome.failed_to_queue[:SHOWN_PROBLEMS]:
+        out.print(f"not queued: line {entry['line']}: {entry['reason']}", markup=False)
+    if outcome.stopped_by == "interrupted":
+        out.print("[yellow]Interrupted.[/]")
+    elif outcome.stopped_by == "timeout":
+        out.print("[yellow]Delivery did not finish within --timeout.[/]")
+    elif outcome.stopped_by:
+        out.print(f"[red]Stopped: {outcome.stopped_by}[/]", markup=True)
+    if not outcome.ok and outcome.outbox and (outcome.unsettled or outcome.stopped_by):
+        out.print(f"Run the same command again to resume from {outcome.outbox}.")
+    elif outcome.unsettled or outcome.stopped_by:
+        out.print("Run the same command again: event ids are stable, nothing is billed twice.")

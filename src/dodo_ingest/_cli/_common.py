@@ -1,0 +1,156 @@
+"""What the subcommands share: connection options, error reporting and output helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..client import DodoClient
+
+__all__ = [
+    "API_KEY_ENV",
+    "Connection",
+    "api_errors",
+    "connection_options",
+    "console",
+    "echo_json",
+    "format_time",
+    "jsonable",
+]
+
+API_KEY_ENV = "DODO_PAYMENTS_API_KEY"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Connection:
+    """The API settings given on the command line (``None``: the library's env fallbacks)."""
+
+    api_key: str | None
+    base_url: str | None
+    environment: str | None
+
+    def secret(self) -> str | None:
+        """The key in effect, to redact from messages (never printed)."""
+        return self.api_key if self.api_key is not None else os.environ.get(API_KEY_ENV)
+
+    def client(self) -> DodoClient:
+        """A :class:`DodoClient` on these settings; a usage error when they are incomplete."""
+        from ..client import ConfigurationError, DodoClient
+
+        if not (self.secret() or "").strip():
+            raise click.UsageError(f"no API key: pass --api-key or set {API_KEY_ENV}")
+        try:
+            return DodoClient(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                environment=self.environment,  # type: ignore[arg-type]
+            )
+        except ConfigurationError as error:
+            raise click.UsageError(self.redact(str(error))) from None
+
+    def redact(self, text: str) -> str:
+        """``text`` with the API key replaced by ``***``."""
+        secret = (self.secret() or "").strip()
+        return text.replace(secret, "***") if secret else text
+
+    def __repr__(self) -> str:
+        return f"Connection(base_url={self.base_url!r}, environment={self.environment!r})"
+
+
+def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--api-key``, ``--base-url`` and ``--environment``; the command gets them as one
+    ``conn`` (:class:`Connection`) argument."""
+
+    @functools.wraps(command)
+    def run(
+        *args: Any,
+        api_key: str | None,
+        base_url: str | None,
+        environment: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        conn = Connection(api_key=api_key, base_url=base_url, environment=environment)
+        return command(*args, conn=conn, **kwargs)
+
+    options = (
+        click.option(
+            "--api-key",
+            default=None,
+            metavar="KEY",
+            help=f"API key [default: ${API_KEY_ENV}]. Never printed.",
+        ),
+        click.option(
+            "--base-url",
+            default=None,
+            metavar="URL",
+            help="API base URL, e.g. a dev server's "
+            "[default: $DODO_PAYMENTS_BASE_URL, else the environment's].",
+        ),
+        click.option(
+            "--environment",
+            type=click.Choice(["test_mode", "live_mode"]),
+            default=None,
+            help="API environment [default: $DODO_PAYMENTS_ENVIRONMENT, else test_mode].",
+        ),
+    )
+    for option in reversed(options):
+        run = option(run)
+    return run
+
+
+@contextmanager
+def api_errors(conn: Connection) -> Iterator[None]:
+    """Turn the library's errors into a one-line ``Error: ...`` and exit status 1."""
+    from ..client import DodoError
+
+    try:
+        yield
+    except DodoError as error:
+        raise click.ClickException(conn.redact(str(error) or type(error).__name__)) from None
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console on stdout (or stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` made of JSON types: dataclasses as objects, times in RFC 3339, decimals as
+    strings (exact, like the API), tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    return value
+
+
+def echo_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    click.echo(json.dumps(jsonable(value), indent=2, ensure_ascii=False))
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, as the API writes times."""
+    from ..client._models import format_timestamp
+
+    return format_timestamp(value)

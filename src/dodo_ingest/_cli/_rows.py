@@ -1,0 +1,297 @@
+"""Reading usage events from a JSON Lines or CSV file, with column mapping.
+
+Each record of the file becomes a :class:`Record` (or a :class:`RowError` naming the line and
+the field); nothing here talks to the API. A record without an event id gets one derived from
+its line number and content, so sending the same file again never bills twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from ..client._models import MetadataValue, parse_timestamp
+
+__all__ = [
+    "ColumnMapping",
+    "Format",
+    "Record",
+    "RowError",
+    "derived_event_id",
+    "detect_format",
+    "read_records",
+]
+
+Format = Literal["jsonl", "csv"]
+
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_TRUE = frozenset(("true", "True", "TRUE"))
+_FALSE = frozenset(("false", "False", "FALSE"))
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which column (CSV) or field (JSON Lines) holds each part of an event.
+
+    ``metadata`` lists ``(column, type)`` pairs to take as metadata; ``None`` takes every
+    column not mapped to a part (CSV), or the ``metadata`` object plus every other top-level
+    field (JSON Lines). ``event_name`` is used for records without an event name.
+    """
+
+    event_id: str = "event_id"
+    customer_id: str = "customer_id"
+    event_name: str = "event_name"
+    timestamp: str = "timestamp"
+    metadata: tuple[tuple[str, str], ...] | None = None
+    default_event_name: str | None = None
+
+    def mapped(self) -> frozenset[str]:
+        """The columns that are parts of the event, not metadata."""
+        return frozenset((self.event_id, self.customer_id, self.event_name, self.timestamp))
+
+
+@dataclass(frozen=True)
+class Record:
+    """One event read from the file, not yet validated against the API's limits."""
+
+    line: int
+    event_id: str
+    customer_id: Any
+    event_name: Any
+    timestamp: datetime | None
+    metadata: dict[str, Any] | None
+
+
+class RowError(Exception):
+    """A record that cannot become an event: ``line`` (1-based), ``field`` and ``problem``."""
+
+    def __init__(self, line: int, field: str, problem: str) -> None:
+        self.line = line
+        self.field = field
+        self.problem = problem
+        super().__init__(f"line {line}: {field}: {problem}")
+
+
+def detect_format(path: Path) -> Format:
+    """``csv`` for ``*.csv``, ``jsonl`` for ``*.jsonl``/``*.ndjson``/``*.json``; otherwise
+    ``jsonl`` when the first non-blank character is ``{``, else ``csv``."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    with path.open("r", encoding="utf-8-sig", errors="replace") as file:
+        for line in file:
+            if line.strip():
+                return "jsonl" if line.lstrip().startswith("{") else "csv"
+    return "jsonl"
+
+
+def derived_event_id(line: int, content: str) -> str:
+    """A stable id for a record without one: ``bf_`` and 32 hex digits of a BLAKE2b hash of
+    its line number and content (the same line of the same file always gets the same id)."""
+    digest = hashlib.blake2b(f"{line}\x00{content}".encode(), digest_size=16).hexdigest()
+    return f"bf_{digest}"
+
+
+def read_records(
+    path: Path, fmt: Format, mapping: ColumnMapping, *, start_line: int = 0
+) -> Iterator[Record | RowError]:
+    """Yield every record of the file after line ``start_line``, or the error that makes it
+    unusable, in file order. Blank lines are skipped."""
+    if fmt == "csv":
+        return _read_csv(path, mapping, start_line)
+    return _read_jsonl(path, mapping, start_line)
+
+
+def _read_jsonl(path: Path, mapping: ColumnMapping, start_line: int) -> Iterator[Record | RowError]:
+    loads = json.loads
+    with path.open("r", encoding="utf-8-sig", newline="") as file:
+        for number, text in enumerate(file, start=1):
+            if number <= start_line or not text.strip():
+                continue
+            try:
+                data = loads(text)
+            except ValueError as error:
+                yield RowError(number, "line", f"not valid JSON ({error})")
+                continue
+            if not isinstance(data, dict):
+                yield RowError(number, "line", f"must be a JSON object, got {type(data).__name__}")
+                continue
+            try:
+                yield _record(number, text.rstrip("\r\n"), data, mapping, _jsonl_metadata)
+            except RowError as error:
+                yield error
+
+
+def _read_csv(path: Path, mapping: ColumnMapping, start_line: int) -> Iterator[Record | RowError]:
+    with path.open("r", encoding="utf-8-sig", newline="") as file:
+        dialect: type[csv.Dialect] | str = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+        reader = csv.reader(file, dialect)
+        header = next(reader, None)
+        if header is None:
+            return
+        columns = [name.strip() for name in header]
+        missing = [
+            name
+            for name in (mapping.customer_id, *(c for c, _ in mapping.metadata or ()))
+            if name not in columns
+        ]
+        if missing:
+            yield RowError(1, missing[0], f"no such column in the header ({', '.join(columns)})")
+            return
+        width = len(columns)
+        for row in reader:
+            number = reader.line_num
+            if number <= start_line or not any(cell.strip() for cell in row):
+                continue
+            if len(row) != width:
+                yield RowError(number, "row", f"has {len(row)} cells, the header {width}")
+                continue
+            data = dict(zip(columns, row, strict=True))
+            try:
+                yield _record(number, "\x1f".join(row), data, mapping, _csv_metadata)
+            except RowError as error:
+                yield error
+
+
+def _record(
+    number: int,
+    content: str,
+    data: dict[str, Any],
+    mapping: ColumnMapping,
+    metadata_of: Any,
+) -> Record:
+    event_id = data.get(mapping.event_id)
+    if event_id is None or event_id == "":
+        event_id = derived_event_id(number, content)
+    elif not isinstance(event_id, str):
+        event_id = _scalar_text(number, mapping.event_id, event_id)
+    event_name = data.get(mapping.event_name)
+    if event_name is None or event_name == "":
+        event_name = mapping.default_event_name
+        if event_name is None:
+            raise RowError(number, mapping.event_name, "missing (give the column, or --event-name)")
+    customer_id = data.get(mapping.customer_id)
+    if customer_id is None or customer_id == "":
+        raise RowError(number, mapping.customer_id, "missing")
+    if not isinstance(customer_id, str):
+        customer_id = _scalar_text(number, mapping.customer_id, customer_id)
+    raw_time = data.get(mapping.timestamp)
+    timestamp = None if raw_time in (None, "") else _timestamp(number, mapping.timestamp, raw_time)
+    metadata = metadata_of(number, data, mapping)
+    return Record(number, event_id, customer_id, event_name, timestamp, metadata)
+
+
+def _scalar_text(number: int, field: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RowError(number, field, f"must be a string, got {json.dumps(value)}")
+    return str(value)
+
+
+def _timestamp(number: int, field: str, value: Any) -> datetime:
+    """RFC 3339 / ISO 8601 text (``Z`` or an offset; none means UTC) or Unix seconds."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise RowError(number, field, "must be a finite number of Unix seconds")
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise RowError(number, field, f"Unix time out of range: {value}") from None
+    if not isinstance(value, str):
+        raise RowError(number, field, f"must be an ISO 8601 date-time, got {json.dumps(value)}")
+    try:
+        return parse_timestamp(value.strip())
+    except ValueError:
+        raise RowError(number, field, f"must be an ISO 8601 date-time, got {value!r}") from None
+
+
+def _jsonl_metadata(
+    number: int, data: Mapping[str, Any], mapping: ColumnMapping
+) -> dict[str, Any] | None:
+    if mapping.metadata is not None:
+        return _selected(number, data, mapping.metadata) or None
+    nested = data.get("metadata")
+    if nested is not None and not isinstance(nested, dict):
+        raise RowError(number, "metadata", f"must be an object, got {type(nested).__name__}")
+    metadata: dict[str, Any] = dict(nested or {})
+    skip = mapping.mapped() | {"metadata"}
+    for key, value in data.items():
+        if key not in skip:
+            metadata[key] = value
+    return metadata or None
+
+
+def _csv_metadata(
+    number: int, data: Mapping[str, str], mapping: ColumnMapping
+) -> dict[str, Any] | None:
+    if mapping.metadata is not None:
+        return _selected(number, data, mapping.metadata) or None
+    skip = mapping.mapped()
+    metadata = {
+        key: _convert(number, key, value, "auto")
+        for key, value in data.items()
+        if key not in skip and value != ""
+    }
+    return metadata or None
+
+
+def _selected(
+    number: int, data: Mapping[str, Any], columns: tuple[tuple[str, str], ...]
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    for column, kind in columns:
+        value = data.get(column)
+        if value is None or value == "":
+            continue
+        metadata[column] = _convert(number, column, value, kind)
+    return metadata
+
+
+def _convert(number: int, column: str, value: Any, kind: str) -> MetadataValue | Any:
+    """A cell as the metadata type asked for; ``auto`` reads numbers and true/false in text
+    (``007`` stays text) and keeps JSON values as they are."""
+    field = f"metadata.{column}"
+    if not isinstance(value, str):
+        if kind in ("auto", "str") or kind == type(value).__name__:
+            return str(value) if kind == "str" and not isinstance(value, (dict, list)) else value
+        if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        raise RowError(number, field, f"must be {kind}, got {json.dumps(value)}")
+    text = value.strip()
+    if kind == "str":
+        return value
+    if kind == "auto":
+        if _INTEGER.fullmatch(text):
+            return int(text)
+        if _NUMBER.fullmatch(text):
+            return float(text)
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        return value
+    if kind == "int":
+        if _INTEGER.fullmatch(text):
+            return int(text)
+        raise RowError(number, field, f"must be an integer, got {value!r}")
+    if kind == "float":
+        if _NUMBER.fullmatch(text):
+            return float(text)
+        raise RowError(number, field, f"must be a number, got {value!r}")
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise RowError(number, field, f"must be true or false, got {value!r}")
