@@ -471,3 +471,21 @@ def test_background_responses_and_responses_without_usage(
     assert sink.events == []
     assert tracker.stats.failures == 2
     assert caplog.text.count("response without usage") == 1
+
+
+def test_old_azure_api_versions_get_no_stream_options(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    azure = tracker.wrap(
+        openai.AzureOpenAI(
+            api_key="k", api_version="2024-06-01", azure_endpoint="https://old.openai.azure.com"
+        ),
+        customer_id="cus_az",
+    )
+    with respx.mock() as router:
+        router.post(url__regex=r"/openai/deployments/gpt-4o/chat/completions").mock(
+            side_effect=payloads.chat_stream_for
+        )
+        list(azure.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))  # type: ignore[call-overload]
+        assert "stream_options" not in sent_body(router)
+    assert sink.only().metadata["status"] == "incomplete"

@@ -60,11 +60,12 @@ class Call:
 class ClientState:
     """Per wrapped client: its defaults, provider name and SDK family."""
 
-    __slots__ = ("binding", "family", "provider", "routes", "stream_types", "warned")
+    __slots__ = ("binding", "family", "injects", "provider", "routes", "stream_types", "warned")
 
     def __init__(self, client: Any, binding: Binding) -> None:
         self.binding = binding
         self.warned = False
+        self.injects = binding.tracker.inject_stream_usage
         self.family = sdk_family(type(client)) or "openai"
         sdk = sys.modules[self.family]
         self.stream_types = (sdk.Stream, sdk.AsyncStream)
@@ -78,6 +79,8 @@ class ClientState:
             self.routes = OPENAI_ROUTES
             azure = any(base.__name__.startswith("Azure") for base in type(client).__mro__)
             self.provider = "azure_openai" if azure else provider_for_host(client.base_url.host)
+            if azure and not _azure_takes_stream_options(getattr(client, "_api_version", None)):
+                self.injects = False
 
     def start(self, options: Any, stream: bool) -> Call | None:
         """Decide whether a request is billable and prepare it. Never raises."""
@@ -103,8 +106,7 @@ class ClientState:
                 stream
                 and raw is None
                 and operation in INCLUDE_USAGE_OPERATIONS
-                and self.family != "anthropic"
-                and self.binding.tracker.inject_stream_usage
+                and self.injects
                 and isinstance(body, Mapping)
             ):
                 stream_options = body.get("stream_options")
@@ -196,6 +198,14 @@ class ClientState:
                 )
             return
         tracker.record(usage, call.scope)
+
+
+def _azure_takes_stream_options(api_version: object) -> bool:
+    """Azure OpenAI accepts ``stream_options`` from api-version 2024-08-01-preview on (earlier
+    versions answer 400); versions that are not dates (``preview``, ``latest``) are current."""
+    if not isinstance(api_version, str) or not api_version[:4].isdigit():
+        return True
+    return api_version[:10] >= "2024-08-01"
 
 
 _CLIENT_CLASSES: dict[type[Any], type[Any]] = {}
