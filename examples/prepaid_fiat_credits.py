@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx2
@@ -128,7 +128,7 @@ def balance_low_payload(entitlement_id: str, available: Decimal) -> bytes:
     event = {
         "business_id": "bus_example",
         "type": "credit.balance_low",
-        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "timestamp": datetime.now(UTC).isoformat(),
         "data": {
             "customer_id": CUSTOMER_ID,
             "credit_entitlement_id": entitlement_id,

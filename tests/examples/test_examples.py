@@ -298,3 +298,40 @@ def test_per_second_compute() -> None:
     }
     assert max(seconds.values()) > 1  # one prediction runs into a second second
     assert {line["customer"]: Decimal(line["usd"]) for line in run.lines("invoice")} == invoices
+
+
+def test_message_credits() -> None:
+    ex = load("message_credits.py")
+    run = example("message_credits.py")
+    pool = Decimal(ex.MONTHLY_CREDITS)
+    days, statuses = [], []
+    per_member: dict[str, list[Decimal]] = {}
+    for day, message_id, member, _, agent_credits in ex.MESSAGES:
+        if day not in days:
+            days.append(day)
+            pool += ex.DAILY_BONUS_CREDITS
+        cost = ex.CHAT_MESSAGE_CREDITS if agent_credits is None else agent_credits
+        if pool < cost:
+            statuses.append({"id": message_id, "member": member, "status": "refused"})
+            continue
+        pool -= cost
+        per_member.setdefault(member, []).append(cost)
+        statuses.append({"id": message_id, "member": member, "status": "sent"})
+
+    assert run.lines("drip") == [
+        {"day": day, "result": result} for day in days for result in ("granted", "already-granted")
+    ]
+    assert run.lines("message") == statuses
+    assert any(line["status"] == "refused" for line in statuses)  # the pool runs dry once
+    members = {
+        line["member"]: (Decimal(line["credits"]), int(line["messages"]))
+        for line in run.lines("member")
+    }
+    assert members == {m: (sum(costs), len(costs)) for m, costs in per_member.items()}
+    sent = sum(len(costs) for costs in per_member.values())
+    spent = sum(sum(costs) for costs in per_member.values())
+    assert run.usage() == {
+        ("message-credits", ex.TEAM_ID): (spent, sent),
+        ("messages", ex.TEAM_ID): (Decimal(sent), sent),
+    }
+    assert Decimal(run.one("balance", customer=ex.TEAM_ID)["balance"]) == pool
