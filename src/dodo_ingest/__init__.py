@@ -45,7 +45,15 @@ if TYPE_CHECKING:
         WebhookPayloadError,
         WebhookVerificationError,
     )
-    from .delivery import DeliveryStats, Ingestion, Outbox
+    from .delivery import (
+        DeadLetter,
+        DeliveryError,
+        DeliveryStats,
+        EventExpiredError,
+        EventsDroppedError,
+        Ingestion,
+        Outbox,
+    )
 
 # Public names resolve on first use, so that ``import dodo_ingest`` stays cheap (it matters
 # for serverless cold starts): the HTTP stack is imported only when a client is needed.
@@ -53,6 +61,10 @@ _LAZY: dict[str, str] = {
     "Ingestion": "dodo_ingest.delivery",
     "DeliveryStats": "dodo_ingest.delivery",
     "Outbox": "dodo_ingest.delivery",
+    "DeadLetter": "dodo_ingest.delivery",
+    "DeliveryError": "dodo_ingest.delivery",
+    "EventExpiredError": "dodo_ingest.delivery",
+    "EventsDroppedError": "dodo_ingest.delivery",
     "LLMTracker": "dodo_ingest.blueprints.llm",
     "APIConnectionError": "dodo_ingest.client",
     "APIStatusError": "dodo_ingest.client",
@@ -97,12 +109,16 @@ __all__ = [
     "CreditBalance",
     "CreditEntitlement",
     "CreditLedgerEntry",
+    "DeadLetter",
+    "DeliveryError",
     "DeliveryStats",
     "DodoClient",
     "DodoError",
     "Event",
+    "EventExpiredError",
     "EventInput",
     "EventValidationError",
+    "EventsDroppedError",
     "FilterCondition",
     "IngestResult",
     "Ingestion",

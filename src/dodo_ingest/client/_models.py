@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -137,7 +137,7 @@ def format_timestamp(value: datetime) -> str:
     """Format a timezone-aware datetime as RFC 3339 in UTC with millisecond precision."""
     if value.utcoffset() is None:
         raise EventValidationError("timestamp", "must be timezone-aware (e.g. tzinfo=timezone.utc)")
-    utc = value.astimezone(timezone.utc)
+    utc = value.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
@@ -147,7 +147,7 @@ def parse_timestamp(value: str) -> datetime:
         value = value[:-1] + "+00:00"
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 

@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -422,7 +422,7 @@ class Webhook:
     def _signature(self, webhook_id: str, timestamp: int, body: str) -> bytes:
         if self._signer is None:
             self._signer = _load_standardwebhooks().Webhook(self._key)
-        when = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+        when = datetime.fromtimestamp(timestamp, tz=UTC)
         versioned = self._signer.sign(msg_id=webhook_id, timestamp=when, data=body)
         return base64.b64decode(versioned.partition(",")[2])
 

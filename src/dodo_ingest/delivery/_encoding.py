@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..client import EventInput
@@ -89,6 +89,6 @@ def with_timestamp(event: EventInput, timestamp: float) -> EventInput:
         event.event_id,
         event.customer_id,
         event.event_name,
-        datetime.fromtimestamp(timestamp, timezone.utc),
+        datetime.fromtimestamp(timestamp, UTC),
         event.metadata,
     )

@@ -203,6 +203,11 @@ class Ingestion:
         await loop.run_in_executor(None, self.close, remaining)
 
     @property
+    def event_name(self) -> str | None:
+        """The default ``event_name`` of :meth:`track` (``None`` when every call must name one)."""
+        return self._event_name
+
+    @property
     def stats(self) -> DeliveryStats:
         """A snapshot of the counters (see :class:`DeliveryStats`)."""
         enqueued, delivered, retried, dead_lettered, dropped = self._pipeline.stats()

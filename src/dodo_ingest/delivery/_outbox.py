@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Literal
 
@@ -157,7 +157,7 @@ class Outbox:
                 event=event_from_json(body),
                 reason=reason,
                 status_code=status_code,
-                failed_at=datetime.fromtimestamp(failed_at, timezone.utc),
+                failed_at=datetime.fromtimestamp(failed_at, UTC),
             )
             for body, _ts, reason, status_code, failed_at in rows
         ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..client import EventInput
@@ -92,7 +92,7 @@ class MemoryQueue:
         pass
 
     def bury(self, items: Sequence[Item], reason: str, status_code: int | None) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for event in self.events(items):
             self.dead_letters.append(DeadLetter(event, reason, status_code, now))
 

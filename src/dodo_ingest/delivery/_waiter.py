@@ -51,7 +51,7 @@ class Waiter:
             self._callbacks.append(lambda: _call_soon(loop, resolve))
         try:
             await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
