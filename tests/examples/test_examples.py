@@ -24,6 +24,7 @@ from types import ModuleType
 
 import pytest
 
+from dodo_ingest.blueprints.llm import Price
 from dodo_ingest.testing import count_tokens
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -335,3 +336,48 @@ def test_message_credits() -> None:
         ("messages", ex.TEAM_ID): (Decimal(sent), sent),
     }
     assert Decimal(run.one("balance", customer=ex.TEAM_ID)["balance"]) == pool
+
+
+def cost_cents(price: Price, input_tokens: int, output_tokens: int) -> Decimal:
+    """``costCents`` of one request: per-million prices, half-even to a millionth of a cent."""
+    per_million = input_tokens * Decimal(price.input_per_million)
+    per_million += output_tokens * Decimal(price.output_per_million)
+    return (per_million / 10_000).quantize(Decimal("0.000001"))
+
+
+def llm_usage(
+    requests: list[tuple[str, int, int, Decimal | None]],
+) -> dict[tuple[str, str], tuple[Decimal, int]]:
+    """Expected token, cost and request totals of ``(customer, input, output, cents)``."""
+    totals: dict[tuple[str, str], tuple[Decimal, int]] = {}
+
+    def add(meter: str, customer: str, value: Decimal) -> None:
+        old, events = totals.get((meter, customer), (Decimal(0), 0))
+        totals[(meter, customer)] = (old + value, events + 1)
+
+    for customer, input_tokens, output_tokens, cents in requests:
+        add("input-tokens", customer, Decimal(input_tokens))
+        add("output-tokens", customer, Decimal(output_tokens))
+        add("requests", customer, Decimal(1))
+        if cents is not None:
+            add("cost-cents", customer, cents)
+    return totals
+
+
+def test_openai_chat() -> None:
+    ex = load("openai_chat.py")
+    run = example("openai_chat.py")
+    out = words(ex.REPLY)
+    requests = [
+        ("cus_acme", "gpt-4o-mini", count_tokens(ex.SYSTEM_PROMPT + ex.CHAT_QUESTION), out),
+        ("cus_acme", "gpt-4o", count_tokens(ex.STREAM_QUESTION), out),
+        ("cus_globex", "gpt-4o-mini", count_tokens(ex.RESPONSES_INPUT), out),
+        ("cus_globex", "text-embedding-3-small", count_tokens("".join(ex.DOCUMENTS)), 0),
+    ]
+    assert run.usage() == llm_usage(
+        [
+            (customer, tokens_in, tokens_out, cost_cents(ex.PRICES[model], tokens_in, tokens_out))
+            for customer, model, tokens_in, tokens_out in requests
+        ]
+    )
+    assert run.stdout.count(f"assistant: {ex.REPLY}\n") == 2  # the stream arrived whole
