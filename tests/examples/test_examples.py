@@ -381,3 +381,22 @@ def test_openai_chat() -> None:
         ]
     )
     assert run.stdout.count(f"assistant: {ex.REPLY}\n") == 2  # the stream arrived whole
+
+
+def test_anthropic_messages() -> None:
+    ex = load("anthropic_messages.py")
+    run = example("anthropic_messages.py")
+    out = words(ex.REPLY)
+    conversation = ex.SYSTEM_PROMPT + ex.REVIEW_REQUEST + ex.REPLY + ex.FOLLOW_UP
+    requests = [
+        ("cus_hooli", "claude-sonnet-4-6", count_tokens(ex.SYSTEM_PROMPT + ex.REVIEW_REQUEST)),
+        ("cus_hooli", "claude-sonnet-4-6", count_tokens(conversation)),
+        *[(tenant, "claude-haiku-4-5", count_tokens(ex.SUMMARY_REQUEST)) for tenant in ex.TENANTS],
+    ]
+    assert run.usage() == llm_usage(
+        [
+            (customer, tokens_in, out, cost_cents(ex.PRICES[model], tokens_in, out))
+            for customer, model, tokens_in in requests
+        ]
+    )
+    assert run.stdout.count(f"claude: {ex.REPLY}\n") == 2
