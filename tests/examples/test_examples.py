@@ -400,3 +400,24 @@ def test_anthropic_messages() -> None:
         ]
     )
     assert run.stdout.count(f"claude: {ex.REPLY}\n") == 2
+
+
+def test_google_genai() -> None:
+    ex = load("google_genai.py")
+    run = example("google_genai.py")
+    out = words(ex.REPLY)
+    first, second = ex.CHAT_TURNS
+    requests = [
+        ("cus_outdoor_co", "gemini-2.5-pro", count_tokens(ex.PRODUCT_PROMPT)),
+        ("cus_outdoor_co", "gemini-2.5-flash", count_tokens(ex.STREAM_PROMPT)),
+        ("cus_travel_desk", "gemini-2.5-flash", count_tokens(first)),
+        # The second turn resends the first one and the model's answer.
+        ("cus_travel_desk", "gemini-2.5-flash", count_tokens(first + ex.REPLY + second)),
+    ]
+    assert run.usage() == llm_usage(
+        [
+            (customer, tokens_in, out, cost_cents(ex.PRICES[model], tokens_in, out))
+            for customer, model, tokens_in in requests
+        ]
+    )
+    assert run.stdout.count(f"gemini: {ex.REPLY}\n") == 4
