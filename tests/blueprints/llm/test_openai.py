@@ -489,3 +489,41 @@ def test_old_azure_api_versions_get_no_stream_options(
         list(azure.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))  # type: ignore[call-overload]
         assert "stream_options" not in sent_body(router)
     assert sink.only().metadata["status"] == "incomplete"
+
+
+def test_transcription_stream_image_edit_and_compaction(
+    client: openai.OpenAI, sink: RecordingSink
+) -> None:
+    done_usage = {"type": "tokens", "input_tokens": 20, "output_tokens": 5, "total_tokens": 25}
+    transcript_events: list[dict[str, object] | str] = [
+        {"type": "transcript.text.delta", "delta": "Hello"},
+        {"type": "transcript.text.done", "text": "Hello", "usage": done_usage},
+    ]
+    compacted = {
+        "id": "cmp_1",
+        "object": "response.compaction",
+        "created_at": 1767225900,
+        "output": [],
+        "usage": payloads.RESPONSES_USAGE,
+    }
+    with respx.mock() as router:
+        router.post("https://api.openai.com/v1/audio/transcriptions").mock(
+            side_effect=lambda request: payloads.sse_response(
+                transcript_events, headers={"x-request-id": "req_tr_s"}
+            )
+        )
+        router.post("https://api.openai.com/v1/images/edits").respond(200, json=payloads.IMAGES)
+        router.post("https://api.openai.com/v1/responses/compact").respond(200, json=compacted)
+        events = list(
+            client.audio.transcriptions.create(
+                model="gpt-4o-transcribe", file=("a.wav", b"RIFF0000WAVE"), stream=True
+            )
+        )
+        client.images.edit(model="gpt-image-1", image=("a.png", b"\x89PNG"), prompt="a hat")
+        client.responses.compact(model="gpt-5.4-mini", input="long history")
+    assert [event.type for event in events] == ["transcript.text.delta", "transcript.text.done"]
+    assert [(m["operation"], m["totalTokens"]) for m in sink.metadata()] == [
+        ("audio.transcriptions", 25),
+        ("images", 4210),
+        ("responses", 2348),
+    ]
