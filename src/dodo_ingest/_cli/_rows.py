@@ -34,6 +34,7 @@ Format = Literal["jsonl", "csv"]
 
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_DIGITS = re.compile(r"[+-]?[0-9]+")
 _TRUE = frozenset(("true", "True", "TRUE"))
 _FALSE = frozenset(("false", "False", "FALSE"))
 
@@ -261,7 +262,7 @@ def _selected(
 
 def _convert(number: int, column: str, value: Any, kind: str) -> MetadataValue | Any:
     """A cell as the metadata type asked for; ``auto`` reads numbers and true/false in text
-    (``007`` stays text) and keeps JSON values as they are."""
+    (but ``007`` stays text: leading zeros mark codes) and keeps JSON values as they are."""
     field = f"metadata.{column}"
     if not isinstance(value, str):
         if kind in ("auto", "str") or kind == type(value).__name__:
@@ -283,13 +284,17 @@ def _convert(number: int, column: str, value: Any, kind: str) -> MetadataValue |
             return False
         return value
     if kind == "int":
-        if _INTEGER.fullmatch(text):
+        if _DIGITS.fullmatch(text):
             return int(text)
         raise RowError(number, field, f"must be an integer, got {value!r}")
     if kind == "float":
-        if _NUMBER.fullmatch(text):
-            return float(text)
-        raise RowError(number, field, f"must be a number, got {value!r}")
+        try:
+            result = float(text)
+        except ValueError:
+            result = math.nan
+        if math.isfinite(result):
+            return result
+        raise RowError(number, field, f"must be a finite number, got {value!r}")
     if text in _TRUE:
         return True
     if text in _FALSE:
