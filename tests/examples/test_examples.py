@@ -421,3 +421,19 @@ def test_google_genai() -> None:
         ]
     )
     assert run.stdout.count(f"gemini: {ex.REPLY}\n") == 4
+
+
+def test_openai_compatible() -> None:
+    ex = load("openai_compatible.py")
+    run = example("openai_compatible.py")
+    per_provider = sum(count_tokens(question) + words(ex.REPLY) for question in ex.QUESTIONS)
+    requests = len(ex.PROVIDERS) * len(ex.QUESTIONS)
+    assert run.usage() == {
+        **{
+            (f"{provider}-tokens", ex.CUSTOMER_ID): (Decimal(per_provider), len(ex.QUESTIONS))
+            for provider in ex.PROVIDERS
+        },
+        ("requests", ex.CUSTOMER_ID): (Decimal(requests), requests),
+    }
+    for provider in ex.PROVIDERS:
+        assert run.stdout.count(f"{provider}: {ex.REPLY}\n") == len(ex.QUESTIONS)
