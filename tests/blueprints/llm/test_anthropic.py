@@ -153,3 +153,12 @@ async def test_async_create_stream_helper_parse(
         {**payloads.ANTHROPIC_METADATA, "team": "a"},
     ]
     assert json.loads(provider_mock.calls[1].request.content)["stream"] is True
+
+
+def test_raw_response_stream(
+    client: anthropic.Anthropic, sink: RecordingSink, provider_mock: respx.MockRouter
+) -> None:
+    raw = client.messages.with_raw_response.create(**ARGS, stream=True)  # type: ignore[call-overload]
+    assert raw.headers["request-id"] == "req_ant_1"
+    assert [event.type for event in raw.parse()][-1] == "message_stop"
+    assert sink.only().metadata == payloads.ANTHROPIC_STREAM_METADATA

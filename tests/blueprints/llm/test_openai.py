@@ -527,3 +527,38 @@ def test_transcription_stream_image_edit_and_compaction(
         ("images", 4210),
         ("responses", 2348),
     ]
+
+
+def test_image_generation_stream(client: openai.OpenAI, sink: RecordingSink) -> None:
+    completed = {
+        "type": "image_generation.completed",
+        "b64_json": "aGVsbG8=",
+        "created_at": 1767225800,
+        "size": "1024x1024",
+        "quality": "low",
+        "background": "opaque",
+        "output_format": "png",
+        "usage": payloads.IMAGES["usage"],
+    }
+    partial = {
+        "type": "image_generation.partial_image",
+        "b64_json": "aGk=",
+        "created_at": 1767225800,
+        "size": "1024x1024",
+        "quality": "low",
+        "background": "opaque",
+        "output_format": "png",
+        "partial_image_index": 0,
+    }
+    with respx.mock() as router:
+        router.post("https://api.openai.com/v1/images/generations").mock(
+            side_effect=lambda request: payloads.sse_response(
+                [partial, completed], named=True, headers={"x-request-id": "req_img_s"}
+            )
+        )
+        events = list(client.images.generate(model="gpt-image-1", prompt="cat", stream=True))
+    assert [event.type for event in events] == [
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    assert sink.only().metadata["totalTokens"] == 4210
