@@ -437,3 +437,35 @@ def test_openai_compatible() -> None:
     }
     for provider in ex.PROVIDERS:
         assert run.stdout.count(f"{provider}: {ex.REPLY}\n") == len(ex.QUESTIONS)
+
+
+def test_fastapi_gateway() -> None:
+    ex = load("fastapi_gateway.py")
+    run = example("fastapi_gateway.py")
+    statuses = [201, 200, 200, 422, 200, 200, 401, 200, 404]
+    assert [(line["method"], line["path"], int(line["status"])) for line in run.lines("call")] == [
+        (method, path, status)
+        for (_, method, path, _), status in zip(ex.CALLS, statuses, strict=True)
+    ]
+    billed: dict[str, list[int]] = {}
+    for (key, _, path, _), status in zip(ex.CALLS, statuses, strict=True):
+        customer = ex.API_KEYS.get(key)
+        if customer is not None and path != "/health" and status != 404:
+            billed.setdefault(customer, []).append(status)
+    client = {line["customer"]: line for line in run.lines("client")}
+    assert {customer: int(line["calls"]) for customer, line in client.items()} == {
+        customer: len(codes) for customer, codes in billed.items()
+    }
+
+    expected: dict[tuple[str, str], tuple[Decimal, int]] = {}
+    for customer, codes in billed.items():
+        ok = sum(code < 400 for code in codes)
+        expected[("api-calls", customer)] = (Decimal(ok), ok)
+        if ok < len(codes):
+            expected[("failed-calls", customer)] = (Decimal(len(codes) - ok), len(codes) - ok)
+        # The server billed exactly the bytes the client received.
+        sent = Decimal(client[customer]["response_bytes"])
+        expected[("egress-bytes", customer)] = (sent, len(codes))
+    assert run.usage() == expected
+    # The streamed CSV report is counted in full.
+    assert int(client["cus_globex"]["response_bytes"]) > ex.REPORT_ROWS * 10
