@@ -23,13 +23,8 @@ def usage_of_message(
     usage = values.get("usage")
     if usage is None:
         return None
-    return anthropic_usage(
-        usage,
-        provider=provider,
-        operation=operation,
-        model=values.get("model") or model,
-        response_id=values.get("id") or request_id or getattr(message, "_request_id", None),
-    )
+    response_id = values.get("id") or request_id or getattr(message, "_request_id", None)
+    return anthropic_usage(usage, provider, operation, values.get("model") or model, response_id)
 
 
 class MessageStreamUsage:
@@ -77,10 +72,5 @@ class MessageStreamUsage:
             merged["output_tokens_details"] = field(self.delta, "output_tokens_details")
             merged["iterations"] = field(self.delta, "iterations")
         return anthropic_usage(
-            merged,
-            provider=self.provider,
-            operation=self.operation,
-            model=self.model,
-            response_id=response_id,
-            complete=self.delta is not None,
+            merged, self.provider, self.operation, self.model, response_id, self.delta is not None
         )

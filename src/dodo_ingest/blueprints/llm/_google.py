@@ -44,10 +44,10 @@ class ModelsState:
             tracker.record(
                 gemini_usage(
                     usage,
-                    provider=self.provider,
-                    operation=operation,
-                    model=field(result, "model_version") or _model_name(kwargs),
-                    response_id=_response_key(field(result, "response_id"), kwargs),
+                    self.provider,
+                    operation,
+                    field(result, "model_version") or _model_name(kwargs),
+                    _response_key(field(result, "response_id"), kwargs),
                 ),
                 scope,
             )
@@ -96,11 +96,11 @@ class GenerateStreamUsage:
             return None
         return gemini_usage(
             self.usage,
-            provider=self.provider,
-            operation="generate_content",
-            model=self.model,
-            response_id=_response_key(self.response_id, None, self.continuation),
-            complete=self.final or exhausted,
+            self.provider,
+            "generate_content",
+            self.model,
+            _response_key(self.response_id, None, self.continuation),
+            self.final or exhausted,
         )
 
 

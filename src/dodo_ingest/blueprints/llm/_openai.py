@@ -100,13 +100,7 @@ def usage_of_object(
     response_id = values.get("id")
     if not isinstance(response_id, str) or not response_id:
         response_id = request_id or getattr(obj, "_request_id", None)
-    return openai_usage(
-        usage,
-        provider=provider,
-        operation=operation,
-        model=values.get("model") or model,
-        response_id=response_id,
-    )
+    return openai_usage(usage, provider, operation, values.get("model") or model, response_id)
 
 
 class ChatStreamUsage:
@@ -179,11 +173,11 @@ class ChatStreamUsage:
             )
         return openai_usage(
             self.usage,
-            provider=self.provider,
-            operation=self.operation,
-            model=self.model,
-            response_id=response_id,
-            complete=self.final or exhausted,
+            self.provider,
+            self.operation,
+            self.model,
+            response_id,
+            self.final or exhausted,
         )
 
 
@@ -242,12 +236,7 @@ class EventStreamUsage:
                 complete=False,
             )
         return openai_usage(
-            self.usage,
-            provider=self.provider,
-            operation=self.operation,
-            model=self.model,
-            response_id=response_id,
-            complete=self.final,
+            self.usage, self.provider, self.operation, self.model, response_id, self.final
         )
 
 

@@ -159,7 +159,6 @@ def _add(a: int | None, b: int | None) -> int | None:
 
 def openai_usage(
     usage: Any,
-    *,
     provider: str,
     operation: str,
     model: str | None,
@@ -192,25 +191,24 @@ def openai_usage(
     audio_seconds = None
     if values.get("type") == "duration":
         audio_seconds = _number(values.get("seconds"))
-    return LLMUsage(
-        provider=provider,
-        operation=operation,
-        model=model,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cached_input_tokens=cached,
-        cache_creation_input_tokens=count(input_details.get("cache_write_tokens")),
-        reasoning_tokens=count(output_details.get("reasoning_tokens")),
-        cost_usd=_number(values.get("cost")),
-        audio_seconds=audio_seconds,
-        response_id=response_id,
-        complete=complete,
+    return LLMUsage(  # positional (field order): keyword calls cost ~3x on the hot path
+        provider,
+        operation,
+        model,
+        input_tokens,
+        output_tokens,
+        cached,
+        count(input_details.get("cache_write_tokens")),
+        count(output_details.get("reasoning_tokens")),
+        _number(values.get("cost")),
+        audio_seconds,
+        response_id,
+        complete,
     )
 
 
 def anthropic_usage(
     usage: Any,
-    *,
     provider: str,
     operation: str,
     model: str | None,
@@ -236,25 +234,25 @@ def anthropic_usage(
             )
             input_tokens = _add(input_tokens, step_input)
             output = _add(output, count(step.get("output_tokens")))
-    return LLMUsage(
-        provider=provider,
-        operation=operation,
-        model=model,
-        input_tokens=input_tokens,
-        output_tokens=output,
-        cached_input_tokens=read,
-        cache_creation_input_tokens=created,
-        reasoning_tokens=count(
-            as_mapping(values.get("output_tokens_details")).get("thinking_tokens")
-        ),
-        response_id=response_id,
-        complete=complete,
+    thinking = count(as_mapping(values.get("output_tokens_details")).get("thinking_tokens"))
+    return LLMUsage(  # positional (field order), as in openai_usage
+        provider,
+        operation,
+        model,
+        input_tokens,
+        output,
+        read,
+        created,
+        thinking,
+        None,
+        None,
+        response_id,
+        complete,
     )
 
 
 def gemini_usage(
     usage: Any,
-    *,
     provider: str,
     operation: str,
     model: str | None,
@@ -271,16 +269,19 @@ def gemini_usage(
     )
     if output is None and input_tokens is not None and operation == "embed_content":
         output = 0
-    return LLMUsage(
-        provider=provider,
-        operation=operation,
-        model=model,
-        input_tokens=input_tokens,
-        output_tokens=output,
-        cached_input_tokens=count(values.get("cached_content_token_count")),
-        reasoning_tokens=thoughts,
-        response_id=response_id,
-        complete=complete,
+    return LLMUsage(  # positional (field order), as in openai_usage
+        provider,
+        operation,
+        model,
+        input_tokens,
+        output,
+        count(values.get("cached_content_token_count")),
+        None,
+        thoughts,
+        None,
+        None,
+        response_id,
+        complete,
     )
 
 
