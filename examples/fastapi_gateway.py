@@ -146,8 +146,8 @@ def main() -> None:
         billing_api() as (base_url, api_key),
         DodoClient(api_key=api_key, base_url=base_url) as client,
     ):
-        successful = MeterFilter("and", [FilterCondition("statusCode", "less_than", 400)])
-        failed = MeterFilter("and", [FilterCondition("statusCode", "greater_than_or_equals", 400)])
+        successful = MeterFilter("and", (FilterCondition("statusCode", "less_than", 400),))
+        failed = MeterFilter("and", (FilterCondition("statusCode", "greater_than_or_equals", 400),))
         meter_ids = {
             "api-calls": client.meters.create(
                 name="API calls",

@@ -63,7 +63,7 @@ def mode_meter(client: DodoClient, mode: str) -> Meter:
         event_name="gpu.time",
         measurement_unit="GPU seconds",
         aggregation=MeterAggregation("sum", "durationSeconds"),
-        filter=MeterFilter("and", [FilterCondition("mode", "equals", mode)]),
+        filter=MeterFilter("and", (FilterCondition("mode", "equals", mode),)),
     )
 
 

@@ -131,8 +131,9 @@ def main() -> None:
         per_member: dict[str, Decimal] = defaultdict(Decimal)
         count: dict[str, int] = defaultdict(int)
         for event in client.events.list(customer_id=TEAM_ID, event_name="message.sent"):
-            member_id = str(event.metadata["memberId"])
-            per_member[member_id] += Decimal(str(event.metadata["credits"]))
+            metadata = event.metadata or {}
+            member_id = str(metadata["memberId"])
+            per_member[member_id] += Decimal(str(metadata["credits"]))
             count[member_id] += 1
         for member_id in sorted(per_member):
             print_result(

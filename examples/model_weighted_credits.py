@@ -121,11 +121,16 @@ def main() -> None:
             for number, (asked, prompt) in enumerate(SESSION, start=1):
                 left = client.credits.balance(allowance.id, CUSTOMER_ID).balance
                 model = asked if weight_of(asked) <= left else FREE_MODEL
-                messages = [{"role": "user", "content": prompt}]
                 if model.startswith("claude"):
-                    anthropic.messages.create(model=model, max_tokens=1024, messages=messages)
+                    anthropic.messages.create(
+                        model=model,
+                        max_tokens=1024,
+                        messages=[{"role": "user", "content": prompt}],
+                    )
                 else:
-                    openai.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
+                    openai.chat.completions.create(
+                        model=model, messages=[{"role": "user", "content": prompt}]
+                    )
                 print_result(
                     "request", number=number, asked=asked, used=model, credits=weight_of(model)
                 )

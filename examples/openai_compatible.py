@@ -56,7 +56,7 @@ def main() -> None:
                 event_name="llm.chat_completion",
                 measurement_unit="tokens",
                 aggregation=MeterAggregation("sum", "totalTokens"),
-                filter=MeterFilter("and", [FilterCondition("provider", "equals", provider)]),
+                filter=MeterFilter("and", (FilterCondition("provider", "equals", provider),)),
             ).id
             for provider in PROVIDERS
         }

@@ -110,7 +110,7 @@ def main() -> None:
                 event_name="prediction.compute",
                 measurement_unit="seconds",
                 aggregation=MeterAggregation("sum", "durationSeconds"),
-                filter=MeterFilter("and", [FilterCondition("hardware", "equals", hardware)]),
+                filter=MeterFilter("and", (FilterCondition("hardware", "equals", hardware),)),
             ).id
             for hardware in PRICE_PER_SECOND_USD
         }
@@ -119,7 +119,7 @@ def main() -> None:
             event_name="prediction.compute",
             measurement_unit="predictions",
             aggregation=MeterAggregation("count"),
-            filter=MeterFilter("and", [FilterCondition("status", "equals", "error")]),
+            filter=MeterFilter("and", (FilterCondition("status", "equals", "error"),)),
         )
 
         with Ingestion(api_key=api_key, base_url=base_url) as ingestion:

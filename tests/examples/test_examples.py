@@ -469,3 +469,20 @@ def test_fastapi_gateway() -> None:
     assert run.usage() == expected
     # The streamed CSV report is counted in full.
     assert int(client["cus_globex"]["response_bytes"]) > ex.REPORT_ROWS * 10
+
+
+def test_examples_use_the_server_named_by_the_environment() -> None:
+    """With DODO_PAYMENTS_BASE_URL set, an example reports to that server and key."""
+    from dodo_ingest.devserver import DevServer
+
+    ex = load("character_quotas.py")
+    key = "sk_test_examples_env_key_42"
+    with DevServer(api_key=key) as server:
+        run = _run(
+            "character_quotas.py",
+            {"DODO_PAYMENTS_BASE_URL": server.base_url, "DODO_PAYMENTS_API_KEY": key},
+        )
+        stored = set(server.event_ids())
+    assert run.returncode == 0, run.stderr
+    assert {f"{request[0]}:characters" for request in ex.REQUESTS} <= stored
+    assert run.stdout == example("character_quotas.py").stdout
