@@ -7,14 +7,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dodo_ingest import DodoClient
+from dodo_ingest._cli import _backfill
 from dodo_ingest.devserver import DevServer
 from tests.cli.conftest import API_KEY, Cli, recent, write_jsonl
 
 
+@pytest.mark.parametrize("kept", [True, False], ids=["parsed-once", "read-twice"])
 def test_jsonl_backfill_delivers_every_event_with_an_exact_summary(
-    cli: Cli, server: DevServer, tmp_path: Path, make_events: Callable[..., list[dict[str, Any]]]
+    cli: Cli,
+    server: DevServer,
+    tmp_path: Path,
+    make_events: Callable[..., list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    kept: bool,
 ) -> None:
+    if not kept:  # as for a file too big to keep its records between the two passes
+        monkeypatch.setattr(_backfill, "KEEP_RECORDS_BYTES", 0)
     events = make_events(2500)
     file = write_jsonl(tmp_path / "usage.jsonl", [*events, events[7], events[99]])
 

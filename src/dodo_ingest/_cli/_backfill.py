@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,9 @@ PROGRESS_EVERY = 1000
 """Records between two progress updates (and resume records with an outbox)."""
 SHOWN_PROBLEMS = 10
 """Problem lines and dead-letter reasons listed in full."""
+KEEP_RECORDS_BYTES = 32 * 1024 * 1024
+"""Files up to this size are parsed once: the first pass keeps their records (a few hundred
+MB of memory at most) for the second. Bigger files are read twice, in constant memory."""
 
 
 @dataclass
@@ -61,6 +64,8 @@ class Scan:
     """What the first pass found."""
 
     records: int = 0
+    kept: list[Record | RowError] | None = None
+    """The records read, when the file is small enough to keep them for the second pass."""
     sendable: int = 0
     last_line: int = 0
     invalid: list[RowError] = field(default_factory=list)
@@ -245,7 +250,12 @@ def _scan(
 
     scan = Scan()
     now = time.time()
+    if file.stat().st_size <= KEEP_RECORDS_BYTES:
+        scan.kept = []
+    keep = scan.kept.append if scan.kept is not None else None
     for item in read_records(file, file_format, mapping, start_line=start_line):
+        if keep is not None:
+            keep(item)
         scan.records += 1
         scan.last_line = item.line
         if isinstance(item, RowError):
@@ -396,7 +406,13 @@ def _deliver(
         if start_line is not None:
             track = ingestion.track
             last_line = start_line
-            for item in read_records(file, file_format, mapping, start_line=start_line):
+            items: Iterable[Record | RowError] = (
+                scan.kept
+                if scan.kept is not None
+                else read_records(file, file_format, mapping, start_line=start_line)
+            )
+            scan.kept = None
+            for item in items:
                 last_line = item.line
                 reason = skipped.get(item.line)
                 if reason is not None:
