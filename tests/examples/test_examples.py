@@ -102,6 +102,8 @@ def example(program: str) -> Run:
     """The finished run of ``examples/<program>`` (all of them are started on first use)."""
     run = _start_all()[program].result(timeout=TIMEOUT * len(PROGRAMS))
     assert run.returncode == 0, f"{program} failed:\n{run.stdout}\n{run.stderr}"
+    # Nothing on stderr: no warning, and no tracking failure logged by dodo_ingest.
+    assert run.stderr == "", run.stderr
     return run
 
 
