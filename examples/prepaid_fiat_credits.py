@@ -180,33 +180,36 @@ async def play_customer(
 
 
 def main() -> None:
-    with billing_api() as (base_url, api_key):
-        with DodoClient(api_key=api_key, base_url=base_url) as client:
-            input_meter = client.meters.create(
-                name="Input tokens",
-                event_name="llm.input_tokens",
-                measurement_unit="tokens",
-                aggregation=MeterAggregation("sum", "inputTokens"),
-            )
-            output_meter = client.meters.create(
-                name="Output tokens",
-                event_name="llm.output_tokens",
-                measurement_unit="tokens",
-                aggregation=MeterAggregation("sum", "outputTokens"),
-            )
-            credits = client.credits.create_entitlement(
-                name="API credits", unit="USD", currency="USD", precision=6
-            )
-            link_meter_to_credits(base_url, input_meter.id, credits.id, INPUT_TOKENS_PER_USD)
-            link_meter_to_credits(base_url, output_meter.id, credits.id, OUTPUT_TOKENS_PER_USD)
-            # The customer buys credits (in production: a one-time payment on Dodo Payments).
-            client.credits.create_ledger_entry(
-                credits.id, CUSTOMER_ID, amount=TOP_UP_USD, reason="prepaid top-up"
-            )
+    with (
+        billing_api() as (base_url, api_key),
+        DodoClient(api_key=api_key, base_url=base_url) as client,
+    ):
+        input_meter = client.meters.create(
+            name="Input tokens",
+            event_name="llm.input_tokens",
+            measurement_unit="tokens",
+            aggregation=MeterAggregation("sum", "inputTokens"),
+        )
+        output_meter = client.meters.create(
+            name="Output tokens",
+            event_name="llm.output_tokens",
+            measurement_unit="tokens",
+            aggregation=MeterAggregation("sum", "outputTokens"),
+        )
+        credits = client.credits.create_entitlement(
+            name="API credits", unit="USD", currency="USD", precision=6
+        )
+        link_meter_to_credits(base_url, input_meter.id, credits.id, INPUT_TOKENS_PER_USD)
+        link_meter_to_credits(base_url, output_meter.id, credits.id, OUTPUT_TOKENS_PER_USD)
+        # The customer buys credits (in production: a one-time payment on Dodo Payments).
+        client.credits.create_ledger_entry(
+            credits.id, CUSTOMER_ID, amount=TOP_UP_USD, reason="prepaid top-up"
+        )
 
         with Ingestion(api_key=api_key, base_url=base_url) as ingestion:
             tracker = LLMTracker(ingestion, split_events=("llm.input_tokens", "llm.output_tokens"))
-            # Offline: the real OpenAI SDK answered locally. In production: AsyncOpenAI().
+            # Offline: the real OpenAI SDK answered locally. In production: AsyncOpenAI()
+            # (OPENAI_API_KEY from the environment).
             llm = tracker.wrap(
                 AsyncOpenAI(
                     api_key="sk-offline",
@@ -222,8 +225,7 @@ def main() -> None:
             asyncio.run(run())
 
         print_usage(base_url, {"input-tokens": input_meter.id, "output-tokens": output_meter.id})
-        with DodoClient(api_key=api_key, base_url=base_url) as client:
-            balance = client.credits.balance(credits.id, CUSTOMER_ID)
+        balance = client.credits.balance(credits.id, CUSTOMER_ID)
         print_result(
             "balance",
             customer=CUSTOMER_ID,
