@@ -19,6 +19,7 @@ How it is built
       billed.
 
 Run it
+    pip install fastapi   # besides dodo-ingest[all]
     python examples/fastapi_gateway.py
 
     Offline: an embedded dev server stands in for the billing API (or set

@@ -14,7 +14,7 @@ How it is built
       (``outputTokens``).
     - Two meters sum them; both draw on one USD credit entitlement (precision 6, fractions of
       a cent): 400,000 input tokens or 100,000 output tokens per dollar.
-    - A FastAPI gateway serves ``POST /v1/chat/completions``: it reads the customer's balance
+    - A Starlette gateway serves ``POST /v1/chat/completions``: it reads the customer's balance
       and answers 402 when nothing is left, else calls the model. ``POST /webhooks/dodo``
       verifies the webhook signature with ``Webhook`` and handles ``credit.balance_low``.
     - The script plays the customer (requests until refused) and plays Dodo Payments (a
@@ -40,9 +40,11 @@ from decimal import Decimal
 
 import httpx2
 from _local import billing_api, link_meter_to_credits, print_result, print_usage
-from fastapi import FastAPI, HTTPException, Request
 from openai import AsyncOpenAI
-from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from dodo_ingest import AsyncDodoClient, DodoClient, Ingestion, MeterAggregation, NotFoundError
 from dodo_ingest.blueprints.llm import LLMTracker
@@ -71,43 +73,33 @@ REPLY = (
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"example endpoint secret").decode()
 
 
-class ChatRequest(BaseModel):
-    model: str
-    messages: list[dict[str, str]]
-
-
 def create_gateway(
     tracker: LLMTracker, llm: AsyncOpenAI, billing: AsyncDodoClient, entitlement_id: str
-) -> FastAPI:
+) -> Starlette:
     """The customer-facing API: a balance check, the model call, and the webhook endpoint."""
-    app = FastAPI()
     webhook = Webhook(WEBHOOK_SECRET)  # in production: Webhook() reads DODO_PAYMENTS_WEBHOOK_KEY
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatRequest, request: Request) -> dict[str, object]:
+    async def chat_completions(request: Request) -> JSONResponse:
         customer_id = request.headers["x-customer-id"]  # in production: from the API key
         try:
             balance = await billing.credits.balance(entitlement_id, customer_id)
         except NotFoundError:  # never bought credits
             balance = None
         if balance is None or balance.balance <= 0:
-            raise HTTPException(
-                status_code=402,
-                detail="You exceeded your current quota: add credits to continue.",
-            )
+            message = "You exceeded your current quota: add credits to continue."
+            return JSONResponse({"error": {"message": message}}, status_code=402)
+        body = await request.json()
         async with tracker.customer(customer_id):
             completion = await llm.chat.completions.create(
-                model=body.model,
-                messages=body.messages,  # type: ignore[arg-type]
+                model=body["model"], messages=body["messages"]
             )
-        return completion.model_dump()
+        return JSONResponse(completion.model_dump())
 
-    @app.post("/webhooks/dodo")
-    async def dodo_webhook(request: Request) -> dict[str, str]:
+    async def dodo_webhook(request: Request) -> JSONResponse:
         try:
             event = webhook.unwrap(await request.body(), request.headers)
         except WebhookVerificationError:
-            raise HTTPException(status_code=400, detail="invalid webhook signature") from None
+            return JSONResponse({"error": "invalid webhook signature"}, status_code=400)
         if isinstance(event, CreditBalanceLowEvent):
             # In production: email the customer, show a banner, offer auto top-up.
             print_result(
@@ -117,9 +109,14 @@ def create_gateway(
                 available_balance=event.data.available_balance,
                 threshold_percent=event.data.threshold_percent,
             )
-        return {"status": "ok"}
+        return JSONResponse({"status": "ok"})
 
-    return app
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/webhooks/dodo", dodo_webhook, methods=["POST"]),
+        ]
+    )
 
 
 def balance_low_payload(entitlement_id: str, available: Decimal) -> bytes:
@@ -145,7 +142,7 @@ def balance_low_payload(entitlement_id: str, available: Decimal) -> bytes:
 
 
 async def play_customer(
-    app: FastAPI, ingestion: Ingestion, billing: AsyncDodoClient, entitlement_id: str
+    app: Starlette, ingestion: Ingestion, billing: AsyncDodoClient, entitlement_id: str
 ) -> None:
     """Send every question until the gateway refuses; deliver the low-balance webhook."""
     dodo = Webhook(WEBHOOK_SECRET)  # plays Dodo Payments' side: signs what it sends
