@@ -12,7 +12,9 @@ runs the installed ``dodo-ingest send`` as a subprocess, as a user would:
 Each run's JSON summary is checked to be exact (every event delivered, ``new`` and
 ``duplicates_ignored`` as expected, nothing dead-lettered or dropped). Wall time counts from
 starting the process to its exit (interpreter start, both passes over the file, delivery);
-the start-up alone (``dodo-ingest --help``) is printed too. The ceiling is a bare httpx2 loop
+the start-up alone (``dodo-ingest --help``) is printed too, and the CPU time of the command's
+process (both threads, start-up included) per event, which other jobs on the machine disturb
+less than the wall time. The ceiling is a bare httpx2 loop
 posting the same events, prebuilt as 1000-event bodies, to the same server: the ratio says
 how much of the server's speed the command keeps.
 
@@ -25,6 +27,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -109,9 +112,16 @@ def dev_server() -> Iterator[str]:
         process.wait(10)
 
 
-def send(url: str, *args: str) -> tuple[float, dict[str, Any]]:
-    """Run ``dodo-ingest send ... --json``; return its wall time and summary."""
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def send(url: str, *args: str) -> tuple[float, float, dict[str, Any]]:
+    """Run ``dodo-ingest send ... --json``; return its wall time, CPU time and summary."""
     env = {**os.environ, "DODO_PAYMENTS_API_KEY": API_KEY, "DODO_PAYMENTS_BASE_URL": url}
+    cpu = children_cpu()
     start = time.perf_counter()
     result = subprocess.run(
         [str(COMMAND), "send", *args, "--json"],
@@ -122,9 +132,10 @@ def send(url: str, *args: str) -> tuple[float, dict[str, Any]]:
         check=False,
     )
     seconds = time.perf_counter() - start
+    cpu = children_cpu() - cpu
     if result.returncode != 0:
         raise RuntimeError(f"send failed ({result.returncode}): {result.stderr}{result.stdout}")
-    return seconds, json.loads(result.stdout)
+    return seconds, cpu, json.loads(result.stdout)
 
 
 def check(summary: dict[str, Any], count: int, new: int) -> None:
@@ -176,6 +187,7 @@ def main() -> None:
     options = parser.parse_args()
     count = options.events
     rows: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
     ceilings: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -198,12 +210,14 @@ def main() -> None:
                     ("csv", [str(as_csv), "--id-column", "id", "--customer-column", "user"], count),
                 ]
                 for label, args, new in scenarios:
-                    seconds, summary = send(url, *args)
+                    seconds, cpu, summary = send(url, *args)
                     check(summary, count, new)
                     rows.setdefault(label, []).append(seconds)
+                    cpus.setdefault(label, []).append(cpu)
                     print(
                         f"run {run + 1} {label:<15} {seconds:6.2f} s  "
-                        f"{count / seconds:>9,.0f} events/s  (summary exact)",
+                        f"{count / seconds:>9,.0f} events/s  "
+                        f"{cpu / count * 1e6:5.1f} us CPU/event  (summary exact)",
                         flush=True,
                     )
         start_seconds = statistics.median(startup() for _ in range(5))
@@ -212,13 +226,17 @@ def main() -> None:
     print(f"{count:,} events, median of {options.runs} run(s), best in brackets")
     print(f"command start-up (dodo-ingest --help): {start_seconds:.2f} s")
     print(f"ceiling, bare httpx2 loop of prebuilt bodies: {top:,.0f} events/s")
-    print(f"{'scenario':<16} {'wall s':>14} {'events/s':>20} {'ratio to ceiling':>17}")
+    print(
+        f"{'scenario':<16} {'wall s':>14} {'events/s':>20} {'ratio to ceiling':>17} "
+        f"{'CPU us/event':>13}"
+    )
     for label, times in rows.items():
         median, best = statistics.median(times), min(times)
         rate = count / median
+        cpu = statistics.median(cpus[label]) / count * 1e6
         print(
             f"{label:<16} {median:6.2f} ({best:5.2f}) "
-            f"{rate:>9,.0f} ({count / best:>8,.0f}) {rate / top:>17.2f}"
+            f"{rate:>9,.0f} ({count / best:>8,.0f}) {rate / top:>17.2f} {cpu:>13.1f}"
         )
 
 
