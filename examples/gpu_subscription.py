@@ -21,7 +21,7 @@ Run it
 
     Offline: an embedded dev server stands in for the billing API (or set
     DODO_PAYMENTS_BASE_URL to a running ``dodo-ingest dev-server``); the "GPU work" is a short
-    sleep, so the whole run takes about two seconds. It prints one ``job`` line per job, then
+    sleep, so the whole run takes a few seconds. It prints one ``job`` line per job, then
     ``usage`` and ``balance`` lines.
 """
 

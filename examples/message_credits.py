@@ -25,7 +25,7 @@ Run it
 
     Offline: an embedded dev server stands in for the billing API (or set
     DODO_PAYMENTS_BASE_URL to a running ``dodo-ingest dev-server``); three days are simulated
-    in a second. It prints ``drip``, ``message`` and ``member`` lines, then ``usage`` and
+    in a few seconds. It prints ``drip``, ``message`` and ``member`` lines, then ``usage`` and
     ``balance`` lines.
 """
 

@@ -22,7 +22,7 @@ Run it
 
     Offline: an embedded dev server stands in for the billing API (or set
     DODO_PAYMENTS_BASE_URL to a running ``dodo-ingest dev-server``); the "models" are short
-    sleeps run by four worker threads, about a second and a half in all. It prints one
+    sleeps run by four worker threads, a few seconds in all. It prints one
     ``prediction`` line per job, then ``usage`` and ``invoice`` lines.
 """
 
