@@ -104,3 +104,14 @@ async def test_async_clients(transport: MockLLMTransport) -> None:
 def test_unknown_routes_are_404(transport: MockLLMTransport) -> None:
     with httpx2.Client(transport=transport) as http:
         assert http.post("http://mock/v1/unknown", json={}).status_code == 404
+
+
+def test_response_ids_are_unique_across_transports() -> None:
+    ids = set()
+    for _ in range(2):
+        transport = MockLLMTransport(reply=REPLY)
+        with httpx2.Client(transport=transport) as http:
+            answer = http.post("http://mock/v1/chat/completions", json={"messages": []})
+            ids.add(answer.json()["id"])
+            ids.add(answer.headers["x-request-id"])
+    assert len(ids) == 4

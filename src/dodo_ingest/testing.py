@@ -19,7 +19,9 @@ the real provider SDKs, and a wrapped client's usage tracking, run unchanged::
 
 Token counts are deterministic: a prompt costs one token per 4 characters of its text (at
 least 1) and the reply one token per word, so tests can assert exact figures. Every answer
-gets a new response id. Requests the mock does not know get a 404 in the provider's shape.
+gets a response id (and an ``x-request-id`` header) unique across processes, so events
+derived from them never collide between runs. Requests the mock does not know get a 404 in
+the provider's shape.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import itertools
 import json
 import math
 import re
+import secrets
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -82,6 +85,7 @@ class MockLLMTransport(httpx2.MockTransport):
         self.reply = reply
         self.requests = 0
         self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(4)
         self._lock = threading.Lock()
 
     # --- dispatch ------------------------------------------------------------------------
@@ -89,7 +93,12 @@ class MockLLMTransport(httpx2.MockTransport):
     def _handle(self, request: httpx2.Request) -> httpx2.Response:
         with self._lock:
             self.requests += 1
-            number = next(self._ids)
+            number = f"{self._prefix}{next(self._ids):06d}"
+        response = self._answer(request, number)
+        response.headers["x-request-id"] = f"req_mock{number}"
+        return response
+
+    def _answer(self, request: httpx2.Request, number: str) -> httpx2.Response:
         body = json.loads(request.content or b"{}")
         path = request.url.path
         prompt_tokens = count_tokens("".join(_texts(body)))
@@ -113,7 +122,7 @@ class MockLLMTransport(httpx2.MockTransport):
 
     # --- OpenAI --------------------------------------------------------------------------
 
-    def _openai_chat(self, body: dict[str, Any], prompt: int, number: int) -> httpx2.Response:
+    def _openai_chat(self, body: dict[str, Any], prompt: int, number: str) -> httpx2.Response:
         model = body.get("model", "gpt-4o-mini")
         completion = len(self._words)
         usage = {
@@ -123,7 +132,7 @@ class MockLLMTransport(httpx2.MockTransport):
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
         }
-        base = {"id": f"chatcmpl-mock{number:08d}", "created": 1767225600, "model": model}
+        base = {"id": f"chatcmpl-mock{number}", "created": 1767225600, "model": model}
         if not body.get("stream"):
             choice = {
                 "index": 0,
@@ -160,10 +169,10 @@ class MockLLMTransport(httpx2.MockTransport):
         }
         return httpx2.Response(200, json=payload)
 
-    def _openai_responses(self, body: dict[str, Any], prompt: int, number: int) -> httpx2.Response:
+    def _openai_responses(self, body: dict[str, Any], prompt: int, number: str) -> httpx2.Response:
         output = len(self._words)
         payload = {
-            "id": f"resp_mock{number:08d}",
+            "id": f"resp_mock{number}",
             "object": "response",
             "created_at": 1767225600,
             "status": "completed",
@@ -171,7 +180,7 @@ class MockLLMTransport(httpx2.MockTransport):
             "output": [
                 {
                     "type": "message",
-                    "id": f"msg_mock{number:08d}",
+                    "id": f"msg_mock{number}",
                     "status": "completed",
                     "role": "assistant",
                     "content": [{"type": "output_text", "text": self.reply, "annotations": []}],
@@ -193,7 +202,7 @@ class MockLLMTransport(httpx2.MockTransport):
     # --- Anthropic -----------------------------------------------------------------------
 
     def _anthropic_messages(
-        self, body: dict[str, Any], prompt: int, number: int
+        self, body: dict[str, Any], prompt: int, number: str
     ) -> httpx2.Response:
         model = body.get("model", "claude-sonnet-4-6")
         output = len(self._words)
@@ -204,7 +213,7 @@ class MockLLMTransport(httpx2.MockTransport):
             "output_tokens": output,
         }
         message = {
-            "id": f"msg_mock{number:08d}",
+            "id": f"msg_mock{number}",
             "type": "message",
             "role": "assistant",
             "model": model,
@@ -256,11 +265,11 @@ class MockLLMTransport(httpx2.MockTransport):
 
     # --- Gemini --------------------------------------------------------------------------
 
-    def _gemini(self, model: str, method: str, prompt: int, number: int) -> httpx2.Response:
+    def _gemini(self, model: str, method: str, prompt: int, number: str) -> httpx2.Response:
         if method == "embedContent":
             return httpx2.Response(200, json={"embedding": {"values": [0.0, 0.1, 0.2]}})
         words = self._words
-        response_id = f"mock{number:08d}"
+        response_id = f"mock{number}"
 
         def chunk(parts: list[str], candidates: int | None, final: bool) -> dict[str, Any]:
             usage: dict[str, Any] = {"promptTokenCount": prompt}

@@ -10,7 +10,7 @@ bad value fails in the caller rather than in a later request. Response models ar
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -335,11 +335,11 @@ class MeterFilter:
 
     The clauses are either all :class:`FilterCondition` or all nested :class:`MeterFilter`
     (the API does not allow mixing them in one list); nesting goes at most 3 levels below the
-    top filter.
+    top filter. Any sequence is accepted and kept as a tuple.
     """
 
     conjunction: Literal["and", "or"]
-    clauses: tuple[FilterCondition, ...] | tuple[MeterFilter, ...] = field(default=())
+    clauses: Sequence[FilterCondition] | Sequence[MeterFilter] = field(default=())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "clauses", tuple(self.clauses))
