@@ -95,6 +95,51 @@ def test_a_killed_send_resumes_and_every_event_is_stored_once(
     assert restarted["duplicates_ignored"] == 12_000
 
 
+def test_ctrl_c_stops_with_status_130_and_the_next_run_resumes(
+    cli: Cli, server: DevServer, tmp_path: Path, make_events: Callable[..., list[dict[str, Any]]]
+) -> None:
+    events = make_events(6000)
+    file = write_jsonl(tmp_path / "usage.jsonl", events)
+    outbox = tmp_path / "send.db"
+    server.set_faults("slow=1.0", slow_delay=30)
+    env = {
+        **os.environ,
+        "DODO_PAYMENTS_API_KEY": API_KEY,
+        "DODO_PAYMENTS_BASE_URL": server.base_url,
+    }
+    process = subprocess.Popen(
+        [str(COMMAND), "send", str(file), "--outbox", str(outbox), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while lines_done(outbox) < 2000:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the command did not get going"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 130, stderr
+    interrupted = json.loads(stdout)
+    assert interrupted["stopped_by"] == "interrupted"
+    assert interrupted["ok"] is False
+    assert interrupted["unsettled"] > 0  # kept in the outbox, not dropped
+    assert interrupted["dropped"] == 0
+
+    server.set_faults(None)
+    summary = cli.json("send", str(file), "--outbox", str(outbox))
+    assert summary["ok"] is True
+    assert summary["resumed_from_line"] >= 2000
+    assert sorted(server.event_ids()) == sorted(e["event_id"] for e in events)
+
+
 @pytest.mark.parametrize("entry", [["-m", "dodo_ingest"], []])
 def test_the_installed_command_and_python_m_run_send(
     server: DevServer,

@@ -181,7 +181,7 @@ def test_old_events_are_refused_skipped_or_sent_and_dead_lettered(
 
     refused = cli("send", str(file))
     assert refused.exit_code == 2
-    assert "1 event(s) are older than 55 minutes (oldest 61 min; lines 51)" in refused.stderr
+    assert "1 event(s) are older than 55 minutes (oldest 61 min; line 51)" in refused.stderr
     assert server.event_ids() == []
 
     skipped = cli.json("send", str(file), "--old-events", "skip")
@@ -243,3 +243,20 @@ def test_usage_errors_exit_2(cli: Cli, tmp_path: Path) -> None:
     restart = cli("send", str(file), "--restart")
     assert restart.exit_code == 2
     assert "--restart needs --outbox" in restart.stderr
+
+
+def test_a_csv_without_a_mapped_column_or_a_binary_file_is_refused(
+    cli: Cli, server: DevServer, tmp_path: Path
+) -> None:
+    file = tmp_path / "export.csv"
+    file.write_text(f"user,timestamp\ncus_1,{recent()}\n")
+    result = cli("send", str(file), "--event-name", "e", "--skip-invalid")
+    assert result.exit_code == 2
+    assert "column 'customer_id' is not in the header (user, timestamp)" in result.stderr
+
+    binary = tmp_path / "usage.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00garbage\n")
+    result = cli("send", str(binary))
+    assert result.exit_code == 2
+    assert "not UTF-8 text" in result.stderr
+    assert server.event_ids() == []

@@ -9,6 +9,7 @@ refused (dead letters, with the reasons).
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -161,7 +162,10 @@ def run(
     redact: Callable[[str], str],
     err: Console,
 ) -> Outcome:
-
+    """Check ``file``, deliver its events through an :class:`Ingestion` and return what
+    happened. Raises ``SystemExit(2)`` when the check refuses the file, and
+    :class:`~dodo_ingest._cli._rows.FileFormatError` or :class:`UnicodeDecodeError` for a
+    file that cannot be read."""
     started = time.monotonic()
     started_at = time.time()
     max_age = Settings().max_event_age
@@ -172,7 +176,7 @@ def run(
     if outbox_path is not None:
         try:
             outbox = Outbox(outbox_path)
-        except Exception as error:
+        except (sqlite3.Error, OSError) as error:
             raise click.UsageError(f"--outbox {outbox_path}: cannot open it ({error})") from None
         progress_store = SendProgress(outbox_path, file)
         if restart:
@@ -189,8 +193,12 @@ def run(
     try:
         scan = Scan()
         if not finished:
-            with err.status(f"Checking {file}...", spinner="dots"):
-                scan = _scan(file, file_format, mapping, start_line, max_age)
+            try:
+                with err.status(f"Checking {file}...", spinner="dots"):
+                    scan = _scan(file, file_format, mapping, start_line, max_age)
+            except KeyboardInterrupt:
+                err.print("Interrupted before anything was sent.")
+                raise SystemExit(EXIT_INTERRUPTED) from None
             _report_scan(err, scan, old_events, skip_invalid, max_age)
         skipped = scan.skipped_lines(skip_old=old_events == "skip")
         oldest = max((age for _, age in scan.old), default=0.0)
@@ -247,7 +255,6 @@ def _scan(
     file: Path, file_format: Format, mapping: ColumnMapping, start_line: int, max_age: float
 ) -> Scan:
     """First pass: check every record as the second pass would send it."""
-
     scan = Scan()
     now = time.time()
     if file.stat().st_size <= KEEP_RECORDS_BYTES:
@@ -308,9 +315,10 @@ def _report_scan(
     if scan.old:
         oldest = max(age for _, age in scan.old)
         first = ", ".join(str(line) for line, _ in scan.old[:5])
+        lines = "line" if len(scan.old) == 1 else "lines"
         err.print(
             f"[bold yellow]{len(scan.old)} event(s) are older than {max_age / 60:g} minutes[/] "
-            f"(oldest {_age(oldest)}; lines {first}{', ...' if len(scan.old) > 5 else ''}): "
+            f"(oldest {_age(oldest)}; {lines} {first}{', ...' if len(scan.old) > 5 else ''}): "
             "the API refuses events older than 1 hour."
         )
     refusals = []
@@ -390,7 +398,6 @@ def _deliver(
     outcome: Outcome,
 ) -> None:
     """Second pass: hand the records to ``ingestion`` and wait until they are settled."""
-
     to_send = scan.sendable - (len(skipped) - len(scan.invalid))
     with Progress(
         TextColumn("{task.description:<10}"),
@@ -437,6 +444,8 @@ def _deliver(
                 if outcome.read % PROGRESS_EVERY == 0:
                     if progress_store is not None:
                         progress_store.record(item.line)
+                    if _stopped(tally, outcome):
+                        break
                     _update(bar, read_task, sent_task, ingestion, outcome, to_send)
                     _wait_for_room(
                         ingestion,
@@ -444,8 +453,9 @@ def _deliver(
                         outcome,
                         lambda: _update(bar, read_task, sent_task, ingestion, outcome, to_send),
                     )
-            if progress_store is not None:
-                progress_store.record(max(last_line, scan.last_line), finished=True)
+            else:
+                if progress_store is not None:
+                    progress_store.record(max(last_line, scan.last_line), finished=True)
         _update(bar, read_task, sent_task, ingestion, outcome, to_send)
         deadline = time.monotonic() + timeout
         while not ingestion.flush(timeout=0.2):
@@ -467,9 +477,11 @@ def _update(
     to_send: int,
 ) -> None:
     stats = ingestion.stats
-    total = to_send + max(0, stats.enqueued - outcome.read)
-    bar.update(read_task, completed=outcome.read, total=total)
-    bar.update(sent_task, completed=stats.delivered + stats.dead_lettered, total=total)
+    taken_over = max(0, stats.enqueued - outcome.read)
+    bar.update(read_task, completed=outcome.read)
+    bar.update(
+        sent_task, completed=stats.delivered + stats.dead_lettered, total=to_send + taken_over
+    )
 
 
 def _wait_for_room(

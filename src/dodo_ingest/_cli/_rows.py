@@ -22,6 +22,7 @@ from ..client._models import MetadataValue, parse_timestamp
 
 __all__ = [
     "ColumnMapping",
+    "FileFormatError",
     "Format",
     "Record",
     "RowError",
@@ -72,6 +73,10 @@ class Record:
     metadata: dict[str, Any] | None
 
 
+class FileFormatError(ValueError):
+    """The file as a whole cannot be read with the mapping (a mapped column is missing)."""
+
+
 class RowError(Exception):
     """A record that cannot become an event: ``line`` (1-based), ``field`` and ``problem``."""
 
@@ -108,7 +113,9 @@ def read_records(
     path: Path, fmt: Format, mapping: ColumnMapping, *, start_line: int = 0
 ) -> Iterator[Record | RowError]:
     """Yield every record of the file after line ``start_line``, or the error that makes it
-    unusable, in file order. Blank lines are skipped."""
+    unusable, in file order. Blank lines are skipped. Raises :class:`FileFormatError` when a
+    CSV header lacks a mapped column, :class:`UnicodeDecodeError` for a file that is not
+    UTF-8."""
     if fmt == "csv":
         return _read_csv(path, mapping, start_line)
     return _read_jsonl(path, mapping, start_line)
@@ -142,14 +149,14 @@ def _read_csv(path: Path, mapping: ColumnMapping, start_line: int) -> Iterator[R
         if header is None:
             return
         columns = [name.strip() for name in header]
-        missing = [
-            name
-            for name in (mapping.customer_id, *(c for c, _ in mapping.metadata or ()))
-            if name not in columns
-        ]
-        if missing:
-            yield RowError(1, missing[0], f"no such column in the header ({', '.join(columns)})")
-            return
+        required = [mapping.customer_id, *(column for column, _ in mapping.metadata or ())]
+        if mapping.default_event_name is None:
+            required.append(mapping.event_name)
+        for name in required:
+            if name not in columns:
+                raise FileFormatError(
+                    f"column {name!r} is not in the header ({', '.join(columns)})"
+                )
         width = len(columns)
         for row in reader:
             number = reader.line_num

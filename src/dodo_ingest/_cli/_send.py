@@ -124,7 +124,7 @@ def send(
     (bad usage or refused input), 130 interrupted.
     """
     from ._backfill import EXIT_FAILED, EXIT_INTERRUPTED, print_summary, run
-    from ._rows import ColumnMapping, Format, detect_format
+    from ._rows import ColumnMapping, FileFormatError, Format, detect_format
 
     mapping = ColumnMapping(
         event_id=id_column,
@@ -136,7 +136,10 @@ def send(
     )
     if restart and outbox is None:
         raise click.UsageError("--restart needs --outbox")
-    file_format: Format = detect_format(file) if fmt == "auto" else fmt  # type: ignore[assignment]
+    try:
+        file_format: Format = detect_format(file) if fmt == "auto" else fmt  # type: ignore[assignment]
+    except UnicodeDecodeError:
+        raise click.UsageError(f"{file} is not UTF-8 text") from None
     client = conn.client()
     err = console(stderr=True)
     try:
@@ -156,6 +159,10 @@ def send(
                 redact=conn.redact,
                 err=err,
             )
+    except FileFormatError as error:
+        raise click.UsageError(f"{file}: {error}") from None
+    except UnicodeDecodeError:
+        raise click.UsageError(f"{file} is not UTF-8 text") from None
     finally:
         client.close()
     if as_json:
