@@ -31,15 +31,24 @@ def main(verbose: bool) -> None:
     DODO_PAYMENTS_API_KEY, DODO_PAYMENTS_BASE_URL and DODO_PAYMENTS_ENVIRONMENT.
     """
     logger = logging.getLogger("dodo_ingest")
+    level = logger.level
+    handler: logging.Handler
     if verbose:
         from rich.logging import RichHandler
 
         from ._cli._common import console
 
-        logger.addHandler(RichHandler(console=console(stderr=True), show_path=False))
+        handler = RichHandler(console=console(stderr=True), show_path=False)
         logger.setLevel(logging.INFO)
-    elif not logger.handlers:
-        logger.addHandler(logging.NullHandler())
+    else:  # the SDK's warnings would garble the progress bar; the summary reports them
+        handler = logging.NullHandler()
+    logger.addHandler(handler)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    click.get_current_context().call_on_close(restore)
 
 
 for command in (send, events, meters, balance, outbox, dev_server, demo):

@@ -260,3 +260,17 @@ def test_a_csv_without_a_mapped_column_or_a_binary_file_is_refused(
     assert result.exit_code == 2
     assert "not UTF-8 text" in result.stderr
     assert server.event_ids() == []
+
+
+def test_verbose_shows_the_sdk_log(
+    cli: Cli, tmp_path: Path, make_events: Callable[..., list[dict[str, Any]]]
+) -> None:
+    old = {**make_events(1)[0], "event_id": "too-old", "timestamp": recent(61 * 60)}
+    file = write_jsonl(tmp_path / "usage.jsonl", [old])
+
+    quiet = cli("send", str(file), "--old-events", "send", "--no-progress")
+    verbose = cli("-v", "send", str(file), "--old-events", "send", "--no-progress")
+
+    assert quiet.exit_code == verbose.exit_code == 1
+    assert "1 event(s) dead-lettered" not in quiet.stderr
+    assert "1 event(s) dead-lettered" in verbose.stderr

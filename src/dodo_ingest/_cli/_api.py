@@ -61,7 +61,7 @@ def list_events(
     as_json: bool,
     conn: Connection,
 ) -> None:
-    """List events, newest first as the API orders them."""
+    """List events (at most --limit), filtered by customer, name, meter or time."""
     with conn.client() as client, api_errors(conn):
         items = list(
             client.events.list(
