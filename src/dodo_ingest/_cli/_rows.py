@@ -269,14 +269,11 @@ def _selected(
 
 def _convert(number: int, column: str, value: Any, kind: str) -> MetadataValue | Any:
     """A cell as the metadata type asked for; ``auto`` reads numbers and true/false in text
-    (but ``007`` stays text: leading zeros mark codes) and keeps JSON values as they are."""
+    (but ``007`` stays text: leading zeros mark codes) and keeps JSON values as they are;
+    ``str`` turns a JSON value into its JSON text."""
     field = f"metadata.{column}"
     if not isinstance(value, str):
-        if kind in ("auto", "str") or kind == type(value).__name__:
-            return str(value) if kind == "str" and not isinstance(value, (dict, list)) else value
-        if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        raise RowError(number, field, f"must be {kind}, got {json.dumps(value)}")
+        return _convert_json(number, field, value, kind)
     text = value.strip()
     if kind == "str":
         return value
@@ -307,3 +304,20 @@ def _convert(number: int, column: str, value: Any, kind: str) -> MetadataValue |
     if text in _FALSE:
         return False
     raise RowError(number, field, f"must be true or false, got {value!r}")
+
+
+def _convert_json(number: int, field: str, value: Any, kind: str) -> Any:
+    """A JSON value (not a string) as ``kind``; objects, arrays and null are left for the
+    event's validation to refuse."""
+    number_like = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "auto":
+        return value
+    if kind == "str":
+        return json.dumps(value, ensure_ascii=False)
+    if kind == "int" and number_like and float(value).is_integer():
+        return int(value)
+    if kind == "float" and number_like:
+        return float(value)
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    raise RowError(number, field, f"must be {kind}, got {json.dumps(value)}")
