@@ -18,7 +18,7 @@ import respx
 from google import genai
 
 from dodo_ingest import DodoClient
-from dodo_ingest.blueprints.llm import LLMTracker
+from dodo_ingest.blueprints.llm import LLMTracker, create_llm_tracker
 from dodo_ingest.delivery import Ingestion
 from dodo_ingest.devserver import DevServer
 
@@ -279,3 +279,17 @@ async def test_async_matrix_reaches_the_dev_server(
     await call(client)
     expected_with_case = {**expected, "case": customer}
     _check_stored(server, ingestion, sink, customer, expected_with_case)
+
+
+def test_create_llm_tracker_owns_its_ingestion(
+    server: DevServer, providers: respx.MockRouter
+) -> None:
+    with create_llm_tracker(api_key="dev_key", base_url=server.base_url) as tracker:
+        client = tracker.wrap(
+            client=openai.OpenAI(api_key="sk-test", max_retries=0), customer_id="cus_ts_shape"
+        )
+        client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+    # leaving the block flushed and closed the Ingestion the tracker created
+    with DodoClient(api_key="dev_key", base_url=server.base_url) as dodo:
+        stored = list(dodo.events.list(customer_id="cus_ts_shape"))
+    assert [e.metadata for e in stored] == [payloads.CHAT_METADATA]
