@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
+import threading
 import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from ...client._errors import EventValidationError
 from ...client._models import MetadataValue, validate_metadata
+from .._common import EventSink
 from ._billing import ModelTable, Number, Price, cost_cents, to_decimal
 from ._usage import LLMUsage, field, gemini_usage, gemini_usage_from_body
 
@@ -59,21 +60,6 @@ _OUTPUT_KEYS = ("outputTokens", "reasoningTokens", "audioSeconds")
 _SHARED_KEYS = ("provider", "operation", "model", "status")
 
 
-class EventSink(Protocol):
-    """What the tracker needs from the delivery pipeline (``dodo_ingest.Ingestion`` fits)."""
-
-    def track(
-        self,
-        customer_id: str,
-        event_name: str | None = None,
-        metadata: Mapping[str, MetadataValue] | None = None,
-        *,
-        event_id: str | None = None,
-    ) -> str:
-        """Validate and enqueue one event without I/O; return its event id."""
-        ...
-
-
 class LLMTrackerStats:
     """Counters of one tracker (read them as attributes; they only grow).
 
@@ -82,47 +68,31 @@ class LLMTrackerStats:
     ``dodo_ingest`` logger); the LLM call itself was never affected.
     """
 
-    __slots__ = ("_events", "_failures", "_incomplete")
+    __slots__ = ("_lock", "events", "failures", "incomplete")
 
     def __init__(self) -> None:
-        # itertools.count: ``next()`` is atomic, so threads need no lock to count
-        self._events = itertools.count()
-        self._incomplete = itertools.count()
-        self._failures = itertools.count()
-
-    @property
-    def events(self) -> int:
-        """Events handed to the delivery pipeline."""
-        return _value(self._events)
-
-    @property
-    def incomplete(self) -> int:
-        """Events for streams whose final usage was never seen (``status: incomplete``)."""
-        return _value(self._incomplete)
-
-    @property
-    def failures(self) -> int:
-        """Tracking failures; the LLM calls were not affected."""
-        return _value(self._failures)
+        self._lock = threading.Lock()
+        self.events = 0
+        self.incomplete = 0
+        self.failures = 0
 
     def _count_event(self) -> None:
-        next(self._events)
+        with self._lock:
+            self.events += 1
 
     def _count_incomplete(self) -> None:
-        next(self._incomplete)
+        with self._lock:
+            self.incomplete += 1
 
     def _count_failure(self) -> None:
-        next(self._failures)
+        with self._lock:
+            self.failures += 1
 
     def __repr__(self) -> str:
         return (
             f"LLMTrackerStats(events={self.events}, incomplete={self.incomplete}, "
             f"failures={self.failures})"
         )
-
-
-def _value(counter: itertools.count[int]) -> int:
-    return int(repr(counter)[6:-1])  # "count(7)" -> 7
 
 
 class Scope:
