@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx2
@@ -47,7 +47,7 @@ CpuClock = Callable[[], float]
 
 def build_batches(run: str, batches: int, batch_size: int) -> list[bytes]:
     """Encoded ``{"events": [...]}`` bodies of LLM-like events with unique ids."""
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     bodies = []
     for b in range(batches):
         events = [

@@ -7,6 +7,7 @@ import io
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC
 
 import pytest
 
@@ -25,9 +26,9 @@ def test_track_stream_bytes_sends_bytes_key(sink: RecordingSink) -> None:
 
 
 def test_track_stream_bytes_passes_event_id_and_timestamp(sink: RecordingSink) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    when = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    when = datetime(2026, 1, 2, tzinfo=UTC)
     assert track_stream_bytes(sink, "cus_1", 0, event_id="fixed", timestamp=when) == "fixed"
     assert sink.events[0].timestamp == when
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -140,7 +140,7 @@ def test_requests_carry_auth_user_agent_and_json(client: DodoClient, api: respx.
 
 def test_ingest_sends_validated_events(client: DodoClient, api: respx.MockRouter) -> None:
     route = api.post("/events/ingest").respond(200, json={"ingested_count": 2})
-    ts = datetime(2026, 11, 25, 8, tzinfo=timezone.utc)
+    ts = datetime(2026, 11, 25, 8, tzinfo=UTC)
     result = client.events.ingest(
         [
             EventInput("e1", "c1", "llm", ts, {"inputTokens": 3}),
@@ -221,7 +221,7 @@ def test_list_stops_on_an_empty_page_and_at_the_limit(
 
 def test_list_sends_time_filters_as_rfc3339(client: DodoClient, api: respx.MockRouter) -> None:
     route = api.get("/events").respond(200, json={"items": []})
-    start = datetime(2026, 11, 25, 7, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 25, 7, tzinfo=UTC)
     list(client.events.list(meter_id="mtr_1", start=start, end="2026-11-25T09:00:00Z"))
     params = route.calls.last.request.url.params
     assert params["start"] == "2026-11-25T07:00:00.000Z"
@@ -426,8 +426,8 @@ def test_retry_after_is_honoured(
 def test_retry_after_as_http_date(client: DodoClient, api: respx.MockRouter) -> None:
     from email.utils import format_datetime
 
-    when = datetime.now(timezone.utc).replace(microsecond=0)
-    when = when.fromtimestamp(when.timestamp() + 5, timezone.utc)
+    when = datetime.now(UTC).replace(microsecond=0)
+    when = when.fromtimestamp(when.timestamp() + 5, UTC)
     api.get("/events/e1").mock(
         side_effect=[
             httpx2.Response(429, headers={"retry-after": format_datetime(when, usegmt=True)}),

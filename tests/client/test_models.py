@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
 
@@ -18,7 +18,7 @@ from dodo_ingest import (
 )
 from dodo_ingest.client._models import validate_metadata
 
-NOW = datetime(2026, 11, 25, 8, 0, 0, 123456, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 8, 0, 0, 123456, tzinfo=UTC)
 
 
 def test_event_input_serialises_to_the_wire_shape() -> None:
@@ -82,7 +82,7 @@ def test_limits_are_inclusive() -> None:
 
 
 def test_enum_and_subclass_values_become_plain_scalars() -> None:
-    class Tier(str, Enum):
+    class Tier(str, Enum):  # noqa: UP042 (str() of such a member is "Tier.PRO")
         PRO = "pro"
 
     clean = validate_metadata({"tier": Tier.PRO, "n": 3})
@@ -99,7 +99,7 @@ def test_from_dict_parses_timestamps_and_reports_bad_ones() -> None:
             "timestamp": "2026-11-25T08:00:00Z",
         }
     )
-    assert event.timestamp == datetime(2026, 11, 25, 8, tzinfo=timezone.utc)
+    assert event.timestamp == datetime(2026, 11, 25, 8, tzinfo=UTC)
     with pytest.raises(EventValidationError, match="RFC 3339"):
         EventInput.from_dict(
             {"event_id": "e", "customer_id": "c", "event_name": "n", "timestamp": "yesterday"}

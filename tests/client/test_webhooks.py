@@ -10,7 +10,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -141,7 +141,7 @@ def test_published_vector_verifies() -> None:
 
 def test_signed_by_reference_library_verifies() -> None:
     body = envelope("credit.added", ledger_data(transaction_type="credit_added"))
-    when = datetime.fromtimestamp(NOW, tz=timezone.utc)
+    when = datetime.fromtimestamp(NOW, tz=UTC)
     signature = standardwebhooks.Webhook(SECRET).sign("msg_ref", when, body.decode())
     headers = {
         "webhook-id": "msg_ref",
@@ -162,7 +162,7 @@ def test_sign_matches_independent_hmac() -> None:
         "webhook-signature": hmac_signature(SECRET_BYTES, "msg_x", NOW, body),
     }
     reference = standardwebhooks.Webhook(SECRET).sign(
-        "msg_x", datetime.fromtimestamp(NOW, tz=timezone.utc), body.decode()
+        "msg_x", datetime.fromtimestamp(NOW, tz=UTC), body.decode()
     )
     assert headers["webhook-signature"] == reference
 
@@ -445,7 +445,7 @@ def test_ledger_events_parse_with_decimals(
     assert event.type == event_type
     assert event.business_id == "bus_1"
     assert event.webhook_id == "msg_42"
-    assert event.timestamp == datetime(2026, 11, 25, 8, 0, 1, tzinfo=timezone.utc)
+    assert event.timestamp == datetime(2026, 11, 25, 8, 0, 1, tzinfo=UTC)
     assert event.data == CreditTransaction(
         id="cle_1",
         business_id="bus_1",
@@ -459,7 +459,7 @@ def test_ledger_events_parse_with_decimals(
         balance_after=Decimal("87.654322"),
         overage_before=Decimal("0"),
         overage_after=Decimal("0.10000000000000000001"),
-        created_at=datetime(2026, 11, 25, 8, 0, 0, 123000, tzinfo=timezone.utc),
+        created_at=datetime(2026, 11, 25, 8, 0, 0, 123000, tzinfo=UTC),
         metadata={"model": "gpt-5", "tokens": 1200},
         grant_id="grant_1",
     )
@@ -499,7 +499,7 @@ def test_unknown_type_is_a_generic_event() -> None:
         type="payment.succeeded",
         data={"payment_id": "pay_1", "total_amount": 1999},
         business_id="bus_1",
-        timestamp=datetime(2026, 11, 25, 8, 0, 1, tzinfo=timezone.utc),
+        timestamp=datetime(2026, 11, 25, 8, 0, 1, tzinfo=UTC),
         webhook_id="msg_7",
     )
 

@@ -8,7 +8,7 @@ shape the real API would refuse.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx2
 import pytest
@@ -42,7 +42,7 @@ def client(prism_url: str, sent: list[httpx2.Request]) -> Iterator[DodoClient]:
 
 
 def test_ingest_is_accepted_by_the_contract(client: DodoClient) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     result = client.events.ingest(
         [
             EventInput(
@@ -76,10 +76,10 @@ def test_invalid_events_never_reach_the_server(
 def test_list_pages_and_filters_match_the_contract(
     client: DodoClient, sent: list[httpx2.Request]
 ) -> None:
-    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    start = datetime.now(UTC) - timedelta(hours=1)
     events = list(
         client.events.list(
-            customer_id="cus_1", event_name="llm", start=start, end=datetime.now(timezone.utc)
+            customer_id="cus_1", event_name="llm", start=start, end=datetime.now(UTC)
         )
     )
     assert events and events[0].event_id  # one short page: iteration stops

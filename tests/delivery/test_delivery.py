@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -90,7 +90,7 @@ def test_a_poison_event_among_1000_is_isolated_in_few_requests(server, make_inge
         max_event_age=7200,  # lets the client queue an event the API will find too old
         on_error=lambda error, events: errors.append((error, events)),
     )
-    old = datetime.now(timezone.utc) - timedelta(minutes=61)
+    old = datetime.now(UTC) - timedelta(minutes=61)
     ids = []
     for i in range(1000):
         ids.append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from dodo_ingest.client import EventInput
 from dodo_ingest.delivery._encoding import encode_event, event_json
@@ -37,7 +37,7 @@ def test_bodies_match_json_dumps_byte_for_byte():
 
 
 def test_timestamps_are_rfc3339_utc_milliseconds():
-    moment = datetime(2026, 11, 25, 8, 0, 1, 987_654, tzinfo=timezone.utc).timestamp()
+    moment = datetime(2026, 11, 25, 8, 0, 1, 987_654, tzinfo=UTC).timestamp()
     assert format_epoch(moment) == "2026-11-25T08:00:01.987Z"
     assert format_epoch(moment + 0.001) == "2026-11-25T08:00:01.988Z"
     assert format_epoch(moment + 1) == "2026-11-25T08:00:02.987Z"

@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -94,7 +94,7 @@ def test_leftovers_of_an_earlier_process_are_delivered_first(server, tmp_path):
 
 def test_dead_letters_are_kept_with_the_reason_and_can_be_retried(server, tmp_path):
     path = tmp_path / "outbox.db"
-    old = datetime.now(timezone.utc) - timedelta(minutes=61)
+    old = datetime.now(UTC) - timedelta(minutes=61)
     with Ingestion(
         api_key=API_KEY,
         base_url=server.base_url,

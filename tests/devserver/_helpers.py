@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _counter = itertools.count()
@@ -16,13 +16,13 @@ def unique(prefix: str) -> str:
 
 def iso(moment: datetime) -> str:
     """RFC 3339 with milliseconds and ``Z``."""
-    utc = moment.astimezone(timezone.utc)
+    utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def ago(**delta: float) -> str:
     """The time ``delta`` before now, as RFC 3339."""
-    return iso(datetime.now(timezone.utc) - timedelta(**delta))
+    return iso(datetime.now(UTC) - timedelta(**delta))
 
 
 def events(

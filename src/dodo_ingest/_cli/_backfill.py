@@ -35,9 +35,7 @@ from ..client import (
     DodoClient,
     EventInput,
     EventValidationError,
-    IngestResult,
 )
-from ..client._client import Events
 from ..delivery import DeadLetter, Ingestion, Outbox
 from ..delivery._pipeline import SPLIT_STATUSES
 from ..delivery._settings import API_MAX_FUTURE_SKEW, Settings
@@ -85,8 +83,6 @@ class Scan:
 class Tally:
     """What the sender thread tells the command while it runs."""
 
-    stored: int = 0
-    """Events the API newly stored: the sum of its ``ingested_count`` answers."""
     refusal: str | None = None
     """Why the API refuses every request (a wrong key or URL), once it did."""
 
@@ -237,7 +233,7 @@ def run(
         outcome.dropped = stats.dropped
         outcome.unsettled = stats.queued
         outcome.taken_over = stats.enqueued - outcome.read
-        outcome.stored = tally.stored
+        outcome.stored = stats.ingested
         letters = ingestion.dead_letters() if outbox is None else outbox.dead_letters()
         outcome.reasons = _reasons(
             [letter for letter in letters if letter.failed_at.timestamp() >= started_at]
@@ -351,20 +347,7 @@ def _ingestion(
     *,
     max_event_age: float,
 ) -> Ingestion:
-    """An :class:`Ingestion` that adds up the API's ``ingested_count`` answers in ``tally``
-    and notes there when the API refuses the key or the URL."""
-
-    class CountingEvents(Events):
-        def ingest_json(self, body: bytes) -> IngestResult:
-            result = super().ingest_json(body)
-            tally.stored += result.ingested_count
-            return result
-
-    class CountingIngestion(Ingestion):
-        def _make_client(self) -> DodoClient:
-            made = super()._make_client()
-            made.events = CountingEvents(made)
-            return made
+    """An :class:`Ingestion` that notes in ``tally`` when the API refuses the key or the URL."""
 
     def on_error(error: BaseException, events: list[EventInput]) -> None:
         if isinstance(error, APIStatusError) and error.status_code not in SPLIT_STATUSES:
@@ -372,7 +355,7 @@ def _ingestion(
                 f"the API refused delivery: HTTP {error.status_code}: {error.message}"
             )
 
-    return CountingIngestion(
+    return Ingestion(
         client=client,
         outbox=outbox,
         batch_size=batch_size,

@@ -210,10 +210,11 @@ class Ingestion:
     @property
     def stats(self) -> DeliveryStats:
         """A snapshot of the counters (see :class:`DeliveryStats`)."""
-        enqueued, delivered, retried, dead_lettered, dropped = self._pipeline.stats()
+        enqueued, delivered, ingested, retried, dead_lettered, dropped = self._pipeline.stats()
         return DeliveryStats(
             enqueued=enqueued,
             delivered=delivered,
+            ingested=ingested,
             retried=retried,
             dead_lettered=dead_lettered,
             dropped=dropped,

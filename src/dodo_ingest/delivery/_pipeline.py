@@ -118,6 +118,7 @@ class Pipeline:
         self._enqueued = itertools.count()
         self.taken_over = 0
         self.delivered = 0
+        self.ingested = 0
         self.retried = 0
         self.dead_lettered = 0
         self.dropped = 0
@@ -387,7 +388,7 @@ class Pipeline:
                 if len(body) > settings.max_request_bytes and len(part) > 1:
                     return _halves(part)
             try:
-                client.events.ingest_json(body)
+                result = client.events.ingest_json(body)
             except APIStatusError as error:
                 if is_retryable(error):
                     last_error = error
@@ -405,6 +406,7 @@ class Pipeline:
             else:
                 self.queue.delivered(part)
                 self.delivered += len(part)
+                self.ingested += result.ingested_count
                 if self._paused:
                     self._paused = False
                     logger.warning("delivery resumed")
@@ -541,10 +543,17 @@ class Pipeline:
             self.outbox.register()
         self._reset()
 
-    def stats(self) -> tuple[int, int, int, int, int]:
-        """``(enqueued, delivered, retried, dead_lettered, dropped)`` right now."""
+    def stats(self) -> tuple[int, int, int, int, int, int]:
+        """``(enqueued, delivered, ingested, retried, dead_lettered, dropped)`` right now."""
         enqueued = _count_value(self._enqueued) + self.taken_over
-        return enqueued, self.delivered, self.retried, self.dead_lettered, self.dropped
+        return (
+            enqueued,
+            self.delivered,
+            self.ingested,
+            self.retried,
+            self.dead_lettered,
+            self.dropped,
+        )
 
 
 def _after_fork_in_child() -> None:

@@ -14,6 +14,9 @@ class DeliveryStats:
     - ``enqueued``: events accepted by ``track()`` (plus events taken over from an outbox).
     - ``delivered``: events the API acknowledged (a duplicate id inside one batch counts once
       more here, as the API would ignore it).
+    - ``ingested``: of those, the events the API reported as newly stored (the sum of its
+      ``ingested_count`` answers); ``delivered - ingested`` is how many ids it had already
+      seen and ignored (replays, answers lost on the way back).
     - ``retried``: event sends repeated after a transient failure (an event retried 3 times
       counts 3).
     - ``dead_lettered``: events given up on, kept with the reason (see ``dead_letters()``).
@@ -25,6 +28,7 @@ class DeliveryStats:
 
     enqueued: int
     delivered: int
+    ingested: int
     retried: int
     dead_lettered: int
     dropped: int
