@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 from click.testing import CliRunner
-from rich.console import Console
 
-import dodo_ingest._demo
 from dodo_ingest.cli import main
 from tests.cli.conftest import COMMAND
 
@@ -70,18 +69,20 @@ def test_the_installed_command_and_python_m_print_the_same_help() -> None:
     assert installed.stdout.startswith("Usage: dodo-ingest ")
 
 
-def test_demo_runs_the_demo_with_a_rich_console_and_exits_with_its_status(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    consoles: list[object] = []
+def test_demo_command_runs_the_offline_demo_end_to_end() -> None:
+    done = subprocess.run(
+        [str(COMMAND), "demo", "--faults", "5xx=0.2,429=0.1,lost_ack=0.1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Usage computed by the server" in done.stdout
+    assert "All usage delivered exactly once" in done.stdout
 
-    def run_demo(console: Console) -> int:
-        consoles.append(console)
-        console.print("demo ran")
-        return 3
 
-    monkeypatch.setattr(dodo_ingest._demo, "run_demo", run_demo)
-    result = CliRunner().invoke(main, ["demo"])
-    assert result.exit_code == 3
-    assert "demo ran" in result.stdout
-    assert [type(c) for c in consoles] == [Console]
+def test_demo_refuses_a_bad_fault_spec() -> None:
+    result = CliRunner().invoke(main, ["demo", "--faults", "5xx=2"])
+    assert result.exit_code == 2
+    assert "--faults" in result.output

@@ -10,7 +10,15 @@ __all__ = ["demo"]
 
 
 @click.command("demo")
-def demo() -> None:
+@click.option(
+    "--faults",
+    default=None,
+    metavar="SPEC",
+    help="Make the dev server fail ingest requests on purpose, e.g. "
+    "5xx=0.2,429=0.1,lost_ack=0.1 (the totals stay exact).",
+)
+@click.option("--seed", default=7, show_default=True, type=int, help="Seed of the faults.")
+def demo(faults: str | None, seed: int) -> None:
     """Run a scripted workload through the blueprints against an in-process dev server and
     print the totals it computed (no network, no key)."""
     try:
@@ -19,6 +27,9 @@ def demo() -> None:
         raise click.ClickException(
             f"the demo needs the 'all' extra: pip install 'dodo-ingest[all]' ({error})"
         ) from None
-    code = run_demo(console())
+    try:
+        code = run_demo(console(), faults=faults, seed=seed)
+    except ValueError as error:  # a bad --faults spec
+        raise click.BadParameter(str(error), param_hint="--faults") from None
     if code:
         raise SystemExit(code)
