@@ -93,10 +93,10 @@ class ClientState:
             scope = self.binding.resolve()
             if scope is None:
                 return None
-            headers = options.headers
+            headers = options.headers  # usually a dict, or a falsy NOT_GIVEN/Omit sentinel
             raw = (
                 headers.get(_RAW_RESPONSE_HEADER)
-                if type(headers) is dict or isinstance(headers, Mapping)
+                if headers and (type(headers) is dict or isinstance(headers, Mapping))
                 else None
             )
             body = options.json_data
@@ -197,7 +197,7 @@ class ClientState:
                     "%s %s response without usage: not tracked", self.provider, call.operation
                 )
             return
-        tracker.record(usage, call.scope)
+        tracker._emit(usage, call.scope)  # its failures are caught and counted by the callers
 
 
 def _azure_takes_stream_options(api_version: object) -> bool:

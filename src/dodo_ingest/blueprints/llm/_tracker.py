@@ -58,6 +58,7 @@ RESERVED_METADATA_KEYS = frozenset(
 _INPUT_KEYS = ("inputTokens", "cachedInputTokens", "cacheCreationInputTokens", "costUsd")
 _OUTPUT_KEYS = ("outputTokens", "reasoningTokens", "audioSeconds")
 _SHARED_KEYS = ("provider", "operation", "model", "status")
+_blake2b = hashlib.blake2b
 
 
 class LLMTrackerStats:
@@ -400,7 +401,12 @@ class LLMTracker:
                 metadata["costCents"] = cost_cents(
                     price.input_cost(usage) + price.output_cost(usage)
                 )
-            events = [(self.event_name, metadata)]
+            name = self.event_name
+            event_id = self._sink.track(
+                scope.customer_id, name, metadata, event_id=_event_id(usage, name)
+            )
+            self.stats._count_event()
+            return [event_id]
         else:
             usage_metadata = usage.to_metadata()
             shared = {k: usage_metadata[k] for k in _SHARED_KEYS if k in usage_metadata}
@@ -435,7 +441,7 @@ def _event_id(usage: LLMUsage, event_name: str) -> str:
     if usage.response_id is None:
         return f"llm_{uuid.uuid4().hex}"
     key = f"{usage.provider}\x1f{usage.response_id}\x1f{event_name}".encode()
-    return f"llm_{hashlib.blake2b(key, digest_size=20).hexdigest()}"
+    return "llm_" + _blake2b(key, digest_size=20).hexdigest()
 
 
 def usage_of_response(response: object, provider: str | None = None) -> LLMUsage | None:

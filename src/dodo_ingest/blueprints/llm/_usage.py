@@ -171,26 +171,30 @@ def openai_usage(
     ``prompt_cache_hit_tokens``, Groq's fields (same names as OpenAI's).
     """
     values = as_mapping(usage)
-    input_tokens = count(values.get("prompt_tokens"))
-    if input_tokens is None:
-        input_tokens = count(values.get("input_tokens"))
-    output_tokens = count(values.get("completion_tokens"))
-    if output_tokens is None:
-        output_tokens = count(values.get("output_tokens"))
-    if output_tokens is None and input_tokens is not None and operation == "embeddings":
-        output_tokens = 0
-    input_details = as_mapping(
-        values.get("prompt_tokens_details") or values.get("input_tokens_details")
-    )
-    cached = count(input_details.get("cached_tokens"))
+    get = values.get
+    input_tokens = get("prompt_tokens")
+    if type(input_tokens) is not int:
+        input_tokens = count(get("input_tokens"))
+    output_tokens = get("completion_tokens")
+    if type(output_tokens) is not int:
+        output_tokens = count(get("output_tokens"))
+        if output_tokens is None and input_tokens is not None and operation == "embeddings":
+            output_tokens = 0
+    cached = cache_write = reasoning = None
+    input_details = get("prompt_tokens_details") or get("input_tokens_details")
+    if input_details is not None:
+        details = as_mapping(input_details)
+        cached = count(details.get("cached_tokens"))
+        cache_write = count(details.get("cache_write_tokens"))
     if cached is None:
-        cached = count(values.get("prompt_cache_hit_tokens"))
-    output_details = as_mapping(
-        values.get("completion_tokens_details") or values.get("output_tokens_details")
-    )
+        cached = count(get("prompt_cache_hit_tokens"))
+    output_details = get("completion_tokens_details") or get("output_tokens_details")
+    if output_details is not None:
+        reasoning = count(as_mapping(output_details).get("reasoning_tokens"))
+    cost = get("cost")
     audio_seconds = None
-    if values.get("type") == "duration":
-        audio_seconds = _number(values.get("seconds"))
+    if get("type") == "duration":
+        audio_seconds = _number(get("seconds"))
     return LLMUsage(  # positional (field order): keyword calls cost ~3x on the hot path
         provider,
         operation,
@@ -198,9 +202,9 @@ def openai_usage(
         input_tokens,
         output_tokens,
         cached,
-        count(input_details.get("cache_write_tokens")),
-        count(output_details.get("reasoning_tokens")),
-        _number(values.get("cost")),
+        cache_write,
+        reasoning,
+        None if cost is None else _number(cost),
         audio_seconds,
         response_id,
         complete,
