@@ -24,8 +24,11 @@ from decimal import Decimal
 
 import httpx2
 
+from dodo_ingest import DodoClient, MeterAggregation
+
 __all__ = [
     "billing_api",
+    "create_llm_meters",
     "link_meter_to_credits",
     "meter_total",
     "print_result",
@@ -46,6 +49,28 @@ def billing_api() -> Iterator[tuple[str, str]]:
 
     with DevServer() as server:
         yield server.base_url, LOCAL_API_KEY
+
+
+def create_llm_meters(
+    client: DodoClient, event_name: str = "llm.chat_completion"
+) -> dict[str, str]:
+    """Create the usual meters over LLM events; return their ids by label.
+
+    ``input-tokens`` and ``output-tokens`` sum the token keys, ``cost-cents`` sums the cost the
+    tracker's price table adds, ``requests`` counts the events.
+    """
+    meters = {
+        "input-tokens": ("Input tokens", "tokens", MeterAggregation("sum", "inputTokens")),
+        "output-tokens": ("Output tokens", "tokens", MeterAggregation("sum", "outputTokens")),
+        "cost-cents": ("Cost", "USD cents", MeterAggregation("sum", "costCents")),
+        "requests": ("Requests", "requests", MeterAggregation("count")),
+    }
+    return {
+        label: client.meters.create(
+            name=name, event_name=event_name, measurement_unit=unit, aggregation=aggregation
+        ).id
+        for label, (name, unit, aggregation) in meters.items()
+    }
 
 
 def link_meter_to_credits(

@@ -25,10 +25,10 @@ Run it
 
 from __future__ import annotations
 
-from _local import billing_api, print_usage
+from _local import billing_api, create_llm_meters, print_usage
 from google import genai
 
-from dodo_ingest import DodoClient, Ingestion, MeterAggregation
+from dodo_ingest import DodoClient, Ingestion
 from dodo_ingest.blueprints.llm import LLMTracker, Price
 from dodo_ingest.testing import MockLLMTransport
 
@@ -50,21 +50,7 @@ def main() -> None:
         billing_api() as (base_url, api_key),
         DodoClient(api_key=api_key, base_url=base_url) as client,
     ):
-        meters = {
-            "input-tokens": ("Input tokens", "tokens", MeterAggregation("sum", "inputTokens")),
-            "output-tokens": ("Output tokens", "tokens", MeterAggregation("sum", "outputTokens")),
-            "cost-cents": ("Cost", "USD cents", MeterAggregation("sum", "costCents")),
-            "requests": ("Requests", "requests", MeterAggregation("count")),
-        }
-        meter_ids = {
-            label: client.meters.create(
-                name=name,
-                event_name="llm.chat_completion",
-                measurement_unit=unit,
-                aggregation=aggregation,
-            ).id
-            for label, (name, unit, aggregation) in meters.items()
-        }
+        meter_ids = create_llm_meters(client)
 
         with Ingestion(api_key=api_key, base_url=base_url) as ingestion:
             tracker = LLMTracker(ingestion, prices=PRICES)
