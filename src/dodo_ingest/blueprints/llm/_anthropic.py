@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from ._usage import LLMUsage, anthropic_usage, as_mapping, field
+from ._usage import LLMUsage, anthropic_usage, as_mapping, field, request_id_of
 
 __all__ = ["ANTHROPIC_ROUTES", "MessageStreamUsage", "usage_of_message"]
 
@@ -35,15 +36,19 @@ class MessageStreamUsage:
     the only source of) the input and cache counts; its values win when present.
     """
 
-    __slots__ = ("delta", "model", "operation", "provider", "request_id", "response_id", "start")
+    __slots__ = ("delta", "headers", "model", "operation", "provider", "response_id", "start")
 
     def __init__(
-        self, provider: str, operation: str, model: str | None, request_id: str | None
+        self,
+        provider: str,
+        operation: str,
+        model: str | None,
+        headers: Mapping[str, str] | None,
     ) -> None:
         self.provider = provider
         self.operation = operation
         self.model = model
-        self.request_id = request_id
+        self.headers = headers
         self.response_id: str | None = None
         self.start: Any = None
         self.delta: Any = None
@@ -60,7 +65,7 @@ class MessageStreamUsage:
         return False
 
     def result(self, exhausted: bool) -> LLMUsage | None:
-        response_id = self.response_id or self.request_id
+        response_id = self.response_id or request_id_of(self.headers)
         if self.start is None and self.delta is None:
             return None
         merged: dict[str, Any] = {}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from ._usage import LLMUsage, as_mapping, field, openai_usage
+from ._usage import LLMUsage, as_mapping, field, openai_usage, request_id_of
 
 __all__ = [
     "GROQ_ROUTES",
@@ -114,11 +115,11 @@ class ChatStreamUsage:
     __slots__ = (
         "final",
         "groq",
+        "headers",
         "hide",
         "model",
         "operation",
         "provider",
-        "request_id",
         "response_id",
         "usage",
     )
@@ -129,13 +130,13 @@ class ChatStreamUsage:
         operation: str,
         model: str | None,
         hide: bool,
-        request_id: str | None,
+        headers: Mapping[str, str] | None,
     ) -> None:
         self.provider = provider
         self.operation = operation
         self.model = model
         self.hide = hide
-        self.request_id = request_id
+        self.headers = headers
         self.groq = provider == "groq"
         self.response_id: str | None = None
         self.usage: Any = None
@@ -160,7 +161,7 @@ class ChatStreamUsage:
         return self.hide
 
     def result(self, exhausted: bool) -> LLMUsage | None:
-        response_id = self.response_id or self.request_id
+        response_id = self.response_id or request_id_of(self.headers)
         if self.usage is None:
             if response_id is None:
                 return None
@@ -187,21 +188,25 @@ class EventStreamUsage:
 
     __slots__ = (
         "final",
+        "headers",
         "model",
         "operation",
         "provider",
-        "request_id",
         "response_id",
         "usage",
     )
 
     def __init__(
-        self, provider: str, operation: str, model: str | None, request_id: str | None
+        self,
+        provider: str,
+        operation: str,
+        model: str | None,
+        headers: Mapping[str, str] | None,
     ) -> None:
         self.provider = provider
         self.operation = operation
         self.model = model
-        self.request_id = request_id
+        self.headers = headers
         self.response_id: str | None = None
         self.usage: Any = None
         self.final = False
@@ -224,7 +229,7 @@ class EventStreamUsage:
         self.model = field(response, "model") or self.model
 
     def result(self, exhausted: bool) -> LLMUsage | None:
-        response_id = self.response_id or self.request_id
+        response_id = self.response_id or request_id_of(self.headers)
         if self.usage is None:
             if response_id is None:
                 return None
@@ -241,9 +246,13 @@ class EventStreamUsage:
 
 
 def stream_accumulator(
-    provider: str, operation: str, model: str | None, hide: bool, request_id: str | None
+    provider: str,
+    operation: str,
+    model: str | None,
+    hide: bool,
+    headers: Mapping[str, str] | None,
 ) -> ChatStreamUsage | EventStreamUsage:
-    """The accumulator for a stream of ``operation``."""
+    """The accumulator for a stream of ``operation`` (``headers``: of its HTTP response)."""
     if operation in INCLUDE_USAGE_OPERATIONS:
-        return ChatStreamUsage(provider, operation, model, hide, request_id)
-    return EventStreamUsage(provider, operation, model, request_id)
+        return ChatStreamUsage(provider, operation, model, hide, headers)
+    return EventStreamUsage(provider, operation, model, headers)

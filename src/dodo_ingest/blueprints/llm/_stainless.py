@@ -168,15 +168,12 @@ class ClientState:
         tracker = self.binding.tracker
         if isinstance(obj, self.stream_types):
             headers = obj.response.headers
-            request_id = headers.get("x-request-id") or headers.get("request-id")
             accumulator: StreamAccumulator
             if self.family == "anthropic":
-                accumulator = MessageStreamUsage(
-                    self.provider, call.operation, call.model, request_id
-                )
+                accumulator = MessageStreamUsage(self.provider, call.operation, call.model, headers)
             else:
                 accumulator = stream_accumulator(
-                    self.provider, call.operation, call.model, call.hide, request_id
+                    self.provider, call.operation, call.model, call.hide, headers
                 )
             tap_sdk_stream(obj, StreamTap(accumulator, tracker, call.scope))
             return

@@ -58,7 +58,7 @@ RESERVED_METADATA_KEYS = frozenset(
 _INPUT_KEYS = ("inputTokens", "cachedInputTokens", "cacheCreationInputTokens", "costUsd")
 _OUTPUT_KEYS = ("outputTokens", "reasoningTokens", "audioSeconds")
 _SHARED_KEYS = ("provider", "operation", "model", "status")
-_blake2b = hashlib.blake2b
+_EVENT_ID_HASH = hashlib.blake2b(digest_size=20)
 
 
 class LLMTrackerStats:
@@ -440,8 +440,9 @@ def _event_id(usage: LLMUsage, event_name: str) -> str:
     """Derived from the provider's response id and the event name; random only without one."""
     if usage.response_id is None:
         return f"llm_{uuid.uuid4().hex}"
-    key = f"{usage.provider}\x1f{usage.response_id}\x1f{event_name}".encode()
-    return "llm_" + _blake2b(key, digest_size=20).hexdigest()
+    digest = _EVENT_ID_HASH.copy()  # cheaper than building a new hash object
+    digest.update(f"{usage.provider}\x1f{usage.response_id}\x1f{event_name}".encode())
+    return "llm_" + digest.hexdigest()
 
 
 def usage_of_response(response: object, provider: str | None = None) -> LLMUsage | None:

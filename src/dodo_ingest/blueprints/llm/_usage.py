@@ -31,6 +31,7 @@ __all__ = [
     "gemini_usage",
     "gemini_usage_from_body",
     "openai_usage",
+    "request_id_of",
 ]
 
 
@@ -136,6 +137,14 @@ def as_mapping(obj: Any) -> Mapping[str, Any]:
         return obj if isinstance(obj, Mapping) else _EMPTY
     extra = getattr(obj, "__pydantic_extra__", None)
     return {**values, **extra} if extra else values
+
+
+def request_id_of(headers: Mapping[str, str] | None) -> str | None:
+    """The provider's request id in response ``headers`` (read only when a stream ends without
+    a response id: a header lookup on every stream costs more than it is worth)."""
+    if headers is None:
+        return None
+    return headers.get("x-request-id") or headers.get("request-id")
 
 
 def count(value: Any) -> int | None:
