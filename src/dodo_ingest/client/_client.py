@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import httpx2
 from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt
@@ -29,7 +29,7 @@ from ._models import (
     MeterAggregation,
     MeterFilter,
 )
-from ._retry import is_retryable, retry_wait
+from ._retry import is_retryable, is_safe_to_resend, retry_wait
 
 __all__ = ["DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "AsyncDodoClient", "DodoClient"]
 
@@ -50,6 +50,7 @@ class _BaseClient:
     """Settings shared by the sync and async clients."""
 
     _config: ClientConfig
+    _owns_http: bool
 
     def __init__(
         self,
@@ -82,6 +83,21 @@ class _BaseClient:
         """``test_mode`` or ``live_mode``, or ``None`` when a custom base URL was given."""
         return self._config.environment
 
+    def _copy(self, max_retries: int | None, timeout: float | httpx2.Timeout | None) -> Self:
+        """A shallow copy sharing the HTTP pool (not owning it), with other settings."""
+        copy = type(self).__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy._owns_http = False
+        if max_retries is not None:
+            if not isinstance(max_retries, int) or max_retries < 0:
+                raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+            copy.max_retries = max_retries
+        if timeout is not None:
+            copy.timeout = (
+                timeout if isinstance(timeout, httpx2.Timeout) else httpx2.Timeout(timeout)
+            )
+        return copy
+
     def _url(self, request: rq.APIRequest) -> str:
         return self._config.base_url + request.path
 
@@ -92,11 +108,19 @@ class _BaseClient:
         )
 
 
+_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+
+
 def _transport_error(error: httpx2.TransportError) -> APIConnectionError:
     detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    sent = not isinstance(error, _NOT_SENT)
     if isinstance(error, httpx2.TimeoutException):
-        return APITimeoutError(f"request timed out ({detail})")
-    return APIConnectionError(f"connection error ({detail})")
+        return APITimeoutError(f"request timed out ({detail})", request_sent=sent)
+    return APIConnectionError(f"connection error ({detail})", request_sent=sent)
+
+
+def _retry_condition(request: rq.APIRequest) -> retry_if_exception:
+    return retry_if_exception(is_retryable if request.idempotent else is_safe_to_resend)
 
 
 def _pages(
@@ -197,17 +221,7 @@ class DodoClient(_BaseClient):
 
         Closing the copy does not close the pool; closing the original does.
         """
-        copy = DodoClient.__new__(DodoClient)
-        copy.__dict__.update(self.__dict__)
-        copy._owns_http = False
-        if max_retries is not None:
-            if not isinstance(max_retries, int) or max_retries < 0:
-                raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
-            copy.max_retries = max_retries
-        if timeout is not None:
-            copy.timeout = (
-                timeout if isinstance(timeout, httpx2.Timeout) else httpx2.Timeout(timeout)
-            )
+        copy = self._copy(max_retries, timeout)
         copy.events = Events(copy)
         copy.meters = Meters(copy)
         copy.credits = Credits(copy)
@@ -225,7 +239,7 @@ class DodoClient(_BaseClient):
             )
         except httpx2.TransportError as error:
             raise _transport_error(error) from None
-        return rq.decode_response(response)
+        return rq.decode_response(response, self._config.api_key)
 
     def send(self, request: rq.APIRequest) -> Any:
         """Send one prepared request with the retry policy; return its decoded JSON."""
@@ -234,7 +248,7 @@ class DodoClient(_BaseClient):
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=retry_wait,
-            retry=retry_if_exception(is_retryable),
+            retry=_retry_condition(request),
             sleep=self._sleep,
             reraise=True,
         )
@@ -291,6 +305,19 @@ class AsyncDodoClient(_BaseClient):
         self.meters = AsyncMeters(self)
         self.credits = AsyncCredits(self)
 
+    def with_options(
+        self, *, max_retries: int | None = None, timeout: float | httpx2.Timeout | None = None
+    ) -> AsyncDodoClient:
+        """A copy with other retry/timeout settings that shares this client's connection pool.
+
+        Closing the copy does not close the pool; closing the original does.
+        """
+        copy = self._copy(max_retries, timeout)
+        copy.events = AsyncEvents(copy)
+        copy.meters = AsyncMeters(copy)
+        copy.credits = AsyncCredits(copy)
+        return copy
+
     async def _send_once(self, request: rq.APIRequest) -> Any:
         try:
             response = await self._http.request(
@@ -303,7 +330,7 @@ class AsyncDodoClient(_BaseClient):
             )
         except httpx2.TransportError as error:
             raise _transport_error(error) from None
-        return rq.decode_response(response)
+        return rq.decode_response(response, self._config.api_key)
 
     async def send(self, request: rq.APIRequest) -> Any:
         """Send one prepared request with the retry policy; return its decoded JSON."""
@@ -312,7 +339,7 @@ class AsyncDodoClient(_BaseClient):
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=retry_wait,
-            retry=retry_if_exception(is_retryable),
+            retry=_retry_condition(request),
             sleep=self._sleep,
             reraise=True,
         )
@@ -349,11 +376,11 @@ class Events:
 
         Mappings are validated as :class:`EventInput` before anything is sent.
         """
-        return IngestResult.from_dict(self._client.send(rq.ingest_request(events)))
+        return IngestResult.from_dict(self._client.send(rq.ingest_request(events)) or {})
 
     def ingest_json(self, body: bytes) -> IngestResult:
         """Send a body already encoded as ``{"events": [...]}`` (no validation here)."""
-        return IngestResult.from_dict(self._client.send(rq.ingest_body_request(body)))
+        return IngestResult.from_dict(self._client.send(rq.ingest_body_request(body)) or {})
 
     def list(
         self,
@@ -398,11 +425,11 @@ class AsyncEvents:
 
     async def ingest(self, events: Iterable[EventLike]) -> IngestResult:
         """Async :meth:`Events.ingest`."""
-        return IngestResult.from_dict(await self._client.send(rq.ingest_request(events)))
+        return IngestResult.from_dict(await self._client.send(rq.ingest_request(events)) or {})
 
     async def ingest_json(self, body: bytes) -> IngestResult:
         """Async :meth:`Events.ingest_json`."""
-        return IngestResult.from_dict(await self._client.send(rq.ingest_body_request(body)))
+        return IngestResult.from_dict(await self._client.send(rq.ingest_body_request(body)) or {})
 
     def list(
         self,

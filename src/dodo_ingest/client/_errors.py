@@ -82,21 +82,30 @@ class WebhookPayloadError(DodoError, ValueError):
 
 
 class APIConnectionError(DodoError):
-    """The request got no HTTP answer (DNS, refused or reset connection, protocol error)."""
+    """The request got no HTTP answer (DNS, refused or reset connection, protocol error).
+
+    ``request_sent`` is ``False`` when no connection was made (so the server cannot have
+    acted on the request), ``True`` when it may have been sent, ``None`` when unknown.
+    """
 
     status_code: int | None = None
     request_id: str | None = None
 
-    def __init__(self, message: str = "connection error") -> None:
+    def __init__(
+        self, message: str = "connection error", *, request_sent: bool | None = None
+    ) -> None:
         self.message = message
+        self.request_sent = request_sent
         super().__init__(message)
 
 
 class APITimeoutError(APIConnectionError):
     """The request timed out."""
 
-    def __init__(self, message: str = "request timed out") -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str = "request timed out", *, request_sent: bool | None = None
+    ) -> None:
+        super().__init__(message, request_sent=request_sent)
 
 
 class APIStatusError(DodoError):

@@ -69,6 +69,20 @@ _AGGREGATIONS = frozenset(("count", "sum", "max", "last"))
 _OPERATORS = frozenset(FilterOperator.__args__)  # type: ignore[attr-defined]
 
 
+def _encodable(value: str) -> bool:
+    """True when ``value`` can be sent as UTF-8 (no lone surrogates)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_NOT_UTF8 = "must be valid Unicode text (it holds a lone surrogate, which UTF-8 cannot encode)"
+
+
 def validate_metadata(
     metadata: Mapping[str, object], *, field_name: str = "metadata"
 ) -> dict[str, MetadataValue]:
@@ -92,6 +106,8 @@ def validate_metadata(
                 f"{field_name}.{key[:40]}",
                 f"keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters, got {len(key)}",
             )
+        if not _encodable(key):
+            raise EventValidationError(field_name, f"keys {_NOT_UTF8}")
         kind = type(value)
         if kind is str:
             if len(value) > MAX_METADATA_VALUE_LENGTH:  # type: ignore[arg-type]
@@ -100,6 +116,8 @@ def validate_metadata(
                     f"string values must be at most {MAX_METADATA_VALUE_LENGTH} characters, "
                     f"got {len(value)}",  # type: ignore[arg-type]
                 )
+            if not _encodable(value):  # type: ignore[arg-type]
+                raise EventValidationError(f"{field_name}.{key}", _NOT_UTF8)
         elif kind is int or kind is bool:
             pass
         elif kind is float:
@@ -154,6 +172,8 @@ def parse_timestamp(value: str) -> datetime:
 def _require_text(name: str, value: object) -> str:
     if type(value) is not str or not value:
         raise EventValidationError(name, f"must be a non-empty string, got {value!r}")
+    if not _encodable(value):
+        raise EventValidationError(name, _NOT_UTF8)
     return value
 
 
@@ -251,8 +271,8 @@ class IngestResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IngestResult:
-        """Build from the API's JSON."""
-        return cls(ingested_count=int(data["ingested_count"]))
+        """Build from the API's JSON; a success answer that does not say counts as 0."""
+        return cls(ingested_count=int(data.get("ingested_count") or 0))
 
 
 @dataclass(frozen=True)

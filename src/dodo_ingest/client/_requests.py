@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -35,12 +35,18 @@ MAX_PAGE_SIZE = 100
 
 @dataclass(frozen=True)
 class APIRequest:
-    """One HTTP call to the API: method, path below the base URL, query and JSON body."""
+    """One HTTP call to the API: method, path below the base URL, query and JSON body.
+
+    ``idempotent`` says whether sending it twice is harmless. Reads and event ingestion are
+    (event ids are idempotency keys); creating a meter, an entitlement or a ledger entry is
+    not, so those are retried only when the server cannot have acted on them.
+    """
 
     method: str
     path: str
     params: Mapping[str, str] | None = None
     body: bytes | None = None
+    idempotent: bool = True
 
 
 def _segment(value: str, name: str) -> str:
@@ -166,7 +172,7 @@ def create_meter_request(
         body["description"] = description
     if filter is not None:
         body["filter"] = filter.to_dict()
-    return APIRequest("POST", "/meters", body=_json(body))
+    return APIRequest("POST", "/meters", body=_json(body), idempotent=False)
 
 
 def list_meters_request(*, page_number: int, page_size: int, archived: bool | None) -> APIRequest:
@@ -212,7 +218,7 @@ def create_entitlement_request(
     ):
         if value is not None:
             body[key] = str(value)
-    return APIRequest("POST", "/credit-entitlements", body=_json(body))
+    return APIRequest("POST", "/credit-entitlements", body=_json(body), idempotent=False)
 
 
 def ledger_entry_request(
@@ -227,7 +233,10 @@ def ledger_entry_request(
     """``POST /credit-entitlements/{id}/balances/{customer_id}/ledger-entries``."""
     if entry_type not in ("credit", "debit"):
         raise ValueError(f"entry_type must be 'credit' or 'debit', got {entry_type!r}")
-    decimal_amount = Decimal(str(amount))
+    try:
+        decimal_amount = Decimal(str(amount))
+    except InvalidOperation:
+        raise ValueError(f"amount must be a positive decimal, got {amount!r}") from None
     if not decimal_amount.is_finite() or decimal_amount <= 0:
         raise ValueError(f"amount must be a positive decimal, got {amount!r}")
     body: dict[str, Any] = {"amount": str(decimal_amount), "entry_type": entry_type}
@@ -239,6 +248,7 @@ def ledger_entry_request(
         "POST",
         _balances_path(credit_entitlement_id, customer_id) + "/ledger-entries",
         body=_json(body),
+        idempotent=False,
     )
 
 
@@ -288,14 +298,32 @@ def _error_message(response: httpx2.Response, body: object) -> str:
     return response.reason_phrase or "error"
 
 
-def decode_response(response: httpx2.Response) -> Any:
-    """Return the decoded JSON of a 2xx response (``None`` when empty), else raise the
-    :class:`~dodo_ingest.APIStatusError` subclass for its status."""
+def _redact(value: Any, secret: str) -> Any:
+    """``value`` with every occurrence of ``secret`` in its strings replaced by ``***``."""
+    if isinstance(value, str):
+        return value.replace(secret, "***")
+    if isinstance(value, dict):
+        return {_redact(k, secret): _redact(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(item, secret) for item in value]
+    return value
+
+
+def decode_response(response: httpx2.Response, secret: str) -> Any:
+    """Return the decoded JSON of a 2xx response (``None`` when it is empty or not JSON),
+    else raise the :class:`~dodo_ingest.APIStatusError` subclass for its status.
+
+    ``secret`` (the API key) is blanked out of an error's message and body, in case the
+    server echoes the request back.
+    """
     status = response.status_code
     if 200 <= status < 300:
         if not response.content:
             return None
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            return None
     try:
         body: object = response.json() if response.content else None
     except ValueError:
@@ -306,10 +334,10 @@ def decode_response(response: httpx2.Response) -> Any:
         should_retry = should_retry_header == "true"
     error_class: type[APIStatusError] = error_class_for_status(status)
     raise error_class(
-        _error_message(response, body),
+        _redact(_error_message(response, body), secret),
         status_code=status,
         request_id=response.headers.get("x-request-id") or response.headers.get("request-id"),
-        body=body,
+        body=_redact(body, secret),
         retry_after=parse_retry_after(response.headers),
         should_retry=should_retry,
     )

@@ -15,6 +15,7 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "backoff_delay",
     "is_retryable",
+    "is_safe_to_resend",
     "parse_retry_after",
     "retry_wait",
 ]
@@ -40,6 +41,14 @@ def is_retryable(error: BaseException) -> bool:
             return error.should_retry
         return error.status_code in RETRYABLE_STATUSES or error.status_code >= 500
     return False
+
+
+def is_safe_to_resend(error: BaseException) -> bool:
+    """For requests that are not idempotent (creating a meter, a ledger entry...): True only
+    when the server cannot have acted on the request: no connection was made, or 429."""
+    if isinstance(error, APIConnectionError):
+        return error.request_sent is False
+    return isinstance(error, APIStatusError) and error.status_code == 429
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
