@@ -21,11 +21,12 @@ import inspect
 import itertools
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Literal, TypeVar, cast
 
 from ..client._errors import ConfigurationError, EventValidationError
@@ -219,6 +220,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_heartbeats._after_fork)
 
 
+class _Block:
+    """One ``with`` block of a :class:`TimeRange`: its run (``None`` if it could not start),
+    the frame that entered it and the context-variable token of that entry."""
+
+    __slots__ = ("frame", "run", "token")
+
+    def __init__(self, run: TimeRangeRun | None, frame: FrameType) -> None:
+        self.run = run
+        self.frame: FrameType | None = frame
+        self.token: contextvars.Token[tuple[_Block, ...]] | None = None
+
+
 class TimeRange(FailureCounter):
     """Measures runs and tracks their duration; see :func:`time_range`.
 
@@ -254,8 +267,10 @@ class TimeRange(FailureCounter):
         self._unit_ns = _UNIT_NS[rounding]
         heartbeat = check_positive(heartbeat_seconds, "heartbeat_seconds")
         self._heartbeat_ns = None if heartbeat is None else max(1, int(heartbeat * 1e9))
-        self._runs: contextvars.ContextVar[tuple[TimeRangeRun | None, ...]] = (
-            contextvars.ContextVar(f"dodo_ingest_time_range_{id(self)}", default=())
+        self._lock = threading.Lock()
+        self._open: dict[_Block, None] = {}
+        self._blocks: contextvars.ContextVar[tuple[_Block, ...]] = contextvars.ContextVar(
+            f"dodo_ingest_time_range_{id(self)}", default=()
         )
 
     # -- decorator ---------------------------------------------------------------------------
@@ -305,9 +320,7 @@ class TimeRange(FailureCounter):
     # -- context manager ---------------------------------------------------------------------
 
     def __enter__(self) -> TimeRangeRun | None:
-        run = self._begin((), {})
-        self._runs.set((*self._runs.get(), run))
-        return run
+        return self._enter(sys._getframe(1))
 
     def __exit__(
         self,
@@ -315,12 +328,10 @@ class TimeRange(FailureCounter):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        runs = self._runs.get()
-        self._runs.set(runs[:-1])
-        self._end(runs[-1], exc)
+        self._exit(sys._getframe(1), exc)
 
     async def __aenter__(self) -> TimeRangeRun | None:
-        return self.__enter__()
+        return self._enter(sys._getframe(1))
 
     async def __aexit__(
         self,
@@ -328,7 +339,65 @@ class TimeRange(FailureCounter):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        self._exit(sys._getframe(1), exc)
+
+    def _enter(self, frame: FrameType) -> TimeRangeRun | None:
+        block = _Block(self._begin((), {}), frame)
+        with self._lock:
+            outer = tuple(entry for entry in self._blocks.get() if entry in self._open)
+            block.token = self._blocks.set((*outer, block))
+            self._open[block] = None
+        return block.run
+
+    def _exit(self, frame: FrameType, error: BaseException | None) -> None:
+        try:
+            block = self._close_block(frame)
+        except Exception as exc:
+            self._tracking_failed("time_range", exc)
+            return
+        if block is None:
+            self._tracking_failed("time_range", RuntimeError("exit without an open block"))
+            return
+        self._end(block.run, error)
+
+    def _close_block(self, frame: FrameType) -> _Block | None:
+        with self._lock:
+            block = self._exiting_block(frame)
+            if block is not None:
+                self._pop_here(block)
+                del self._open[block]
+                block.frame = None
+            return block
+
+    def _exiting_block(self, frame: FrameType) -> _Block | None:
+        """The open block an exit ends, whatever thread, task or context the exit runs in.
+
+        First the innermost open block entered from the exiting frame (a ``with`` statement
+        enters and exits from one frame, also when a FastAPI dependency runs the two halves in
+        different worker threads). Else the innermost open block entered in the current
+        context; else the latest entered of the open blocks this context did not inherit from
+        an enclosing block.
+        """
+        for block in reversed(self._open):
+            if block.frame is frame:
+                return block
+        visible = [block for block in self._blocks.get() if block in self._open]
+        if visible and self._pop_here(visible[-1]):
+            return visible[-1]
+        others = [block for block in self._open if block not in visible]
+        return others[-1] if others else None
+
+    def _pop_here(self, block: _Block) -> bool:
+        """Pop ``block`` (and any block above it) off this context's stack if it was entered in
+        this context; False when it was entered in another one."""
+        if block.token is None:
+            return False
+        try:
+            self._blocks.reset(block.token)
+        except (ValueError, RuntimeError):
+            return False
+        block.token = None
+        return True
 
     # -- measuring ---------------------------------------------------------------------------
 
@@ -356,9 +425,14 @@ class TimeRange(FailureCounter):
     def _end(self, run: TimeRangeRun | None, error: BaseException | None) -> None:
         if run is None:
             return
-        self._emit(run, final=True, error=error)
-        if self._heartbeat_ns is not None:
-            _heartbeats.remove()
+        try:
+            self._emit(run, final=True, error=error)
+        except Exception as exc:
+            self._tracking_failed(f"time_range {run.job_id}", exc)
+        finally:
+            run.done = True
+            if self._heartbeat_ns is not None:
+                _heartbeats.remove()
 
     def _emit(self, run: TimeRangeRun, *, final: bool, error: BaseException | None) -> None:
         with run._lock:
@@ -448,8 +522,11 @@ def time_range(
     Event ids are ``<job_id>:<sequence>``; ``job_id`` (a string or a callable of the call's
     arguments; default random per run) makes a re-run of the same job idempotent.
 
-    Runs are independent, so nested and concurrent use (threads, asyncio tasks) is safe. Bad
-    settings raise here; a failure to track later is logged and counted, never raised.
+    Runs are independent, so nested and concurrent use (threads, asyncio tasks) is safe, and a
+    ``with`` block may exit in another thread, task or context than it entered (FastAPI runs
+    the halves of a sync ``yield`` dependency in different worker threads): the exit ends the
+    run its block entered. Bad settings raise here; a failure to track later (also an exit
+    with no open block) is logged and counted, never raised.
     """
     return TimeRange(
         ingestion,
