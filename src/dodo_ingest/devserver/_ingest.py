@@ -73,31 +73,13 @@ def _check_metadata(metadata: dict[str, Any], where: str) -> tuple[str, str] | N
                 f"{where}: metadata key {key[:40]!r} has {len(key)} characters; keys must have "
                 f"1 to {MAX_METADATA_KEY_LENGTH}",
             )
-        kind = type(value)
-        if kind is str:
-            if len(value) > MAX_METADATA_VALUE_LENGTH:
-                return (
-                    "metadata_value_too_long",
-                    f"{where}: metadata[{key!r}] has {len(value)} characters; string values may "
-                    f"have at most {MAX_METADATA_VALUE_LENGTH}",
-                )
-        elif kind is not int and kind is not bool and kind is not float:
+        if type(value) is str and len(value) > MAX_METADATA_VALUE_LENGTH:
             return (
-                "metadata_value_not_scalar",
-                f"{where}: metadata[{key!r}] is {_json_type(value)}; values must be a string, "
-                "number or boolean",
+                "metadata_value_too_long",
+                f"{where}: metadata[{key!r}] has {len(value)} characters; string values may "
+                f"have at most {MAX_METADATA_VALUE_LENGTH}",
             )
     return None
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    return type(value).__name__
 
 
 def parse_ingest_body(body: bytes, *, now: int | None = None) -> list[EventRow]:
@@ -177,21 +159,40 @@ def _plain_metadata(metadata: dict[str, Any]) -> bool:
         elif kind is float:
             if value - value != 0:  # inf or nan, from numbers such as 1e999
                 return False
-        elif kind is not int and kind is not bool:
+        elif kind is int:
+            if not INT64_MIN <= value <= INT64_MAX:
+                return False
+        elif kind is not bool:
             return False
         if not 0 < len(key) <= MAX_METADATA_KEY_LENGTH:
             return False
     return True
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _metadata_error(metadata: dict[str, Any], index: int, event_id: str) -> APIError:
-    """The error for metadata that :func:`_plain_metadata` refused (422 for a non-finite
-    number, which JSON cannot carry, else 400 naming the limit)."""
+    """The error for metadata that :func:`_plain_metadata` refused: 422 for what the schema
+    refuses (a value that is not a string, number or boolean, a non-finite number, an integer
+    outside int64), else 400 naming the limit."""
     where = _where(index, event_id)
     for key, value in metadata.items():
-        if type(value) is float and value - value != 0:
+        kind = type(value)
+        if kind is float and value - value != 0:
             raise _schema_error(
                 f"{where}: metadata[{key!r}] is not a finite number", index, event_id
+            )
+        if kind is int and not INT64_MIN <= value <= INT64_MAX:
+            raise _schema_error(
+                f"{where}: metadata[{key!r}] is outside the int64 range", index, event_id
+            )
+        if kind not in (str, int, float, bool):
+            raise _schema_error(
+                f"{where}: metadata[{key!r}] must be a string, number or boolean "
+                f"(objects, arrays and null are refused)",
+                index,
+                event_id,
             )
     broken = _check_metadata(metadata, where)
     assert broken is not None, "metadata refused by the fast check breaks a rule"
