@@ -202,7 +202,7 @@ class Pipeline:
 
     def _start(self) -> None:
         with self._start_lock:
-            if self._thread is not None or self.closed:
+            if self.closed or (self._thread is not None and self._thread.is_alive()):
                 return
             thread = threading.Thread(target=self._run, name="dodo-ingest-sender", daemon=True)
             try:
@@ -275,14 +275,8 @@ class Pipeline:
                 self._client = self._make_client()
             self._maintain(force=True)
             while not self._stop.is_set():
-                if self.queue.backlog() < self._batch_size:
-                    self._wakeup.wait(self.settings.flush_interval)
-                self._wakeup.clear()
-                self._flush_requested.clear()
-                if self._stop.is_set():
-                    break
                 try:
-                    self._drain()
+                    self._step()
                 except _Abandoned as abandoned:
                     self._abandon(abandoned.items)
                     break
@@ -290,14 +284,25 @@ class Pipeline:
                     logger.exception("delivery loop failed; retrying in 1 s")
                     self._stop.wait(1.0)
                     self._wakeup.set()  # what was put back is sent without waiting
-                self._maintain()
         except BaseException:
             logger.exception("delivery sender stopped by an unexpected error")
         finally:
             self._exit()
 
+    def _step(self) -> None:
+        """Wait for a full batch, ``flush_interval`` or a flush; send what is queued."""
+        if self.queue.backlog() < self._batch_size:
+            self._wakeup.wait(self.settings.flush_interval)
+        self._wakeup.clear()
+        self._flush_requested.clear()
+        if self._stop.is_set():
+            return
+        self._drain()
+        self._maintain()
+
     def _exit(self) -> None:
-        if self.memory is not None:
+        stopped = self._stop.is_set()
+        if self.memory is not None and stopped:
             self._abandon(self.memory.clear())
         elif self.outbox is not None:
             try:
@@ -307,6 +312,12 @@ class Pipeline:
         self._report_drops()
         if self._client is not None:
             self._client.close()
+        if not stopped:
+            # Killed by an error that is not an Exception: the queue is kept, and the next
+            # track() or flush() starts a new sender.
+            with self._start_lock:
+                self._client = None
+                self._thread = None
 
     def _abandon(self, items: list[Item]) -> None:
         """Count unsent memory events as dropped at shutdown (outbox events stay on disk)."""
@@ -336,7 +347,7 @@ class Pipeline:
                     self._deliver(items)
                 except _Abandoned:
                     raise
-                except Exception:
+                except BaseException:
                     self.queue.requeue(items, waiters)  # nothing is lost to a bug
                     raise
                 self._inflight = 0
@@ -486,15 +497,20 @@ class Pipeline:
         if self.outbox is None:
             return
         now = time.monotonic()
-        if force or now >= self._next_heartbeat:
-            self._next_heartbeat = now + HEARTBEAT_INTERVAL
-            self.outbox.heartbeat()
-        if force or now >= self._next_reclaim:
-            self._next_reclaim = now + RECLAIM_INTERVAL
-            taken = self.outbox.reclaim()
-            if taken:
-                self.taken_over += taken
-                logger.info("took over %d event(s) left in the outbox by another process", taken)
+        try:
+            if force or now >= self._next_heartbeat:
+                self._next_heartbeat = now + HEARTBEAT_INTERVAL
+                self.outbox.heartbeat()
+            if force or now >= self._next_reclaim:
+                self._next_reclaim = now + RECLAIM_INTERVAL
+                taken = self.outbox.reclaim()
+                if taken:
+                    self.taken_over += taken
+                    logger.info(
+                        "took over %d event(s) left in the outbox by another process", taken
+                    )
+        except Exception:  # SQLite busy, disk full...: sending goes on, tried again later
+            logger.exception("outbox maintenance failed; tried again later")
 
     def _report_drops(self) -> None:
         if not self._drops:
