@@ -115,3 +115,34 @@ def test_response_ids_are_unique_across_transports() -> None:
             ids.add(answer.json()["id"])
             ids.add(answer.headers["x-request-id"])
     assert len(ids) == 4
+
+
+def test_gemini_embeddings_and_async_client(transport: MockLLMTransport) -> None:
+    import asyncio
+
+    client = genai.Client(
+        api_key="offline",
+        http_options={
+            "client_args": {"transport": transport},
+            "async_client_args": {"transport": transport},
+        },
+    )
+    embedded = client.models.embed_content(model="text-embedding-004", contents=["a", "b"])
+    assert embedded.embeddings is not None
+    assert len(embedded.embeddings) == 2
+
+    async def generate() -> int | None:
+        response = await client.aio.models.generate_content(
+            model="gemini-2.5-flash", contents=PROMPT
+        )
+        return response.usage_metadata.candidates_token_count if response.usage_metadata else None
+
+    assert asyncio.run(generate()) == 4
+
+
+def test_multipart_uploads_get_a_404(transport: MockLLMTransport) -> None:
+    with httpx2.Client(transport=transport) as http:
+        answer = http.post(
+            "http://mock/v1/audio/transcriptions", files={"file": ("a.wav", b"RIFF")}
+        )
+    assert answer.status_code == 404

@@ -15,7 +15,13 @@ the real provider SDKs, and a wrapped client's usage tracking, run unchanged::
     claude = Anthropic(api_key="sk-offline", http_client=httpx2.Client(transport=transport))
 
     from google import genai
-    gemini = genai.Client(api_key="offline", http_options={"client_args": {"transport": transport}})
+    gemini = genai.Client(
+        api_key="offline",
+        http_options={
+            "client_args": {"transport": transport},          # client.models
+            "async_client_args": {"transport": transport},    # client.aio.models
+        },
+    )
 
 Token counts are deterministic: a prompt costs one token per 4 characters of its text (at
 least 1) and the reply one token per word, so tests can assert exact figures. Every answer
@@ -76,7 +82,8 @@ class MockLLMTransport(httpx2.MockTransport):
     Handles OpenAI ``/chat/completions`` (streamed or not; the usage chunk only when
     ``stream_options.include_usage`` is set, as the real API does), ``/embeddings`` and
     ``/responses`` (not streamed); Anthropic ``/v1/messages`` (streamed or not); Gemini
-    ``:generateContent``, ``:streamGenerateContent`` and ``:embedContent``. ``requests`` counts
+    ``:generateContent``, ``:streamGenerateContent``, ``:embedContent`` and
+    ``:batchEmbedContents``. Other requests (and multipart uploads) get a 404. ``requests`` counts
     the requests answered. Safe to share between threads and event loops.
     """
 
@@ -99,8 +106,11 @@ class MockLLMTransport(httpx2.MockTransport):
         return response
 
     def _answer(self, request: httpx2.Request, number: str) -> httpx2.Response:
-        body = json.loads(request.content or b"{}")
         path = request.url.path
+        try:
+            body = json.loads(request.content or b"{}")
+        except ValueError:  # multipart uploads (audio, files) are not answered
+            return httpx2.Response(404, json={"error": {"message": f"mock: no route for {path}"}})
         prompt_tokens = count_tokens("".join(_texts(body)))
         if path.endswith("/chat/completions"):
             return self._openai_chat(body, prompt_tokens, number)
@@ -112,7 +122,7 @@ class MockLLMTransport(httpx2.MockTransport):
             return self._anthropic_messages(body, prompt_tokens, number)
         match = _GEMINI_PATH.search(path)
         if match is not None:
-            return self._gemini(match["model"], match["method"], prompt_tokens, number)
+            return self._gemini(body, match["model"], match["method"], prompt_tokens, number)
         return httpx2.Response(404, json={"error": {"message": f"mock: no route for {path}"}})
 
     @property
@@ -265,9 +275,20 @@ class MockLLMTransport(httpx2.MockTransport):
 
     # --- Gemini --------------------------------------------------------------------------
 
-    def _gemini(self, model: str, method: str, prompt: int, number: str) -> httpx2.Response:
+    def _gemini(
+        self, body: dict[str, Any], model: str, method: str, prompt: int, number: str
+    ) -> httpx2.Response:
         if method == "embedContent":
             return httpx2.Response(200, json={"embedding": {"values": [0.0, 0.1, 0.2]}})
+        if method == "batchEmbedContents":
+            requests = len(body.get("requests") or [None])
+            return httpx2.Response(
+                200,
+                json={
+                    "embeddings": [{"values": [0.0, 0.1, 0.2]} for _ in range(requests)],
+                    "usageMetadata": {"promptTokenCount": prompt},
+                },
+            )
         words = self._words
         response_id = f"mock{number}"
 

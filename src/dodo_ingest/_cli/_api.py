@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import Connection, api_errors, connection_options, console, echo_json, format_time
+from ._common import (
+    Connection,
+    api_errors,
+    cells,
+    connection_options,
+    console,
+    echo_json,
+    format_time,
+)
 
 if TYPE_CHECKING:
     from ..client import Event, Meter
@@ -101,17 +109,18 @@ def _utc(value: datetime | None) -> datetime | None:
 def _events_table(items: Iterable[Event], title: str) -> None:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=cells(title)[0], title_justify="left")
     for column in ("event_id", "customer_id", "event_name", "timestamp", "metadata"):
         table.add_column(column, overflow="fold")
     for event in items:
         table.add_row(
-            event.event_id,
-            event.customer_id,
-            event.event_name,
-            format_time(event.timestamp),
-            _metadata_text(event.metadata),
-            style=None,
+            *cells(
+                event.event_id,
+                event.customer_id,
+                event.event_name,
+                format_time(event.timestamp),
+                _metadata_text(event.metadata),
+            )
         )
     console().print(table)
 
@@ -231,19 +240,21 @@ def _filter_text(meter: Meter) -> str:
 def _meters_table(items: Iterable[Meter], title: str) -> None:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=cells(title)[0], title_justify="left")
     for column in ("id", "name", "event_name", "aggregation", "unit", "filter", "created_at"):
         table.add_column(column, overflow="fold")
     for meter in items:
         agg = meter.aggregation
         table.add_row(
-            meter.id,
-            meter.name,
-            meter.event_name,
-            agg.type if agg.key is None else f"{agg.type}({agg.key})",
-            meter.measurement_unit,
-            _filter_text(meter),
-            format_time(meter.created_at),
+            *cells(
+                meter.id,
+                meter.name,
+                meter.event_name,
+                agg.type if agg.key is None else f"{agg.type}({agg.key})",
+                meter.measurement_unit,
+                _filter_text(meter),
+                format_time(meter.created_at),
+            )
         )
     console().print(table)
 
@@ -262,14 +273,16 @@ def balance(entitlement: str, customer: str, as_json: bool, conn: Connection) ->
     if as_json:
         echo_json(result)
         return
-    table = Table(title=f"credit balance of {customer}", title_justify="left")
+    table = Table(title=cells(f"credit balance of {customer}")[0], title_justify="left")
     for column in ("entitlement", "customer", "balance", "overage", "last transaction"):
         table.add_column(column, overflow="fold")
     table.add_row(
-        result.credit_entitlement_id,
-        result.customer_id,
-        str(result.balance),
-        str(result.overage),
-        format_time(result.last_transaction_at) if result.last_transaction_at else "",
+        *cells(
+            result.credit_entitlement_id,
+            result.customer_id,
+            str(result.balance),
+            str(result.overage),
+            format_time(result.last_transaction_at) if result.last_transaction_at else "",
+        )
     )
     console().print(table)

@@ -39,6 +39,7 @@ from ..client import (
 from ..delivery import DeadLetter, Ingestion, Outbox
 from ..delivery._pipeline import SPLIT_STATUSES
 from ..delivery._settings import API_MAX_FUTURE_SKEW, Settings
+from ._common import cells
 from ._resume import SendProgress
 from ._rows import ColumnMapping, Format, Record, RowError, read_records
 
@@ -499,7 +500,9 @@ def _reasons(letters: list[DeadLetter]) -> list[dict[str, Any]]:
 
 def print_summary(out: Console, outcome: Outcome) -> None:
 
-    table = Table(title=f"dodo-ingest send {outcome.file}", show_header=False, title_justify="left")
+    table = Table(
+        title=cells(f"dodo-ingest send {outcome.file}")[0], show_header=False, title_justify="left"
+    )
     table.add_column(style="bold")
     table.add_column(justify="right")
     if outcome.resumed_from_line:
@@ -528,7 +531,9 @@ def print_summary(out: Console, outcome: Outcome) -> None:
     if outcome.reasons:
         reasons = Table("dead letters", "reason", "example event ids", title_justify="left")
         for entry in outcome.reasons:
-            reasons.add_row(str(entry["count"]), entry["reason"], ", ".join(entry["event_ids"]))
+            reasons.add_row(
+                *cells(str(entry["count"]), entry["reason"], ", ".join(entry["event_ids"]))
+            )
         out.print(reasons)
     for entry in outcome.failed_to_queue[:SHOWN_PROBLEMS]:
         out.print(f"not queued: line {entry['line']}: {entry['reason']}", markup=False)
@@ -537,7 +542,7 @@ def print_summary(out: Console, outcome: Outcome) -> None:
     elif outcome.stopped_by == "timeout":
         out.print("[yellow]Delivery did not finish within --timeout.[/]")
     elif outcome.stopped_by:
-        out.print(f"[red]Stopped: {outcome.stopped_by}[/]", markup=True)
+        out.print(f"Stopped: {outcome.stopped_by}", style="red", markup=False)
     if not outcome.ok and outcome.outbox and (outcome.unsettled or outcome.stopped_by):
         out.print(f"Run the same command again to resume from {outcome.outbox}.")
     elif outcome.unsettled or outcome.stopped_by:

@@ -16,6 +16,7 @@ import click
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from ..client import DodoClient
 
@@ -126,6 +127,14 @@ def console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
+
+
+def cells(*values: str) -> list[Text]:
+    """Table cells shown as they are: data (ids, metadata, server messages) is never read as
+    rich markup, so ``[/]`` in a value neither crashes the table nor restyles it."""
+    from rich.text import Text
+
+    return [Text(value) for value in values]
 
 
 def jsonable(value: Any) -> Any:

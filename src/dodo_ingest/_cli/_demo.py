@@ -27,9 +27,12 @@ def demo(faults: str | None, seed: int) -> None:
         raise click.ClickException(
             f"the demo needs the 'all' extra: pip install 'dodo-ingest[all]' ({error})"
         ) from None
+    from ..devserver import parse_faults
+
     try:
-        code = run_demo(console(), faults=faults, seed=seed)
-    except ValueError as error:  # a bad --faults spec
+        parse_faults(faults)
+    except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--faults") from None
+    code = run_demo(console(), faults=faults, seed=seed)
     if code:
         raise SystemExit(code)

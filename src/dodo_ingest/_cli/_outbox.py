@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import Connection, api_errors, connection_options, console, echo_json, format_time
+from ._common import (
+    Connection,
+    api_errors,
+    cells,
+    connection_options,
+    console,
+    echo_json,
+    format_time,
+)
 
 if TYPE_CHECKING:
     from ..delivery import Outbox
@@ -54,7 +62,7 @@ def status(path: Path, as_json: bool) -> None:
     if as_json:
         echo_json({"path": str(path), "pending": pending, "dead_letters": dead})
         return
-    table = Table(title=f"outbox {path}", show_header=False, title_justify="left")
+    table = Table(title=cells(f"outbox {path}")[0], show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("pending", f"{pending:,}")
@@ -92,20 +100,22 @@ def dead_letters(path: Path, limit: int, as_json: bool) -> None:
             ]
         )
         return
-    table = Table(title=f"{total} dead letter(s) in {path}", title_justify="left")
+    table = Table(title=cells(f"{total} dead letter(s) in {path}")[0], title_justify="left")
     for column in ("event_id", "customer_id", "event_name", "timestamp", "status", "reason"):
         table.add_column(column, overflow="fold")
     table.add_column("failed_at")
     for letter in letters:
         event = letter.event
         table.add_row(
-            event.event_id,
-            event.customer_id,
-            event.event_name,
-            format_time(event.timestamp) if event.timestamp else "",
-            "" if letter.status_code is None else str(letter.status_code),
-            letter.reason,
-            format_time(letter.failed_at),
+            *cells(
+                event.event_id,
+                event.customer_id,
+                event.event_name,
+                format_time(event.timestamp) if event.timestamp else "",
+                "" if letter.status_code is None else str(letter.status_code),
+                letter.reason,
+                format_time(letter.failed_at),
+            )
         )
     console().print(table)
     if len(letters) < total:
