@@ -9,6 +9,7 @@ built, and turn every failure that happens while measuring into a log line on th
 from __future__ import annotations
 
 import codecs
+import inspect
 import logging
 import random
 import time
@@ -20,6 +21,8 @@ from ..client._errors import ConfigurationError, EventValidationError
 from ..client._models import MAX_METADATA_KEYS, MetadataValue, validate_metadata
 
 __all__ = [
+    "AsyncCountingFile",
+    "AsyncReadable",
     "CountingFile",
     "EventSink",
     "byte_length",
@@ -32,6 +35,7 @@ __all__ = [
     "derive_event_id",
     "error_metadata",
     "format_epoch",
+    "is_async_file",
     "logger",
     "new_base_id",
 ]
@@ -60,6 +64,13 @@ class EventSink(Protocol):
         event_id: str | None = None,
         timestamp: datetime | None = None,
     ) -> str: ...
+
+
+class AsyncReadable(Protocol):
+    """An async binary source: ``await source.read(n)`` returns bytes (``asyncio.StreamReader``,
+    Starlette's ``UploadFile``, aiofiles)."""
+
+    async def read(self, n: int = -1, /) -> bytes: ...
 
 
 class FailureCounter:
@@ -202,16 +213,34 @@ def byte_length(chunk: object, encoding: str = "utf-8") -> int:
         return view.nbytes
 
 
-class CountingFile:
-    """A proxy of a binary or text file-like object that reports every byte read or written.
+def is_async_file(source: object) -> bool:
+    """True for an async file-like object: one with ``__aiter__`` and ``read`` or ``write``
+    (``asyncio.StreamReader``, aiofiles), or whose ``read`` or ``write`` is a coroutine
+    function (Starlette's ``UploadFile``)."""
+    if hasattr(source, "__aiter__") and (hasattr(source, "read") or hasattr(source, "write")):
+        return True
+    return inspect.iscoroutinefunction(
+        getattr(source, "read", None)
+    ) or inspect.iscoroutinefunction(getattr(source, "write", None))
 
-    ``read``, ``read1``, ``readinto``, ``readinto1``, ``readline``, ``readlines``, iteration,
-    ``write`` and ``writelines`` are counted; everything else is delegated unchanged.
+
+class _CountingProxy:
+    """What the sync and async counting proxies share: counting that never raises, delegation.
+
+    ``on_bytes`` receives every byte count; data that cannot be counted is passed on unchanged
+    and the error handed to ``on_error``.
     """
 
-    def __init__(self, raw: Any, on_bytes: Callable[[int], None], encoding: str = "utf-8") -> None:
+    def __init__(
+        self,
+        raw: Any,
+        on_bytes: Callable[[int], None],
+        on_error: Callable[[Exception], None],
+        encoding: str = "utf-8",
+    ) -> None:
         self._raw = raw
         self._on_bytes = on_bytes
+        self._on_error = on_error
         self._encoding = encoding
 
     @property
@@ -220,9 +249,37 @@ class CountingFile:
         return self._raw
 
     def _count(self, data: Any) -> Any:
-        if data:
-            self._on_bytes(byte_length(data, self._encoding))
+        """Count ``data`` and return it unchanged."""
+        try:
+            if data:
+                self._on_bytes(byte_length(data, self._encoding))
+        except Exception as exc:
+            self._on_error(exc)
         return data
+
+    def _count_reported(self, n: Any, data: Any = b"") -> Any:
+        """Count the ``n`` bytes a ``write`` or ``readinto`` reported (the length of ``data``
+        for text or when ``n`` is not a number) and return ``n``."""
+        try:
+            size = n
+            if isinstance(data, str) or not isinstance(n, int):
+                size = byte_length(data, self._encoding) if data else 0
+            if size:
+                self._on_bytes(size)
+        except Exception as exc:
+            self._on_error(exc)
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+class CountingFile(_CountingProxy):
+    """A proxy of a binary or text file-like object that reports every byte read or written.
+
+    ``read``, ``read1``, ``readinto``, ``readinto1``, ``readline``, ``readlines``, iteration,
+    ``write`` and ``writelines`` are counted; everything else is delegated unchanged.
+    """
 
     def read(self, *args: Any) -> Any:
         """Read like the wrapped file, counting what was returned."""
@@ -245,26 +302,15 @@ class CountingFile:
 
     def readinto(self, buffer: Any) -> Any:
         """``readinto`` of the wrapped file; counts the number of bytes it reports."""
-        n = self._raw.readinto(buffer)
-        if n:
-            self._on_bytes(n)
-        return n
+        return self._count_reported(self._raw.readinto(buffer))
 
     def readinto1(self, buffer: Any) -> Any:
         """``readinto1`` of the wrapped file; counts the number of bytes it reports."""
-        n = self._raw.readinto1(buffer)
-        if n:
-            self._on_bytes(n)
-        return n
+        return self._count_reported(self._raw.readinto1(buffer))
 
     def write(self, data: Any) -> Any:
         """Write through; counts the bytes written (text: the encoded length)."""
-        n = self._raw.write(data)
-        if isinstance(data, str) or not isinstance(n, int):
-            self._count(data)
-        elif n:
-            self._on_bytes(n)
-        return n
+        return self._count_reported(self._raw.write(data), data)
 
     def writelines(self, lines: Iterable[Any]) -> None:
         """Write every line through ``write``, counted."""
@@ -284,5 +330,66 @@ class CountingFile:
     def __exit__(self, *exc_info: object) -> Any:
         return self._raw.__exit__(*exc_info)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
+
+class AsyncCountingFile(_CountingProxy):
+    """A proxy of an async file-like object (``asyncio.StreamReader``, aiofiles, Starlette's
+    ``UploadFile``) that reports every byte read or written.
+
+    The awaitable ``read``, ``read1``, ``readline``, ``readexactly``, ``readuntil``,
+    ``readlines``, ``write`` and ``writelines``, and ``async for`` are counted; everything else
+    is delegated unchanged.
+    """
+
+    _iterator: Any = None
+
+    async def read(self, *args: Any) -> Any:
+        """Read like the wrapped file, counting what was returned."""
+        return self._count(await self._raw.read(*args))
+
+    async def read1(self, *args: Any) -> Any:
+        """``read1`` of the wrapped file, counted."""
+        return self._count(await self._raw.read1(*args))
+
+    async def readline(self, *args: Any) -> Any:
+        """``readline`` of the wrapped file, counted."""
+        return self._count(await self._raw.readline(*args))
+
+    async def readexactly(self, n: int) -> Any:
+        """``readexactly`` of the wrapped stream, counted."""
+        return self._count(await self._raw.readexactly(n))
+
+    async def readuntil(self, *args: Any) -> Any:
+        """``readuntil`` of the wrapped stream, counted."""
+        return self._count(await self._raw.readuntil(*args))
+
+    async def readlines(self, *args: Any) -> list[Any]:
+        """``readlines`` of the wrapped file, counted."""
+        lines: list[Any] = await self._raw.readlines(*args)
+        for line in lines:
+            self._count(line)
+        return lines
+
+    async def write(self, data: Any) -> Any:
+        """Write through; counts the bytes written (text: the encoded length)."""
+        return self._count_reported(await self._raw.write(data), data)
+
+    async def writelines(self, lines: Iterable[Any]) -> None:
+        """Write every line through ``write``, counted."""
+        for line in lines:
+            await self.write(line)
+
+    def __aiter__(self) -> AsyncCountingFile:
+        self._iterator = aiter(self._raw)
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._iterator is None:
+            self._iterator = aiter(self._raw)
+        return self._count(await anext(self._iterator))
+
+    async def __aenter__(self) -> AsyncCountingFile:
+        await self._raw.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> Any:
+        return await self._raw.__aexit__(*exc_info)

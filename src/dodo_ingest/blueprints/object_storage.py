@@ -5,8 +5,9 @@
 - :func:`meter_upload` is a context manager around an upload from a file path or a file-like
   object. It finds the size without reading the data (the buffer size of a ``BytesIO``, or
   ``seek``/``tell``, a metadata lookup for a file); for a source that cannot tell its size (a
-  pipe, a socket, a generator-backed stream) it hands the uploader a proxy that counts the
-  bytes as they are read, so the data is still read only once. When the block ends without an
+  pipe, a socket, a generator-backed stream, an async source such as ``asyncio.StreamReader``
+  or Starlette's ``UploadFile``) it hands the uploader a proxy (sync or async, like the source)
+  that counts the bytes as they are read, so the data is still read only once. When the block ends without an
   exception it tracks ``bytes``, ``operation`` and, when given, ``bucket`` and ``key``.
 """
 
@@ -22,12 +23,15 @@ from typing import IO, Any
 from ..client._errors import EventValidationError
 from ..client._models import MetadataValue
 from ._common import (
+    AsyncCountingFile,
+    AsyncReadable,
     CountingFile,
     EventSink,
     FailureCounter,
     check_customer_id,
     check_event_name,
     check_metadata,
+    is_async_file,
 )
 
 __all__ = ["UploadMeter", "meter_upload", "remaining_size", "track_object_storage"]
@@ -67,8 +71,11 @@ def remaining_size(file: Any) -> int | None:
 
     Uses the buffer of a ``BytesIO``, else ``seek``/``tell`` on seekable files (regular files,
     ``SpooledTemporaryFile`` such as FastAPI's ``UploadFile.file``, without rolling it over to
-    disk); ``None`` when the size cannot be known (pipes, sockets, generators).
+    disk); ``None`` when the size cannot be known (pipes, sockets, generators, async file-like
+    objects).
     """
+    if is_async_file(file):
+        return None
     try:
         if isinstance(file, io.BytesIO):
             return file.getbuffer().nbytes - file.tell()
@@ -94,7 +101,7 @@ class UploadMeter(FailureCounter):
         self,
         ingestion: EventSink,
         customer_id: str,
-        source: str | os.PathLike[str] | IO[bytes],
+        source: str | os.PathLike[str] | IO[bytes] | AsyncReadable,
         *,
         bucket: str | None,
         key: str | None,
@@ -127,14 +134,22 @@ class UploadMeter(FailureCounter):
 
     def __enter__(self) -> UploadMeter:
         source = self._source
-        source_file: IO[bytes]
+        source_file: IO[bytes] | AsyncReadable
         if isinstance(source, (str, os.PathLike)):
             source_file = self._opened = open(source, "rb")
         else:
             source_file = source
         self.size = remaining_size(source_file)
-        self.file = source_file if self.size is not None else CountingFile(source_file, self._add)
+        if self.size is not None:
+            self.file = source_file
+        elif is_async_file(source_file):
+            self.file = AsyncCountingFile(source_file, self._add, self._counting_failed)
+        else:
+            self.file = CountingFile(source_file, self._add, self._counting_failed)
         return self
+
+    def _counting_failed(self, exc: Exception) -> None:
+        self._tracking_failed(f"upload {self._own.get('key', '')}", exc)
 
     def __exit__(
         self,
@@ -154,7 +169,7 @@ class UploadMeter(FailureCounter):
                 event_id=self._event_id,
             )
         except Exception as error:
-            self._tracking_failed(f"upload {self._own.get('key', '')}", error)
+            self._counting_failed(error)
 
     async def __aenter__(self) -> UploadMeter:
         return self.__enter__()
@@ -171,7 +186,7 @@ class UploadMeter(FailureCounter):
 def meter_upload(
     ingestion: EventSink,
     customer_id: str,
-    source: str | os.PathLike[str] | IO[bytes],
+    source: str | os.PathLike[str] | IO[bytes] | AsyncReadable,
     *,
     bucket: str | None = None,
     key: str | None = None,
@@ -183,7 +198,9 @@ def meter_upload(
     """Meter an upload from a file path or a binary file-like object (``with``/``async with``).
 
     Inside the block, upload ``meter.file`` (the opened path, the object itself, or a counting
-    proxy of it when its size cannot be known without reading). When the block ends without an
+    proxy of it when its size cannot be known without reading; for an async source such as
+    ``asyncio.StreamReader`` or Starlette's ``UploadFile``, an async proxy: ``await
+    meter.file.read(n)``, ``async for``). When the block ends without an
     exception, one event is tracked with ``bytes`` (from the current position to the end),
     ``operation`` (default ``"upload"``), ``bucket`` and ``key`` (when given) and your
     ``metadata``; when it raises, nothing is tracked (nothing was stored) and the exception

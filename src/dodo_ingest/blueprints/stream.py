@@ -5,8 +5,9 @@ Two forms, both emitting the metadata key ``bytes`` like the TypeScript blueprin
 - :func:`track_stream_bytes` sends one event for a byte count you measured yourself.
 - :func:`meter_stream` measures for you. It is a context manager (``with`` or ``async with``)
   yielding a :class:`StreamMeter` that counts what flows through ``meter.wrap(...)`` (an
-  iterable, an async iterable or a file-like object) or ``meter.add(n)``, and emits one event
-  with the total when the block ends, also when it raised or the consumer stopped early.
+  iterable, an async iterable, or a sync or async file-like object) or ``meter.add(n)``, and
+  emits one event with the total when the block ends, also when it raised or the consumer
+  stopped early.
 
 Counting never copies data: ``bytes``/``bytearray`` are counted with ``len``, ``memoryview`` and
 other buffers with ``nbytes``, ``str`` by its encoded length (UTF-8 unless ``encoding`` says
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 from ..client._errors import EventValidationError
 from ..client._models import MetadataValue
 from ._common import (
+    AsyncCountingFile,
     CountingFile,
     EventSink,
     FailureCounter,
@@ -41,6 +43,7 @@ from ._common import (
     check_positive,
     derive_event_id,
     error_metadata,
+    is_async_file,
     new_base_id,
 )
 
@@ -153,22 +156,31 @@ class StreamMeter(FailureCounter):
         ``source`` may be an iterable or async iterable of chunks (``bytes``, ``bytearray``,
         ``memoryview``, ``str``) — the result is an iterator / async iterator of the same chunks
         — or a file-like object (anything with ``read`` or ``write``), returned as a proxy that
-        counts what is read from or written to it. A wrapped iterator closes the source when it
-        is closed early. For an httpx2 response wrap ``response.iter_bytes()`` (decoded body)
+        counts what is read from or written to it. An async file-like object (one with
+        ``__aiter__``, or whose ``read``/``write`` is a coroutine function: ``asyncio.StreamReader``,
+        aiofiles, Starlette's ``UploadFile``) gets an async proxy: ``await proxy.read()``,
+        ``async for``. A wrapped iterator closes the source when it is closed early. For an httpx2 response wrap ``response.iter_bytes()`` (decoded body)
         or ``response.iter_raw()`` (bytes on the wire), or their ``aiter_`` forms.
 
         ``finish=True`` emits the final event when the wrapped iterator ends (exhausted, closed
         or failed) instead of at the end of a ``with`` block: use it for bodies consumed after
-        your code returns, such as Starlette's ``StreamingResponse``.
+        your code returns, such as Starlette's ``StreamingResponse``; an async file-like object
+        that supports ``async for`` is then wrapped as an async iterator of its chunks.
+        Data that cannot be counted is passed on and counted in ``tracking_errors``.
         """
         if isinstance(source, (str, bytes, bytearray, memoryview)):
             raise TypeError("wrap() takes an iterable of chunks or a file; use add() or count()")
         if hasattr(source, "iter_bytes") or hasattr(source, "aiter_bytes"):
             raise TypeError("wrap an HTTP response's chunks: meter.wrap(response.iter_bytes())")
+        if is_async_file(source):
+            if not finish:
+                return AsyncCountingFile(source, self._count, self._counting_failed, self._encoding)
+            if hasattr(source, "__aiter__"):
+                return self._aiterate(source, finish)
         if hasattr(source, "read") or hasattr(source, "write"):
             if finish:
                 raise TypeError("finish=True applies to iterables, not file objects")
-            return CountingFile(source, self._count, self._encoding)
+            return CountingFile(source, self._count, self._counting_failed, self._encoding)
         if hasattr(source, "__aiter__"):
             return self._aiterate(source, finish)
         if hasattr(source, "__iter__"):
@@ -215,8 +227,11 @@ class StreamMeter(FailureCounter):
         try:
             return byte_length(chunk, self._encoding)
         except TypeError as exc:
-            self._tracking_failed(f"stream {self.stream_id}", exc)
+            self._counting_failed(exc)
             return 0
+
+    def _counting_failed(self, exc: Exception) -> None:
+        self._tracking_failed(f"stream {self.stream_id}", exc)
 
     def _count(self, n: int) -> None:
         self._total += n
