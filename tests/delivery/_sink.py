@@ -19,6 +19,22 @@ def accept_all(events: list[dict[str, Any]]) -> Answer:
     return 200, {}, json.dumps({"ingested_count": len(events)}).encode()
 
 
+class RefuseIds:
+    """A responder that answers 400 to any request holding one of ``ids`` (as the API does
+    for an event it refuses), else 200; ``accepted`` lists the ids stored, in order."""
+
+    def __init__(self, ids: set[str], message: str) -> None:
+        self.ids = ids
+        self.message = message
+        self.accepted: list[str] = []
+
+    def __call__(self, events: list[dict[str, Any]]) -> Answer:
+        if any(event["event_id"] in self.ids for event in events):
+            return 400, {}, json.dumps({"code": "bad_request", "message": self.message}).encode()
+        self.accepted.extend(event["event_id"] for event in events)
+        return accept_all(events)
+
+
 class Sink:
     """Records ``(body_size, events, authorization)`` of each request; ``responder`` answers."""
 

@@ -7,14 +7,13 @@ import json
 import logging
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from dodo_ingest.client import AuthenticationError, BadRequestError, EventInput
 from dodo_ingest.delivery import EventExpiredError
-from tests.delivery._sink import Answer, Sink, accept_all
+from tests.delivery._sink import Answer, RefuseIds, Sink, accept_all
 from tests.delivery.conftest import API_KEY, FAST_RETRIES
 
 
@@ -81,29 +80,23 @@ def test_413_splits_the_batch_and_resends(make_ingestion):
         assert ingestion.stats.dead_lettered == 0
 
 
-def test_a_poison_event_among_1000_is_isolated_in_few_requests(server, make_ingestion):
+def test_a_poison_event_among_1000_is_isolated_in_few_requests(make_ingestion):
     errors: list[tuple[BaseException, list[EventInput]]] = []
-    ingestion = make_ingestion(
-        base_url=server.base_url,
-        event_name="e",
-        flush_interval=30,
-        max_event_age=7200,  # lets the client queue an event the API will find too old
-        on_error=lambda error, events: errors.append((error, events)),
-    )
-    old = datetime.now(UTC) - timedelta(minutes=61)
-    ids = []
-    for i in range(1000):
-        ids.append(
-            ingestion.track(
-                "cus_1",
-                event_id=f"poison-{i}" if i == 500 else None,
-                timestamp=old if i == 500 else None,
-            )
+    refuse = RefuseIds({"poison-500"}, "timestamp is older than 1 hour")
+    with Sink(refuse) as sink:
+        ingestion = make_ingestion(
+            base_url=sink.base_url,
+            event_name="e",
+            flush_interval=30,
+            on_error=lambda error, events: errors.append((error, events)),
         )
-    assert ingestion.flush(10)
-    assert sorted(server.event_ids()) == sorted(i for i in ids if i != "poison-500")
-    requests = sum(server.stats["requests"].values())
-    assert requests <= 1 + 2 * 10  # one refused batch, then two requests per halving
+        ids = [
+            ingestion.track("cus_1", event_id="poison-500" if i == 500 else None)
+            for i in range(1000)
+        ]
+        assert ingestion.flush(10)
+    assert sorted(refuse.accepted) == sorted(i for i in ids if i != "poison-500")
+    assert len(sink.requests) <= 1 + 2 * 10  # one refused batch, then two requests per halving
     (letter,) = ingestion.dead_letters()
     assert letter.event.event_id == "poison-500"
     assert letter.status_code == 400

@@ -151,3 +151,28 @@ def test_close_is_bounded_when_the_api_stalls_and_counts_what_it_drops(make_inge
         time.sleep(0.2)
         assert len(sink.requests) == 1  # and nothing was sent after close() gave up
         assert [(e.reason, e.count) for e in errors] == [("shutdown", 2000)]
+
+
+@pytest.mark.anyio
+async def test_infinite_wait_timeouts_wait_as_long_as_needed_and_nan_is_refused(
+    server, make_ingestion
+):
+    import math
+
+    ingestion = make_ingestion(base_url=server.base_url, event_name="e", flush_interval=60)
+    ingestion.track("cus_1")
+    assert ingestion.flush(math.inf)
+    ingestion.track("cus_1")
+    assert await ingestion.aflush(math.inf)
+    with pytest.raises(ValueError, match="timeout"):
+        ingestion.flush(math.nan)
+    ingestion.track("cus_1")
+    ingestion.close(math.inf)
+    assert (ingestion.stats.delivered, ingestion.stats.dropped) == (3, 0)
+    with pytest.raises(ValueError, match="timeout"):
+        ingestion.close(math.nan)
+    other = make_ingestion(base_url=server.base_url, event_name="e", flush_interval=60)
+    other.track("cus_1")
+    await other.aclose(math.inf)
+    assert other.stats.delivered == 1
+    assert len(server.event_ids()) == 4

@@ -14,7 +14,7 @@ import pytest
 from dodo_ingest.client import ConfigurationError
 from dodo_ingest.delivery import Ingestion, Outbox
 from tests.delivery import _scripts
-from tests.delivery._sink import Blackhole
+from tests.delivery._sink import Blackhole, RefuseIds, Sink
 from tests.delivery.conftest import API_KEY
 
 PRODUCER = """
@@ -92,21 +92,21 @@ def test_leftovers_of_an_earlier_process_are_delivered_first(server, tmp_path):
     assert sorted(stored[50:]) == sorted(later)
 
 
-def test_dead_letters_are_kept_with_the_reason_and_can_be_retried(server, tmp_path):
+def test_dead_letters_are_kept_with_the_reason_and_can_be_retried(tmp_path):
     path = tmp_path / "outbox.db"
-    old = datetime.now(UTC) - timedelta(minutes=61)
-    with Ingestion(
-        api_key=API_KEY,
-        base_url=server.base_url,
-        event_name="e",
-        outbox=path,
-        max_event_age=7200,
-    ) as ingestion:
+    old = datetime.now(UTC) - timedelta(minutes=50)
+    refuse = RefuseIds({"too-old"}, "timestamp is older than 1 hour")
+    with (
+        Sink(refuse) as sink,
+        Ingestion(
+            api_key=API_KEY, base_url=sink.base_url, event_name="e", outbox=path
+        ) as ingestion,
+    ):
         good = ingestion.track("cus_1")
         ingestion.track("cus_1", event_id="too-old", timestamp=old)
         assert ingestion.flush(10)
         assert ingestion.stats.dead_lettered == 1
-    assert server.event_ids() == [good]
+    assert refuse.accepted == [good]
     with Outbox(path) as outbox:
         assert outbox.count_pending() == 0
         assert outbox.count_dead_letters() == 1
@@ -120,9 +120,10 @@ def test_dead_letters_are_kept_with_the_reason_and_can_be_retried(server, tmp_pa
         assert outbox.retry_dead_letters() == 1
         assert (outbox.count_pending(), outbox.count_dead_letters()) == (1, 0)
     # The next Ingestion on the file takes the retried event over (and the API refuses it again).
-    with Ingestion(
-        api_key=API_KEY, base_url=server.base_url, outbox=path, max_event_age=7200
-    ) as again:
+    with (
+        Sink(refuse) as sink,
+        Ingestion(api_key=API_KEY, base_url=sink.base_url, outbox=path) as again,
+    ):
         assert again.flush(10)
         assert again.stats.enqueued == 1
     with Outbox(path) as outbox:

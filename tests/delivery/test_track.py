@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx2
 import pytest
 
 from dodo_ingest.client import ConfigurationError, DodoClient, EventValidationError
@@ -90,6 +92,22 @@ def test_an_event_name_is_required_from_the_call_or_the_default(make_ingestion):
         ({"max_queue_size": 0}, "max_queue_size"),
         ({"shutdown_timeout": -1}, "shutdown_timeout"),
         ({"max_event_age": float("nan")}, "max_event_age"),
+        ({"max_event_age": math.inf}, "max_event_age"),
+        ({"max_event_age": 3601}, "max_event_age"),
+        ({"flush_interval": math.inf}, "flush_interval"),
+        ({"flush_interval": 1e12}, "flush_interval"),
+        ({"queue_full_timeout": math.inf}, "queue_full_timeout"),
+        ({"shutdown_timeout": math.inf}, "shutdown_timeout"),
+        ({"flush_timeout": math.nan}, "flush_timeout"),
+        ({"retry_initial_delay": math.inf}, "retry_initial_delay"),
+        ({"retry_max_delay": math.inf}, "retry_max_delay"),
+        ({"max_retry_after": math.inf}, "max_retry_after"),
+        ({"auth_retry_interval": math.inf}, "auth_retry_interval"),
+        ({"timeout": -1}, "timeout"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": math.inf}, "timeout"),
+        ({"timeout": "10"}, "timeout"),
+        ({"timeout": httpx2.Timeout(10.0, connect=-1.0)}, "timeout.connect"),
         ({"event_name": ""}, "event_name"),
         ({"on_error": "not callable"}, "on_error"),
     ],

@@ -20,7 +20,7 @@ from ._dead_letter import DeadLetter
 from ._ids import new_event_id
 from ._outbox import Outbox
 from ._pipeline import ErrorCallback, Pipeline
-from ._settings import API_MAX_FUTURE_SKEW, Settings
+from ._settings import API_MAX_FUTURE_SKEW, Settings, request_timeout, wait_timeout
 from ._stats import DeliveryStats
 
 __all__ = ["DEFAULT_DELIVERY_TIMEOUT", "Ingestion"]
@@ -92,7 +92,7 @@ class Ingestion:
         if on_error is not None and not callable(on_error):
             raise ConfigurationError(f"on_error must be callable, got {on_error!r}")
         self._config = _resolve(client, api_key, environment, base_url)
-        self._timeout = timeout if isinstance(timeout, httpx2.Timeout) else httpx2.Timeout(timeout)
+        self._timeout = request_timeout(timeout)
         self._event_name = event_name
         self._max_event_age = self._settings.max_event_age
         self._owns_outbox = outbox is not None and not isinstance(outbox, Outbox)
@@ -162,8 +162,11 @@ class Ingestion:
 
         Safe in serverless handlers (call it before returning). Does not block forever: on
         timeout it returns False and the events stay queued. After :meth:`close` it returns at
-        once: True when nothing is left unsettled. In async code use :meth:`aflush`.
+        once: True when nothing is left unsettled. In async code use :meth:`aflush`. A negative
+        ``timeout`` means 0 and ``math.inf`` the longest wait the platform allows
+        (``threading.TIMEOUT_MAX``); NaN raises ``ValueError``.
         """
+        budget = wait_timeout(self._settings.flush_timeout if timeout is None else timeout)
         if self._pipeline.closed:
             return self.stats.queued == 0
         if self._pipeline.in_sender():  # from on_error: the sender cannot wait for itself
@@ -171,31 +174,34 @@ class Ingestion:
         waiter = self._pipeline.flush_waiter()
         if waiter is None:
             return True
-        return waiter.wait(self._settings.flush_timeout if timeout is None else timeout)
+        return waiter.wait(budget)
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """:meth:`flush` for asyncio code: awaits without blocking the event loop."""
+        budget = wait_timeout(self._settings.flush_timeout if timeout is None else timeout)
         if self._pipeline.closed:
             return self.stats.queued == 0
         waiter = self._pipeline.flush_waiter()
         if waiter is None:
             return True
-        return await waiter.async_wait(self._settings.flush_timeout if timeout is None else timeout)
+        return await waiter.async_wait(budget)
 
     def close(self, timeout: float | None = None) -> None:
         """Flush for at most ``timeout`` seconds (default ``shutdown_timeout``), then stop the
         sender thread. Idempotent. Without an outbox, events still unsent are dropped and
         counted; with one they stay on disk for the next process. ``track()`` after ``close()``
-        drops (and counts) the event.
+        drops (and counts) the event. ``timeout`` is read as in :meth:`flush`.
         """
-        self._pipeline.close(self._settings.shutdown_timeout if timeout is None else timeout)
+        self._pipeline.close(
+            wait_timeout(self._settings.shutdown_timeout if timeout is None else timeout)
+        )
         if self._owns_outbox and self._outbox is not None:
             self._outbox.close()
 
     async def aclose(self, timeout: float | None = None) -> None:
         """:meth:`close` for asyncio code (an app's shutdown hook): flushes with
         :meth:`aflush`, then stops the sender in a worker thread, never blocking the loop."""
-        budget = self._settings.shutdown_timeout if timeout is None else timeout
+        budget = wait_timeout(self._settings.shutdown_timeout if timeout is None else timeout)
         loop = asyncio.get_running_loop()
         started = loop.time()
         await self.aflush(budget)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
+
+import httpx2
 
 from ..client import ConfigurationError
 from ..client._models import MAX_BATCH_SIZE
 
-__all__ = ["API_MAX_EVENT_AGE", "API_MAX_FUTURE_SKEW", "Settings"]
+__all__ = [
+    "API_MAX_EVENT_AGE",
+    "API_MAX_FUTURE_SKEW",
+    "Settings",
+    "request_timeout",
+    "wait_timeout",
+]
 
 API_MAX_EVENT_AGE = 3600.0
 """The API refuses events whose timestamp is older than this many seconds."""
@@ -39,6 +48,11 @@ class Settings:
         _int_range("max_request_bytes", self.max_request_bytes, 1024, None)
         _positive("flush_interval", self.flush_interval)
         _positive("max_event_age", self.max_event_age)
+        if self.max_event_age > API_MAX_EVENT_AGE:
+            raise ConfigurationError(
+                f"max_event_age must be <= {API_MAX_EVENT_AGE:g} seconds (the API refuses "
+                f"older events), got {self.max_event_age!r}"
+            )
         _positive("retry_initial_delay", self.retry_initial_delay)
         _positive("retry_max_delay", self.retry_max_delay)
         _positive("max_retry_after", self.max_retry_after)
@@ -55,16 +69,51 @@ def _int_range(name: str, value: object, low: int, high: int | None) -> None:
 
 
 def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not -threading.TIMEOUT_MAX <= value <= threading.TIMEOUT_MAX  # also refuses NaN
+    ):
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds (at most {threading.TIMEOUT_MAX:g}), "
+            f"got {value!r}"
+        )
     return float(value)
 
 
-def _positive(name: str, value: object) -> None:
-    if _number(name, value) <= 0:
+def _positive(name: str, value: object) -> float:
+    seconds = _number(name, value)
+    if seconds <= 0:
         raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
+    return seconds
 
 
 def _non_negative(name: str, value: object) -> None:
     if _number(name, value) < 0:
         raise ConfigurationError(f"{name} must be >= 0 seconds, got {value!r}")
+
+
+def request_timeout(value: object) -> httpx2.Timeout:
+    """The per-request ``timeout`` setting as an ``httpx2.Timeout``.
+
+    A number must be finite and > 0; an ``httpx2.Timeout`` may leave parts unset (``None``:
+    no limit) but its numbers must be finite and > 0. Raises ``ConfigurationError``.
+    """
+    if isinstance(value, httpx2.Timeout):
+        for part, seconds in value.as_dict().items():
+            if seconds is not None:
+                _positive(f"timeout.{part}", seconds)
+        return value
+    return httpx2.Timeout(_positive("timeout", value))
+
+
+def wait_timeout(value: float) -> float:
+    """A ``timeout`` argument of ``flush()``/``close()`` as seconds a wait can take.
+
+    Negative means 0; ``inf`` (or anything longer than the platform allows) means the
+    longest wait the platform allows, ``threading.TIMEOUT_MAX`` (about 292 years on Linux).
+    NaN or a non-number raises ``ValueError``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"timeout must be a number of seconds, got {value!r}")
+    return min(max(float(value), 0.0), threading.TIMEOUT_MAX)
