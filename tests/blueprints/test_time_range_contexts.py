@@ -44,7 +44,7 @@ def test_enter_in_one_thread_exit_in_another_stops_the_heartbeat(sink: Recording
     assert _in_thread(timer.__exit__, None, None, None) is None
     assert run.done and timer.tracking_errors == 0
     count = len(sink.events)
-    assert count >= 3  # heartbeats ran while the job did
+    assert count >= 2  # heartbeats ran while the job did
     time.sleep(0.1)
     assert len(sink.events) == count  # and stopped with it
     metas = sink.metadata

@@ -344,7 +344,9 @@ class TimeRange(FailureCounter):
     def _enter(self, frame: FrameType) -> TimeRangeRun | None:
         block = _Block(self._begin((), {}), frame)
         with self._lock:
-            outer = tuple(entry for entry in self._blocks.get() if entry in self._open)
+            outer = self._blocks.get()
+            if outer:  # drop the blocks that other contexts ended
+                outer = tuple(entry for entry in outer if entry in self._open)
             block.token = self._blocks.set((*outer, block))
             self._open[block] = None
         return block.run
