@@ -185,6 +185,14 @@ def test_an_outbox_that_cannot_be_opened_fails_at_construction(tmp_path):
         Ingestion(api_key=API_KEY, base_url="http://127.0.0.1:9", outbox=tmp_path / "no" / "x.db")
 
 
+@pytest.mark.parametrize("path", [":memory:", "", "file::memory:?cache=shared"])
+def test_an_in_memory_outbox_is_refused(path):
+    with pytest.raises(ConfigurationError, match="outbox must be the path of a file"):
+        Ingestion(api_key=API_KEY, base_url="http://127.0.0.1:9", outbox=path)
+    with pytest.raises(ConfigurationError, match="outbox must be the path of a file"):
+        Outbox(path)
+
+
 def test_a_failing_outbox_write_is_counted_and_reported_not_raised(server, tmp_path, monkeypatch):
     errors: list[BaseException] = []
     with Ingestion(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Literal
 
-from ..client import EventInput
+from ..client import ConfigurationError, EventInput
 from ._dead_letter import DeadLetter
 
 __all__ = ["FREE", "Outbox", "OutboxRow"]
@@ -88,6 +88,8 @@ class Outbox:
     ``kill -9`` of the process; ``"FULL"`` also survives a power loss or OS crash, at the
     cost of an fsync per ``track()``. ``create=False`` raises :class:`FileNotFoundError`
     instead of creating a missing file (for tools that inspect an existing outbox).
+    ``":memory:"``, ``""`` and ``file:`` URIs raise :class:`~dodo_ingest.ConfigurationError`:
+    the outbox is a file.
 
     The methods below are safe to call from any thread, and from another process (the
     ``dodo-ingest outbox`` command uses them) while an ``Ingestion`` is sending.
@@ -104,6 +106,13 @@ class Outbox:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
         self.path = os.fspath(path)
+        if self.path in ("", ":memory:") or self.path.startswith("file:"):
+            # Every SQLite connection to these is a different private database (or a URI
+            # this class does not parse): the sender would never see what track() stored.
+            raise ConfigurationError(
+                f"outbox must be the path of a file, got {self.path!r} (in-memory and URI "
+                "databases are not shared between connections)"
+            )
         if not create and not os.path.exists(self.path):
             raise FileNotFoundError(f"no outbox at {self.path!r}")
         self.synchronous = synchronous
