@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -230,3 +231,26 @@ def test_only_dead_or_silent_owners_lose_their_events(tmp_path):
         assert [row[0] for row in other.fetch(10)] == ["evt_0", "evt_1", "evt_2"]
         alive.heartbeat()  # the silent owner comes back: it owns nothing any more
         assert alive.fetch(10) == []
+
+
+def test_one_outbox_object_serves_one_open_ingestion_at_a_time(server, tmp_path):
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    first = Ingestion(api_key=API_KEY, base_url=server.base_url, event_name="e", outbox=outbox)
+    with pytest.raises(ConfigurationError, match=re.escape(str(path))):
+        Ingestion(api_key=API_KEY, base_url=server.base_url, event_name="e", outbox=outbox)
+    # Another Outbox of the same file has its own owner token: both send only their own.
+    with Ingestion(api_key=API_KEY, base_url=server.base_url, event_name="e", outbox=path) as b:
+        ids = [(first if i % 2 else b).track("cus_1") for i in range(3000)]
+        assert first.flush(10) and b.flush(10)
+    first.close()
+    assert sorted(server.event_ids()) == sorted(ids)  # each event sent once
+    assert first.stats.delivered + b.stats.delivered == 3000
+    # Once the first is closed, the object may serve a new Ingestion.
+    with Ingestion(
+        api_key=API_KEY, base_url=server.base_url, event_name="e", outbox=outbox
+    ) as again:
+        again.track("cus_1")
+        assert again.flush(5)
+    assert outbox.count_pending() == 0
+    outbox.close()

@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -122,6 +123,7 @@ class Outbox:
         self._sender_conn: sqlite3.Connection | None = None
         self._inherited: list[sqlite3.Connection] = []
         self._owner = _new_owner()
+        self._user: weakref.ref[object] | None = None
         self._closed = False
         self._last_checkpoint = 0.0
         with self._lock:
@@ -232,6 +234,22 @@ class Outbox:
     def owner(self) -> int:
         """The token of the pipeline that owns events appended through this object."""
         return self._owner
+
+    def claim(self, user: object) -> None:
+        """Become the outbox of ``user`` (a pipeline, with a ``closed`` attribute).
+
+        One ``Outbox`` object has one owner token, so two open pipelines on it would send
+        the same events: raises :class:`~dodo_ingest.ConfigurationError` when another open
+        one holds it (open the same path in a second ``Outbox`` instead).
+        """
+        with self._lock:
+            holder = self._user() if self._user is not None else None
+            if holder is not None and holder is not user and not getattr(holder, "closed", True):
+                raise ConfigurationError(
+                    f"the Outbox of {self.path!r} is already used by an open Ingestion; "
+                    "pass the path (or another Outbox of it) instead of sharing the object"
+                )
+            self._user = weakref.ref(user)
 
     def register(self) -> None:
         """Record this process as a live owner (before the first :meth:`append`)."""
@@ -372,6 +390,7 @@ class Outbox:
     def release(self) -> None:
         """Stop owning: what is still pending becomes free for other pipelines to take over."""
         with self._lock:
+            self._user = None
             if not self._closed:
                 self._conn.execute("DELETE FROM owners WHERE owner = ?", (self._owner,))
 

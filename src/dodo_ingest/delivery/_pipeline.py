@@ -84,6 +84,9 @@ class Pipeline:
         self._make_client = make_client
         self._on_error = on_error
         self._secret = secret
+        self.closed = False
+        if outbox is not None:
+            outbox.claim(self)
         # Built here, not in the sender thread: a fork while that thread is importing the
         # HTTP stack would leave the child with half-imported modules.
         self._client: DodoClient | None = make_client()
