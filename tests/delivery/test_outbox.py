@@ -7,15 +7,18 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dodo_ingest.client import ConfigurationError
-from dodo_ingest.delivery import Ingestion, Outbox
+from dodo_ingest.delivery import Ingestion, Outbox, _pipeline
 from tests.delivery import _scripts
-from tests.delivery._sink import Blackhole, RefuseIds, Sink
+from tests.delivery._sink import Answer, Blackhole, RefuseIds, Sink, accept_all
 from tests.delivery.conftest import API_KEY
 
 PRODUCER = """
@@ -254,3 +257,85 @@ def test_one_outbox_object_serves_one_open_ingestion_at_a_time(server, tmp_path)
         assert again.flush(5)
     assert outbox.count_pending() == 0
     outbox.close()
+
+
+def _owner_rows(path: Path, owner: int) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(
+            conn.execute("SELECT count(*) FROM owners WHERE owner = ?", (owner,)).fetchone()[0]
+        )
+
+
+def _wait_until_stopped(ingestion: Ingestion) -> None:
+    thread = ingestion._pipeline._thread
+    if thread is not None:
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_a_sender_outliving_close_does_not_take_its_ownership_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(_pipeline, "HEARTBEAT_INTERVAL", 0.0)  # a heartbeat after every batch
+    path = tmp_path / "outbox.db"
+    answer = threading.Event()
+
+    def stall(events: list[dict[str, Any]]) -> Answer:
+        answer.wait(10)
+        return accept_all(events)
+
+    with Sink(stall) as sink:
+        ingestion = Ingestion(
+            api_key=API_KEY, base_url=sink.base_url, event_name="e", outbox=path, batch_size=1
+        )
+        owner = ingestion.outbox.owner
+        ingestion.track("cus_1")
+        left = ingestion.track("cus_1")  # waits behind the stuck request
+        deadline = time.monotonic() + 5
+        while not sink.requests and time.monotonic() < deadline:
+            time.sleep(0.005)
+        ingestion.close(timeout=0.1)
+        assert _owner_rows(path, owner) == 0
+        answer.set()  # the stuck request completes after close() gave up
+        _wait_until_stopped(ingestion)
+        assert _owner_rows(path, owner) == 0  # released for good
+        with Ingestion(api_key=API_KEY, base_url=sink.base_url, outbox=path) as nxt:
+            assert nxt.flush(5)  # the leftover is taken over at once
+            assert nxt.stats.delivered == 1
+        assert sink.event_ids()[-1] == left
+
+
+def test_a_released_owner_is_not_recreated_by_a_late_heartbeat(tmp_path):
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        outbox.register()
+        outbox.release()
+        outbox.heartbeat()
+        assert _owner_rows(tmp_path / "outbox.db", outbox.owner) == 0
+        outbox.register()  # a new Ingestion on the same object owns again
+        assert _owner_rows(tmp_path / "outbox.db", outbox.owner) == 1
+
+
+def test_close_from_on_error_releases_the_outbox_when_the_sender_stops(tmp_path):
+    path = tmp_path / "outbox.db"
+    box: list[Ingestion] = []
+    refuse_all = RefuseIds({"a", "b", "c"}, "refused")
+    with Sink(refuse_all) as sink:
+        ingestion = Ingestion(
+            api_key=API_KEY,
+            base_url=sink.base_url,
+            event_name="e",
+            outbox=path,
+            batch_size=1,
+            on_error=lambda error, events: box[0].close(),
+        )
+        box.append(ingestion)
+        owner = ingestion.outbox.owner
+        for event_id in ("a", "b", "c"):
+            ingestion.track("cus_1", event_id=event_id)
+        deadline = time.monotonic() + 5
+        while ingestion._pipeline._thread is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        _wait_until_stopped(ingestion)
+    assert ingestion._pipeline not in _pipeline._LIVE
+    assert _owner_rows(path, owner) == 0
+    assert len(sink.requests) == 1  # nothing sent after close()
+    with Outbox(path) as outbox:
+        assert (outbox.count_dead_letters(), outbox.count_pending()) == (1, 2)

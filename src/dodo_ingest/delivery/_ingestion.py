@@ -193,10 +193,9 @@ class Ingestion:
         drops (and counts) the event. ``timeout`` is read as in :meth:`flush`.
         """
         self._pipeline.close(
-            wait_timeout(self._settings.shutdown_timeout if timeout is None else timeout)
+            wait_timeout(self._settings.shutdown_timeout if timeout is None else timeout),
+            close_outbox=self._owns_outbox,
         )
-        if self._owns_outbox and self._outbox is not None:
-            self._outbox.close()
 
     async def aclose(self, timeout: float | None = None) -> None:
         """:meth:`close` for asyncio code (an app's shutdown hook): flushes with

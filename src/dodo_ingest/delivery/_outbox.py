@@ -124,6 +124,7 @@ class Outbox:
         self._inherited: list[sqlite3.Connection] = []
         self._owner = _new_owner()
         self._user: weakref.ref[object] | None = None
+        self._released = False
         self._closed = False
         self._last_checkpoint = 0.0
         with self._lock:
@@ -236,7 +237,7 @@ class Outbox:
         return self._owner
 
     def claim(self, user: object) -> None:
-        """Become the outbox of ``user`` (a pipeline, with a ``closed`` attribute).
+        """Become the outbox of ``user`` (a pipeline, with an ``active`` attribute).
 
         One ``Outbox`` object has one owner token, so two open pipelines on it would send
         the same events: raises :class:`~dodo_ingest.ConfigurationError` when another open
@@ -244,7 +245,7 @@ class Outbox:
         """
         with self._lock:
             holder = self._user() if self._user is not None else None
-            if holder is not None and holder is not user and not getattr(holder, "closed", True):
+            if holder is not None and holder is not user and getattr(holder, "active", False):
                 raise ConfigurationError(
                     f"the Outbox of {self.path!r} is already used by an open Ingestion; "
                     "pass the path (or another Outbox of it) instead of sharing the object"
@@ -254,6 +255,7 @@ class Outbox:
     def register(self) -> None:
         """Record this process as a live owner (before the first :meth:`append`)."""
         with self._lock:
+            self._released = False
             self._conn.execute(
                 "INSERT OR REPLACE INTO owners (owner, host, pid, heartbeat) VALUES (?, ?, ?, ?)",
                 (self._owner, _HOST, os.getpid(), time.time()),
@@ -292,10 +294,12 @@ class Outbox:
         return self._sender_conn
 
     def heartbeat(self) -> None:
-        """Show that this owner is alive (sender thread)."""
+        """Show that this owner is alive (sender thread); nothing once :meth:`release` ran."""
         conn = self._sender()
         now = time.time()
         with self._lock:
+            if self._released:
+                return
             updated = conn.execute(
                 "UPDATE owners SET heartbeat = ? WHERE owner = ?", (now, self._owner)
             ).rowcount
@@ -391,6 +395,7 @@ class Outbox:
         """Stop owning: what is still pending becomes free for other pipelines to take over."""
         with self._lock:
             self._user = None
+            self._released = True
             if not self._closed:
                 self._conn.execute("DELETE FROM owners WHERE owner = ?", (self._owner,))
 

@@ -118,6 +118,8 @@ class Pipeline:
         self._batch_size = self.settings.batch_size
         self._max_queue_size = self.settings.max_queue_size
         self.closed = False
+        self._release_at_exit = False
+        self._close_outbox = False
         self._enqueued = itertools.count()
         self.taken_over = 0
         self.delivered = 0
@@ -236,19 +238,32 @@ class Pipeline:
             return None if self.queue.backlog() == 0 else waiter
         return waiter
 
+    @property
+    def active(self) -> bool:
+        """True until closed and the sender thread has ended."""
+        thread = self._thread
+        return not self.closed or (thread is not None and thread.is_alive())
+
     def in_sender(self) -> bool:
         """True when called from the sender thread (from ``on_error``)."""
         return self._thread is threading.current_thread()
 
-    def close(self, timeout: float) -> None:
-        """Flush for up to ``timeout`` seconds, then stop the sender and release resources."""
+    def close(self, timeout: float, *, close_outbox: bool = False) -> None:
+        """Flush for up to ``timeout`` seconds, then stop the sender and release the outbox
+        (and close it when ``close_outbox``)."""
         if self.in_sender():  # close() from on_error: stop without waiting for itself
-            self.closed = True
+            with self._start_lock:
+                if self.closed:
+                    return
+                self.closed = True
+                self._close_outbox = close_outbox
+                self._release_at_exit = True  # once the sender is done with the outbox
             self._stop.set()
             return
         with self._start_lock:
             if self.closed:
                 return
+            self._close_outbox = close_outbox
             deadline = time.monotonic() + timeout
             waiter = self.flush_waiter()
             self.closed = True
@@ -266,8 +281,17 @@ class Pipeline:
             if self.memory is not None:
                 self._abandon(self.memory.clear())
             self._report_drops()
+        self._release()
+
+    def _release(self) -> None:
+        """Give up ownership of what is left in the outbox; forget this pipeline."""
         if self.outbox is not None:
-            self.outbox.release()
+            try:
+                self.outbox.release()
+                if self._close_outbox:
+                    self.outbox.close()
+            except Exception:
+                logger.exception("could not release the outbox")
         _LIVE.discard(self)
 
     # --- sender thread -----------------------------------------------------------------------
@@ -315,6 +339,8 @@ class Pipeline:
         self._report_drops()
         if self._client is not None:
             self._client.close()
+        if self._release_at_exit:
+            self._release()
         if not stopped:
             # Killed by an error that is not an Exception: the queue is kept, and the next
             # track() or flush() starts a new sender.
@@ -497,7 +523,7 @@ class Pipeline:
     def _maintain(self, *, force: bool = False) -> None:
         """Report drops; with an outbox, show life and take over orphaned events."""
         self._report_drops()
-        if self.outbox is None:
+        if self.outbox is None or self._stop.is_set():  # stopping: close() released it
             return
         now = time.monotonic()
         try:
