@@ -106,14 +106,24 @@ def test_thread_count_is_stable_over_100_create_close_cycles(server, make_ingest
 
 
 def test_close_is_idempotent_and_track_after_close_is_counted(server, make_ingestion, caplog):
-    ingestion = make_ingestion(base_url=server.base_url, event_name="e")
+    reports: list[tuple[BaseException, list[str]]] = []
+    ingestion = make_ingestion(
+        base_url=server.base_url,
+        event_name="e",
+        on_error=lambda error, events: reports.append((error, [e.event_id for e in events])),
+    )
     ingestion.track("cus_1")
     ingestion.close()
     ingestion.close()
-    ingestion.track("cus_1")
+    late = [ingestion.track("cus_1"), ingestion.track("cus_1")]
     stats = ingestion.stats
-    assert (stats.delivered, stats.dropped, stats.queued) == (1, 1, 0)
-    assert "after close()" in caplog.text
+    assert (stats.delivered, stats.dropped, stats.queued) == (1, 2, 0)
+    assert caplog.text.count("after close()") == 1  # logged once
+    # ...and reported to on_error right away, from the thread that called track().
+    assert [(e.reason, e.count, ids) for e, ids in reports] == [  # type: ignore[attr-defined]
+        ("closed", 1, [late[0]]),
+        ("closed", 1, [late[1]]),
+    ]
     assert ingestion.flush(0.1)  # nothing it could still do
 
 

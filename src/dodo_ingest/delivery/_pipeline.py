@@ -128,6 +128,7 @@ class Pipeline:
         self.dead_lettered = 0
         self.dropped = 0
         self._drops: dict[str, int] = {}
+        self._closed_drops = 0
         self._dropped_items: deque[tuple[str, Item]] = deque(maxlen=DROP_REPORT_EVENTS)
         self._paused = False
         self._inflight = 0
@@ -198,12 +199,15 @@ class Pipeline:
             self._dropped_items.extend((reason, item) for item in items)
 
     def _drop_closed(self, item: Item) -> None:
+        """Count an event tracked after ``close()`` and report it to ``on_error`` at once,
+        from the caller's thread (no sender is left to do it)."""
         with self._drop_lock:
-            first = self._drops.get("closed", 0) == 0
             self.dropped += 1
-            self._drops["closed"] = self._drops.get("closed", 0) + 1
+            self._closed_drops += 1
+            first = self._closed_drops == 1
         if first:
             logger.warning("track() after close(): event %s dropped and counted", item[0])
+        self._report(EventsDroppedError("closed", 1), [item], dropped=True)
 
     def _start(self) -> None:
         with self._start_lock:
