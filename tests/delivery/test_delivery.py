@@ -324,3 +324,19 @@ async def test_aclose_flushes_and_stops_without_blocking_the_loop(make_ingestion
         assert "dodo-ingest-sender" not in {t.name for t in threading.enumerate()}
         ingestion.track("cus_1")
         assert ingestion.stats.dropped == 1  # closed: later events are refused and counted
+
+
+@pytest.mark.parametrize(
+    ("status", "payload"),
+    [(202, b""), (204, b""), (200, b"{}"), (200, b'{"status": "queued"}')],
+    ids=["202-empty", "204", "200-no-count", "200-other-json"],
+)
+def test_any_2xx_answer_counts_as_delivered_and_is_not_resent(make_ingestion, status, payload):
+    with Sink(lambda events: (status, {}, payload)) as sink:
+        ingestion = make_ingestion(base_url=sink.base_url, event_name="e", **FAST_RETRIES)
+        tracked = [ingestion.track("cus_1") for _ in range(3)]
+        assert ingestion.flush(5)
+        stats = ingestion.stats
+        assert (stats.delivered, stats.ingested, stats.retried, stats.dead_lettered) == (3, 0, 0, 0)
+        assert sink.event_ids() == tracked  # one request, no resend
+        assert ingestion.dead_letters() == []
