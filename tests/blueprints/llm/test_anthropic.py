@@ -162,3 +162,23 @@ def test_raw_response_stream(
     assert raw.headers["request-id"] == "req_ant_1"
     assert [event.type for event in raw.parse()][-1] == "message_stop"
     assert sink.only().metadata == payloads.ANTHROPIC_STREAM_METADATA
+
+
+@pytest.mark.anyio
+async def test_parse_of_a_truncated_answer_is_billed_and_raises_unchanged(
+    tracker: LLMTracker,
+    client: anthropic.Anthropic,
+    aclient: anthropic.AsyncAnthropic,
+    sink: RecordingSink,
+) -> None:
+    truncated = {**payloads.anthropic_message('{"answer": "He'), "stop_reason": "max_tokens"}
+    with respx.mock() as router:
+        router.post(url__regex=r"^https://api\.anthropic\.com/v1/messages").respond(
+            200, json=truncated
+        )
+        with pytest.raises(pydantic.ValidationError):
+            client.messages.parse(**ARGS, output_format=Answer)  # type: ignore[arg-type]
+        with pytest.raises(pydantic.ValidationError):
+            async with tracker.customer("cus_1"):
+                await aclient.messages.parse(**ARGS, output_format=Answer)  # type: ignore[arg-type]
+    assert sink.metadata() == [payloads.ANTHROPIC_METADATA] * 2

@@ -562,3 +562,24 @@ def test_image_generation_stream(client: openai.OpenAI, sink: RecordingSink) -> 
         "image_generation.completed",
     ]
     assert sink.only().metadata["totalTokens"] == 4210
+
+
+def test_parse_that_fails_on_a_truncated_answer_is_still_billed(
+    client: openai.OpenAI, sink: RecordingSink
+) -> None:
+    truncated = payloads.chat_completion()
+    truncated["choices"][0]["finish_reason"] = "length"
+    truncated["choices"][0]["message"]["content"] = '{"answer": "He'
+    with respx.mock() as router:
+        router.post("https://api.openai.com/v1/chat/completions").respond(200, json=truncated)
+        with pytest.raises(openai.LengthFinishReasonError) as raised:
+            client.chat.completions.parse(model="m", messages=MESSAGES, response_format=Answer)  # type: ignore[arg-type]
+        raw = client.chat.completions.with_raw_response.parse(
+            model="m",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            response_format=Answer,
+        )
+        with pytest.raises(openai.LengthFinishReasonError):
+            raw.parse()
+    assert raised.value.completion.usage is not None
+    assert sink.metadata() == [{**payloads.CHAT_METADATA, "f": "x"}] * 2

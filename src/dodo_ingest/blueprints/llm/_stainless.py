@@ -38,7 +38,7 @@ _PENDING_STATUSES = frozenset({"queued", "in_progress"})
 class Call:
     """One billable request in flight."""
 
-    __slots__ = ("hide", "model", "operation", "options", "raw", "scope")
+    __slots__ = ("hide", "model", "observed", "operation", "options", "raw", "scope")
 
     def __init__(
         self,
@@ -55,6 +55,7 @@ class Call:
         self.hide = hide
         self.raw = raw
         self.options = options
+        self.observed = False
 
 
 class ClientState:
@@ -124,7 +125,13 @@ class ClientState:
                         }
                     )
                     hide = True
-            return Call(operation, scope, model, hide, raw, options)
+            call = Call(operation, scope, model, hide, raw, options)
+            parser = options.post_parser
+            if not stream and callable(parser):
+                call.options = options.model_copy(
+                    update={"post_parser": self.observe_on_raise(call, parser)}
+                )
+            return call
         except Exception as exc:
             self.binding.tracker._failure("could not inspect LLM request", exc)
             return None
@@ -156,6 +163,21 @@ class ClientState:
         except Exception as exc:
             self.binding.tracker._failure("could not record LLM usage", exc)
 
+    def observe_on_raise(self, call: Call, parser: Any) -> Any:
+        """Wrap the SDK's post-parser (``parse()`` helpers: structured output; embeddings) so
+        that when it raises (a truncated or filtered answer), the usage of the unparsed
+        response is recorded before the exception reaches the caller unchanged."""
+
+        def observed_parser(response: Any) -> Any:
+            try:
+                return parser(response)
+            except BaseException:
+                self.observe_safely(call, response)
+                call.observed = True
+                raise
+
+        return observed_parser
+
     def observe_safely(self, call: Call, obj: Any) -> None:
         """:meth:`observe` that logs and counts failures instead of raising."""
         try:
@@ -164,7 +186,9 @@ class ClientState:
             self.binding.tracker._failure("could not record LLM usage", exc)
 
     def observe(self, call: Call, obj: Any) -> None:
-        """Tap a stream, or record the usage of a response object."""
+        """Tap a stream, or record the usage of a response object (once per call)."""
+        if call.observed:
+            return
         tracker = self.binding.tracker
         if isinstance(obj, self.stream_types):
             headers = obj.response.headers
