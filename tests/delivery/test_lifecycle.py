@@ -186,3 +186,34 @@ async def test_infinite_wait_timeouts_wait_as_long_as_needed_and_nan_is_refused(
     await other.aclose(math.inf)
     assert other.stats.delivered == 1
     assert len(server.event_ids()) == 4
+
+
+MULTIPROCESSING = """
+import multiprocessing
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", flush_interval=60)
+
+def work(name):
+    ingestion.track("cus_1", event_id=name)  # no flush(): the child's exit must send it
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=work, args=(f"process-{i}",)) for i in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    pool = context.Pool(2)
+    pool.map(work, [f"pool-{i}" for i in range(4)])
+    pool.close()  # workers exit normally (terminate() would kill them before they flush)
+    pool.join()
+    print(json.dumps([child.exitcode for child in children]), flush=True)
+"""
+
+
+def test_multiprocessing_children_flush_at_exit(server, tmp_path):
+    done = _scripts.run(tmp_path, MULTIPROCESSING, server.base_url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [0, 0]
+    assert sorted(server.event_ids()) == sorted(
+        [f"process-{i}" for i in range(2)] + [f"pool-{i}" for i in range(4)]
+    )

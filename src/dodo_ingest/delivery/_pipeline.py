@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import sqlite3
+import sys
 import threading
 import time
 import weakref
@@ -627,6 +628,31 @@ def _close_all_at_exit() -> None:
             logger.exception("flushing at exit failed")
 
 
+class _ProcessExitHook:
+    """Flushes at the exit of ``multiprocessing`` children, which skip ``atexit``.
+
+    A ``multiprocessing.Process`` child ends with ``os._exit()`` after running the
+    ``multiprocessing.util.Finalize`` callbacks; it clears the ones inherited at fork, then
+    runs its after-fork callbacks, where this hook registers the flush.
+    """
+
+    registered = False
+
+    def before_fork(self) -> None:
+        util = sys.modules.get("multiprocessing.util")
+        if util is not None and not self.registered:
+            self.registered = True
+            util.register_after_fork(self, _ProcessExitHook.in_child)
+
+    def in_child(self) -> None:
+        util = sys.modules["multiprocessing.util"]
+        util.Finalize(None, _close_all_at_exit, exitpriority=PROCESS_EXIT_PRIORITY)
+
+
+PROCESS_EXIT_PRIORITY = 10
+"""``multiprocessing`` runs finalizers of priority >= 0 before joining the child's children."""
+_PROCESS_EXIT_HOOK = _ProcessExitHook()
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_PROCESS_EXIT_HOOK.before_fork, after_in_child=_after_fork_in_child)
 atexit.register(_close_all_at_exit)
