@@ -165,6 +165,25 @@ def test_openai_responses_break_before_terminal_event(
     }
 
 
+def test_background_response_closed_early_leaves_its_id_to_the_final_bill(
+    oai: openai.OpenAI, sink: RecordingSink, tracker: LLMTracker, provider_mock: respx.MockRouter
+) -> None:
+    with oai.responses.create(model="m", input="hi", stream=True, background=True) as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                break
+    done = openai.types.responses.Response.model_validate(
+        payloads.response_object("completed", payloads.RESPONSES_USAGE)
+    )
+    ids = tracker.track(done, customer_id="cus_1")
+    incomplete, billed = sink.events
+    assert incomplete.metadata["status"] == "incomplete"
+    assert billed.metadata == payloads.RESPONSES_METADATA
+    assert ids == [billed.event_id]
+    assert billed.event_id != incomplete.event_id
+    assert tracker.track(done, customer_id="cus_1") == ids  # the final bill stays idempotent
+
+
 def test_openai_responses_incomplete_terminal_event_is_billed_in_full(
     oai: openai.OpenAI, sink: RecordingSink
 ) -> None:

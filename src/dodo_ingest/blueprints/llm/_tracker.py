@@ -437,11 +437,18 @@ class LLMTracker:
 
 
 def _event_id(usage: LLMUsage, event_name: str) -> str:
-    """Derived from the provider's response id and the event name; random only without one."""
+    """Derived from the provider's response id and the event name; random only without one.
+
+    Incomplete records hash an extra marker: their ids never take the id the finished
+    response's bill (e.g. a later ``track(responses.retrieve(id))``) needs.
+    """
     if usage.response_id is None:
         return f"llm_{uuid.uuid4().hex}"
     digest = _EVENT_ID_HASH.copy()  # cheaper than building a new hash object
-    digest.update(f"{usage.provider}\x1f{usage.response_id}\x1f{event_name}".encode())
+    key = f"{usage.provider}\x1f{usage.response_id}\x1f{event_name}"
+    if not usage.complete:
+        key += "\x1fincomplete"
+    digest.update(key.encode())
     return "llm_" + digest.hexdigest()
 
 
