@@ -178,10 +178,3 @@ class OutboxQueue:
         # The rows are still in the file and are read again; only the waiters need putting back.
         with self.lock:
             self._waiters[:0] = [(0, waiter) for waiter in waiters]
-
-    def reset_after_fork(self) -> None:
-        """Forget the parent's state: the child owns nothing yet."""
-        self.lock = threading.Lock()
-        self.last_seq = 0
-        self.unsent = 0
-        self._waiters = []
