@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 
 import anthropic
@@ -52,6 +53,30 @@ def test_manual_track_of_a_tracked_response_reuses_its_id(
     assert len(sink.events) == 2
     assert sink.events[0].event_id == sink.events[1].event_id == ids[0]
     assert sink.events[0].metadata == sink.events[1].metadata
+
+
+@pytest.mark.parametrize(
+    ("make", "provider"),
+    [
+        (lambda: openai.OpenAI(api_key="k", base_url="https://openrouter.ai/api/v1"), "openrouter"),
+        (lambda: openai.OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1"), "openai_compatible"),
+        (
+            lambda: openai.AzureOpenAI(
+                api_key="k", api_version="2024-10-21", azure_endpoint="https://r.openai.azure.com"
+            ),
+            "azure_openai",
+        ),
+    ],
+)
+def test_manual_track_gives_the_wrapped_clients_id_for_every_openai_host(
+    make: Callable[[], openai.OpenAI], provider: str, tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    client = tracker.wrap(make(), customer_id="cus_1")
+    with respx.mock() as router:
+        router.post(url__regex=r"/chat/completions").respond(200, json=payloads.chat_completion())
+        completion = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert tracker.track(completion, customer_id="cus_1") == [sink.events[0].event_id]
+    assert sink.events[0].metadata["provider"] == provider
 
 
 def test_manual_track_of_each_provider(

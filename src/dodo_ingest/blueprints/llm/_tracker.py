@@ -59,6 +59,12 @@ _INPUT_KEYS = ("inputTokens", "cachedInputTokens", "cacheCreationInputTokens", "
 _OUTPUT_KEYS = ("outputTokens", "reasoningTokens", "audioSeconds")
 _SHARED_KEYS = ("provider", "operation", "model", "status")
 _EVENT_ID_HASH = hashlib.blake2b(digest_size=20)
+#: The API family of each non-OpenAI-shaped operation (every other one is ``openai``).
+_OPERATION_FAMILIES = {
+    "messages": "anthropic",
+    "generate_content": "google",
+    "embed_content": "google",
+}
 
 
 class LLMTrackerStats:
@@ -439,13 +445,16 @@ class LLMTracker:
 def _event_id(usage: LLMUsage, event_name: str) -> str:
     """Derived from the provider's response id and the event name; random only without one.
 
-    Incomplete records hash an extra marker: their ids never take the id the finished
+    The API family (by operation: ``openai`` for every OpenAI-shaped API, Groq and
+    OpenAI-compatible servers included; ``anthropic``; ``google``) is hashed rather than the
+    provider name, which manual tracking cannot know. Incomplete records hash an extra marker: their ids never take the id the finished
     response's bill (e.g. a later ``track(responses.retrieve(id))``) needs.
     """
     if usage.response_id is None:
         return f"llm_{uuid.uuid4().hex}"
     digest = _EVENT_ID_HASH.copy()  # cheaper than building a new hash object
-    key = f"{usage.provider}\x1f{usage.response_id}\x1f{event_name}"
+    family = _OPERATION_FAMILIES.get(usage.operation, "openai")
+    key = f"{family}\x1f{usage.response_id}\x1f{event_name}"
     if not usage.complete:
         key += "\x1fincomplete"
     digest.update(key.encode())
