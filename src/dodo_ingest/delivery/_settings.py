@@ -48,11 +48,6 @@ class Settings:
         _int_range("max_request_bytes", self.max_request_bytes, 1024, None)
         _positive("flush_interval", self.flush_interval)
         _positive("max_event_age", self.max_event_age)
-        if self.max_event_age > API_MAX_EVENT_AGE:
-            raise ConfigurationError(
-                f"max_event_age must be <= {API_MAX_EVENT_AGE:g} seconds (the API refuses "
-                f"older events), got {self.max_event_age!r}"
-            )
         _positive("retry_initial_delay", self.retry_initial_delay)
         _positive("retry_max_delay", self.retry_max_delay)
         _positive("max_retry_after", self.max_retry_after)
