@@ -336,6 +336,7 @@ OPENROUTER = {
 }
 
 GROQ_ID = "chatcmpl-5e6f7a8b-1c2d-4e3f-9a0b-c1d2e3f4a5b6"
+GROQ_CREATED = 1767225900
 GROQ_MODEL = "llama-3.3-70b-versatile"
 
 
@@ -343,7 +344,7 @@ def groq_chunks() -> list[dict[str, Any] | str]:
     base = {
         "id": GROQ_ID,
         "object": "chat.completion.chunk",
-        "created": 1767225900,
+        "created": GROQ_CREATED,
         "model": GROQ_MODEL,
         "system_fingerprint": "fp_9a8b7c6d5e",
     }

@@ -26,7 +26,9 @@ GROQ_METADATA = {
 
 def _completion() -> dict[str, object]:
     usage = {"prompt_tokens": 41, "completion_tokens": 3, "total_tokens": 44, "queue_time": 0.02}
-    return payloads.chat_completion(usage, id=payloads.GROQ_ID, model=payloads.GROQ_MODEL)
+    return payloads.chat_completion(
+        usage, id=payloads.GROQ_ID, model=payloads.GROQ_MODEL, created=payloads.GROQ_CREATED
+    )
 
 
 @pytest.fixture
@@ -52,7 +54,7 @@ def test_groq_client_create_and_stream(
     chunks = list(client.chat.completions.create(model="llama", messages=MESSAGES, stream=True))  # type: ignore[arg-type]
     assert len(chunks) == 3
     assert sink.metadata() == [GROQ_METADATA, GROQ_METADATA]
-    assert sink.events[0].event_id == sink.events[1].event_id  # same response id
+    assert sink.events[0].event_id == sink.events[1].event_id  # same response id and time
 
 
 @pytest.mark.anyio

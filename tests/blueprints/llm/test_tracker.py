@@ -79,6 +79,27 @@ def test_manual_track_gives_the_wrapped_clients_id_for_every_openai_host(
     assert sink.events[0].metadata["provider"] == provider
 
 
+def test_reused_short_response_ids_are_told_apart_by_their_creation_time(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    client = tracker.wrap(
+        openai.OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1", max_retries=0),
+        customer_id="cus_1",
+    )
+    bodies = iter(
+        [payloads.chat_completion(id="chatcmpl-7", created=created) for created in (100, 101)]
+    )
+    with respx.mock() as router:
+        router.post(url__regex=r"/chat/completions").mock(
+            side_effect=lambda request: payloads.json_response(next(bodies))
+        )
+        first = client.chat.completions.create(model="llama3", messages=MESSAGES)  # type: ignore[arg-type]
+        client.chat.completions.create(model="llama3", messages=MESSAGES)  # type: ignore[arg-type]
+    one, two = sink.events
+    assert one.event_id != two.event_id
+    assert tracker.track(first, customer_id="cus_1") == [one.event_id]
+
+
 def test_manual_track_of_each_provider(
     tracker: LLMTracker, sink: RecordingSink, provider_mock: respx.MockRouter
 ) -> None:

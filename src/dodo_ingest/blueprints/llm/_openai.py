@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._usage import LLMUsage, as_mapping, field, openai_usage, request_id_of
+from ._usage import LLMUsage, as_mapping, field, openai_usage, request_id_of, timestamp
 
 __all__ = [
     "GROQ_ROUTES",
@@ -101,7 +101,18 @@ def usage_of_object(
     response_id = values.get("id")
     if not isinstance(response_id, str) or not response_id:
         response_id = request_id or getattr(obj, "_request_id", None)
-    return openai_usage(usage, provider, operation, values.get("model") or model, response_id)
+    created = values.get("created")
+    if created is None:
+        created = values.get("created_at")
+    return openai_usage(
+        usage,
+        provider,
+        operation,
+        values.get("model") or model,
+        response_id,
+        True,
+        timestamp(created),
+    )
 
 
 class ChatStreamUsage:
@@ -113,6 +124,7 @@ class ChatStreamUsage:
     """
 
     __slots__ = (
+        "created",
         "final",
         "groq",
         "headers",
@@ -138,6 +150,7 @@ class ChatStreamUsage:
         self.hide = hide
         self.headers = headers
         self.groq = provider == "groq"
+        self.created: float | None = None
         self.response_id: str | None = None
         self.usage: Any = None
         self.final = False
@@ -146,6 +159,7 @@ class ChatStreamUsage:
         if not self.response_id:  # Azure's first chunk (prompt filter results) has an empty id
             self.response_id = chunk.id or None
             self.model = chunk.model or self.model
+            self.created = timestamp(chunk.created)
         usage = chunk.usage
         if usage is None:
             if self.groq:
@@ -171,6 +185,7 @@ class ChatStreamUsage:
                 model=self.model,
                 response_id=response_id,
                 complete=False,
+                created=self.created,
             )
         return openai_usage(
             self.usage,
@@ -179,6 +194,7 @@ class ChatStreamUsage:
             self.model,
             response_id,
             self.final or exhausted,
+            self.created,
         )
 
 
@@ -187,6 +203,7 @@ class EventStreamUsage:
     generation and transcription streams (usage on their completion event)."""
 
     __slots__ = (
+        "created",
         "final",
         "headers",
         "model",
@@ -207,6 +224,7 @@ class EventStreamUsage:
         self.operation = operation
         self.model = model
         self.headers = headers
+        self.created: float | None = None
         self.response_id: str | None = None
         self.usage: Any = None
         self.final = False
@@ -227,6 +245,7 @@ class EventStreamUsage:
     def _started(self, response: Any) -> None:
         self.response_id = field(response, "id") or self.response_id
         self.model = field(response, "model") or self.model
+        self.created = timestamp(field(response, "created_at")) or self.created
 
     def result(self, exhausted: bool) -> LLMUsage | None:
         response_id = self.response_id or request_id_of(self.headers)
@@ -239,9 +258,16 @@ class EventStreamUsage:
                 model=self.model,
                 response_id=response_id,
                 complete=False,
+                created=self.created,
             )
         return openai_usage(
-            self.usage, self.provider, self.operation, self.model, response_id, self.final
+            self.usage,
+            self.provider,
+            self.operation,
+            self.model,
+            response_id,
+            self.final,
+            self.created,
         )
 
 

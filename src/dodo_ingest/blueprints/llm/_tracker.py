@@ -447,7 +447,8 @@ def _event_id(usage: LLMUsage, event_name: str) -> str:
 
     The API family (by operation: ``openai`` for every OpenAI-shaped API, Groq and
     OpenAI-compatible servers included; ``anthropic``; ``google``) is hashed rather than the
-    provider name, which manual tracking cannot know. Incomplete records hash an extra marker: their ids never take the id the finished
+    provider name, which manual tracking cannot know. The response's ``created`` time, when
+    known, is hashed too (compatible servers may reuse short ids). Incomplete records hash an extra marker: their ids never take the id the finished
     response's bill (e.g. a later ``track(responses.retrieve(id))``) needs.
     """
     if usage.response_id is None:
@@ -455,6 +456,8 @@ def _event_id(usage: LLMUsage, event_name: str) -> str:
     digest = _EVENT_ID_HASH.copy()  # cheaper than building a new hash object
     family = _OPERATION_FAMILIES.get(usage.operation, "openai")
     key = f"{family}\x1f{usage.response_id}\x1f{event_name}"
+    if usage.created is not None:
+        key += f"\x1f{usage.created!r}"
     if not usage.complete:
         key += "\x1fincomplete"
     digest.update(key.encode())

@@ -32,6 +32,7 @@ __all__ = [
     "gemini_usage_from_body",
     "openai_usage",
     "request_id_of",
+    "timestamp",
 ]
 
 
@@ -41,7 +42,9 @@ class LLMUsage:
 
     ``complete`` is False when the provider's final usage was never seen (a stream that was
     abandoned or failed midway); the counts are then what was known at that point, and unknown
-    counts stay ``None`` (they are never estimated).
+    counts stay ``None`` (they are never estimated). ``created`` is the creation time an
+    OpenAI-shaped response reports (``created``/``created_at``); it is part of the event id,
+    so servers that reuse short response ids still give each response its own event.
     """
 
     provider: str
@@ -56,6 +59,7 @@ class LLMUsage:
     audio_seconds: float | None = None
     response_id: str | None = None
     complete: bool = True
+    created: float | None = None
 
     @property
     def total_tokens(self) -> int | None:
@@ -152,6 +156,11 @@ def count(value: Any) -> int | None:
     return value if type(value) is int else None
 
 
+def timestamp(value: Any) -> float | None:
+    """``value`` when it is a creation time (an ``int`` or ``float``, not a ``bool``)."""
+    return value if type(value) is int or type(value) is float else None
+
+
 def _number(value: Any) -> float | None:
     if type(value) is int or type(value) is float:
         return float(value)
@@ -173,6 +182,7 @@ def openai_usage(
     model: str | None,
     response_id: str | None,
     complete: bool = True,
+    created: float | None = None,
 ) -> LLMUsage:
     """Normalise an OpenAI-shaped usage block (chat, Responses, embeddings, images, audio).
 
@@ -217,6 +227,7 @@ def openai_usage(
         audio_seconds,
         response_id,
         complete,
+        created,
     )
 
 
