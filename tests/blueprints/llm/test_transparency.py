@@ -240,3 +240,37 @@ def _calls_against_a_dead_billing_api(ingestion: Ingestion) -> None:
         assert ingestion.stats.delivered == 0
     finally:
         ingestion.close(timeout=0.2)
+
+
+def test_wrap_and_customer_metadata_beyond_the_limit(
+    tracker: LLMTracker,
+    sink: RecordingSink,
+    provider_mock: respx.MockRouter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    customer_keys = {f"c{i}": i for i in range(30)}
+    early = tracker.customer("cus_2", metadata=customer_keys)  # no wrapped client yet
+    client = tracker.wrap(
+        openai.OpenAI(api_key="k", max_retries=0),
+        customer_id="cus_1",
+        metadata={f"w{i}": i for i in range(30)},
+    )
+    with pytest.raises(EventValidationError, match="the merge would have 60"):
+        tracker.customer("cus_2", metadata=customer_keys)
+    with caplog.at_level(logging.WARNING, logger="dodo_ingest"):
+        with early:
+            for _ in range(2):
+                client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+        with pytest.raises(EventValidationError, match="the merge has 60"), early:
+            tracker.track(
+                openai.types.chat.ChatCompletion.model_validate(payloads.chat_completion()),
+                metadata={f"w{i}": i for i in range(30)},
+            )
+    first, second = sink.metadata()
+    assert first == second
+    assert {k: v for k, v in first.items() if k in payloads.CHAT_METADATA} == (
+        payloads.CHAT_METADATA
+    )
+    assert len(first) == len(payloads.CHAT_METADATA) + 36
+    assert tracker.stats.failures == 2
+    assert caplog.text.count("the extra keys were left out") == 1

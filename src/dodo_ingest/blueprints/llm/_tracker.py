@@ -59,6 +59,10 @@ _INPUT_KEYS = ("inputTokens", "cachedInputTokens", "cacheCreationInputTokens", "
 _OUTPUT_KEYS = ("outputTokens", "reasoningTokens", "audioSeconds")
 _SHARED_KEYS = ("provider", "operation", "model", "status")
 _EVENT_ID_HASH = hashlib.blake2b(digest_size=20)
+#: User metadata keys an event can carry next to every key the tracker may write.
+_USER_METADATA_LIMIT = 50 - len(RESERVED_METADATA_KEYS)
+#: Distinct wrap() metadata key sets a tracker remembers to check customer() metadata against.
+_WRAP_KEY_SETS_KEPT = 64
 #: The API family of each non-OpenAI-shaped operation (every other one is ``openai``).
 _OPERATION_FAMILIES = {
     "messages": "anthropic",
@@ -205,10 +209,9 @@ def _validate_user_metadata(metadata: Mapping[str, object] | None) -> dict[str, 
     if metadata is None:
         return {}
     checked = validate_metadata(metadata)
-    limit = 50 - len(RESERVED_METADATA_KEYS)
-    if len(checked) > limit:
+    if len(checked) > _USER_METADATA_LIMIT:
         raise EventValidationError(
-            "metadata", f"at most {limit} keys allowed next to the LLM usage keys"
+            "metadata", f"at most {_USER_METADATA_LIMIT} keys allowed next to the LLM usage keys"
         )
     for key in checked:
         if key in RESERVED_METADATA_KEYS:
@@ -285,6 +288,8 @@ class LLMTracker:
             f"dodo_ingest_llm_customer_{id(self)}", default=None
         )
         self._owned: Ingestion | None = None
+        self._wrap_key_sets: set[frozenset[str]] = set()
+        self._warned_overflow = False
 
     @staticmethod
     def _check_event_name(name: object, field_name: str) -> str:
@@ -310,6 +315,8 @@ class LLMTracker:
         if customer_id is not None:
             customer_id = _validate_customer(customer_id)
         binding = Binding(self, customer_id, _validate_user_metadata(metadata))
+        if binding.metadata and len(self._wrap_key_sets) < _WRAP_KEY_SETS_KEPT:
+            self._wrap_key_sets.add(frozenset(binding.metadata))
         family = sdk_family(type(client))
         if family in ("openai", "anthropic", "groq"):
             from ._stainless import instrument_client
@@ -334,9 +341,20 @@ class LLMTracker:
         Overrides the ``customer_id`` given to :meth:`wrap`; ``metadata`` is merged over the
         wrap metadata. Context-local (threads and asyncio tasks each see their own), nestable;
         arguments are validated here. Streams are billed to the customer current when the
-        stream was created.
+        stream was created. Raises :class:`EventValidationError` when ``metadata`` merged with
+        the metadata of a client already wrapped by this tracker has more than 36 keys.
         """
         scope = Scope(_validate_customer(customer_id), _validate_user_metadata(metadata))
+        if scope.metadata:
+            keys = scope.metadata.keys()
+            for wrapped in tuple(self._wrap_key_sets):
+                merged = len(wrapped | keys)
+                if merged > _USER_METADATA_LIMIT:
+                    raise EventValidationError(
+                        "metadata",
+                        f"at most {_USER_METADATA_LIMIT} keys allowed together with the wrap() "
+                        f"metadata of a wrapped client (the merge would have {merged})",
+                    )
         return CustomerScope(self._context, scope)
 
     def track(
@@ -363,9 +381,14 @@ class LLMTracker:
                 raise EventValidationError("customer_id", "required outside tracker.customer()")
             customer_id = context.customer_id
         base = dict(context.metadata) if context is not None else {}
-        scope = Scope(
-            _validate_customer(customer_id), {**base, **_validate_user_metadata(metadata)}
-        )
+        merged = {**base, **_validate_user_metadata(metadata)}
+        if len(merged) > _USER_METADATA_LIMIT:
+            raise EventValidationError(
+                "metadata",
+                f"at most {_USER_METADATA_LIMIT} keys allowed together with the customer() "
+                f"metadata (the merge has {len(merged)})",
+            )
+        scope = Scope(_validate_customer(customer_id), merged)
         usage = usage_of_response(response, provider)
         if usage is None:
             raise TypeError(f"no usage found on a {type(response).__qualname__}")
@@ -399,6 +422,8 @@ class LLMTracker:
         price = self._prices.get(usage.model) if self._prices is not None else None
         if not usage.complete:
             self.stats._count_incomplete()
+        if len(scope.metadata) > _USER_METADATA_LIMIT:
+            scope = self._trimmed(scope)
         if self.split_events is None:
             metadata = usage.write_metadata(dict(scope.metadata))
             if weight is not None:
@@ -433,6 +458,22 @@ class LLMTracker:
             )
             self.stats._count_event()
         return ids
+
+    def _trimmed(self, scope: Scope) -> Scope:
+        """``scope`` with its user metadata cut to the keys that fit next to the usage keys
+        (the first ones in merge order: wrap() keys, then customer() keys); counted as a
+        failure, logged once per tracker."""
+        self.stats._count_failure()
+        if not self._warned_overflow:
+            self._warned_overflow = True
+            logger.warning(
+                "wrap() and customer() metadata together have %d keys (at most %d fit next to "
+                "the LLM usage keys): the extra keys were left out of the event",
+                len(scope.metadata),
+                _USER_METADATA_LIMIT,
+            )
+        kept = dict(list(scope.metadata.items())[:_USER_METADATA_LIMIT])
+        return Scope(scope.customer_id, kept)
 
     def _failure(self, message: str, exc: BaseException | None) -> None:
         self.stats._count_failure()
