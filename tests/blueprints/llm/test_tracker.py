@@ -167,6 +167,26 @@ async def test_customer_scope_is_task_local(
     assert sorted({e.customer_id for e in sink.events}) == sorted(f"cus_{i}" for i in range(8))
 
 
+@pytest.mark.anyio
+async def test_one_customer_scope_object_reused_by_concurrent_tasks(
+    tracker: LLMTracker, sink: RecordingSink, provider_mock: respx.MockRouter
+) -> None:
+    shared = tracker.wrap(anthropic.AsyncAnthropic(api_key="k", max_retries=0))
+    internal = tracker.customer("cus_internal")
+
+    async def handler(delay: float) -> None:
+        async with tracker.customer("cus_outer"), internal:
+            await asyncio.sleep(delay)
+            with internal:  # reentrant
+                await shared.messages.create(model="c", max_tokens=5, messages=MESSAGES)  # type: ignore[arg-type]
+            await shared.messages.create(model="c", max_tokens=5, messages=MESSAGES)  # type: ignore[arg-type]
+        assert tracker._context.get() is None
+
+    await asyncio.gather(handler(0.02), handler(0), handler(0.01))
+    assert [e.customer_id for e in sink.events] == ["cus_internal"] * 6
+    assert tracker._context.get() is None
+
+
 def test_customer_scope_is_thread_local(
     tracker: LLMTracker, sink: RecordingSink, provider_mock: respx.MockRouter
 ) -> None:

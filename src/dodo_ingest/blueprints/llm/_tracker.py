@@ -117,17 +117,26 @@ class Scope:
 
 
 class CustomerScope:
-    """Context manager returned by :meth:`LLMTracker.customer` (sync and async)."""
+    """Context manager returned by :meth:`LLMTracker.customer` (sync and async).
 
-    __slots__ = ("_scope", "_tokens", "_var")
+    Reusable and reentrant: one object may be entered by many threads and asyncio tasks at
+    once, and nested; the state to restore on exit is kept per context, not on the object.
+    """
 
-    def __init__(self, var: ContextVar[Scope | None], scope: Scope) -> None:
+    __slots__ = ("_resets", "_scope", "_var")
+
+    def __init__(
+        self,
+        var: ContextVar[Scope | None],
+        resets: ContextVar[tuple[Token[Scope | None], ...]],
+        scope: Scope,
+    ) -> None:
         self._var = var
+        self._resets = resets
         self._scope = scope
-        self._tokens: list[Token[Scope | None]] = []
 
     def __enter__(self) -> CustomerScope:
-        self._tokens.append(self._var.set(self._scope))
+        self._resets.set((*self._resets.get(), self._var.set(self._scope)))
         return self
 
     def __exit__(
@@ -136,7 +145,9 @@ class CustomerScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._var.reset(self._tokens.pop())
+        resets = self._resets.get()
+        self._resets.set(resets[:-1])
+        self._var.reset(resets[-1])
 
     async def __aenter__(self) -> CustomerScope:
         return self.__enter__()
@@ -287,6 +298,9 @@ class LLMTracker:
         self._context: ContextVar[Scope | None] = ContextVar(
             f"dodo_ingest_llm_customer_{id(self)}", default=None
         )
+        self._resets: ContextVar[tuple[Token[Scope | None], ...]] = ContextVar(
+            f"dodo_ingest_llm_customer_resets_{id(self)}", default=()
+        )
         self._owned: Ingestion | None = None
         self._wrap_key_sets: set[frozenset[str]] = set()
         self._warned_overflow = False
@@ -355,7 +369,7 @@ class LLMTracker:
                         f"at most {_USER_METADATA_LIMIT} keys allowed together with the wrap() "
                         f"metadata of a wrapped client (the merge would have {merged})",
                     )
-        return CustomerScope(self._context, scope)
+        return CustomerScope(self._context, self._resets, scope)
 
     def track(
         self,
