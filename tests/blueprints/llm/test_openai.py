@@ -583,3 +583,10 @@ def test_parse_that_fails_on_a_truncated_answer_is_still_billed(
             raw.parse()
     assert raised.value.completion.usage is not None
     assert sink.metadata() == [{**payloads.CHAT_METADATA, "f": "x"}] * 2
+    cut = payloads.response_object("incomplete", payloads.RESPONSES_USAGE)
+    cut["output"][0]["content"][0]["text"] = '{"answer": "He'
+    with respx.mock() as router:
+        router.post("https://api.openai.com/v1/responses").respond(200, json=cut)
+        with pytest.raises(pydantic.ValidationError):
+            client.responses.parse(model="m", input="hi", text_format=Answer)
+    assert sink.metadata()[2] == {**payloads.RESPONSES_METADATA, "f": "x"}
