@@ -503,8 +503,9 @@ def _event_id(usage: LLMUsage, event_name: str) -> str:
     The API family (by operation: ``openai`` for every OpenAI-shaped API, Groq and
     OpenAI-compatible servers included; ``anthropic``; ``google``) is hashed rather than the
     provider name, which manual tracking cannot know. The response's ``created`` time, when
-    known, is hashed too (compatible servers may reuse short ids). Incomplete records hash an extra marker: their ids never take the id the finished
-    response's bill (e.g. a later ``track(responses.retrieve(id))``) needs.
+    known, is hashed too (compatible servers may reuse short ids). Incomplete records hash an
+    extra marker: their ids never take the id the finished response's bill (e.g. a later
+    ``track(responses.retrieve(id))``) needs.
     """
     if usage.response_id is None:
         return f"llm_{uuid.uuid4().hex}"
