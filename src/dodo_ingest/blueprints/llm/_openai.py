@@ -175,27 +175,7 @@ class ChatStreamUsage:
         return self.hide
 
     def result(self, exhausted: bool) -> LLMUsage | None:
-        response_id = self.response_id or request_id_of(self.headers)
-        if self.usage is None:
-            if response_id is None:
-                return None
-            return LLMUsage(
-                provider=self.provider,
-                operation=self.operation,
-                model=self.model,
-                response_id=response_id,
-                complete=False,
-                created=self.created,
-            )
-        return openai_usage(
-            self.usage,
-            self.provider,
-            self.operation,
-            self.model,
-            response_id,
-            self.final or exhausted,
-            self.created,
-        )
+        return _stream_result(self, self.final or exhausted)
 
 
 class EventStreamUsage:
@@ -248,27 +228,33 @@ class EventStreamUsage:
         self.created = timestamp(field(response, "created_at")) or self.created
 
     def result(self, exhausted: bool) -> LLMUsage | None:
-        response_id = self.response_id or request_id_of(self.headers)
-        if self.usage is None:
-            if response_id is None:
-                return None
-            return LLMUsage(
-                provider=self.provider,
-                operation=self.operation,
-                model=self.model,
-                response_id=response_id,
-                complete=False,
-                created=self.created,
-            )
-        return openai_usage(
-            self.usage,
-            self.provider,
-            self.operation,
-            self.model,
-            response_id,
-            self.final,
-            self.created,
+        return _stream_result(self, self.final)
+
+
+def _stream_result(stream: ChatStreamUsage | EventStreamUsage, complete: bool) -> LLMUsage | None:
+    """The usage a stream ended with: the last usage seen, or (when it never came) a record
+    marked incomplete under the response or request id, or ``None`` with neither."""
+    response_id = stream.response_id or request_id_of(stream.headers)
+    if stream.usage is None:
+        if response_id is None:
+            return None
+        return LLMUsage(
+            provider=stream.provider,
+            operation=stream.operation,
+            model=stream.model,
+            response_id=response_id,
+            complete=False,
+            created=stream.created,
         )
+    return openai_usage(
+        stream.usage,
+        stream.provider,
+        stream.operation,
+        stream.model,
+        response_id,
+        complete,
+        stream.created,
+    )
 
 
 def stream_accumulator(
