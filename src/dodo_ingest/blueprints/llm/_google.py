@@ -14,6 +14,7 @@ import inspect
 from typing import Any
 
 from ._streams import StreamTap, tap_async_iterator, tap_iterator
+from ._swap import swap_class
 from ._tracker import Binding, Scope
 from ._usage import LLMUsage, field, gemini_usage, gemini_usage_from_body
 
@@ -151,12 +152,7 @@ def instrument_client(client: Any, binding: Binding) -> None:
     if aio is not None and aio is not client:
         surfaces.append(aio.models)
     for models in surfaces:
-        base = type(models)
-        if not getattr(base, "_dodo_metered", False):
-            metered = _MODELS_CLASSES.get(base)
-            if metered is None:
-                metered = _MODELS_CLASSES[base] = _metered_models_class(base)
-            models.__class__ = metered
+        swap_class(models, "_dodo_metered", _MODELS_CLASSES, _metered_models_class)
         models._dodo_state = ModelsState(binding, provider)
 
 

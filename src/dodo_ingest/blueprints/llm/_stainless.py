@@ -25,6 +25,7 @@ from ._openai import (
     usage_of_object,
 )
 from ._streams import StreamAccumulator, StreamTap, tap_sdk_stream
+from ._swap import swap_class
 from ._tracker import Binding, Scope, logger, sdk_family
 from ._usage import LLMUsage, field
 
@@ -235,12 +236,7 @@ _PARSE_CLASSES: dict[type[Any], type[Any]] = {}
 
 def instrument_client(client: Any, binding: Binding) -> None:
     """Make ``client`` (an openai/anthropic/groq client) report usage to ``binding``."""
-    base = type(client)
-    if not getattr(base, "_dodo_metered", False):
-        metered = _CLIENT_CLASSES.get(base)
-        if metered is None:
-            metered = _CLIENT_CLASSES[base] = _metered_class(base)
-        client.__class__ = metered
+    swap_class(client, "_dodo_metered", _CLIENT_CLASSES, _metered_class)
     client._dodo_state = ClientState(client, binding)
 
 
@@ -319,12 +315,7 @@ def _copied(original: Any, copy: Any) -> Any:
 
 def _on_parse(response: Any, hook: Any) -> None:
     """Run ``hook`` on the first object a ``with_streaming_response`` response parses to."""
-    base = type(response)
-    if not getattr(base, "_dodo_parse_hooked", False):
-        hooked = _PARSE_CLASSES.get(base)
-        if hooked is None:
-            hooked = _PARSE_CLASSES[base] = _parse_hooked_class(base)
-        response.__class__ = hooked
+    swap_class(response, "_dodo_parse_hooked", _PARSE_CLASSES, _parse_hooked_class)
     response._dodo_on_parse = hook
 
 
