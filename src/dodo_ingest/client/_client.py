@@ -111,8 +111,9 @@ class _BaseClient:
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
 
-def _transport_error(error: httpx2.TransportError) -> APIConnectionError:
+def _transport_error(error: httpx2.TransportError, secret: str) -> APIConnectionError:
     detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    detail = rq.redact(detail, secret)
     sent = not isinstance(error, _NOT_SENT)
     if isinstance(error, httpx2.TimeoutException):
         return APITimeoutError(f"request timed out ({detail})", request_sent=sent)
@@ -238,8 +239,10 @@ class DodoClient(_BaseClient):
                 timeout=self.timeout,
             )
         except httpx2.TransportError as error:
-            raise _transport_error(error) from None
-        return rq.decode_response(response, self._config.api_key)
+            failure = _transport_error(error, self._config.api_key)
+        else:
+            return rq.decode_response(response, self._config.api_key)
+        raise failure  # out of the handler: the httpx2 error, which may quote the key, is not chained
 
     def send(self, request: rq.APIRequest) -> Any:
         """Send one prepared request with the retry policy; return its decoded JSON."""
@@ -329,8 +332,10 @@ class AsyncDodoClient(_BaseClient):
                 timeout=self.timeout,
             )
         except httpx2.TransportError as error:
-            raise _transport_error(error) from None
-        return rq.decode_response(response, self._config.api_key)
+            failure = _transport_error(error, self._config.api_key)
+        else:
+            return rq.decode_response(response, self._config.api_key)
+        raise failure  # out of the handler: the httpx2 error, which may quote the key, is not chained
 
     async def send(self, request: rq.APIRequest) -> Any:
         """Send one prepared request with the retry policy; return its decoded JSON."""

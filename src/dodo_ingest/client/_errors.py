@@ -17,7 +17,8 @@ Everything this package raises on purpose derives from :class:`DodoError`::
         └── InternalServerError (5xx)
 
 No message, ``repr`` or attribute of these errors holds an API key: they are built from
-status codes, server messages and request ids only.
+status codes, server messages, bodies and request ids, from which the client blanks out its
+key (``***``) in case a server or proxy echoes the request's ``Authorization`` header.
 """
 
 from __future__ import annotations

@@ -27,7 +27,15 @@ from ._models import (
 )
 from ._retry import parse_retry_after
 
-__all__ = ["APIRequest", "decode_response", "encode_events", "ingest_request"]
+__all__ = [
+    "APIRequest",
+    "decode_response",
+    "encode_events",
+    "ingest_request",
+    "redact",
+    "request_id",
+    "status_error",
+]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 100
@@ -277,31 +285,50 @@ def list_balances_request(
     )
 
 
-def _error_message(response: httpx2.Response, body: object) -> str:
+def _error_message(response: httpx2.Response, body: object, secret: str) -> str:
+    """The server's explanation of an error, key redacted before anything is cut short."""
     if isinstance(body, dict):
         for key in ("message", "detail", "error"):
             value = body.get(key)
             if isinstance(value, dict):
                 value = value.get("message") or json.dumps(value)
             if isinstance(value, str) and value:
-                return value
+                return redact(value, secret)
     violations = response.headers.get("sl-violations")
     if violations:
         try:
             items = json.loads(violations)
-            return "; ".join(str(item.get("message")) for item in items)
+            return redact("; ".join(str(item.get("message")) for item in items), secret)
         except (ValueError, AttributeError):
-            return violations[:500]
+            return redact(violations, secret)[:500]
     text = response.text.strip()
     if text and not isinstance(body, dict):
-        return text[:500]
-    return response.reason_phrase or "error"
+        return redact(text, secret)[:500]
+    return redact(response.reason_phrase, secret) or "error"
+
+
+MIN_KEY_PIECE = 8
+"""A text ending with this many first characters of the key (or more) lost the rest of it."""
+
+
+def redact(text: str, secret: str) -> str:
+    """``text`` with every occurrence of ``secret`` replaced by ``***``.
+
+    A tail that is the start of ``secret`` (an echo that was cut short) is replaced as well.
+    """
+    if not secret:
+        return text
+    text = text.replace(secret, "***")
+    for size in range(min(len(secret) - 1, len(text)), MIN_KEY_PIECE - 1, -1):
+        if text.endswith(secret[:size]):
+            return text[:-size] + "***"
+    return text
 
 
 def _redact(value: Any, secret: str) -> Any:
-    """``value`` with every occurrence of ``secret`` in its strings replaced by ``***``."""
+    """``value`` with ``secret`` redacted from every string in it (keys included)."""
     if isinstance(value, str):
-        return value.replace(secret, "***")
+        return redact(value, secret)
     if isinstance(value, dict):
         return {_redact(k, secret): _redact(v, secret) for k, v in value.items()}
     if isinstance(value, list):
@@ -309,12 +336,18 @@ def _redact(value: Any, secret: str) -> Any:
     return value
 
 
+def request_id(response: httpx2.Response, secret: str) -> str | None:
+    """The server's request id header (``x-request-id`` or ``request-id``), key redacted."""
+    value = response.headers.get("x-request-id") or response.headers.get("request-id")
+    return redact(value, secret) if value else None
+
+
 def decode_response(response: httpx2.Response, secret: str) -> Any:
     """Return the decoded JSON of a 2xx response (``None`` when it is empty or not JSON),
     else raise the :class:`~dodo_ingest.APIStatusError` subclass for its status.
 
-    ``secret`` (the API key) is blanked out of an error's message and body, in case the
-    server echoes the request back.
+    ``secret`` (the API key) is blanked out of an error's message, request id and body, in
+    case the server (or a proxy) echoes the request back.
     """
     status = response.status_code
     if 200 <= status < 300:
@@ -324,6 +357,12 @@ def decode_response(response: httpx2.Response, secret: str) -> Any:
             return response.json()
         except ValueError:
             return None
+    raise status_error(response, secret)
+
+
+def status_error(response: httpx2.Response, secret: str) -> APIStatusError:
+    """The :class:`~dodo_ingest.APIStatusError` for a non-2xx ``response``, key redacted."""
+    status = response.status_code
     try:
         body: object = response.json() if response.content else None
     except ValueError:
@@ -333,10 +372,10 @@ def decode_response(response: httpx2.Response, secret: str) -> Any:
     if should_retry_header in ("true", "false"):
         should_retry = should_retry_header == "true"
     error_class: type[APIStatusError] = error_class_for_status(status)
-    raise error_class(
-        _redact(_error_message(response, body), secret),
+    return error_class(
+        _error_message(response, body, secret),
         status_code=status,
-        request_id=response.headers.get("x-request-id") or response.headers.get("request-id"),
+        request_id=request_id(response, secret),
         body=_redact(body, secret),
         retry_after=parse_retry_after(response.headers),
         should_retry=should_retry,
