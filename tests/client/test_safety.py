@@ -116,17 +116,6 @@ def test_a_key_echoed_by_the_server_is_redacted(client: DodoClient, api: respx.M
     assert "***" in error.message
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [httpx2.Response(204), httpx2.Response(202, text="accepted"), httpx2.Response(200, json={})],
-)
-def test_a_success_answer_without_a_count_is_still_a_success(
-    client: DodoClient, api: respx.MockRouter, answer: httpx2.Response
-) -> None:
-    api.post("/events/ingest").mock(return_value=answer)
-    assert client.events.ingest([EventInput("e", "c", "n")]).ingested_count == 0
-
-
 def test_a_bad_amount_is_a_value_error(client: DodoClient) -> None:
     with pytest.raises(ValueError, match="positive decimal"):
         client.credits.create_ledger_entry("ce_1", "cus_1", amount="ten")

@@ -44,6 +44,8 @@ USER_AGENT = (
 
 T = TypeVar("T")
 EventLike = EventInput | Mapping[str, Any]
+Decoder = Callable[[httpx2.Response, str], T]
+"""Turns an answer (and the API key, to redact from errors) into a result, or raises."""
 
 
 class _BaseClient:
@@ -228,7 +230,7 @@ class DodoClient(_BaseClient):
         copy.credits = Credits(copy)
         return copy
 
-    def _send_once(self, request: rq.APIRequest) -> Any:
+    def _send_once(self, request: rq.APIRequest, decode: Decoder[T]) -> T:
         try:
             response = self._http.request(
                 request.method,
@@ -241,13 +243,17 @@ class DodoClient(_BaseClient):
         except httpx2.TransportError as error:
             failure = _transport_error(error, self._config.api_key)
         else:
-            return rq.decode_response(response, self._config.api_key)
+            return decode(response, self._config.api_key)
         raise failure  # out of the handler: the httpx2 error, which may quote the key, is not chained
 
     def send(self, request: rq.APIRequest) -> Any:
         """Send one prepared request with the retry policy; return its decoded JSON."""
+        return self._send(request, rq.decode_response)
+
+    def _send(self, request: rq.APIRequest, decode: Decoder[T]) -> T:
+        """Send with the retry policy; ``decode`` turns each answer into the result or raises."""
         if self.max_retries == 0:
-            return self._send_once(request)
+            return self._send_once(request, decode)
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=retry_wait,
@@ -255,7 +261,8 @@ class DodoClient(_BaseClient):
             sleep=self._sleep,
             reraise=True,
         )
-        return retrying(self._send_once, request)
+        result: T = retrying(self._send_once, request, decode)
+        return result
 
     def close(self) -> None:
         """Close the connection pool (unless it was passed in as ``http_client``)."""
@@ -321,7 +328,7 @@ class AsyncDodoClient(_BaseClient):
         copy.credits = AsyncCredits(copy)
         return copy
 
-    async def _send_once(self, request: rq.APIRequest) -> Any:
+    async def _send_once(self, request: rq.APIRequest, decode: Decoder[T]) -> T:
         try:
             response = await self._http.request(
                 request.method,
@@ -334,13 +341,17 @@ class AsyncDodoClient(_BaseClient):
         except httpx2.TransportError as error:
             failure = _transport_error(error, self._config.api_key)
         else:
-            return rq.decode_response(response, self._config.api_key)
+            return decode(response, self._config.api_key)
         raise failure  # out of the handler: the httpx2 error, which may quote the key, is not chained
 
     async def send(self, request: rq.APIRequest) -> Any:
         """Send one prepared request with the retry policy; return its decoded JSON."""
+        return await self._send(request, rq.decode_response)
+
+    async def _send(self, request: rq.APIRequest, decode: Decoder[T]) -> T:
+        """Async :meth:`DodoClient._send`."""
         if self.max_retries == 0:
-            return await self._send_once(request)
+            return await self._send_once(request, decode)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=retry_wait,
@@ -348,7 +359,7 @@ class AsyncDodoClient(_BaseClient):
             sleep=self._sleep,
             reraise=True,
         )
-        return await retrying(self._send_once, request)
+        return await retrying(self._send_once, request, decode)
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it was passed in as ``http_client``)."""
@@ -379,13 +390,18 @@ class Events:
     def ingest(self, events: Iterable[EventLike]) -> IngestResult:
         """Send 1 to 1000 events in one request; ``ingested_count`` excludes known ids.
 
-        Mappings are validated as :class:`EventInput` before anything is sent.
+        Mappings are validated as :class:`EventInput` before anything is sent. Only a 2xx
+        JSON object with an integer ``ingested_count`` acknowledges the events; any other 2xx
+        raises :class:`~dodo_ingest.UnexpectedResponseError` (after the retries).
         """
-        return IngestResult.from_dict(self._client.send(rq.ingest_request(events)) or {})
+        return self._client._send(rq.ingest_request(events), rq.decode_ingest_response)
 
     def ingest_json(self, body: bytes) -> IngestResult:
-        """Send a body already encoded as ``{"events": [...]}`` (no validation here)."""
-        return IngestResult.from_dict(self._client.send(rq.ingest_body_request(body)) or {})
+        """Send a body already encoded as ``{"events": [...]}`` (no validation here).
+
+        Acknowledged as :meth:`ingest` is.
+        """
+        return self._client._send(rq.ingest_body_request(body), rq.decode_ingest_response)
 
     def list(
         self,
@@ -430,11 +446,11 @@ class AsyncEvents:
 
     async def ingest(self, events: Iterable[EventLike]) -> IngestResult:
         """Async :meth:`Events.ingest`."""
-        return IngestResult.from_dict(await self._client.send(rq.ingest_request(events)) or {})
+        return await self._client._send(rq.ingest_request(events), rq.decode_ingest_response)
 
     async def ingest_json(self, body: bytes) -> IngestResult:
         """Async :meth:`Events.ingest_json`."""
-        return IngestResult.from_dict(await self._client.send(rq.ingest_body_request(body)) or {})
+        return await self._client._send(rq.ingest_body_request(body), rq.decode_ingest_response)
 
     def list(
         self,

@@ -7,8 +7,9 @@ Everything this package raises on purpose derives from :class:`DodoError`::
     ├── EventValidationError        an event breaks a documented limit (never sent)
     ├── WebhookVerificationError    a webhook's signature or timestamp does not check out
     ├── WebhookPayloadError         a verified webhook body has the wrong shape
-    ├── APIConnectionError          the request did not get an HTTP answer
-    │   └── APITimeoutError
+    ├── APIConnectionError          the request got no usable answer (retried)
+    │   ├── APITimeoutError
+    │   └── UnexpectedResponseError a 2xx that is not the answer the endpoint promises
     └── APIStatusError              the API answered with a non-2xx status
         ├── BadRequestError (400)   ├── ConflictError (409)
         ├── AuthenticationError (401) ├── PayloadTooLargeError (413)
@@ -38,6 +39,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "UnexpectedResponseError",
     "UnprocessableEntityError",
     "WebhookPayloadError",
     "WebhookVerificationError",
@@ -83,7 +85,8 @@ class WebhookPayloadError(DodoError, ValueError):
 
 
 class APIConnectionError(DodoError):
-    """The request got no HTTP answer (DNS, refused or reset connection, protocol error).
+    """The request got no usable answer (DNS, refused or reset connection, protocol error, a
+    timeout, a 2xx that is not the answer the endpoint promises); retried by default.
 
     ``request_sent`` is ``False`` when no connection was made (so the server cannot have
     acted on the request), ``True`` when it may have been sent, ``None`` when unknown.
@@ -107,6 +110,34 @@ class APITimeoutError(APIConnectionError):
         self, message: str = "request timed out", *, request_sent: bool | None = None
     ) -> None:
         super().__init__(message, request_sent=request_sent)
+
+
+class UnexpectedResponseError(APIConnectionError):
+    """A 2xx answer that is not the answer the endpoint promises, so nothing is acknowledged.
+
+    For ``POST /events/ingest`` the only acknowledgement is a JSON object with an integer
+    ``ingested_count`` >= 0; an empty 202/204, an HTML page from a proxy, truncated JSON or
+    JSON without the count raise this instead. Something answered, so the request may have
+    been acted on (``request_sent`` is ``True``); resending an ingest request is safe because
+    event ids are idempotency keys, and the client's retry policy does so.
+
+    ``status_code`` is the HTTP status, ``request_id`` the server's request id header when
+    present, ``body_excerpt`` the start of the body (at most 200 characters, whitespace runs
+    collapsed); the API key is blanked out of both.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        request_id: str | None = None,
+        body_excerpt: str = "",
+    ) -> None:
+        super().__init__(message, request_sent=True)
+        self.status_code = status_code
+        self.request_id = request_id
+        self.body_excerpt = body_excerpt
 
 
 class APIStatusError(DodoError):

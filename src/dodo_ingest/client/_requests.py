@@ -17,10 +17,16 @@ from urllib.parse import quote
 
 import httpx2
 
-from ._errors import APIStatusError, EventValidationError, error_class_for_status
+from ._errors import (
+    APIStatusError,
+    EventValidationError,
+    UnexpectedResponseError,
+    error_class_for_status,
+)
 from ._models import (
     MAX_BATCH_SIZE,
     EventInput,
+    IngestResult,
     MeterAggregation,
     MeterFilter,
     format_timestamp,
@@ -29,6 +35,7 @@ from ._retry import parse_retry_after
 
 __all__ = [
     "APIRequest",
+    "decode_ingest_response",
     "decode_response",
     "encode_events",
     "ingest_request",
@@ -319,9 +326,10 @@ def redact(text: str, secret: str) -> str:
     if not secret:
         return text
     text = text.replace(secret, "***")
-    for size in range(min(len(secret) - 1, len(text)), MIN_KEY_PIECE - 1, -1):
-        if text.endswith(secret[:size]):
-            return text[:-size] + "***"
+    end = text.rstrip()
+    for size in range(min(len(secret) - 1, len(end)), MIN_KEY_PIECE - 1, -1):
+        if end.endswith(secret[:size]):
+            return end[:-size] + "***"
     return text
 
 
@@ -358,6 +366,59 @@ def decode_response(response: httpx2.Response, secret: str) -> Any:
         except ValueError:
             return None
     raise status_error(response, secret)
+
+
+EXCERPT_LENGTH = 200
+"""Characters of an unexpected body kept in :class:`~dodo_ingest.UnexpectedResponseError`."""
+
+
+def _excerpt(response: httpx2.Response, secret: str) -> str:
+    """The start of the body as text: whitespace runs collapsed, key redacted, then cut."""
+    text = redact(" ".join(response.text.split()), secret)
+    return text if len(text) <= EXCERPT_LENGTH else text[:EXCERPT_LENGTH] + "..."
+
+
+def _ingest_problem(response: httpx2.Response) -> tuple[int | None, str]:
+    """``(ingested_count, "")`` for a valid acknowledgement, else ``(None, what is wrong)``."""
+    if not response.content:
+        return None, "the body is empty"
+    try:
+        data = response.json()
+    except (ValueError, RecursionError):
+        return None, "the body is not valid JSON"
+    if not isinstance(data, dict):
+        return None, "the body is not a JSON object"
+    count = data.get("ingested_count")
+    if type(count) is not int:
+        return None, "it has no integer ingested_count"
+    if count < 0:
+        return None, "its ingested_count is negative"
+    return count, ""
+
+
+def decode_ingest_response(response: httpx2.Response, secret: str) -> IngestResult:
+    """The acknowledgement of ``POST /events/ingest``.
+
+    The only acknowledgement is a 2xx whose body is a JSON object with an integer (not a
+    boolean) ``ingested_count`` >= 0. Any other 2xx (empty, HTML, truncated JSON, JSON without
+    the count) raises :class:`~dodo_ingest.UnexpectedResponseError`; a non-2xx raises the
+    :class:`~dodo_ingest.APIStatusError` subclass for its status. ``secret`` (the API key) is
+    blanked out of the error.
+    """
+    status = response.status_code
+    if not 200 <= status < 300:
+        raise status_error(response, secret)
+    count, problem = _ingest_problem(response)
+    if count is not None:
+        return IngestResult(ingested_count=count)
+    rid = request_id(response, secret)
+    excerpt = _excerpt(response, secret)
+    message = f"HTTP {status} answer to POST /events/ingest is not an acknowledgement: {problem}"
+    if excerpt:
+        message += f"; body: {excerpt!r}"
+    if rid:
+        message += f" (request id {rid})"
+    raise UnexpectedResponseError(message, status_code=status, request_id=rid, body_excerpt=excerpt)
 
 
 def status_error(response: httpx2.Response, secret: str) -> APIStatusError:

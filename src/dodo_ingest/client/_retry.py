@@ -30,7 +30,8 @@ MAX_RETRY_AFTER = 60.0
 
 
 def is_retryable(error: BaseException) -> bool:
-    """True for failures worth trying again: no answer, a timeout, 408, 409, 429 or 5xx.
+    """True for failures worth trying again: no answer, a timeout, a 2xx that is not the
+    promised answer (:class:`~dodo_ingest.UnexpectedResponseError`), 408, 409, 429 or 5xx.
 
     The server can override the status with ``x-should-retry: true|false``.
     """
