@@ -11,14 +11,13 @@ from __future__ import annotations
 import codecs
 import inspect
 import logging
-import random
-import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
 from ..client._errors import ConfigurationError, EventValidationError
 from ..client._models import MAX_METADATA_KEYS, MetadataValue, validate_metadata
+from ..delivery._ids import random_bits
 
 __all__ = [
     "AsyncCountingFile",
@@ -34,7 +33,6 @@ __all__ = [
     "check_positive",
     "derive_event_id",
     "error_metadata",
-    "format_epoch",
     "is_async_file",
     "logger",
     "new_base_id",
@@ -158,24 +156,9 @@ def check_metadata(
 
 
 def new_base_id(prefix: str) -> str:
-    """A fresh random stream/job id such as ``stream_3f2a...`` (128 random bits; Python
-    reseeds :mod:`random` in a forked child)."""
-    return f"{prefix}_{random.getrandbits(128):032x}"
-
-
-_last_second: tuple[int, str] = (-1, "")
-"""The last second formatted, as one tuple so that threads never see a mixed pair."""
-
-
-def format_epoch(epoch: float) -> str:
-    """Format a Unix time as RFC 3339 UTC with milliseconds (``2026-11-25T08:00:00.123Z``)."""
-    global _last_second
-    second = int(epoch)
-    cached, prefix = _last_second
-    if second != cached:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-        _last_second = (second, prefix)
-    return f"{prefix}{int((epoch - second) * 1000):03d}Z"
+    """A fresh random stream/job id such as ``stream_3f2a...``: 128 random bits from the
+    generator of event ids, which ``random.seed()`` does not touch and a forked child reseeds."""
+    return f"{prefix}_{random_bits(128):032x}"
 
 
 def derive_event_id(base_id: str, sequence: int) -> str:

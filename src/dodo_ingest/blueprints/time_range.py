@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from ..client._errors import ConfigurationError, EventValidationError
 from ..client._models import MetadataValue
+from ..delivery._ids import format_epoch
 from ._common import (
     EventSink,
     FailureCounter,
@@ -41,7 +42,6 @@ from ._common import (
     check_positive,
     derive_event_id,
     error_metadata,
-    format_epoch,
     new_base_id,
 )
 
