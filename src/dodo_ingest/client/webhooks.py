@@ -11,6 +11,25 @@ timestamps more than five minutes away from now, computes the expected signature
 :meth:`Webhook.unwrap` returns one of the typed credit events below, or a
 :class:`GenericWebhookEvent` for any other event type. Amounts are exact
 :class:`~decimal.Decimal` values parsed from the API's decimal strings.
+
+Input shapes (see :data:`WebhookHeaders`):
+
+- ``headers`` may be any object with an ``items()`` method (a ``dict``, Starlette ``Headers``,
+  Django ``request.headers``, Flask/Werkzeug ``EnvironHeaders``) or an iterable of
+  ``(name, value)`` pairs, such as an ASGI scope's ``headers``. Names and values may be ``str``
+  or ``bytes``; ``bytes`` are decoded as Latin-1, as ASGI frameworks do, so the raw scope
+  headers and Starlette's ``request.headers`` verify alike. Names are matched
+  case-insensitively. A Standard Webhooks header given twice with different values is refused.
+- ``body`` is the raw request body as ``bytes`` (``bytearray`` and ``memoryview`` are
+  accepted too) or ``str``, and must be valid UTF-8.
+
+Bad input never escapes as a bare ``TypeError``, ``UnicodeError``, ``RecursionError`` or
+``OverflowError``: problems with the headers, the signature, the timestamp or the body's
+encoding raise :class:`WebhookVerificationError`; a verified body with the wrong shape or an
+impossible value raises :class:`WebhookPayloadError` naming the field. When decoding a JSON
+body, nesting deeper than 64 levels, ``NaN``/``Infinity``, floats that overflow and integers
+of more than 4300 digits are refused. Amounts must be plain decimal numbers with at most 30
+digits before and 30 after the decimal point, and ``threshold_percent`` is 0 to 100.
 """
 
 from __future__ import annotations
@@ -21,13 +40,15 @@ import hmac
 import json
 import math
 import os
+import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from itertools import accumulate
+from typing import Any, Literal, Protocol, TypeAlias
 
 from ._errors import ConfigurationError, WebhookPayloadError, WebhookVerificationError
 from ._models import MetadataValue, parse_timestamp
@@ -50,6 +71,7 @@ __all__ = [
     "GenericWebhookEvent",
     "Webhook",
     "WebhookEvent",
+    "WebhookHeaders",
     "WebhookPayloadError",
     "WebhookVerificationError",
     "parse_event",
@@ -61,6 +83,37 @@ DEFAULT_TOLERANCE = 300.0
 
 _SECRET_PREFIX = "whsec_"
 _MAX_TIMESTAMP_DIGITS = 15
+_HEADER_NAMES = ("webhook-id", "webhook-timestamp", "webhook-signature")
+_HEADERS_SHAPE = (
+    "webhook headers must be a mapping or an iterable of (name, value) pairs of str or bytes"
+)
+_SHOWN_ID_CHARS = 64
+
+_MAX_DEPTH = 64
+_MAX_INT_DIGITS = 4300
+_MAX_INTEGER_DIGITS = 30
+_MAX_FRACTION_DIGITS = 30
+_MAX_DECIMAL_CHARS = 100
+_DECIMAL_CEILING = 10**_MAX_INTEGER_DIGITS
+_DECIMAL_RANGE = (
+    f"must have at most {_MAX_INTEGER_DIGITS} digits before and "
+    f"{_MAX_FRACTION_DIGITS} after the decimal point"
+)
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+# A JSON string, or an unterminated one running to the end of the text. Every attempt that
+# starts at a quote succeeds, so stripping strings is linear in the length of the text.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+class _HeaderItems(Protocol):
+    def items(self) -> Iterable[tuple[str | bytes, str | bytes]]: ...
+
+
+WebhookHeaders: TypeAlias = _HeaderItems | Iterable[tuple[str | bytes, str | bytes]]
+"""Request headers as :meth:`Webhook.verify` accepts them: a mapping or header object with
+``items()``, or ``(name, value)`` pairs; names and values ``str`` or Latin-1 ``bytes``."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +198,7 @@ class CreditBalanceLow:
             available_balance=reader.decimal("available_balance"),
             subscription_credits_amount=reader.decimal("subscription_credits_amount"),
             threshold_amount=reader.decimal("threshold_amount"),
-            threshold_percent=reader.integer("threshold_percent"),
+            threshold_percent=reader.integer("threshold_percent", 0, 100),
         )
 
 
@@ -280,9 +333,11 @@ def parse_event(
 
     For bodies already verified, or built in tests; a request from the network goes through
     :meth:`Webhook.unwrap`. Raises :class:`WebhookPayloadError` naming the field when the body
-    is not JSON or a credit event lacks a field or carries a malformed amount or timestamp.
+    is not JSON (or is nested too deeply, or holds a number Python cannot represent) or a
+    credit event lacks a field or carries a malformed amount or timestamp. A ``Mapping`` is
+    taken as already decoded: only the fields of the typed events are checked.
     """
-    envelope = _decode_json(payload) if isinstance(payload, (bytes, str)) else payload
+    envelope = _decode_json(payload) if isinstance(payload, (bytes, bytearray, str)) else payload
     if not isinstance(envelope, Mapping):
         raise WebhookPayloadError("(body)", "must be a JSON object")
     reader = _Reader(envelope, "")
@@ -307,7 +362,9 @@ def parse_event(
     return GenericWebhookEvent(
         type=event_type,
         data=raw_data if isinstance(raw_data, Mapping) else {},
-        business_id=raw_business if isinstance(raw_business, str) else None,
+        business_id=raw_business
+        if isinstance(raw_business, str) and _encodable(raw_business)
+        else None,
         timestamp=_lenient_time(envelope.get("timestamp")),
         webhook_id=webhook_id,
     )
@@ -343,43 +400,43 @@ class Webhook:
     def __repr__(self) -> str:
         return f"Webhook(tolerance={self._tolerance:g})"
 
-    def verify(self, body: bytes | str, headers: Mapping[str, str]) -> None:
+    def verify(self, body: bytes | str, headers: WebhookHeaders) -> None:
         """Check the request's Standard Webhooks headers against ``body`` (the raw bytes).
 
+        ``headers`` is a mapping or header object (``request.headers`` of Starlette, Django or
+        Flask) or ``(name, value)`` pairs; ``bytes`` names and values are decoded as Latin-1.
         Header names are matched case-insensitively. Raises
-        :class:`~dodo_ingest.WebhookVerificationError` when a header is missing or malformed,
-        the timestamp is more than ``tolerance`` seconds from now, or no ``v1`` signature in
-        ``webhook-signature`` matches. Pass the body exactly as received: re-serialized JSON
-        does not verify.
+        :class:`~dodo_ingest.WebhookVerificationError` when the headers are not one of those
+        shapes, a header is missing, malformed or repeated with different values, the
+        timestamp is more than ``tolerance`` seconds from now, the body is not valid UTF-8
+        text, or no ``v1`` signature in ``webhook-signature`` matches. Pass the body exactly
+        as received: re-serialized JSON does not verify.
         """
         self._verify(body, headers)
 
-    def unwrap(self, body: bytes | str, headers: Mapping[str, str]) -> WebhookEvent:
+    def unwrap(self, body: bytes | str, headers: WebhookHeaders) -> WebhookEvent:
         """Verify the request (see :meth:`verify`), then parse it (see :func:`parse_event`).
 
         The event's ``webhook_id`` is the request's ``webhook-id`` header.
         """
-        return parse_event(body, webhook_id=self._verify(body, headers))
+        webhook_id, payload = self._verify(body, headers)
+        return parse_event(payload, webhook_id=webhook_id)
 
-    def _verify(self, body: bytes | str, headers: Mapping[str, str]) -> str:
-        lowered = {name.lower(): value for name, value in headers.items()}
-        webhook_id = _require_header(lowered, "webhook-id")
-        timestamp_text = _require_header(lowered, "webhook-timestamp")
-        signature_header = _require_header(lowered, "webhook-signature")
+    def _verify(self, body: object, headers: object) -> tuple[str, bytes | str]:
+        found = _webhook_headers(headers)
+        webhook_id = _require_header(found, "webhook-id")
+        timestamp_text = _require_header(found, "webhook-timestamp")
+        signature_header = _require_header(found, "webhook-signature")
+        if not _encodable(webhook_id):
+            raise WebhookVerificationError("header 'webhook-id' is not valid Unicode text")
         timestamp = self._check_timestamp(timestamp_text)
-        if isinstance(body, bytes):
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                raise WebhookVerificationError("webhook body is not valid UTF-8") from None
-        else:
-            text = body
+        payload, text = _body_text(body)
         expected = self._signature(webhook_id, timestamp, text)
         for candidate in _v1_signatures(signature_header):
             if hmac.compare_digest(expected, candidate):
-                return webhook_id
+                return webhook_id, payload
         raise WebhookVerificationError(
-            f"no v1 signature in webhook-signature matches webhook {webhook_id!r}; "
+            f"no v1 signature in webhook-signature matches webhook {_shown(webhook_id)}; "
             "check the endpoint secret and that the raw body is passed unchanged"
         )
 
@@ -389,11 +446,14 @@ class Webhook:
         """The three headers a sender would attach to ``body``; for tests and local tools.
 
         ``webhook_id`` defaults to a random ``msg_...`` id, ``timestamp`` (Unix seconds) to
-        ``clock()``.
+        ``clock()``. A body that is not valid UTF-8 text raises
+        :class:`~dodo_ingest.WebhookVerificationError`, as :meth:`verify` would.
         """
         msg_id = webhook_id if webhook_id is not None else f"msg_{secrets.token_hex(12)}"
+        if not _encodable(msg_id):
+            raise WebhookVerificationError("webhook_id is not valid Unicode text")
         seconds = timestamp if timestamp is not None else math.floor(self._clock())
-        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        text = _body_text(body)[1]
         signature = base64.b64encode(self._signature(msg_id, seconds, text)).decode("ascii")
         return {
             "webhook-id": msg_id,
@@ -422,7 +482,10 @@ class Webhook:
     def _signature(self, webhook_id: str, timestamp: int, body: str) -> bytes:
         if self._signer is None:
             self._signer = _load_standardwebhooks().Webhook(self._key)
-        when = datetime.fromtimestamp(timestamp, tz=UTC)
+        try:
+            when = datetime.fromtimestamp(timestamp, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise WebhookVerificationError("webhook-timestamp is out of range") from None
         versioned = self._signer.sign(msg_id=webhook_id, timestamp=when, data=body)
         return base64.b64decode(versioned.partition(",")[2])
 
@@ -460,11 +523,89 @@ def _decode_secret(secret: str | bytes | None) -> bytes:
     return key
 
 
+def _encodable(text: str) -> bool:
+    """True when ``text`` has no lone surrogate, so it can be encoded as UTF-8."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    """``repr`` of an untrusted value for an error message, cut to a readable length."""
+    if len(text) > _SHOWN_ID_CHARS:
+        return repr(text[:_SHOWN_ID_CHARS]) + "..."
+    return repr(text)
+
+
+def _header_text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("latin-1")
+    return None
+
+
+def _webhook_headers(headers: object) -> dict[str, str]:
+    """The Standard Webhooks headers of ``headers``, by lowercase name, values stripped."""
+    if isinstance(headers, (str, bytes, bytearray, memoryview)):
+        raise WebhookVerificationError(_HEADERS_SHAPE)
+    items = getattr(headers, "items", None)
+    try:
+        source = items() if callable(items) else headers
+        if not isinstance(source, Iterable):
+            raise TypeError
+        pairs = iter(source)
+    except TypeError:
+        raise WebhookVerificationError(_HEADERS_SHAPE) from None
+    found: dict[str, str] = {}
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise WebhookVerificationError(_HEADERS_SHAPE)
+        name = _header_text(pair[0])
+        if name is None:
+            raise WebhookVerificationError(_HEADERS_SHAPE)
+        name = name.lower()
+        if name not in _HEADER_NAMES:
+            continue
+        value = _header_text(pair[1])
+        if value is None:
+            raise WebhookVerificationError(f"header {name!r} must be a str or bytes value")
+        value = value.strip()
+        if found.setdefault(name, value) != value:
+            raise WebhookVerificationError(
+                f"header {name!r} appears more than once with different values"
+            )
+    return found
+
+
 def _require_header(headers: Mapping[str, str], name: str) -> str:
-    value = headers.get(name, "").strip()
+    value = headers.get(name, "")
     if not value:
         raise WebhookVerificationError(f"missing required header {name!r}")
     return value
+
+
+def _body_text(body: object) -> tuple[bytes | str, str]:
+    """``(payload, text)``: the body as ``bytes`` or ``str``, and as text to sign."""
+    if isinstance(body, str):
+        if not _encodable(body):
+            raise WebhookVerificationError(
+                "webhook body is not valid UTF-8 text (it holds a lone surrogate)"
+            )
+        return body, body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        raw = bytes(body)
+        try:
+            return raw, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WebhookVerificationError("webhook body is not valid UTF-8") from None
+    raise WebhookVerificationError(
+        f"webhook body must be the raw request body as bytes or str, not {type(body).__name__}"
+    )
 
 
 def _v1_signatures(header: str) -> list[bytes]:
@@ -485,14 +626,55 @@ def _lenient_time(value: Any) -> datetime | None:
         return None
     try:
         return parse_timestamp(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
-def _decode_json(payload: bytes | str) -> Any:
+def _json_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        shown = text if len(text) <= 20 else f"{text[:20]}..."
+        raise WebhookPayloadError("(body)", f"holds a number too large for a float ({shown})")
+    return number
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise WebhookPayloadError(
+            "(body)", f"holds an integer of more than {_MAX_INT_DIGITS} digits"
+        )
+    return int(text)
+
+
+def _json_constant(name: str) -> Any:
+    raise WebhookPayloadError("(body)", f"holds {name}, which is not a JSON number")
+
+
+def _nesting_depth(text: str) -> int:
+    """An upper bound of how deep JSON ``text`` nests, counted without recursion."""
+    openings = text.count("[") + text.count("{")
+    if openings <= _MAX_DEPTH:
+        return openings
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def _decode_json(payload: bytes | bytearray | str) -> Any:
     try:
-        return json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if isinstance(payload, str):
+            text = payload
+        else:
+            text = bytes(payload).decode(json.detect_encoding(payload), "surrogatepass")
+        if _nesting_depth(text) > _MAX_DEPTH:
+            raise WebhookPayloadError("(body)", f"is nested more than {_MAX_DEPTH} levels deep")
+        return json.loads(
+            text, parse_float=_json_float, parse_int=_json_int, parse_constant=_json_constant
+        )
+    except WebhookPayloadError:
+        raise
+    except RecursionError:
+        raise WebhookPayloadError("(body)", "is nested too deeply to decode") from None
+    except ValueError as exc:
         raise WebhookPayloadError(
             "(body)", f"is not valid JSON ({exc.__class__.__name__})"
         ) from None
@@ -517,6 +699,8 @@ class _Reader:
         value = self._get(key)
         if not isinstance(value, str):
             raise WebhookPayloadError(self._name(key), "must be a string")
+        if not _encodable(value):
+            raise WebhookPayloadError(self._name(key), "must be valid Unicode text")
         return value
 
     def optional_text(self, key: str) -> str | None:
@@ -528,29 +712,43 @@ class _Reader:
             raise WebhookPayloadError(self._name(key), "must be a boolean")
         return value
 
-    def integer(self, key: str) -> int:
+    def integer(self, key: str, low: int, high: int) -> int:
         value = self._get(key)
         if isinstance(value, bool) or not isinstance(value, int):
             raise WebhookPayloadError(self._name(key), "must be an integer")
+        if not low <= value <= high:
+            raise WebhookPayloadError(self._name(key), f"must be from {low} to {high}")
         return value
 
     def decimal(self, key: str) -> Decimal:
         value = self._get(key)
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise WebhookPayloadError(self._name(key), "must be a decimal string")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise WebhookPayloadError(self._name(key), "must be a finite decimal")
+        if isinstance(value, int) and abs(value) >= _DECIMAL_CEILING:
+            raise WebhookPayloadError(self._name(key), _DECIMAL_RANGE)
+        text = value if isinstance(value, str) else str(value)
+        if len(text) > _MAX_DECIMAL_CHARS or not _DECIMAL_TEXT.fullmatch(text):
+            raise WebhookPayloadError(self._name(key), "must be a decimal string")
         try:
-            number = Decimal(str(value))
+            number = Decimal(text)
         except InvalidOperation:
             raise WebhookPayloadError(self._name(key), "must be a decimal string") from None
-        if not number.is_finite():
-            raise WebhookPayloadError(self._name(key), "must be a finite decimal")
+        exponent = number.as_tuple().exponent
+        if (
+            not isinstance(exponent, int)
+            or number.adjusted() >= _MAX_INTEGER_DIGITS
+            or exponent < -_MAX_FRACTION_DIGITS
+        ):
+            raise WebhookPayloadError(self._name(key), _DECIMAL_RANGE)
         return number
 
     def time(self, key: str) -> datetime:
         value = self.text(key)
         try:
             return parse_timestamp(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise WebhookPayloadError(self._name(key), "must be an RFC 3339 timestamp") from None
 
     def mapping(self, key: str) -> Mapping[str, Any]:
