@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from dodo_ingest.client import AuthenticationError, BadRequestError, EventInput
-from dodo_ingest.delivery import EventExpiredError
+from dodo_ingest.client._errors import UnexpectedResponseError
+from dodo_ingest.delivery import EventExpiredError, _batch_sender
 from tests.delivery._sink import Answer, RefuseIds, Sink, accept_all
 from tests.delivery.conftest import API_KEY, FAST_RETRIES
 
@@ -278,8 +279,7 @@ def test_retry_after_is_honoured_and_the_same_ids_are_resent(make_ingestion):
 def test_an_unexpected_sender_error_loses_nothing(make_ingestion, caplog, monkeypatch):
     with Sink() as sink:
         ingestion = make_ingestion(base_url=sink.base_url, event_name="e", flush_interval=30)
-        queue = ingestion._pipeline.queue
-        encode = queue.encode
+        encode = _batch_sender.encode_batch
         calls = {"n": 0}
 
         def broken_once(items: Any) -> bytes:
@@ -288,7 +288,7 @@ def test_an_unexpected_sender_error_loses_nothing(make_ingestion, caplog, monkey
                 raise RuntimeError("a bug")
             return encode(items)
 
-        monkeypatch.setattr(queue, "encode", broken_once)
+        monkeypatch.setattr(_batch_sender, "encode_batch", broken_once)
         ids = [ingestion.track("cus_1") for _ in range(10)]
         assert ingestion.flush(5)
         assert sink.event_ids() == ids
@@ -328,15 +328,51 @@ async def test_aclose_flushes_and_stops_without_blocking_the_loop(make_ingestion
 
 @pytest.mark.parametrize(
     ("status", "payload"),
-    [(202, b""), (204, b""), (200, b"{}"), (200, b'{"status": "queued"}')],
-    ids=["202-empty", "204", "200-no-count", "200-other-json"],
+    [
+        (202, b""),
+        (204, b""),
+        (200, b""),
+        (200, b"{}"),
+        (200, b'{"status": "queued"}'),
+        (200, b'{"ingested_count": "3"}'),
+        (200, b'{"ingested_count": true}'),
+        (200, b'{"ingested_count": 3'),
+        (200, b"<html><body>Sign in to the Wi-Fi</body></html>"),
+    ],
+    ids=[
+        "202-empty",
+        "204",
+        "200-empty",
+        "200-no-count",
+        "200-other-json",
+        "200-count-as-text",
+        "200-count-as-bool",
+        "200-truncated-json",
+        "200-html-portal",
+    ],
 )
-def test_any_2xx_answer_counts_as_delivered_and_is_not_resent(make_ingestion, status, payload):
-    with Sink(lambda events: (status, {}, payload)) as sink:
-        ingestion = make_ingestion(base_url=sink.base_url, event_name="e", **FAST_RETRIES)
+def test_a_2xx_that_is_no_acknowledgement_is_resent_with_the_same_ids_and_reported(
+    make_ingestion, status, payload
+):
+    answers = [(status, {}, payload), (status, {}, payload)]
+
+    def respond(events: list[dict[str, Any]]) -> Answer:
+        return answers.pop(0) if answers else accept_all(events)
+
+    reports: list[tuple[BaseException, list[EventInput]]] = []
+    with Sink(respond) as sink:
+        ingestion = make_ingestion(
+            base_url=sink.base_url,
+            event_name="e",
+            on_error=lambda error, events: reports.append((error, events)),
+            **FAST_RETRIES,
+        )
         tracked = [ingestion.track("cus_1") for _ in range(3)]
         assert ingestion.flush(5)
         stats = ingestion.stats
-        assert (stats.delivered, stats.ingested, stats.retried, stats.dead_lettered) == (3, 0, 0, 0)
-        assert sink.event_ids() == tracked  # one request, no resend
+        assert (stats.delivered, stats.ingested, stats.retried, stats.dead_lettered) == (3, 3, 6, 0)
+        assert sink.event_ids() == tracked * 3  # resent twice, with the same ids
         assert ingestion.dead_letters() == []
+    ((error, events),) = reports  # reported once, not once per attempt
+    assert isinstance(error, UnexpectedResponseError)
+    assert [event.event_id for event in events] == tracked

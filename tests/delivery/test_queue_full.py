@@ -39,7 +39,8 @@ def test_a_full_queue_blocks_briefly_then_drops_counts_and_reports(make_ingestio
         blocked = time.monotonic() - start
         stats = ingestion.stats
         assert stats.dropped == 50
-        assert stats.enqueued == 300
+        assert stats.enqueued == 350  # every event track() returned an id for
+        assert stats.queued == 300
         # The first overflow waited queue_full_timeout; the queue stayed full, so the next
         # 49 were dropped at once rather than each waiting 0.05 s more.
         assert 0.05 <= blocked < 1.0
@@ -47,6 +48,7 @@ def test_a_full_queue_blocks_briefly_then_drops_counts_and_reports(make_ingestio
         assert ingestion.flush(10)
         assert ingestion.stats.delivered == 300
         assert ingestion.stats.queued == 0
+        assert ingestion.stats.enqueued == 350
         delivered = set(sink.event_ids())
         assert delivered == set(ids[:300])  # the newest events were the ones dropped
         ((error, events),) = reports

@@ -37,7 +37,7 @@ from ..client import (
     EventValidationError,
 )
 from ..delivery import DeadLetter, Ingestion, Outbox
-from ..delivery._pipeline import SPLIT_STATUSES
+from ..delivery._batch_sender import SPLIT_STATUSES
 from ..delivery._settings import API_MAX_FUTURE_SKEW, Settings
 from ._common import cells
 from ._resume import SendProgress

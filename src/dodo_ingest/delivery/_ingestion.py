@@ -17,11 +17,13 @@ from ..client import ConfigurationError, DodoClient, EventInput, EventValidation
 from ..client._config import ClientConfig, mask_key, resolve_config
 from ..client._models import MetadataValue
 from ._dead_letter import DeadLetter
+from ._encoding import encode_event
 from ._ids import new_event_id
 from ._outbox import Outbox
 from ._pipeline import ErrorCallback, Pipeline
 from ._settings import API_MAX_FUTURE_SKEW, Settings, request_timeout, wait_timeout
 from ._stats import DeliveryStats
+from ._transport import ClientTransport, Transport
 
 __all__ = ["DEFAULT_DELIVERY_TIMEOUT", "Ingestion"]
 
@@ -29,6 +31,8 @@ DEFAULT_DELIVERY_TIMEOUT = httpx2.Timeout(10.0, connect=3.0)
 """10 s per request, 3 s to connect."""
 
 _time = time.time
+_BATCH_FRAME = len('{"events":[]}')
+"""Bytes a request adds around its events."""
 
 
 class Ingestion:
@@ -68,6 +72,8 @@ class Ingestion:
         queue_full_timeout: float = 0.1,
         max_event_age: float = 3300.0,
         max_request_bytes: int = 4 * 1024 * 1024,
+        max_queue_bytes: int = 64 * 1024 * 1024,
+        transport: Transport | None = None,
         retry_initial_delay: float = 0.5,
         retry_max_delay: float = 30.0,
         max_retry_after: float = 60.0,
@@ -82,6 +88,7 @@ class Ingestion:
             queue_full_timeout=queue_full_timeout,
             max_event_age=max_event_age,
             max_request_bytes=max_request_bytes,
+            max_queue_bytes=max_queue_bytes,
             retry_initial_delay=retry_initial_delay,
             retry_max_delay=retry_max_delay,
             max_retry_after=max_retry_after,
@@ -91,21 +98,51 @@ class Ingestion:
             raise ConfigurationError(f"event_name must be a non-empty string, got {event_name!r}")
         if on_error is not None and not callable(on_error):
             raise ConfigurationError(f"on_error must be callable, got {on_error!r}")
-        self._config = _resolve(client, api_key, environment, base_url)
+        if transport is not None and not (
+            callable(getattr(transport, "send", None))
+            and callable(getattr(transport, "close", None))
+        ):
+            raise ConfigurationError(
+                f"transport must have send(body) and close() methods, got {transport!r}"
+            )
+        self._config = _resolve(client, api_key, environment, base_url, transport)
         self._timeout = request_timeout(timeout)
         self._event_name = event_name
         self._max_event_age = self._settings.max_event_age
+        self._max_event_bytes = self._settings.max_request_bytes - _BATCH_FRAME
         self._owns_outbox = outbox is not None and not isinstance(outbox, Outbox)
         self._outbox = outbox if isinstance(outbox, Outbox) or outbox is None else _open(outbox)
+        self._transport = transport
+        self._given_client = client
         self._pipeline = Pipeline(
-            self._settings, self._make_client, on_error, self._outbox, self._config.api_key
+            self._settings,
+            self._make_transport,
+            on_error,
+            self._outbox,
+            self._config.api_key if self._config is not None else "",
         )
         self._put = self._pipeline.put_memory if self._outbox is None else self._pipeline.put_outbox
 
-    def _make_client(self) -> DodoClient:
+    def _make_transport(self) -> Transport:
+        """The transport of the sender: the one given, else one on the given client (first
+        use only: a forked child gets its own connections), else a new client."""
+        if self._transport is not None:
+            return self._transport
+        client, self._given_client = self._given_client, None
+        if client is not None:
+            return ClientTransport(
+                client.with_options(max_retries=0, timeout=self._timeout), owns_client=False
+            )
         config = self._config
-        return DodoClient(
-            api_key=config.api_key, base_url=config.base_url, timeout=self._timeout, max_retries=0
+        assert config is not None
+        return ClientTransport(
+            DodoClient(
+                api_key=config.api_key,
+                base_url=config.base_url,
+                timeout=self._timeout,
+                max_retries=0,
+            ),
+            owns_client=True,
         )
 
     def track(
@@ -135,11 +172,24 @@ class Ingestion:
         if event_id is None:
             event_id = new_event_id()
         event = EventInput(event_id, customer_id, event_name, timestamp, metadata)
-        if timestamp is None:
-            self._put(event_id, _time(), event)
-        else:
-            self._put(event_id, self._check_timestamp(timestamp), event)
+        ts = _time() if timestamp is None else self._check_timestamp(timestamp)
+        try:
+            body = encode_event(event, ts)
+        except (TypeError, ValueError) as error:
+            raise EventValidationError("metadata", f"cannot be encoded as JSON: {error}") from None
+        if len(body) * 4 > self._max_event_bytes:  # a UTF-8 character takes at most 4 bytes
+            self._check_size(body)
+        self._put(event_id, ts, body)
         return event_id
+
+    def _check_size(self, body: str) -> None:
+        size = len(body.encode())
+        if size > self._max_event_bytes:
+            raise EventValidationError(
+                "event",
+                f"encoded size {size} bytes is over the {self._max_event_bytes} bytes one "
+                f"request can carry (max_request_bytes={self._settings.max_request_bytes})",
+            )
 
     def _check_timestamp(self, timestamp: datetime) -> float:
         ts = timestamp.timestamp()
@@ -174,7 +224,10 @@ class Ingestion:
         waiter = self._pipeline.flush_waiter()
         if waiter is None:
             return True
-        return waiter.wait(budget)
+        if waiter.wait(budget):
+            return True
+        self._pipeline.cancel(waiter)
+        return False
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """:meth:`flush` for asyncio code: awaits without blocking the event loop."""
@@ -184,7 +237,10 @@ class Ingestion:
         waiter = self._pipeline.flush_waiter()
         if waiter is None:
             return True
-        return await waiter.async_wait(budget)
+        if await waiter.async_wait(budget):
+            return True
+        self._pipeline.cancel(waiter)
+        return False
 
     def close(self, timeout: float | None = None) -> None:
         """Flush for at most ``timeout`` seconds (default ``shutdown_timeout``), then stop the
@@ -251,6 +307,8 @@ class Ingestion:
 
     def __repr__(self) -> str:
         outbox = self._outbox.path if self._outbox is not None else None
+        if self._config is None:
+            return f"Ingestion(transport={self._transport!r}, outbox={outbox!r})"
         return (
             f"Ingestion(base_url={self._config.base_url!r}, outbox={outbox!r}, "
             f"api_key={mask_key(self._config.api_key)!r})"
@@ -269,7 +327,15 @@ def _resolve(
     api_key: str | None,
     environment: str | None,
     base_url: str | None,
-) -> ClientConfig:
+    transport: Transport | None,
+) -> ClientConfig | None:
+    if transport is not None:
+        if client is not None or base_url is not None or environment is not None:
+            raise ConfigurationError(
+                "pass either transport= or client=/environment/base_url, not both"
+            )
+        # A key is only needed to redact it from what the transport's errors say.
+        return resolve_config(api_key, None, None) if api_key is not None else None
     if client is None:
         return resolve_config(api_key, environment, base_url)
     if not isinstance(client, DodoClient):

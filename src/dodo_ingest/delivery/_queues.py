@@ -1,7 +1,7 @@
 """Where events wait for the sender: in memory, or in an :class:`Outbox` on disk.
 
-Both queues hand the sender batches of *items*, tuples whose first two fields are the
-event id and the event's Unix timestamp, plus the flush waiters the batch completes.
+Both queues hold :class:`QueuedEvent` items, encoded once by ``track()``, and keep the flush
+waiters beside the events (:class:`~._waiter.Waiters`), never among them.
 """
 
 from __future__ import annotations
@@ -10,103 +10,181 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import NamedTuple, Protocol
 
 from ..client import EventInput
 from ._dead_letter import DeadLetter
-from ._encoding import encode_event, with_timestamp
 from ._outbox import Outbox, event_from_json
-from ._waiter import Waiter
+from ._waiter import Waiter, Waiters
 
-__all__ = ["DEAD_LETTER_MEMORY", "EventQueue", "Item", "MemoryQueue", "OutboxQueue"]
-
-Item = tuple[Any, ...]
-"""A queued event: ``(event_id, timestamp, event)`` in memory, ``(event_id, timestamp,
-json_body, seq)`` from an outbox."""
+__all__ = [
+    "DEAD_LETTER_MEMORY",
+    "EventQueue",
+    "MemoryQueue",
+    "OutboxQueue",
+    "QueuedEvent",
+    "encode_batch",
+    "events_of",
+]
 
 DEAD_LETTER_MEMORY = 10_000
 """Dead letters kept in memory without an outbox (the oldest are forgotten first)."""
 
 
+class QueuedEvent(NamedTuple):
+    """One event waiting for the sender."""
+
+    event_id: str
+    timestamp: float
+    """Unix time of the event (for expiry)."""
+    body: str
+    """The event's JSON object, encoded once by ``track()``."""
+    seq: int
+    """Position in its queue: the outbox's sequence number, or the memory queue's counter."""
+
+
+def encode_batch(items: Sequence[QueuedEvent]) -> bytes:
+    """The ``POST /events/ingest`` body for ``items``."""
+    return ('{"events":[' + ",".join([item.body for item in items]) + "]}").encode()
+
+
+def events_of(items: Sequence[QueuedEvent]) -> list[EventInput]:
+    """``items`` rebuilt as events (for ``on_error`` and dead letters)."""
+    return [event_from_json(item.body) for item in items]
+
+
 class EventQueue(Protocol):
     """What the sender needs from a queue."""
 
-    def take(self, limit: int) -> tuple[list[Item], list[Waiter]]:
-        """The next batch (at most ``limit`` items) and the waiters it completes."""
+    def take(self, limit: int) -> list[QueuedEvent]:
+        """The next batch: at most ``limit`` items, oldest first."""
 
-    def add_waiter(self, waiter: Waiter) -> None:
-        """Place a flush waiter after everything queued so far."""
+    def settle(self, items: Sequence[QueuedEvent], *, drained: bool) -> None:
+        """``items`` are settled: fire the flush waiters that were waiting for them;
+        ``drained`` says a short batch was taken (nothing of ours was left behind it)."""
 
-    def encode(self, items: Sequence[Item]) -> bytes:
-        """The ``POST /events/ingest`` body for ``items``."""
+    def add_waiter(self) -> Waiter | None:
+        """A waiter for everything queued so far (``None``: it is all settled already)."""
 
-    def events(self, items: Sequence[Item]) -> list[EventInput]:
-        """``items`` as events (for ``on_error``)."""
+    def cancel(self, waiter: Waiter) -> None:
+        """A flush gave up waiting on ``waiter``."""
 
-    def delivered(self, items: Sequence[Item]) -> None:
+    def delivered(self, items: Sequence[QueuedEvent]) -> None:
         """Forget acknowledged items."""
 
-    def bury(self, items: Sequence[Item], reason: str, status_code: int | None) -> None:
+    def bury(self, items: Sequence[QueuedEvent], reason: str, status_code: int | None) -> None:
         """Keep ``items`` as dead letters."""
 
     def backlog(self) -> int:
         """Roughly how many items wait (a hint for batching)."""
 
-    def requeue(self, items: Sequence[Item], waiters: Sequence[Waiter]) -> None:
+    def requeue(self, items: Sequence[QueuedEvent]) -> None:
         """Put back a batch whose delivery failed unexpectedly, at the front."""
 
 
 class MemoryQueue:
-    """A FIFO in memory. ``track()`` appends to :attr:`items` directly (no lock)."""
+    """A FIFO in memory, bounded by count and by the size of the encoded events.
 
-    def __init__(self) -> None:
-        self.items: deque[Any] = deque()
+    Producers append under :attr:`lock` (a few hundred nanoseconds), which keeps the deque
+    in sequence order and makes the bounds and the close check exact.
+    """
+
+    def __init__(self, max_events: int, max_bytes: int) -> None:
+        self.items: deque[QueuedEvent] = deque()
+        self.lock = threading.Lock()
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        """Characters of the encoded events queued (guarded by :attr:`lock`)."""
+        self.next_seq = 1
+        """The sequence number of the next event appended (guarded by :attr:`lock`)."""
+        self.settled_through = 0
+        """Every event with a sequence number up to this one is settled (sender only)."""
+        self.closed = False
+        """Set by the final sweep: nothing may be appended any more."""
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
+        self._waiters = Waiters()
 
-    def take(self, limit: int) -> tuple[list[Item], list[Waiter]]:
-        items: list[Item] = []
-        waiters: list[Waiter] = []
-        popleft = self.items.popleft
-        try:
-            while len(items) < limit:
-                entry = popleft()
-                if type(entry) is tuple:
-                    items.append(entry)
-                else:
-                    waiters.append(entry)
-        except IndexError:
-            pass
-        return items, waiters
+    def put(self, event_id: str, timestamp: float, body: str) -> int:
+        """Append one event; 1 when appended, 0 when full, -1 when closed (nothing appended)."""
+        size = len(body)
+        with self.lock:
+            if self.closed:
+                return -1
+            if self.items and (
+                len(self.items) >= self.max_events or self.bytes + size > self.max_bytes
+            ):
+                return 0
+            seq = self.next_seq
+            self.next_seq = seq + 1
+            self.items.append(QueuedEvent(event_id, timestamp, body, seq))
+            self.bytes += size
+            return 1
 
-    def add_waiter(self, waiter: Waiter) -> None:
-        self.items.append(waiter)
+    def has_room(self, size: int) -> bool:
+        """True when an event of ``size`` characters would fit now."""
+        return not self.items or (
+            len(self.items) < self.max_events and self.bytes + size <= self.max_bytes
+        )
 
-    def encode(self, items: Sequence[Item]) -> bytes:
-        events = ",".join([encode_event(event, ts) for _, ts, event in items])
-        return f'{{"events":[{events}]}}'.encode()
+    def take(self, limit: int) -> list[QueuedEvent]:
+        with self.lock:
+            items = self.items
+            count = min(limit, len(items))
+            if not count:
+                return []
+            batch = [items.popleft() for _ in range(count)]
+            self.bytes -= sum([len(item.body) for item in batch])
+            return batch
 
-    def events(self, items: Sequence[Item]) -> list[EventInput]:
-        return [with_timestamp(event, ts) for _, ts, event in items]
+    def settle(self, items: Sequence[QueuedEvent], *, drained: bool) -> None:
+        with self.lock:
+            low = self.items[0].seq if self.items else self.next_seq
+        if low - 1 > self.settled_through:
+            self.settled_through = low - 1
+        self._waiters.fire_through(self.settled_through)
 
-    def delivered(self, items: Sequence[Item]) -> None:
+    def add_waiter(self) -> Waiter | None:
+        target = self.next_seq - 1
+        if target <= self.settled_through:
+            return None
+        waiter = self._waiters.add(target)
+        if target <= self.settled_through:  # the sender settled it meanwhile
+            self._waiters.fire_through(self.settled_through)
+        return waiter
+
+    def cancel(self, waiter: Waiter) -> None:
+        self._waiters.cancel(waiter)
+
+    def waiting_flushes(self) -> int:
+        """How many distinct flush targets are waited on (for tests and diagnostics)."""
+        return len(self._waiters)
+
+    def delivered(self, items: Sequence[QueuedEvent]) -> None:
         pass
 
-    def bury(self, items: Sequence[Item], reason: str, status_code: int | None) -> None:
+    def bury(self, items: Sequence[QueuedEvent], reason: str, status_code: int | None) -> None:
         now = datetime.now(UTC)
-        for event in self.events(items):
+        for event in events_of(items):
             self.dead_letters.append(DeadLetter(event, reason, status_code, now))
 
     def backlog(self) -> int:
         return len(self.items)
 
-    def requeue(self, items: Sequence[Item], waiters: Sequence[Waiter]) -> None:
-        self.items.extendleft(reversed([*items, *waiters]))
+    def requeue(self, items: Sequence[QueuedEvent]) -> None:
+        with self.lock:
+            self.items.extendleft(reversed(items))
+            self.bytes += sum([len(item.body) for item in items])
 
-    def clear(self) -> list[Item]:
-        """Remove and return every waiting item (waiters are fired)."""
-        items, waiters = self.take(len(self.items) + 1)
-        for waiter in waiters:
-            waiter.fire()
+    def close(self) -> list[QueuedEvent]:
+        """Refuse further appends; remove and return what waits (its waiters are fired)."""
+        with self.lock:
+            self.closed = True
+            items = list(self.items)
+            self.items.clear()
+            self.bytes = 0
+            self.settled_through = max(self.settled_through, self.next_seq - 1)
+        self._waiters.fire_through(None)
         return items
 
 
@@ -125,7 +203,7 @@ class OutboxQueue:
         """Highest sequence number appended by this pipeline."""
         self.unsent = 0
         """Appended since the sender last looked (a hint for batching)."""
-        self._waiters: list[tuple[int, Waiter]] = []
+        self._waiters = Waiters()
 
     def append(self, event_id: str, timestamp: float, body: str) -> int:
         """Store one event (committed when this returns); return how many wait unsent."""
@@ -136,45 +214,38 @@ class OutboxQueue:
             self.unsent += 1
             return self.unsent
 
-    def take(self, limit: int) -> tuple[list[Item], list[Waiter]]:
+    def take(self, limit: int) -> list[QueuedEvent]:
         with self.lock:
             self.unsent = 0
-            registered = list(self._waiters)
-        rows = self.outbox.fetch(limit)
-        # Rows come in sequence order, so once this batch settles, everything of ours up to
-        # its last row is settled; a short read means nothing else of ours was pending.
-        if len(rows) < limit:
-            ready = registered
-        else:
-            last = rows[-1][3]
-            ready = [(seq, waiter) for seq, waiter in registered if seq <= last]
-        if ready:
-            with self.lock:
-                self._waiters = [entry for entry in self._waiters if entry not in ready]
-        return list(rows), [waiter for _, waiter in ready]
+        return [QueuedEvent._make(row) for row in self.outbox.fetch(limit)]
 
-    def add_waiter(self, waiter: Waiter) -> None:
+    def settle(self, items: Sequence[QueuedEvent], *, drained: bool) -> None:
+        # Rows come in sequence order, so once a batch settles, everything of ours up to its
+        # last row is settled; a short read means nothing else of ours was pending.
+        if drained:
+            self._waiters.fire_through(None)
+        elif items:
+            self._waiters.fire_through(items[-1].seq)
+
+    def add_waiter(self) -> Waiter | None:
         """Wait for every event pending in the file now that this pipeline owns or takes over."""
-        target = self.outbox.last_seq()
-        with self.lock:
-            self._waiters.append((target, waiter))
+        return self._waiters.add(self.outbox.last_seq())
 
-    def encode(self, items: Sequence[Item]) -> bytes:
-        return ('{"events":[' + ",".join([row[2] for row in items]) + "]}").encode()
+    def cancel(self, waiter: Waiter) -> None:
+        self._waiters.cancel(waiter)
 
-    def events(self, items: Sequence[Item]) -> list[EventInput]:
-        return [event_from_json(row[2]) for row in items]
+    def waiting_flushes(self) -> int:
+        """How many distinct flush targets are waited on (for tests and diagnostics)."""
+        return len(self._waiters)
 
-    def delivered(self, items: Sequence[Item]) -> None:
+    def delivered(self, items: Sequence[QueuedEvent]) -> None:
         self.outbox.delete(items)
 
-    def bury(self, items: Sequence[Item], reason: str, status_code: int | None) -> None:
+    def bury(self, items: Sequence[QueuedEvent], reason: str, status_code: int | None) -> None:
         self.outbox.bury(items, reason, status_code)
 
     def backlog(self) -> int:
         return self.unsent
 
-    def requeue(self, items: Sequence[Item], waiters: Sequence[Waiter]) -> None:
-        # The rows are still in the file and are read again; only the waiters need putting back.
-        with self.lock:
-            self._waiters[:0] = [(0, waiter) for waiter in waiters]
+    def requeue(self, items: Sequence[QueuedEvent]) -> None:
+        pass  # the rows are still in the file and are read again

@@ -32,6 +32,7 @@ class Settings:
     batch_size: int = MAX_BATCH_SIZE
     flush_interval: float = 1.0
     max_queue_size: int = 100_000
+    max_queue_bytes: int = 64 * 1024 * 1024
     shutdown_timeout: float = 5.0
     flush_timeout: float = 30.0
     queue_full_timeout: float = 0.1
@@ -46,6 +47,7 @@ class Settings:
         _int_range("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         _int_range("max_queue_size", self.max_queue_size, 1, None)
         _int_range("max_request_bytes", self.max_request_bytes, 1024, None)
+        _int_range("max_queue_bytes", self.max_queue_bytes, self.max_request_bytes, None)
         _positive("flush_interval", self.flush_interval)
         _positive("max_event_age", self.max_event_age)
         _positive("retry_initial_delay", self.retry_initial_delay)

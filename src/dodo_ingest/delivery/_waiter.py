@@ -1,4 +1,10 @@
-"""``Waiter``: what ``flush()`` and ``aflush()`` wait on until the sender reaches them."""
+"""``Waiter`` and ``Waiters``: what ``flush()`` and ``aflush()`` wait on.
+
+A flush waits until every event up to a *target* sequence number is settled. Waiters live
+beside the queue, never in it: they take no event capacity, flushes that want the same
+target share one waiter, and a flush that times out gives its share back, so a flood of
+timed-out flushes during an outage costs O(1) memory.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,18 @@ import contextlib
 import threading
 from collections.abc import Callable
 
-__all__ = ["Waiter"]
+__all__ = ["Waiter", "Waiters"]
 
 
 class Waiter:
-    """Fired by the sender once everything tracked before it was settled."""
+    """Fired by the sender once every event up to :attr:`target` is settled."""
 
-    __slots__ = ("_callbacks", "_event", "_lock")
+    __slots__ = ("_callbacks", "_event", "_lock", "target", "users")
 
-    def __init__(self) -> None:
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.users = 0
+        """How many flush calls wait on this waiter (guarded by the :class:`Waiters` lock)."""
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
@@ -45,15 +54,64 @@ class Waiter:
             if not future.done():
                 future.set_result(None)
 
+        def wake() -> None:
+            _call_soon(loop, resolve)
+
         with self._lock:
             if self._event.is_set():
                 return True
-            self._callbacks.append(lambda: _call_soon(loop, resolve))
+            self._callbacks.append(wake)
         try:
             await asyncio.wait_for(future, timeout)
         except TimeoutError:
+            with self._lock, contextlib.suppress(ValueError):
+                self._callbacks.remove(wake)
             return False
         return True
+
+
+class Waiters:
+    """The flush waiters of one queue, keyed by target sequence number."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_target: dict[int, Waiter] = {}
+
+    def add(self, target: int) -> Waiter:
+        """A waiter for ``target``, shared with other flushes that want the same one."""
+        with self._lock:
+            waiter = self._by_target.get(target)
+            if waiter is None:
+                waiter = self._by_target[target] = Waiter(target)
+            waiter.users += 1
+            return waiter
+
+    def cancel(self, waiter: Waiter) -> None:
+        """A flush on ``waiter`` gave up (timed out): forget the waiter once nobody waits."""
+        with self._lock:
+            waiter.users -= 1
+            if waiter.users <= 0 and self._by_target.get(waiter.target) is waiter:
+                del self._by_target[waiter.target]
+
+    def fire_through(self, target: int | None) -> int:
+        """Fire the waiters whose target is at most ``target`` (all when ``None``); return
+        how many were fired."""
+        with self._lock:
+            if not self._by_target:
+                return 0
+            if target is None:
+                ready = list(self._by_target.values())
+                self._by_target.clear()
+            else:
+                ready = [w for t, w in self._by_target.items() if t <= target]
+                for waiter in ready:
+                    del self._by_target[waiter.target]
+        for waiter in ready:
+            waiter.fire()
+        return len(ready)
+
+    def __len__(self) -> int:
+        return len(self._by_target)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
