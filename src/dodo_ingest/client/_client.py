@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
+import httpcore2
 import httpx2
 from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt
 
@@ -34,7 +37,7 @@ from ._retry import is_retryable, is_safe_to_resend, retry_wait
 __all__ = ["DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "AsyncDodoClient", "DodoClient"]
 
 DEFAULT_TIMEOUT = httpx2.Timeout(60.0, connect=5.0)
-"""60 s for a request, 5 s to connect."""
+"""60 s for each attempt of a request (its total deadline), 5 s to connect."""
 DEFAULT_MAX_RETRIES = 2
 """Retries after the first attempt (3 attempts in all)."""
 
@@ -110,14 +113,135 @@ class _BaseClient:
         )
 
 
+# --- the total deadline of an attempt ------------------------------------------------------
+#
+# httpx2's timeouts bound each network operation, so a server sending one byte now and then
+# can hold a request open indefinitely. An attempt's deadline bounds the whole of it: the async
+# client wraps the request in ``asyncio.timeout``; the sync client, which has no way to
+# interrupt a blocking read from outside, gives the connection pools it makes a network backend
+# that shortens each operation's timeout to what is left before the deadline of the attempt
+# running in this context.
+
+_DEADLINE: ContextVar[float | None] = ContextVar("dodo_ingest_deadline", default=None)
+"""``time.monotonic()`` value by which the attempt running in this context must end."""
+
+
+def _remaining(timeout: float | None, expired: type[Exception]) -> float | None:
+    """``timeout`` shortened to the time left before the deadline; ``expired`` once it passed."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the attempt's total deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore2.NetworkStream):
+    """A network stream whose reads, writes and TLS handshake end by the deadline."""
+
+    def __init__(self, stream: httpcore2.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _remaining(timeout, httpcore2.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        view = memoryview(buffer)
+        for start in range(0, len(view), _WRITE_CHUNK):  # a slow reader cannot stretch it
+            chunk = view[start : start + _WRITE_CHUNK]
+            self._stream.write(bytes(chunk), _remaining(timeout, httpcore2.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore2.NetworkStream:
+        timeout = _remaining(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+_WRITE_CHUNK = 65536
+
+
+class _DeadlineBackend(httpcore2.NetworkBackend):
+    """Opens :class:`_DeadlineStream` connections over another network backend."""
+
+    def __init__(self, backend: httpcore2.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
+    ) -> httpcore2.NetworkStream:
+        timeout = _remaining(timeout, httpcore2.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
+    ) -> httpcore2.NetworkStream:
+        timeout = _remaining(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _sync_http_client(timeout: httpx2.Timeout) -> httpx2.Client:
+    """The ``httpx2.Client`` a :class:`DodoClient` makes, its pools bounded by the deadline.
+
+    httpx2 has no public way to give its transports a network backend, so the backend of
+    each connection pool it made (direct, and one per proxy from the environment) is wrapped
+    before any connection exists. Should a later httpx2 move these private attributes, nothing
+    is wrapped and only the per-operation timeouts apply (``tests/client/test_deadline.py``
+    then fails).
+    """
+    client = httpx2.Client(timeout=timeout)
+    for transport in (client._transport, *client._mounts.values()):
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, httpcore2.NetworkBackend):
+            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    return client
+
+
+def _attempt_timeout(timeout: httpx2.Timeout) -> httpx2.Timeout:
+    """``timeout`` with the wait for a pooled connection cut to the attempt's deadline."""
+    total, pool = timeout.read, timeout.pool
+    if total is None or (pool is not None and pool <= total):
+        return timeout
+    return httpx2.Timeout(connect=timeout.connect, read=total, write=timeout.write, pool=total)
+
+
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
 
-def _transport_error(error: httpx2.TransportError, secret: str) -> APIConnectionError:
+def _transport_error(
+    error: httpx2.TransportError, secret: str, total: float | None = None
+) -> APIConnectionError:
+    """The error for a failed attempt; ``total`` is given when its deadline passed."""
     detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     detail = rq.redact(detail, secret)
     sent = not isinstance(error, _NOT_SENT)
     if isinstance(error, httpx2.TimeoutException):
+        if total is not None:
+            message = f"request timed out: no complete answer within {total:g} s ({detail})"
+            return APITimeoutError(message, request_sent=sent)
         return APITimeoutError(f"request timed out ({detail})", request_sent=sent)
     return APIConnectionError(f"connection error ({detail})", request_sent=sent)
 
@@ -184,6 +308,11 @@ class DodoClient(_BaseClient):
     5xx) are retried up to ``max_retries`` times with exponential backoff and full jitter,
     honouring ``Retry-After``; other errors raise at once.
 
+    ``timeout`` bounds each network operation, and its ``read`` value also bounds each
+    attempt as a whole (a server trickling its answer raises
+    :class:`~dodo_ingest.APITimeoutError` when it is up). The whole-attempt deadline is
+    enforced in the connection pool the client makes, not in an ``http_client`` you pass.
+
     Settings fall back to ``DODO_PAYMENTS_API_KEY``, ``DODO_PAYMENTS_ENVIRONMENT`` and
     ``DODO_PAYMENTS_BASE_URL``; a missing key raises :class:`~dodo_ingest.ConfigurationError`.
 
@@ -211,7 +340,7 @@ class DodoClient(_BaseClient):
             max_retries=max_retries,
         )
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx2.Client(timeout=self.timeout)
+        self._http = http_client if http_client is not None else _sync_http_client(self.timeout)
         self._sleep: Callable[[float], None] = time.sleep
         self.events = Events(self)
         self.meters = Meters(self)
@@ -231,6 +360,9 @@ class DodoClient(_BaseClient):
         return copy
 
     def _send_once(self, request: rq.APIRequest, decode: Decoder[T]) -> T:
+        total = self.timeout.read
+        deadline = None if total is None else time.monotonic() + total
+        token = _DEADLINE.set(deadline)
         try:
             response = self._http.request(
                 request.method,
@@ -238,12 +370,15 @@ class DodoClient(_BaseClient):
                 params=request.params,
                 content=request.body,
                 headers=self._headers,
-                timeout=self.timeout,
+                timeout=_attempt_timeout(self.timeout),
             )
         except httpx2.TransportError as error:
-            failure = _transport_error(error, self._config.api_key)
+            late = deadline is not None and time.monotonic() >= deadline
+            failure = _transport_error(error, self._config.api_key, total if late else None)
         else:
             return decode(response, self._config.api_key)
+        finally:
+            _DEADLINE.reset(token)
         raise failure  # out of the handler: the httpx2 error, which may quote the key, is not chained
 
     def send(self, request: rq.APIRequest) -> Any:
@@ -286,7 +421,8 @@ class AsyncDodoClient(_BaseClient):
 
     Every method of :class:`DodoClient`'s resources exists here as a coroutine (``list``
     methods return async iterators). Use ``async with AsyncDodoClient() as client:`` or
-    ``await client.aclose()``.
+    ``await client.aclose()``. Each attempt ends within the ``timeout``'s ``read`` value
+    (``asyncio.timeout``), whatever ``http_client`` sends it.
     """
 
     def __init__(
@@ -329,17 +465,26 @@ class AsyncDodoClient(_BaseClient):
         return copy
 
     async def _send_once(self, request: rq.APIRequest, decode: Decoder[T]) -> T:
+        total = self.timeout.read
+        failure: APIConnectionError
+        deadline = asyncio.timeout(total)
         try:
-            response = await self._http.request(
-                request.method,
-                self._url(request),
-                params=request.params,
-                content=request.body,
-                headers=self._headers,
-                timeout=self.timeout,
-            )
+            async with deadline:
+                response = await self._http.request(
+                    request.method,
+                    self._url(request),
+                    params=request.params,
+                    content=request.body,
+                    headers=self._headers,
+                    timeout=self.timeout,
+                )
         except httpx2.TransportError as error:
             failure = _transport_error(error, self._config.api_key)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            message = f"request timed out: no complete answer within {total:g} s"
+            failure = APITimeoutError(message, request_sent=None)
         else:
             return decode(response, self._config.api_key)
         raise failure  # out of the handler: the httpx2 error, which may quote the key, is not chained
