@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         PayloadTooLargeError,
         PermissionDeniedError,
         RateLimitError,
+        UnexpectedResponseError,
         UnprocessableEntityError,
         WebhookPayloadError,
         WebhookVerificationError,
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
         EventsDroppedError,
         Ingestion,
         Outbox,
+        Transport,
+        install_signal_handlers,
     )
 
 # Public names resolve on first use, so that ``import dodo_ingest`` stays cheap (it matters
@@ -65,6 +68,8 @@ _LAZY: dict[str, str] = {
     "DeliveryError": "dodo_ingest.delivery",
     "EventExpiredError": "dodo_ingest.delivery",
     "EventsDroppedError": "dodo_ingest.delivery",
+    "Transport": "dodo_ingest.delivery",
+    "install_signal_handlers": "dodo_ingest.delivery",
     "LLMTracker": "dodo_ingest.blueprints.llm",
     "APIConnectionError": "dodo_ingest.client",
     "APIStatusError": "dodo_ingest.client",
@@ -92,6 +97,7 @@ _LAZY: dict[str, str] = {
     "PayloadTooLargeError": "dodo_ingest.client",
     "PermissionDeniedError": "dodo_ingest.client",
     "RateLimitError": "dodo_ingest.client",
+    "UnexpectedResponseError": "dodo_ingest.client",
     "UnprocessableEntityError": "dodo_ingest.client",
     "WebhookPayloadError": "dodo_ingest.client",
     "WebhookVerificationError": "dodo_ingest.client",
@@ -132,10 +138,13 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "Transport",
+    "UnexpectedResponseError",
     "UnprocessableEntityError",
     "WebhookPayloadError",
     "WebhookVerificationError",
     "__version__",
+    "install_signal_handlers",
 ]
 
 

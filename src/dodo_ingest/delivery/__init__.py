@@ -6,10 +6,13 @@ from ._errors import DeliveryError, EventExpiredError, EventsDroppedError
 from ._ids import new_event_id
 from ._ingestion import DEFAULT_DELIVERY_TIMEOUT, Ingestion
 from ._outbox import Outbox
+from ._signals import install_signal_handlers
 from ._stats import DeliveryStats
+from ._transport import ClientTransport, Transport
 
 __all__ = [
     "DEFAULT_DELIVERY_TIMEOUT",
+    "ClientTransport",
     "DeadLetter",
     "DeliveryError",
     "DeliveryStats",
@@ -17,5 +20,7 @@ __all__ = [
     "EventsDroppedError",
     "Ingestion",
     "Outbox",
+    "Transport",
+    "install_signal_handlers",
     "new_event_id",
 ]

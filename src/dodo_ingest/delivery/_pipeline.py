@@ -29,9 +29,9 @@ from ._outbox import Outbox
 from ._queues import EventQueue, MemoryQueue, OutboxQueue, QueuedEvent, events_of
 from ._settings import Settings
 from ._transport import Transport
-from ._waiter import Waiter
+from ._waiter import Waiter, Wakeup
 
-__all__ = ["ErrorCallback", "Pipeline", "logger"]
+__all__ = ["ErrorCallback", "Pipeline", "close_all", "logger"]
 
 logger = logging.getLogger("dodo_ingest")
 
@@ -105,13 +105,14 @@ class Pipeline:
         self._sender = BatchSender(
             settings, self._transport, self.queue, self._report, self._sleep, self._redact
         )
-        self._wakeup = threading.Event()
+        self._wakeup = Wakeup()
         self._flush_requested = threading.Event()
         self._stop = threading.Event()
         self._start_lock = threading.RLock()
         # Re-entrant: track() from a signal handler may interrupt a drop in the same thread.
         self._drop_lock = threading.RLock()
         self._thread: threading.Thread | None = None
+        self._starting = False
         self._batch_size = settings.batch_size
         self.closed = False
         self._release_at_exit = False
@@ -220,14 +221,21 @@ class Pipeline:
 
     def _start(self) -> None:
         with self._start_lock:
-            if self.closed or (self._thread is not None and self._thread.is_alive()):
+            if (
+                self.closed
+                or self._starting  # a signal handler interrupted the start in this thread
+                or (self._thread is not None and self._thread.is_alive())
+            ):
                 return
-            thread = threading.Thread(target=self._run, name="dodo-ingest-sender", daemon=True)
+            self._starting = True
             try:
+                thread = threading.Thread(target=self._run, name="dodo-ingest-sender", daemon=True)
                 thread.start()
             except RuntimeError:  # interpreter shutting down: close() reports what is left
                 logger.warning("could not start the sender thread; events stay queued")
                 return
+            finally:
+                self._starting = False
             self._thread = thread
 
     def flush_waiter(self) -> Waiter | None:
@@ -521,7 +529,9 @@ def _after_fork_in_child() -> None:
             logger.exception("could not reset delivery after fork")
 
 
-def _close_all_at_exit() -> None:
+def close_all() -> None:
+    """Flush and close every open pipeline, each for at most its ``shutdown_timeout`` (at
+    interpreter exit, in ``multiprocessing`` children, on a handled terminating signal)."""
     pipelines = list(_LIVE)
     for pipeline in pipelines:
         pipeline._flush_requested.set()
@@ -553,7 +563,7 @@ class _ProcessExitHook:
 
     def in_child(self) -> None:
         util = sys.modules["multiprocessing.util"]
-        util.Finalize(None, _close_all_at_exit, exitpriority=PROCESS_EXIT_PRIORITY)
+        util.Finalize(None, close_all, exitpriority=PROCESS_EXIT_PRIORITY)
 
 
 PROCESS_EXIT_PRIORITY = 10
@@ -562,4 +572,4 @@ _PROCESS_EXIT_HOOK = _ProcessExitHook()
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_PROCESS_EXIT_HOOK.before_fork, after_in_child=_after_fork_in_child)
-atexit.register(_close_all_at_exit)
+atexit.register(close_all)

@@ -86,12 +86,13 @@ class MemoryQueue:
     """A FIFO in memory, bounded by count and by the size of the encoded events.
 
     Producers append under :attr:`lock` (a few hundred nanoseconds), which keeps the deque
-    in sequence order and makes the bounds and the close check exact.
+    in sequence order and makes the bounds and the close check exact. The lock is re-entrant
+    so that ``track()`` from a signal handler that interrupted a ``track()`` cannot deadlock.
     """
 
     def __init__(self, max_events: int, max_bytes: int) -> None:
         self.items: deque[QueuedEvent] = deque()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.bytes = 0

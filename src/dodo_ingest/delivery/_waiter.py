@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
 from collections.abc import Callable
 
-__all__ = ["Waiter", "Waiters"]
+__all__ = ["Waiter", "Waiters", "Wakeup"]
 
 
 class Waiter:
@@ -112,6 +113,41 @@ class Waiters:
 
     def __len__(self) -> int:
         return len(self._by_target)
+
+
+class Wakeup:
+    """The sender's wake-up flag, like :class:`threading.Event` but safe to set from a signal
+    handler that interrupted another ``set()`` (it holds no lock: a
+    :class:`queue.SimpleQueue` is re-entrant)."""
+
+    def __init__(self) -> None:
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._set = False
+
+    def set(self) -> None:
+        """Wake the sender (cheap when it is already awake)."""
+        if not self._set:
+            self._set = True
+            self._tokens.put(None)
+
+    def is_set(self) -> bool:
+        """True between :meth:`set` and :meth:`clear`."""
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until set or ``timeout`` seconds pass; True when set."""
+        if self._set:
+            return True
+        with contextlib.suppress(queue.Empty):
+            self._tokens.get(timeout=timeout)
+        return self._set
+
+    def clear(self) -> None:
+        """Reset the flag (the sender, before it looks at the queue)."""
+        self._set = False
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._tokens.get_nowait()
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:

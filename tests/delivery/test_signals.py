@@ -1,0 +1,157 @@
+"""SIGTERM and signal handlers: the host never hangs, and queued usage is flushed on request."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dodo_ingest import ConfigurationError, install_signal_handlers
+from tests.delivery import _scripts
+from tests.delivery._sink import Answer, Sink, accept_all
+
+WORKER = """
+from dodo_ingest import install_signal_handlers
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", shutdown_timeout=20)
+if "--install" in sys.argv:
+    install_signal_handlers()
+for _ in range(3000):
+    ingestion.track("cus_1")
+print("ready", flush=True)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:  # the work of a worker, until the process manager stops it
+    time.sleep(0.01)
+sys.exit(3)
+"""
+
+
+class Gate:
+    """Holds every request until opened, so events are provably still queued at the signal."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.arrived = threading.Event()
+
+    def __call__(self, events: list[dict[str, Any]]) -> Answer:
+        self.arrived.set()
+        self.released.wait(20)
+        return accept_all(events)
+
+
+def _terminate_worker(tmp_path: Path, *flags: str) -> tuple[int, list[str]]:
+    gate = Gate()
+    script = _scripts.write(tmp_path, WORKER)
+    with Sink(gate) as sink:
+        worker = subprocess.Popen(
+            [sys.executable, str(script), sink.base_url, "-", *flags],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert worker.stdout is not None
+            assert worker.stdout.readline().strip() == "ready"
+            assert gate.arrived.wait(20)  # the first batch is in flight, the rest queued
+            worker.send_signal(signal.SIGTERM)
+            gate.released.set()
+            worker.wait(timeout=60)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        return worker.returncode, sink.event_ids()
+
+
+def test_sigterm_flushes_every_queued_event_when_handlers_are_installed(tmp_path):
+    returncode, received = _terminate_worker(tmp_path, "--install")
+    assert returncode == -signal.SIGTERM  # ended by the signal, as without the handler
+    assert len(received) == len(set(received)) == 3000
+
+
+def test_without_the_handlers_sigterm_ends_the_process_at_once(tmp_path):
+    returncode, received = _terminate_worker(tmp_path)
+    assert returncode == -signal.SIGTERM
+    assert len(received) < 3000  # the documented default: queued memory events are lost
+
+
+def test_an_app_handler_is_chained_and_the_exit_flush_runs(tmp_path):
+    body = WORKER.replace(
+        'if "--install" in sys.argv:',
+        "import signal\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\nif True:",
+    )
+    gate = Gate()
+    script = _scripts.write(tmp_path, body)
+    with Sink(gate) as sink:
+        worker = subprocess.Popen(
+            [sys.executable, str(script), sink.base_url, "-"], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert worker.stdout is not None
+            assert worker.stdout.readline().strip() == "ready"
+            assert gate.arrived.wait(20)
+            worker.send_signal(signal.SIGTERM)
+            gate.released.set()
+            worker.wait(timeout=60)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert worker.returncode == 0  # the app's own handler ran
+    assert len(set(sink.event_ids())) == 3000  # and the exit flush delivered everything
+
+
+def test_install_outside_the_main_thread_is_refused():
+    errors: list[BaseException] = []
+
+    def install() -> None:
+        try:
+            install_signal_handlers()
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=install)
+    thread.start()
+    thread.join(5)
+    (error,) = errors
+    assert isinstance(error, ConfigurationError)
+
+
+REENTRANT = """
+import signal
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", outbox=OUTBOX)
+fired = 0
+
+def on_alarm(signum, frame):
+    global fired
+    fired += 1
+    ingestion.track("from_handler")
+
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.003, 0.003)
+tracked = 0
+while fired < 200:
+    ingestion.track("main")
+    tracked += 1
+signal.setitimer(signal.ITIMER_REAL, 0, 0)
+print(tracked + fired, flush=True)
+assert ingestion.flush(30)
+stats = ingestion.stats
+print(stats.enqueued, stats.delivered, stats.dropped, flush=True)
+"""
+
+
+@pytest.mark.parametrize("queue", ["memory", "outbox"])
+def test_track_from_a_signal_handler_that_interrupts_track_never_deadlocks(tmp_path, queue):
+    outbox = str(tmp_path / "outbox.db") if queue == "outbox" else "-"
+    with Sink() as sink:
+        # A deadlock fails the test by its timeout instead of hanging it.
+        done = _scripts.run(tmp_path, REENTRANT, sink.base_url, outbox, timeout=120)
+        assert done.returncode == 0, done.stderr
+        tracked, stats = done.stdout.split("\n")[:2]
+        enqueued, delivered, dropped = map(int, stats.split())
+        assert enqueued == delivered == int(tracked) and dropped == 0
+        assert len(set(sink.event_ids())) == int(tracked)
