@@ -137,8 +137,12 @@ def _remaining(timeout: float | None, expired: type[Exception]) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
+_WRITE_CHUNK = 65536
+"""A long write is cut into pieces of this size, each given the time then left."""
+
+
 class _DeadlineStream(httpcore2.NetworkStream):
-    """A network stream whose reads, writes and TLS handshake end by the deadline."""
+    """A network stream whose reads, writes and TLS handshake get at most the time left."""
 
     def __init__(self, stream: httpcore2.NetworkStream) -> None:
         self._stream = stream
@@ -148,7 +152,7 @@ class _DeadlineStream(httpcore2.NetworkStream):
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         view = memoryview(buffer)
-        for start in range(0, len(view), _WRITE_CHUNK):  # a slow reader cannot stretch it
+        for start in range(0, len(view), _WRITE_CHUNK):
             chunk = view[start : start + _WRITE_CHUNK]
             self._stream.write(bytes(chunk), _remaining(timeout, httpcore2.WriteTimeout))
 
@@ -166,9 +170,6 @@ class _DeadlineStream(httpcore2.NetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
-
-
-_WRITE_CHUNK = 65536
 
 
 class _DeadlineBackend(httpcore2.NetworkBackend):
