@@ -48,7 +48,12 @@ from starlette.routing import Route
 
 from dodo_ingest import AsyncDodoClient, DodoClient, Ingestion, MeterAggregation, NotFoundError
 from dodo_ingest.blueprints.llm import LLMTracker
-from dodo_ingest.client.webhooks import CreditBalanceLowEvent, Webhook, WebhookVerificationError
+from dodo_ingest.client.webhooks import (
+    CreditBalanceLowEvent,
+    Webhook,
+    WebhookPayloadError,
+    WebhookVerificationError,
+)
 from dodo_ingest.testing import MockLLMTransport
 
 CUSTOMER_ID = "cus_acme"
@@ -100,6 +105,8 @@ def create_gateway(
             event = webhook.unwrap(await request.body(), request.headers)
         except WebhookVerificationError:
             return JSONResponse({"error": "invalid webhook signature"}, status_code=400)
+        except WebhookPayloadError as error:  # signed, but not the shape its type promises
+            return JSONResponse({"error": f"malformed webhook: {error}"}, status_code=400)
         if isinstance(event, CreditBalanceLowEvent):
             # In production: email the customer, show a banner, offer auto top-up.
             print_result(
