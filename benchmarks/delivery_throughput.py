@@ -9,6 +9,10 @@ process (raw asyncio, answers ``{"ingested_count": n}``), and prints in one run:
   and the ratio of the two;
 - ``track()`` p50/p99 with the memory queue and with a SQLite outbox;
 - the producer's peak RSS above its baseline with 100,000 events queued (the API hanging);
+- the worst asyncio event-loop stall caused by a ``track()`` flood from a coroutine: the
+  longest single ``track()`` call in the loop thread, and the latest a 1 ms ticker coroutine
+  woke up (which also includes the flood's own chunks of 1000 calls), with a healthy API and
+  with the queue full behind a hanging one;
 - how fast the machine was during the run (``json.dumps`` of one small event), since a shared
   box can be twice as slow from one minute to the next.
 
@@ -213,6 +217,56 @@ def scenario_memory(base_url: str, events: int) -> dict[str, Any]:
     return {"queued": queued, "rss_over_baseline_mib": (peak - baseline) / 1024}
 
 
+def scenario_loop_stall(base_url: str, events: int, full: bool) -> dict[str, Any]:
+    from dodo_ingest.delivery import Ingestion
+
+    ingestion = Ingestion(
+        api_key=API_KEY,
+        base_url=base_url + ("/hang" if full else ""),
+        event_name="api.request",
+        max_queue_size=1000 if full else max(100_000, events),
+        shutdown_timeout=0,
+    )
+    clock = time.perf_counter
+
+    async def run() -> dict[str, Any]:
+        late: list[float] = []
+        calls: list[float] = []
+        done = False
+
+        async def tick() -> None:
+            while not done:
+                before = clock()
+                await asyncio.sleep(0.001)
+                late.append(clock() - before - 0.001)
+
+        async def flood() -> None:
+            nonlocal done
+            track = ingestion.track
+            for start in range(0, events, 1000):
+                for _ in range(min(1000, events - start)):
+                    before = clock()
+                    track("cus_123", metadata=METADATA)
+                    calls.append(clock() - before)
+                await asyncio.sleep(0)
+            done = True
+
+        await asyncio.gather(tick(), flood())
+        calls.sort()
+        return {
+            "worst_track_ms": calls[-1] * 1000,
+            "p99_track_us": calls[int(len(calls) * 0.99)] * 1e6,
+            "worst_tick_late_ms": max(late) * 1000,
+            "dropped": ingestion.stats.dropped,
+        }
+
+    result = asyncio.run(run())
+    if not full:
+        assert ingestion.flush(120)
+    ingestion.close(0)
+    return result
+
+
 def _producer(name: str, base_url: str, events: int) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--scenario", name, "--url", base_url, "--events", str(events)],
@@ -231,6 +285,8 @@ SCENARIOS = {
     "latency-memory": lambda url, n: scenario_latency(url, n, outbox=False),
     "latency-outbox": lambda url, n: scenario_latency(url, n, outbox=True),
     "rss": lambda url, n: scenario_memory(url, n),
+    "loop-stall": lambda url, n: scenario_loop_stall(url, n, full=False),
+    "loop-stall-full": lambda url, n: scenario_loop_stall(url, n, full=True),
 }
 
 
@@ -261,6 +317,8 @@ def main() -> None:
         latency_memory = _producer("latency-memory", url, n)
         latency_outbox = _producer("latency-outbox", url, min(n, 20_000))
         rss = _producer("rss", url, n)
+        stalls = [_producer("loop-stall", url, n) for _ in range(args.runs)]
+        stalls_full = [_producer("loop-stall-full", url, min(n, 20_000)) for _ in range(args.runs)]
     finally:
         sink.kill()
         sink.wait()
@@ -294,6 +352,12 @@ def main() -> None:
             "track_outbox_p50_us": round(latency_outbox["p50_us"], 2),
             "track_outbox_p99_us": round(latency_outbox["p99_us"], 2),
             "rss_100k_queued_mib": round(rss["rss_over_baseline_mib"], 1),
+            "loop_worst_track_ms": round(max(r["worst_track_ms"] for r in stalls), 2),
+            "loop_worst_tick_late_ms": round(max(r["worst_tick_late_ms"] for r in stalls), 2),
+            "loop_full_worst_track_ms": round(max(r["worst_track_ms"] for r in stalls_full), 2),
+            "loop_full_worst_tick_late_ms": round(
+                max(r["worst_tick_late_ms"] for r in stalls_full), 2
+            ),
             "every_run": results,
         }
     )
