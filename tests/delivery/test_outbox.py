@@ -21,53 +21,75 @@ from tests.delivery import _scripts
 from tests.delivery._sink import Answer, Blackhole, RefuseIds, Sink, accept_all
 from tests.delivery.conftest import API_KEY
 
-PRODUCER = """
+
+class Gate:
+    """A responder that acknowledges requests while open; once closed, it holds each request
+    unanswered until :meth:`reopen` (then answers 503). ``accepted`` lists the ids it
+    acknowledged, in order."""
+
+    def __init__(self) -> None:
+        self.accepted: list[str] = []
+        self._open = True
+        self._reopened = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, events: list[dict[str, Any]]) -> Answer:
+        with self._lock:
+            if self._open:
+                self.accepted.extend(event["event_id"] for event in events)
+                return accept_all(events)
+        self._reopened.wait(60)
+        return 503, {}, b'{"message": "held until the sender was gone"}'
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._open = True
+        self._reopened.set()
+
+
+KILLED = """
 ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", outbox=OUTBOX,
-                      batch_size=1000, flush_interval=5)
-for batch in range(200):
-    for _ in range(100):
-        print(ingestion.track("cus_1"), flush=True)  # printed only once committed
-    time.sleep(0.01)
-time.sleep(60)
+                      batch_size=100, flush_interval=0.05, timeout=60)
+for _ in range(300):
+    print(ingestion.track("cus_1"), flush=True)  # printed only once committed
+print("flushed", ingestion.flush(30), flush=True)
+sys.stdin.readline()
+for _ in range(300):
+    print(ingestion.track("cus_1"), flush=True)
+print("tracked", flush=True)
+sys.stdin.readline()  # killed while waiting here
 """
 
 
-def _pending_ids(path: str) -> set[str]:
+def _pending_ids(path: str | Path) -> set[str]:
     with sqlite3.connect(path) as conn:
         return {row[0] for row in conn.execute("SELECT event_id FROM pending")}
 
 
-def test_kill_9_then_a_new_process_delivers_everything_exactly_once(server, tmp_path):
+def test_kill_9_then_a_new_process_delivers_everything_exactly_once(tmp_path):
     path = str(tmp_path / "outbox.db")
-    script = _scripts.write(tmp_path, PRODUCER)
-    output = tmp_path / "tracked.txt"
-    with output.open("w") as sink:
-        producer = subprocess.Popen(
-            [sys.executable, str(script), server.base_url, path], stdout=sink
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while server.stats["events_ingested"] < 2000 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            producer.send_signal(signal.SIGKILL)
-            producer.wait(timeout=10)
-        finally:
-            if producer.poll() is None:
-                producer.kill()
-                producer.wait()
-    assert producer.returncode == -signal.SIGKILL
-    printed = output.read_text().split()
-    before = set(server.event_ids())
-    left = _pending_ids(path)
-    assert before and left  # killed half-way: some delivered, some still on disk
-    with Ingestion(api_key=API_KEY, base_url=server.base_url, outbox=path) as recovery:
-        assert recovery.flush(10)  # takes over the dead process's events at once
-        assert recovery.stats.delivered == len(left)
-    stored = server.event_ids()
-    assert len(stored) == len(set(stored))
-    assert set(printed) <= set(stored)  # every track() that returned was delivered
-    assert len(set(stored) - set(printed)) <= 1  # at most one committed but not yet printed
-    assert set(stored) == before | left
+    gate = Gate()
+    with Sink(gate) as sink:
+        with _scripts.Child(tmp_path, KILLED, sink.base_url, path) as producer:
+            flushed, delivered = producer.expect("flushed")
+            assert flushed == "flushed True"
+            gate.close()  # from now on nothing is acknowledged
+            producer.send("go")
+            _, pending = producer.expect("tracked")
+            producer.kill()
+        assert producer.process.returncode == -signal.SIGKILL
+        assert len(delivered) == len(pending) == 300
+        assert gate.accepted == delivered
+        assert _pending_ids(path) == set(pending)  # killed with these committed, unacknowledged
+        gate.reopen()
+        with Ingestion(api_key=API_KEY, base_url=sink.base_url, outbox=path) as recovery:
+            assert recovery.flush(10)  # takes over the dead process's events at once
+            assert recovery.stats.delivered == 300
+    assert sorted(gate.accepted) == sorted(delivered + pending)  # each acknowledged once
     assert _pending_ids(path) == set()
 
 
@@ -162,6 +184,7 @@ ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", outbox
                       batch_size=100, flush_interval=0.05)
 for _ in range(2000):
     print(ingestion.track(f"worker-{os.getpid()}"))
+print("flushed", ingestion.flush(60))
 """
 
 
@@ -176,8 +199,12 @@ def test_processes_sharing_one_outbox_send_only_their_own_events(server, tmp_pat
                 subprocess.Popen([sys.executable, str(script), server.base_url, path], stdout=sink)
             )
     for worker in workers:
-        assert worker.wait(timeout=60) == 0
-    tracked = [event_id for output in outputs for event_id in output.read_text().split()]
+        assert worker.wait(timeout=90) == 0
+    tracked: list[str] = []
+    for output in outputs:
+        *ids, flushed = output.read_text().splitlines()
+        assert flushed == "flushed True"  # everything settled before the worker exited
+        tracked += ids
     assert len(tracked) == 6000
     assert sorted(server.event_ids()) == sorted(tracked)
     assert server.stats["duplicates_ignored"] == 0  # no worker sent another's events
@@ -229,7 +256,10 @@ def test_only_dead_or_silent_owners_lose_their_events(tmp_path):
             alive.append(f"evt_{i}", time.time(), "{}")
         assert other.reclaim() == 0  # same live process, fresh heartbeat: not taken
         assert other.fetch(10) == []
-        time.sleep(0.4)
+        with sqlite3.connect(path) as conn:  # its last heartbeat was 0.4 s ago
+            conn.execute(
+                "UPDATE owners SET heartbeat = ? WHERE owner = ?", (time.time() - 0.4, alive.owner)
+            )
         assert other.reclaim() == 3  # alive, but silent for longer than stale_after
         assert [row[0] for row in other.fetch(10)] == ["evt_0", "evt_1", "evt_2"]
         alive.heartbeat()  # the silent owner comes back: it owns nothing any more
@@ -276,9 +306,11 @@ def _wait_until_stopped(ingestion: Ingestion) -> None:
 def test_a_sender_outliving_close_does_not_take_its_ownership_back(tmp_path, monkeypatch):
     monkeypatch.setattr(_pipeline, "HEARTBEAT_INTERVAL", 0.0)  # a heartbeat after every batch
     path = tmp_path / "outbox.db"
+    arrived = threading.Event()
     answer = threading.Event()
 
     def stall(events: list[dict[str, Any]]) -> Answer:
+        arrived.set()
         answer.wait(10)
         return accept_all(events)
 
@@ -289,9 +321,7 @@ def test_a_sender_outliving_close_does_not_take_its_ownership_back(tmp_path, mon
         owner = ingestion.outbox.owner
         ingestion.track("cus_1")
         left = ingestion.track("cus_1")  # waits behind the stuck request
-        deadline = time.monotonic() + 5
-        while not sink.requests and time.monotonic() < deadline:
-            time.sleep(0.005)
+        assert arrived.wait(10)
         ingestion.close(timeout=0.1)
         assert _owner_rows(path, owner) == 0
         answer.set()  # the stuck request completes after close() gave up
