@@ -439,18 +439,39 @@ def test_retry_after_as_http_date(client: DodoClient, api: respx.MockRouter) -> 
     assert 3.0 < slept <= 5.0
 
 
-def test_unreasonable_retry_after_falls_back_to_backoff(
-    client: DodoClient, api: respx.MockRouter
+@pytest.mark.parametrize("asked", ["3600", "1e999", "inf"])
+def test_a_retry_after_beyond_the_cap_waits_the_cap(
+    client: DodoClient, api: respx.MockRouter, asked: str
 ) -> None:
     api.get("/events/e1").mock(
         side_effect=[
-            httpx2.Response(429, headers={"retry-after": "3600"}),
+            httpx2.Response(429, headers={"retry-after": asked}),
             httpx2.Response(200, json=_event(1)),
         ]
     )
     client.events.retrieve("e1")
-    (slept,) = client.sleeps  # type: ignore[attr-defined]
-    assert 0 <= slept <= 0.5
+    assert client.sleeps == [60.0]  # type: ignore[attr-defined]
+
+
+def test_the_client_and_the_pipeline_share_one_retry_policy() -> None:
+    from dodo_ingest.client._errors import RateLimitError
+    from dodo_ingest.client._retry import DEFAULT_RETRY_POLICY, RetryPolicy
+    from dodo_ingest.delivery._batch_sender import BatchSender
+    from dodo_ingest.delivery._queues import MemoryQueue
+    from dodo_ingest.delivery._settings import Settings
+
+    sender = BatchSender(
+        Settings(retry_initial_delay=0.5, retry_max_delay=8.0, max_retry_after=60.0),
+        None,
+        MemoryQueue(1, 1 << 20),
+        lambda error, items: None,
+        lambda seconds, wake: True,
+        str,
+    )
+    assert sender.retry_policy == DEFAULT_RETRY_POLICY == RetryPolicy(0.5, 8.0, 60.0)
+    limited = RateLimitError("slow down", status_code=429, retry_after=3600.0)
+    assert DEFAULT_RETRY_POLICY.delay(0, limited) == 60.0
+    assert DEFAULT_RETRY_POLICY.delay(10, None, jitter=lambda low, high: high) == 8.0
 
 
 def test_rate_limit_error_carries_retry_after(api: respx.MockRouter) -> None:

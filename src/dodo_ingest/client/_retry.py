@@ -1,18 +1,25 @@
-"""The retry policy: which failures are transient, and how long to wait before trying again."""
+"""The retry policy: which failures are transient, and how long to wait before trying again.
+
+One :class:`RetryPolicy` value decides the waits of both the typed client and the delivery
+pipeline, so the two never disagree about backoff or ``Retry-After``.
+"""
 
 from __future__ import annotations
 
 import email.utils
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from tenacity import RetryCallState
 
 from ._errors import APIConnectionError, APIStatusError
 
 __all__ = [
+    "DEFAULT_RETRY_POLICY",
     "RETRYABLE_STATUSES",
+    "RetryPolicy",
     "backoff_delay",
     "is_retryable",
     "is_safe_to_resend",
@@ -26,7 +33,41 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429})
 INITIAL_DELAY = 0.5
 MAX_DELAY = 8.0
 MAX_RETRY_AFTER = 60.0
-"""A server-requested wait longer than this is ignored in favour of the backoff."""
+"""The longest wait a server's ``Retry-After`` gets by default."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait before trying again, as one value.
+
+    Before retry number ``attempt`` (counted from 0): the server's ``retry-after-ms`` or
+    ``Retry-After`` when it gave one, capped at ``max_retry_after`` (a server asking for an
+    hour gets ``max_retry_after``, not a short backoff that would hammer it); otherwise
+    exponential backoff with full jitter, uniform in
+    ``[0, min(max_delay, initial_delay * 2**attempt)]``. Which failures are retried at all is
+    :func:`is_retryable`'s decision.
+    """
+
+    initial_delay: float = INITIAL_DELAY
+    max_delay: float = MAX_DELAY
+    max_retry_after: float = MAX_RETRY_AFTER
+
+    def delay(
+        self,
+        attempt: int,
+        error: BaseException | None = None,
+        *,
+        jitter: Callable[[float, float], float] = random.uniform,
+    ) -> float:
+        """Seconds to wait before retry number ``attempt`` after ``error``."""
+        if isinstance(error, APIStatusError) and error.retry_after is not None:
+            return min(error.retry_after, self.max_retry_after)
+        ceiling = self.initial_delay * 2.0 ** min(attempt, 60)
+        return jitter(0.0, min(self.max_delay, ceiling))
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
+"""The typed client's policy: 0.5 s doubling up to 8 s, ``Retry-After`` up to 60 s."""
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -82,15 +123,11 @@ def backoff_delay(attempt: int, *, initial: float = INITIAL_DELAY, cap: float = 
 
     ``attempt`` counts retries from 0.
     """
-    return random.uniform(0.0, min(cap, initial * (2.0**attempt)))
+    return RetryPolicy(initial_delay=initial, max_delay=cap).delay(attempt)
 
 
 def retry_wait(state: RetryCallState) -> float:
-    """Tenacity wait: the server's ``Retry-After`` when it is sane, else :func:`backoff_delay`."""
+    """Tenacity wait of the typed client: :data:`DEFAULT_RETRY_POLICY`."""
     outcome = state.outcome
     error = outcome.exception() if outcome is not None else None
-    if isinstance(error, APIStatusError):
-        retry_after = error.retry_after
-        if retry_after is not None and 0 < retry_after <= MAX_RETRY_AFTER:
-            return retry_after
-    return backoff_delay(state.attempt_number - 1)
+    return DEFAULT_RETRY_POLICY.delay(state.attempt_number - 1, error)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 
 from ..client import APIConnectionError, APIStatusError
 from ..client._errors import UnexpectedResponseError
-from ..client._retry import is_retryable
+from ..client._retry import RetryPolicy, is_retryable
 from ._errors import EventExpiredError
 from ._queues import EventQueue, QueuedEvent, encode_batch
 from ._settings import Settings
@@ -97,6 +97,11 @@ class BatchSender:
         self._redact = redact
         self._clock = clock
         self._jitter = jitter
+        self.retry_policy = RetryPolicy(
+            initial_delay=settings.retry_initial_delay,
+            max_delay=settings.retry_max_delay,
+            max_retry_after=settings.max_retry_after,
+        )
         self.lock = threading.Lock()
         """Guards the counters and the write-off of a batch still in flight at close."""
         self.delivered = 0
@@ -291,11 +296,7 @@ class BatchSender:
         self._report(error, items)
 
     def _retry_delay(self, error: BaseException) -> float:
-        settings = self.settings
-        if isinstance(error, APIStatusError) and error.retry_after is not None:
-            return min(error.retry_after, settings.max_retry_after)
-        ceiling = settings.retry_initial_delay * 2.0 ** min(self._failures, 30)
-        return self._jitter(0.0, min(settings.retry_max_delay, ceiling))
+        return self.retry_policy.delay(self._failures, error, jitter=self._jitter)
 
     def unsettled(self) -> list[QueuedEvent]:
         """The events of the last batch not settled yet (after :meth:`deliver` raised)."""
