@@ -171,3 +171,19 @@ def test_duplicate_ids_in_a_batch_are_sent_once():
     harness.sender.deliver([*items, items[0]])
     assert harness.transport.requests == [["evt_0", "evt_1", "evt_2"]]
     assert harness.sender.delivered == 4
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected"), [(1e9, 0.2), (float("inf"), 0.2), (0.05, 0.05)]
+)
+def test_retry_after_is_honoured_up_to_max_retry_after(retry_after, expected):
+    from dodo_ingest.client import RateLimitError
+
+    script: list[int | BaseException] = [
+        RateLimitError("slow down", status_code=429, retry_after=retry_after),
+        1,
+    ]
+    harness = Harness(lambda ids: script.pop(0), max_retry_after=0.2)
+    harness.sender.deliver(_items(1))
+    assert harness.sleeps == [expected]
+    assert harness.sender.delivered == 1
