@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
-from enum import Enum
+from enum import Enum, IntEnum, StrEnum
 
 import pytest
 
@@ -88,6 +90,175 @@ def test_enum_and_subclass_values_become_plain_scalars() -> None:
     clean = validate_metadata({"tier": Tier.PRO, "n": 3})
     assert clean == {"tier": "pro", "n": 3}
     assert type(clean["tier"]) is str
+
+
+class _Big(IntEnum):
+    SMALL = 7
+    HUGE = 2**63
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30, _Big.HUGE])
+def test_integers_outside_int64_are_refused(value: int) -> None:
+    with pytest.raises(EventValidationError) as info:
+        EventInput("e", "c", "n", metadata={"big": value})
+    assert info.value.field == "metadata.big"
+    assert "int64" in info.value.limit
+
+
+def test_int64_limits_are_inclusive_and_int_enums_become_plain_ints() -> None:
+    metadata = {"max": 2**63 - 1, "min": -(2**63), "small": _Big.SMALL}
+    stored = EventInput("e", "c", "n", metadata=metadata).metadata
+    assert stored == {"max": 2**63 - 1, "min": -(2**63), "small": 7}
+    assert stored is not None and type(stored["small"]) is int
+
+
+def test_str_enum_and_float_subclass_values_are_stored_as_plain_values() -> None:
+    class Plan(StrEnum):
+        PRO = "pro"
+
+    class Cost(float):
+        pass
+
+    stored = validate_metadata({"plan": Plan.PRO, "cost": Cost(0.5)})
+    assert [type(value) for value in stored.values()] == [str, float]
+    assert json.dumps(stored) == '{"plan": "pro", "cost": 0.5}'
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_numbers_are_refused_also_from_float_subclasses(value: float) -> None:
+    class Cost(float):
+        pass
+
+    for candidate in (value, Cost(value)):
+        with pytest.raises(EventValidationError, match="finite"):
+            validate_metadata({"cost": candidate})
+
+
+class _TwoFaced(Mapping[str, object]):
+    """``items()`` tells one story, ``keys()``/``[]`` another."""
+
+    def __init__(self, told: dict[str, object], held: dict[str, object]) -> None:
+        self.told, self.held = told, held
+
+    def items(self):  # type: ignore[no-untyped-def, override]
+        return self.told.items()
+
+    def __getitem__(self, key: str) -> object:
+        return self.held[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.held)
+
+    def __len__(self) -> int:
+        return len(self.held)
+
+
+class _Changing(Mapping[str, object]):
+    """Plain values the first time it is read, an object after."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __getitem__(self, key: str) -> object:
+        self.reads += 1
+        return 1 if self.reads == 1 else object()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["calls"])
+
+    def __len__(self) -> int:
+        return 1
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        _TwoFaced({"calls": 1}, {"calls": object()}),
+        _TwoFaced({"calls": 1}, {"calls": 1, "extra": [1, 2]}),
+        _Changing(),
+    ],
+    ids=["items-vs-getitem", "items-vs-keys", "changes-between-reads"],
+)
+def test_a_mapping_is_read_once_and_what_was_checked_is_what_is_stored(
+    metadata: Mapping[str, object],
+) -> None:
+    event = EventInput("e", "c", "n", metadata=metadata)  # type: ignore[arg-type]
+    assert event.metadata == {"calls": 1}
+    assert type(event.metadata) is dict
+    assert json.loads(json.dumps(event.to_dict()))["metadata"] == {"calls": 1}
+
+
+def test_a_mapping_that_cannot_be_read_is_a_validation_error() -> None:
+    broken = _TwoFaced({}, {})
+    broken.items = lambda: iter([("a", 1), ("b",)])  # type: ignore[method-assign]
+    with pytest.raises(EventValidationError, match="could not be read") as info:
+        validate_metadata(broken)
+    assert info.value.field == "metadata"
+
+
+def test_a_mapping_yielding_far_more_items_than_its_len_is_refused() -> None:
+    crowded = _TwoFaced({}, {})
+    crowded.items = lambda: ((f"k{i}", i) for i in range(10**6))  # type: ignore[method-assign]
+    with pytest.raises(EventValidationError, match="at most 50 keys"):
+        validate_metadata(crowded)
+
+
+def test_a_value_lying_about_its_class_is_refused_as_such() -> None:
+    class Impostor:
+        __class__ = str  # type: ignore[assignment]
+
+    with pytest.raises(EventValidationError, match="got Impostor"):
+        validate_metadata({"x": Impostor()})
+
+
+class _Zone(tzinfo):
+    """A tzinfo whose ``utcoffset`` answers from a list, one answer per call (the last one
+    repeated), raising the answers that are exceptions."""
+
+    def __init__(self, *answers: object) -> None:
+        self.answers = list(answers)
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        datetime(2026, 1, 1, tzinfo=_Zone(RuntimeError("no tz database"))),
+        datetime(2026, 1, 1, tzinfo=_Zone("+01:00")),
+        datetime(2026, 1, 1, tzinfo=_Zone(timedelta(days=1))),
+        datetime(2026, 1, 1, tzinfo=_Zone(timedelta(hours=-30))),
+        datetime.min.replace(tzinfo=timezone(timedelta(hours=1))),
+        datetime.max.replace(tzinfo=timezone(timedelta(hours=-1))),
+        "2026-01-01T00:00:00Z",
+    ],
+    ids=["raises", "not-timedelta", "a-day", "beyond-a-day", "min-ahead", "max-behind", "text"],
+)
+def test_unusable_timestamps_are_validation_errors(timestamp: object) -> None:
+    with pytest.raises(EventValidationError) as info:
+        EventInput("e", "c", "n", timestamp)  # type: ignore[arg-type]
+    assert info.value.field == "timestamp"
+
+
+def test_the_utc_offset_is_read_once_and_the_event_keeps_the_instant_in_utc() -> None:
+    zone = _Zone(timedelta(hours=2), RuntimeError("asked twice"))
+    event = EventInput("e", "c", "n", datetime(2026, 1, 1, 10, 0, tzinfo=zone))
+    assert event.timestamp == datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    assert event.timestamp is not None and event.timestamp.tzinfo is UTC
+    assert event.to_dict()["timestamp"] == "2026-01-01T08:00:00.000Z"
+
+
+def test_timestamps_before_the_year_1000_keep_four_digit_years_and_round_trip() -> None:
+    event = EventInput("e", "c", "n", datetime(999, 3, 4, 5, 6, 7, 891_000, tzinfo=UTC))
+    assert event.to_dict()["timestamp"] == "0999-03-04T05:06:07.891Z"
+    assert EventInput.from_dict(json.loads(json.dumps(event.to_dict()))) == event
 
 
 def test_from_dict_parses_timestamps_and_reports_bad_ones() -> None:

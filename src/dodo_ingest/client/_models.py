@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import islice
 from typing import Any, Literal
 
 from ._errors import EventValidationError
@@ -86,77 +87,164 @@ _NOT_UTF8 = "must be valid Unicode text (it holds a lone surrogate, which UTF-8 
 def validate_metadata(
     metadata: Mapping[str, object], *, field_name: str = "metadata"
 ) -> dict[str, MetadataValue]:
-    """Check ``metadata`` against the API's limits and return it as a plain ``dict``.
+    """Check ``metadata`` against the API's limits and return a plain ``dict`` copy of it.
 
     Limits: at most 50 keys; keys are non-empty strings of at most 100 characters; values are
-    ``str`` (at most 500 characters), ``int``, finite ``float`` or ``bool``, never ``None``,
-    objects or arrays. Raises :class:`EventValidationError` naming the key and the limit.
+    ``str`` (at most 500 characters), ``int`` within int64, finite ``float`` or ``bool``, never
+    ``None``, objects or arrays. Raises :class:`EventValidationError` naming the key and the
+    limit.
+
+    ``metadata`` is read once, into the copy that is checked and returned: subclasses of
+    ``str``, ``int`` and ``float`` (``StrEnum``, ``IntEnum`` members...) become the plain type,
+    so what is returned is exactly what was checked and ``json`` always encodes it, whatever the
+    mapping does when read again.
     """
+    snapshot = metadata.copy() if type(metadata) is dict else _snapshot(metadata, field_name)
+    if len(snapshot) > MAX_METADATA_KEYS:
+        raise EventValidationError(
+            field_name, f"at most {MAX_METADATA_KEYS} keys allowed, got {len(snapshot)}"
+        )
+    for key, value in snapshot.items():
+        # Plain values that obviously pass; everything else goes to _checked_value.
+        if type(key) is str and 0 < len(key) <= MAX_METADATA_KEY_LENGTH and key.isascii():
+            kind = type(value)
+            if kind is str:
+                if len(value) <= MAX_METADATA_VALUE_LENGTH and value.isascii():
+                    continue
+            elif kind is int:
+                if _INT64_MIN <= value <= _INT64_MAX:
+                    continue
+            elif kind is float:
+                if _isfinite(value):
+                    continue
+            elif kind is bool:
+                continue
+        snapshot[key] = _checked_value(field_name, key, value)  # same key: no resize
+    return snapshot
+
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_isfinite = math.isfinite
+
+
+def _snapshot(metadata: object, field_name: str) -> dict[Any, Any]:
+    """``metadata.items()`` read once into a ``dict``, or ``EventValidationError``."""
     if not isinstance(metadata, Mapping):
         raise EventValidationError(field_name, f"must be a mapping, got {type(metadata).__name__}")
-    if len(metadata) > MAX_METADATA_KEYS:
+    try:
+        items = list(islice(metadata.items(), MAX_METADATA_KEYS + 1))
+        snapshot = dict(items)
+    except Exception as exc:
+        raise EventValidationError(field_name, f"could not be read ({_reason(exc)})") from exc
+    if len(items) > MAX_METADATA_KEYS:
         raise EventValidationError(
-            field_name, f"at most {MAX_METADATA_KEYS} keys allowed, got {len(metadata)}"
+            field_name, f"at most {MAX_METADATA_KEYS} keys allowed, got more than that"
         )
-    for key, value in metadata.items():
-        if type(key) is not str:
-            raise EventValidationError(field_name, f"keys must be strings, got {key!r}")
-        if not key or len(key) > MAX_METADATA_KEY_LENGTH:
-            raise EventValidationError(
-                f"{field_name}.{key[:40]}",
-                f"keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters, got {len(key)}",
-            )
-        if not _encodable(key):
-            raise EventValidationError(field_name, f"keys {_NOT_UTF8}")
-        kind = type(value)
-        if kind is str:
-            if len(value) > MAX_METADATA_VALUE_LENGTH:  # type: ignore[arg-type]
-                raise EventValidationError(
-                    f"{field_name}.{key}",
-                    f"string values must be at most {MAX_METADATA_VALUE_LENGTH} characters, "
-                    f"got {len(value)}",  # type: ignore[arg-type]
-                )
-            if not _encodable(value):  # type: ignore[arg-type]
-                raise EventValidationError(f"{field_name}.{key}", _NOT_UTF8)
-        elif kind is int or kind is bool:
-            pass
-        elif kind is float:
-            if not math.isfinite(value):  # type: ignore[arg-type]
-                raise EventValidationError(f"{field_name}.{key}", "numbers must be finite")
-        elif isinstance(value, (str, int, float)):  # subclasses (enums, numpy scalars...)
-            return validate_metadata(_plain_values(metadata), field_name=field_name)
-        else:
-            raise EventValidationError(
-                f"{field_name}.{key}",
-                "values must be str, int, float or bool (no None, objects or arrays), "
-                f"got {type(value).__name__}",
-            )
-    return dict(metadata)  # type: ignore[arg-type]
+    return snapshot
 
 
-def _plain_values(metadata: Mapping[str, object]) -> dict[str, object]:
-    """Turn str/int/float subclasses (``StrEnum``, ``IntEnum``...) into the plain types."""
-    plain: dict[str, object] = {}
-    for key, value in metadata.items():
-        if isinstance(value, bool):
-            plain[key] = bool(value)
-        elif isinstance(value, str):
-            plain[key] = str.__str__(value)
-        elif isinstance(value, int):
-            plain[key] = int(value)
-        elif isinstance(value, float):
-            plain[key] = float(value)
-        else:
-            plain[key] = value
+def _checked_value(field_name: str, key: object, value: object) -> MetadataValue:
+    """``value`` as a plain ``str``/``int``/``float``/``bool`` within the limits, or
+    ``EventValidationError`` naming ``key`` and the limit."""
+    if type(key) is not str:
+        raise EventValidationError(field_name, f"keys must be strings, got {type(key).__name__}")
+    if not key or len(key) > MAX_METADATA_KEY_LENGTH:
+        raise EventValidationError(
+            f"{field_name}.{key[:40]}",
+            f"keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters, got {len(key)}",
+        )
+    if not _encodable(key):
+        raise EventValidationError(field_name, f"keys {_NOT_UTF8}")
+    where = f"{field_name}.{key}"
+    kind = type(value)  # the real class: isinstance() would believe a lying __class__
+    plain: MetadataValue
+    if kind is bool:
+        return value  # type: ignore[return-value]
+    if issubclass(kind, str):
+        plain = str.__str__(value)
+        if len(plain) > MAX_METADATA_VALUE_LENGTH:
+            raise EventValidationError(
+                where,
+                f"string values must be at most {MAX_METADATA_VALUE_LENGTH} characters, "
+                f"got {len(plain)}",
+            )
+        if not _encodable(plain):
+            raise EventValidationError(where, _NOT_UTF8)
+    elif issubclass(kind, int):
+        plain = int.__int__(value)  # type: ignore[arg-type]
+        if not _INT64_MIN <= plain <= _INT64_MAX:
+            raise EventValidationError(
+                where, "integers must fit in int64 (-2**63 to 2**63 - 1), as the API stores them"
+            )
+    elif issubclass(kind, float):
+        plain = float.__float__(value)  # type: ignore[arg-type]
+        if not _isfinite(plain):
+            raise EventValidationError(where, "numbers must be finite")
+    else:
+        raise EventValidationError(
+            where,
+            "values must be str, int, float or bool (no None, objects or arrays), "
+            f"got {kind.__name__}",
+        )
     return plain
 
 
+def _reason(exc: BaseException) -> str:
+    """``"KeyError: 'x'"``: the class and (the start of) the message of ``exc``."""
+    try:
+        text = str(exc)[:200]
+    except Exception:
+        text = ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_NAIVE = "must be a timezone-aware datetime (e.g. tzinfo=timezone.utc)"
+
+
+def _to_utc(value: object) -> datetime:
+    """``value`` as a plain ``datetime`` in UTC (``tzinfo=UTC``), its UTC offset read once.
+
+    Raises :class:`EventValidationError` (field ``timestamp``) for anything else: not a
+    datetime, naive, a ``tzinfo`` whose ``utcoffset`` raises or returns something other than a
+    ``timedelta`` of less than a day, or a time that leaves the datetime range once in UTC.
+    """
+    if type(value) is datetime and value.tzinfo is UTC:
+        return value
+    if not isinstance(value, datetime):
+        raise EventValidationError("timestamp", _NAIVE)
+    try:
+        offset = value.utcoffset()  # checks the type and the range of what the tzinfo gives
+    except Exception as exc:
+        raise EventValidationError(
+            "timestamp", f"its tzinfo gave no valid UTC offset ({_reason(exc)})"
+        ) from exc
+    if offset is None:
+        raise EventValidationError("timestamp", _NAIVE)
+    try:
+        plain = datetime(
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+        )
+        return (plain - offset).replace(tzinfo=UTC)
+    except OverflowError:
+        raise EventValidationError(
+            "timestamp", "out of the datetime range once converted to UTC"
+        ) from None
+
+
 def format_timestamp(value: datetime) -> str:
-    """Format a timezone-aware datetime as RFC 3339 in UTC with millisecond precision."""
-    if value.utcoffset() is None:
-        raise EventValidationError("timestamp", "must be timezone-aware (e.g. tzinfo=timezone.utc)")
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    """Format a timezone-aware datetime as RFC 3339 in UTC with millisecond precision
+    (truncated, like ``isoformat(timespec="milliseconds")``).
+
+    Raises :class:`EventValidationError` for a naive datetime or an unusable ``tzinfo``.
+    """
+    return _to_utc(value).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -185,6 +273,10 @@ class EventInput:
     most 50 scalar values (see :func:`validate_metadata`). Bad input raises
     :class:`EventValidationError` naming the field and the limit.
 
+    What is stored is a checked copy: ``timestamp`` converted to UTC (the same instant) and
+    ``metadata`` as the plain ``dict`` :func:`validate_metadata` returns, so a stored event
+    always encodes as JSON, whatever the objects it was built from do later.
+
     The time window (at most 1 hour old, 5 minutes ahead) depends on when the event is sent,
     so it is checked by the sender, not here.
     """
@@ -202,13 +294,7 @@ class EventInput:
         self.event_id = _require_text("event_id", event_id)
         self.customer_id = _require_text("customer_id", customer_id)
         self.event_name = _require_text("event_name", event_name)
-        if timestamp is not None and (
-            not isinstance(timestamp, datetime) or timestamp.utcoffset() is None
-        ):
-            raise EventValidationError(
-                "timestamp", "must be a timezone-aware datetime (e.g. tzinfo=timezone.utc)"
-            )
-        self.timestamp = timestamp
+        self.timestamp = None if timestamp is None else _to_utc(timestamp)
         self.metadata: dict[str, MetadataValue] | None = (
             None if metadata is None else validate_metadata(metadata)
         )
