@@ -255,6 +255,18 @@ def test_the_utc_offset_is_read_once_and_the_event_keeps_the_instant_in_utc() ->
     assert event.to_dict()["timestamp"] == "2026-01-01T08:00:00.000Z"
 
 
+def test_a_datetime_subclass_is_stored_as_the_plain_utc_instant_timestamp_gives() -> None:
+    class Odd(datetime):
+        def utcoffset(self) -> timedelta | None:  # datetime's arithmetic does not ask this
+            return "soon"  # type: ignore[return-value]
+
+    moment = Odd(2026, 1, 1, 10, 0, tzinfo=timezone(timedelta(hours=2)))
+    event = EventInput("e", "c", "n", moment)
+    assert type(event.timestamp) is datetime
+    assert event.timestamp == datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    assert event.timestamp.timestamp() == moment.timestamp()
+
+
 def test_timestamps_before_the_year_1000_keep_four_digit_years_and_round_trip() -> None:
     event = EventInput("e", "c", "n", datetime(999, 3, 4, 5, 6, 7, 891_000, tzinfo=UTC))
     assert event.to_dict()["timestamp"] == "0999-03-04T05:06:07.891Z"

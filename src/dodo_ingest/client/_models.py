@@ -175,7 +175,7 @@ def _checked_value(field_name: str, key: object, value: object) -> MetadataValue
         plain = int.__int__(value)  # type: ignore[arg-type]
         if not _INT64_MIN <= plain <= _INT64_MAX:
             raise EventValidationError(
-                where, "integers must fit in int64 (-2**63 to 2**63 - 1), as the API stores them"
+                where, "integers must fit in int64 (-2**63 to 2**63 - 1); the API refuses others"
             )
     elif issubclass(kind, float):
         plain = float.__float__(value)  # type: ignore[arg-type]
@@ -199,6 +199,9 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_combine = datetime.combine
+_date_of = datetime.date
+_time_of = datetime.time
 _NAIVE = "must be a timezone-aware datetime (e.g. tzinfo=timezone.utc)"
 
 
@@ -214,7 +217,9 @@ def _to_utc(value: object) -> datetime:
     if not isinstance(value, datetime):
         raise EventValidationError("timestamp", _NAIVE)
     try:
-        offset = value.utcoffset()  # checks the type and the range of what the tzinfo gives
+        # datetime's own method, as timestamp() and astimezone() use: it checks the type and
+        # the range of what the tzinfo gives, and a subclass cannot override it here.
+        offset = datetime.utcoffset(value)
     except Exception as exc:
         raise EventValidationError(
             "timestamp", f"its tzinfo gave no valid UTC offset ({_reason(exc)})"
@@ -222,16 +227,9 @@ def _to_utc(value: object) -> datetime:
     if offset is None:
         raise EventValidationError("timestamp", _NAIVE)
     try:
-        plain = datetime(
-            value.year,
-            value.month,
-            value.day,
-            value.hour,
-            value.minute,
-            value.second,
-            value.microsecond,
-        )
-        return (plain - offset).replace(tzinfo=UTC)
+        # Fields read by datetime's own methods (not a subclass's), shifted to UTC: a plain
+        # datetime, which is what is stored.
+        return _combine(_date_of(value), _time_of(value), UTC) - offset
     except OverflowError:
         raise EventValidationError(
             "timestamp", "out of the datetime range once converted to UTC"
