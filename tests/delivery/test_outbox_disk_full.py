@@ -1,0 +1,147 @@
+"""The outbox on a full disk: drops are counted, acknowledged events are not resent in a
+loop, the write-ahead log stays bounded, and delivery recovers by itself when space returns."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dodo_ingest.delivery import EventsDroppedError, Ingestion, Outbox
+from dodo_ingest.delivery._outbox import WAL_LIMIT
+from tests.delivery._sink import Answer, Blackhole, Sink, accept_all
+from tests.delivery.conftest import API_KEY
+from tests.delivery.test_outbox import _pending_ids
+
+DISK_SIZE = 4 * 1024 * 1024
+BALLAST = 1024 * 1024
+"""Space taken by another file, given back to show recovery."""
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs mounted for the test (needs root, as in CI)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE}", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        if subprocess.run(["umount", str(disk)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+class Held:
+    """A responder that holds the first request until :attr:`release` is set, then
+    acknowledges everything; :meth:`wait_for` waits until given ids were acknowledged."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        self.acknowledged: Counter[str] = Counter()
+        self._changed = threading.Condition()
+
+    def __call__(self, events: list[dict[str, Any]]) -> Answer:
+        self.arrived.set()
+        self.release.wait(60)
+        with self._changed:
+            self.acknowledged.update(event["event_id"] for event in events)
+            self._changed.notify_all()
+        return accept_all(events)
+
+    def wait_for(self, ids: list[str], timeout: float = 10) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: all(i in self.acknowledged for i in ids), timeout)
+
+
+def test_a_full_disk_drops_new_events_never_resends_acknowledged_ones_and_recovers(small_disk):
+    path = small_disk / "outbox.db"
+    ballast = small_disk / "ballast"
+    ballast.write_bytes(b"\0" * BALLAST)
+    errors: list[BaseException] = []
+    held = Held()
+    with (
+        Sink(held) as sink,
+        Ingestion(
+            api_key=API_KEY,
+            base_url=sink.base_url,
+            event_name="e",
+            outbox=path,
+            flush_interval=0.05,
+            timeout=60,
+            on_error=lambda error, events: errors.append(error),
+        ) as ingestion,
+    ):
+        first = ingestion.track("cus_1")
+        assert held.arrived.wait(10)  # the sender waits for its answer: it writes nothing
+        # Fill the disk with events (the write-ahead log grows) until one cannot be stored.
+        stored: list[str] = []
+        for _ in range(10_000):
+            event_id = ingestion.track("cus_1", metadata={"pad": "x" * 200})
+            if ingestion.stats.dropped:
+                break
+            stored.append(event_id)
+        assert ingestion.stats.dropped == 1, "the disk never filled up"
+        refused = [ingestion.track("cus_1") for _ in range(20)]  # still full: all dropped
+        assert ingestion.stats.dropped == 21
+        held.release.set()
+        # Acknowledged while nothing can be deleted: settled all the same, and not sent again.
+        assert held.wait_for([first, *stored])
+        for _ in range(3):
+            assert ingestion.flush(10)
+        assert _pending_ids(path) >= {first, *stored}  # still in the file: the disk is full
+        full_wal = os.path.getsize(f"{path}-wal")
+
+        ballast.unlink()  # space comes back
+        later = [ingestion.track("cus_1") for _ in range(20)]
+        assert ingestion.stats.dropped == 21
+        assert ingestion.flush(10)
+        assert held.wait_for(later)
+        # The log was folded in and truncated before these were read.
+        assert os.path.getsize(f"{path}-wal") < min(full_wal, WAL_LIMIT) // 4
+    assert _pending_ids(path) == set()  # the acknowledged events were deleted at last
+    assert held.acknowledged == Counter([first, *stored, *later])  # each once, dropped never
+    assert Counter(sink.event_ids()) == held.acknowledged
+    assert not held.acknowledged.keys() & set(refused)
+    stats = ingestion.stats
+    assert stats.delivered == 1 + len(stored) + len(later)
+    assert stats.dropped == len(refused) + 1  # and the one that did not fit
+    drops = [error for error in errors if isinstance(error, EventsDroppedError)]
+    assert {error.reason for error in drops} == {"outbox_error"}
+    assert sum(error.count for error in drops) == 21
+    assert len(drops) == len(errors)
+
+
+def test_the_write_ahead_log_stays_bounded_while_the_sender_is_stuck(tmp_path):
+    path = tmp_path / "outbox.db"
+    largest = 0
+    with Blackhole() as hanging:
+        ingestion = Ingestion(
+            api_key=API_KEY, base_url=hanging.base_url, event_name="e", outbox=path, timeout=60
+        )
+        # Each committed event adds at least a page to the log: 3 x WAL_LIMIT without a bound.
+        for _ in range(3 * WAL_LIMIT // 4096):
+            ingestion.track("cus_1", metadata={"pad": "x" * 200})
+            largest = max(largest, os.path.getsize(f"{path}-wal"))
+        ingestion.close(timeout=0.1)
+    assert largest <= WAL_LIMIT * 1.05
+    with Outbox(path) as outbox:
+        assert outbox.count_pending() == 3 * WAL_LIMIT // 4096  # nothing lost to checkpoints
