@@ -3,8 +3,10 @@ loop, the write-ahead log stays bounded, and delivery recovers by itself when sp
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import threading
 from collections import Counter
@@ -145,3 +147,47 @@ def test_the_write_ahead_log_stays_bounded_while_the_sender_is_stuck(tmp_path):
     assert largest <= WAL_LIMIT * 1.05
     with Outbox(path) as outbox:
         assert outbox.count_pending() == 3 * WAL_LIMIT // 4096  # nothing lost to checkpoints
+
+
+def _body(event_id: str) -> str:
+    return json.dumps({"event_id": event_id, "customer_id": "cus_1", "event_name": "e"})
+
+
+def test_settled_events_are_kept_in_memory_until_the_file_has_room(small_disk):
+    path = small_disk / "outbox.db"
+    ballast = small_disk / "ballast"
+    ballast.write_bytes(b"\0" * BALLAST)
+    with Outbox(path) as outbox:
+        outbox.register()
+        for i in range(10_000):  # fill the disk
+            try:
+                outbox.append(f"evt_{i}", 1.0, _body(f"evt_{i}") + " " * 200)
+            except sqlite3.OperationalError:
+                break
+        else:
+            pytest.fail("the disk never filled up")
+        with pytest.raises(sqlite3.OperationalError, match="disk is full"):  # fails cleanly
+            outbox.append("evt_one_more", 1.0, _body("evt_one_more"))
+        rows = outbox.fetch(10_000)
+        acknowledged, refused, rest = rows[:10] + rows[-1:], rows[10:15], rows[15:-1]
+        outbox.delete(acknowledged)  # neither raises: the disk is full
+        outbox.bury(refused, "HTTP 400: refused", 400)
+        assert outbox.fetch(10_000) == rest  # settled ones are not handed out again
+        assert outbox.count_pending() == len(rest)
+        assert outbox.count_dead_letters() == 0
+        assert len(_pending_ids(path)) == len(rows)  # all still in the file
+
+        ballast.unlink()
+        # Meanwhile another owner took the last one over and delivered it: its number is
+        # free, and the next event gets it. Only the acknowledged event may be deleted.
+        last = rows[-1][3]
+        with sqlite3.connect(path) as conn:
+            conn.execute("DELETE FROM pending WHERE seq = ?", (last,))
+        assert outbox.append("evt_new", 2.0, _body("evt_new")) == last
+        assert [row[0] for row in outbox.fetch(10_000)] == [*(row[0] for row in rest), "evt_new"]
+        assert _pending_ids(path) == {row[0] for row in rest} | {"evt_new"}
+        letters = outbox.dead_letters()
+        assert [letter.event.event_id for letter in letters] == [row[0] for row in refused]
+        assert {(letter.reason, letter.status_code) for letter in letters} == {
+            ("HTTP 400: refused", 400)
+        }
