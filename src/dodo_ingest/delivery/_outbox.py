@@ -274,7 +274,7 @@ class Outbox:
             try:
                 conn.execute("ALTER TABLE owners ADD COLUMN identity TEXT")
             except sqlite3.OperationalError:
-                if not self._has_identity_column(conn):  # not another process adding it
+                if not self._has_identity_column(conn):  # unless another process added it
                     raise
         self._migrated = True
 
@@ -285,7 +285,11 @@ class Outbox:
     # --- public, for operators and the CLI -------------------------------------------------
 
     def count_pending(self) -> int:
-        """Events waiting to be delivered (by any owner)."""
+        """Events waiting to be delivered (by any owner).
+
+        Events this object knows to be delivered or dead-lettered, but could not yet remove
+        from the file (disk full), are not counted.
+        """
         with self._lock:
             count = int(self._conn.execute("SELECT count(*) FROM pending").fetchone()[0])
             pairs = list(self._settled)
@@ -472,7 +476,7 @@ class Outbox:
             return owner not in _LOCAL_OWNERS
         if not _pid_alive(pid):
             return True
-        if identity is None:  # registered before identities were kept
+        if identity is None:  # none recorded (an older version, or no /proc): the heartbeat rules
             return False
         current = process_identity(pid)
         return current is not None and current != identity  # the pid now names another
