@@ -228,3 +228,35 @@ def test_a_late_track_after_the_final_sweep_is_counted_not_stranded(make_ingesti
         stats = ingestion.stats
         assert (stats.enqueued, stats.delivered, stats.dropped, stats.queued) == (2, 1, 1, 0)
         assert json.loads(json.dumps(sink.event_ids()))  # the first one was delivered
+
+
+def test_a_timestamp_whose_zone_answers_differently_when_read_again_is_typed(make_ingestion):
+    from datetime import UTC, datetime, timedelta, tzinfo
+
+    class Fickle(tzinfo):
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def utcoffset(self, dt: datetime | None) -> timedelta:
+            self.reads += 1
+            if self.reads > 1:
+                raise RuntimeError("asked twice")
+            return timedelta(0)
+
+        def dst(self, dt: datetime | None) -> timedelta:
+            return timedelta(0)
+
+    ingestion = make_ingestion(transport=_Accept(), event_name="e")
+    moment = datetime.now(UTC).replace(tzinfo=Fickle())
+    ingestion.track("cus_1", timestamp=moment)  # read once, when the event is built
+    assert ingestion.flush(5)
+    stats = ingestion.stats
+    assert stats.enqueued == stats.delivered
+
+
+class _Accept:
+    def send(self, body: bytes) -> int:
+        return body.count(b'"event_id"')
+
+    def close(self) -> None:
+        pass

@@ -266,14 +266,14 @@ def _scan(
             scan.invalid.append(item)
             continue
         try:
-            EventInput(
+            event = EventInput(
                 item.event_id, item.customer_id, item.event_name, item.timestamp, item.metadata
             )
         except EventValidationError as error:
             scan.invalid.append(RowError(item.line, error.field, error.limit))
             continue
-        if item.timestamp is not None:
-            ts = item.timestamp.timestamp()
+        if event.timestamp is not None:
+            ts = event.timestamp.timestamp()
             if ts > now + API_MAX_FUTURE_SKEW:
                 scan.invalid.append(
                     RowError(

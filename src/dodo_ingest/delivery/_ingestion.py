@@ -172,7 +172,8 @@ class Ingestion:
         if event_id is None:
             event_id = new_event_id()
         event = EventInput(event_id, customer_id, event_name, timestamp, metadata)
-        ts = _time() if timestamp is None else self._check_timestamp(timestamp)
+        # The event's copy: the caller's datetime may answer differently when read again.
+        ts = _time() if event.timestamp is None else self._check_timestamp(event.timestamp)
         try:
             body = encode_event(event, ts)
         except (TypeError, ValueError) as error:
