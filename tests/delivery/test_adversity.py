@@ -260,3 +260,25 @@ class _Accept:
 
     def close(self) -> None:
         pass
+
+
+def test_an_outbox_flush_waits_for_events_appended_while_a_short_batch_was_sent(
+    make_ingestion, tmp_path
+):
+    gate = Gate()
+    with Sink(gate) as sink:
+        ingestion = make_ingestion(
+            base_url=sink.base_url, event_name="e", outbox=tmp_path / "outbox.db"
+        )
+        first = ingestion.track("cus_1")
+        assert gate.arrived.wait(5)  # a short batch of one is in flight
+        later = [ingestion.track("cus_1") for _ in range(20)]
+        results: list[bool] = []
+        flusher = threading.Thread(target=lambda: results.append(ingestion.flush(10)))
+        flusher.start()
+        gate.open()
+        flusher.join(15)
+        assert results == [True]
+        outbox = ingestion.outbox
+        assert outbox is not None and outbox.count_pending() == 0
+        assert sorted(sink.event_ids()) == sorted([first, *later])

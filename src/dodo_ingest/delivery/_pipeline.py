@@ -126,6 +126,8 @@ class Pipeline:
         self._closed_drops = 0
         self._dropped_items: deque[tuple[str, QueuedEvent]] = deque(maxlen=DROP_REPORT_EVENTS)
         self._full_since: float | None = None
+        self._outbox_failing = False
+        self._maintenance_failing = False
         self._next_heartbeat = 0.0
         self._next_reclaim = 0.0
 
@@ -162,9 +164,14 @@ class Pipeline:
         try:
             unsent = self.outbox_queue.append(event_id, timestamp, body)  # type: ignore[union-attr]
         except sqlite3.Error as error:  # disk full, file gone...: never raised into the caller
-            logger.error("could not store event %s in the outbox: %s", event_id, error)
+            if not self._outbox_failing:  # once per failure streak; every drop is counted
+                self._outbox_failing = True
+                logger.error("could not store events in the outbox (%s); dropping them", error)
             self._turn_away("outbox_error", QueuedEvent(event_id, timestamp, body, 0))
             return
+        if self._outbox_failing:
+            self._outbox_failing = False
+            logger.warning("the outbox stores events again")
         next(self._appended)
         if self._thread is None:
             self._start()
@@ -451,7 +458,13 @@ class Pipeline:
                         "took over %d event(s) left in the outbox by another process", taken
                     )
         except Exception:  # SQLite busy, disk full...: sending goes on, tried again later
-            logger.exception("outbox maintenance failed; tried again later")
+            if not self._maintenance_failing:  # the traceback once per failure streak
+                self._maintenance_failing = True
+                logger.exception("outbox maintenance failed; tried again later")
+            else:
+                logger.debug("outbox maintenance failed again", exc_info=True)
+        else:
+            self._maintenance_failing = False
 
     def _report_drops(self) -> None:
         if not self._drops:

@@ -199,12 +199,14 @@ class OutboxQueue:
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
-        self.lock = threading.Lock()
+        # Re-entrant: a signal handler's track() may interrupt append() in the same thread.
+        self.lock = threading.RLock()
         self.last_seq = 0
         """Highest sequence number appended by this pipeline."""
         self.unsent = 0
         """Appended since the sender last looked (a hint for batching)."""
         self._waiters = Waiters()
+        self._last_seq_at_take = 0
 
     def append(self, event_id: str, timestamp: float, body: str) -> int:
         """Store one event (committed when this returns); return how many wait unsent."""
@@ -218,13 +220,17 @@ class OutboxQueue:
     def take(self, limit: int) -> list[QueuedEvent]:
         with self.lock:
             self.unsent = 0
+        # Read before the batch: a short batch settles what was in the file at this moment,
+        # not what was appended while it was being sent.
+        self._last_seq_at_take = self.outbox.last_seq()
         return [QueuedEvent._make(row) for row in self.outbox.fetch(limit)]
 
     def settle(self, items: Sequence[QueuedEvent], *, drained: bool) -> None:
         # Rows come in sequence order, so once a batch settles, everything of ours up to its
-        # last row is settled; a short read means nothing else of ours was pending.
+        # last row is settled; a short read means nothing else of ours was pending up to the
+        # highest sequence number in the file when the batch was taken.
         if drained:
-            self._waiters.fire_through(None)
+            self._waiters.fire_through(self._last_seq_at_take)
         elif items:
             self._waiters.fire_through(items[-1].seq)
 
