@@ -6,6 +6,7 @@ from ._errors import DeliveryError, EventExpiredError, EventsDroppedError
 from ._ids import new_event_id
 from ._ingestion import DEFAULT_DELIVERY_TIMEOUT, Ingestion
 from ._outbox import Outbox
+from ._outbox_protocol import OutboxBackend, OutboxRow
 from ._signals import install_signal_handlers
 from ._stats import DeliveryStats
 from ._transport import ClientTransport, Transport
@@ -20,6 +21,8 @@ __all__ = [
     "EventsDroppedError",
     "Ingestion",
     "Outbox",
+    "OutboxBackend",
+    "OutboxRow",
     "Transport",
     "install_signal_handlers",
     "new_event_id",

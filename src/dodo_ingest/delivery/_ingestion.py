@@ -20,6 +20,7 @@ from ._dead_letter import DeadLetter
 from ._encoding import encode_event
 from ._ids import new_event_id
 from ._outbox import Outbox
+from ._outbox_protocol import OutboxBackend
 from ._pipeline import ErrorCallback, Pipeline
 from ._settings import API_MAX_FUTURE_SKEW, Settings, request_timeout, wait_timeout
 from ._stats import DeliveryStats
@@ -62,7 +63,7 @@ class Ingestion:
         batch_size: int = 1000,
         flush_interval: float = 1.0,
         max_queue_size: int = 100_000,
-        outbox: str | os.PathLike[str] | Outbox | None = None,
+        outbox: str | os.PathLike[str] | OutboxBackend | None = None,
         timeout: float | httpx2.Timeout = DEFAULT_DELIVERY_TIMEOUT,
         on_error: ErrorCallback | None = None,
         shutdown_timeout: float = 5.0,
@@ -110,8 +111,8 @@ class Ingestion:
         self._event_name = event_name
         self._max_event_age = self._settings.max_event_age
         self._max_event_bytes = self._settings.max_request_bytes - _BATCH_FRAME
-        self._owns_outbox = outbox is not None and not isinstance(outbox, Outbox)
-        self._outbox = outbox if isinstance(outbox, Outbox) or outbox is None else _open(outbox)
+        self._owns_outbox = isinstance(outbox, (str, os.PathLike))
+        self._outbox = _outbox(outbox)
         self._transport = transport
         self._given_client = client
         self._pipeline = Pipeline(
@@ -284,7 +285,7 @@ class Ingestion:
         )
 
     @property
-    def outbox(self) -> Outbox | None:
+    def outbox(self) -> OutboxBackend | None:
         """The outbox events go through, if any."""
         return self._outbox
 
@@ -307,7 +308,7 @@ class Ingestion:
         self.close()
 
     def __repr__(self) -> str:
-        outbox = self._outbox.path if self._outbox is not None else None
+        outbox = getattr(self._outbox, "path", self._outbox)
         if self._config is None:
             return f"Ingestion(transport={self._transport!r}, outbox={outbox!r})"
         return (
@@ -316,7 +317,17 @@ class Ingestion:
         )
 
 
-def _open(path: str | os.PathLike[str]) -> Outbox:
+def _outbox(outbox: object) -> OutboxBackend | None:
+    """The outbox to use: ``None``, an outbox object, or a SQLite ``Outbox`` opened on a path."""
+    if outbox is None or isinstance(outbox, OutboxBackend):
+        return outbox
+    if not isinstance(outbox, (str, os.PathLike)):
+        raise ConfigurationError(
+            f"outbox must be a path or an outbox object (an Outbox), got {type(outbox).__name__}"
+        )
+    path = os.fspath(outbox)
+    if not isinstance(path, str):
+        raise ConfigurationError(f"outbox must be a text path, got {path!r}")
     try:
         return Outbox(path)
     except sqlite3.Error as error:

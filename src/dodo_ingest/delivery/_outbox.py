@@ -18,12 +18,12 @@ from typing import Literal
 
 from ..client import ConfigurationError, EventInput
 from ._dead_letter import DeadLetter
+from ._outbox_protocol import OutboxRow
 
 __all__ = ["FREE", "WAL_LIMIT", "Outbox", "OutboxRow", "process_identity"]
 
 logger = logging.getLogger("dodo_ingest")
 
-OutboxRow = tuple[str, float, str, int]
 """A pending event as the sender handles it: ``(event_id, timestamp, json_body, seq)``."""
 
 _HOST = socket.gethostname()

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from ..client import EventInput
 from ._batch_sender import Abandoned, BatchSender
 from ._errors import EventsDroppedError
-from ._outbox import Outbox
+from ._outbox_protocol import OutboxBackend
 from ._queues import EventQueue, MemoryQueue, OutboxQueue, QueuedEvent, events_of
 from ._settings import Settings
 from ._transport import Transport
@@ -68,7 +68,7 @@ class Pipeline:
         settings: Settings,
         make_transport: Callable[[], Transport],
         on_error: ErrorCallback | None,
-        outbox: Outbox | None,
+        outbox: OutboxBackend | None,
         secret: str,
     ) -> None:
         self.settings = settings

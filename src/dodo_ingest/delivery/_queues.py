@@ -1,4 +1,4 @@
-"""Where events wait for the sender: in memory, or in an :class:`Outbox` on disk.
+"""Where events wait for the sender: in memory, or in an outbox (:class:`OutboxBackend`).
 
 Both queues hold :class:`QueuedEvent` items, encoded once by ``track()``, and keep the flush
 waiters beside the events (:class:`~._waiter.Waiters`), never among them.
@@ -14,7 +14,8 @@ from typing import NamedTuple, Protocol
 
 from ..client import EventInput
 from ._dead_letter import DeadLetter
-from ._outbox import Outbox, event_from_json
+from ._outbox import event_from_json
+from ._outbox_protocol import OutboxBackend
 from ._waiter import Waiter, Waiters
 
 __all__ = [
@@ -190,14 +191,14 @@ class MemoryQueue:
 
 
 class OutboxQueue:
-    """The events this pipeline owns in an :class:`Outbox`, in order of their sequence number.
+    """The events this pipeline owns in an outbox, in order of their sequence number.
 
     ``track()`` appends through :meth:`append`. A flush waits until every event of ours with a
     sequence number up to the highest in the file at the time of the flush is settled: what
     this pipeline appended, and what it took over from dead processes.
     """
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: OutboxBackend) -> None:
         self.outbox = outbox
         # Re-entrant: a signal handler's track() may interrupt append() in the same thread.
         self.lock = threading.RLock()
