@@ -28,6 +28,8 @@ __all__ = [
     "events_of",
 ]
 
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
+
 DEAD_LETTER_MEMORY = 10_000
 """Dead letters kept in memory without an outbox (the oldest are forgotten first)."""
 
@@ -119,7 +121,7 @@ class MemoryQueue:
                 return 0
             seq = self.next_seq
             self.next_seq = seq + 1
-            self.items.append(QueuedEvent(event_id, timestamp, body, seq))
+            self.items.append(_new_tuple(QueuedEvent, (event_id, timestamp, body, seq)))
             self.bytes += size
             return 1
 
