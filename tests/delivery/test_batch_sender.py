@@ -97,7 +97,7 @@ def test_a_poison_event_answered_with_5xx_is_isolated_and_the_rest_delivered():
     assert len(harness.transport.requests) <= 4 * 2 * POISON_THRESHOLD + 16
 
 
-def test_an_outage_splits_once_at_most_and_dead_letters_nothing():
+def test_a_short_outage_dead_letters_nothing_and_sends_one_request_per_backoff():
     failures = {"left": 40}
 
     def answer(ids: list[str]) -> int | BaseException:
@@ -110,10 +110,9 @@ def test_an_outage_splits_once_at_most_and_dead_letters_nothing():
     harness.sender.deliver(_items(64))
     assert harness.dead() == {}
     assert harness.sender.delivered == 64
-    sizes = [len(ids) for ids in harness.transport.requests]
-    # One request per backoff, never more parts than one split makes: no request storm.
-    assert set(sizes) <= {64, 32}
+    # One request per backoff (no storm), and the batch is not shattered into single events.
     assert len(harness.sleeps) == 40
+    assert len(harness.transport.requests) - 40 <= 16
     assert harness.reports == []
 
 
@@ -187,3 +186,58 @@ def test_retry_after_is_honoured_up_to_max_retry_after(retry_after, expected):
     harness.sender.deliver(_items(1))
     assert harness.sleeps == [expected]
     assert harness.sender.delivered == 1
+
+
+@pytest.mark.parametrize("poisoned", [(3, 700), (3, 10), (0, 1, 2, 511, 999)])
+def test_several_poison_events_are_isolated_and_the_rest_delivered(poisoned):
+    bad = {f"evt_{n}" for n in poisoned}
+    delivered: list[str] = []
+
+    def answer(ids: list[str]) -> int | BaseException:
+        if bad & set(ids):
+            return _server_error()
+        delivered.extend(ids)
+        return len(ids)
+
+    harness = Harness(answer)
+    harness.sender.deliver(_items(1000))
+    assert sorted(delivered) == sorted(f"evt_{n}" for n in range(1000) if n not in poisoned)
+    assert harness.dead() == dict.fromkeys(bad, 500)
+    # Bounded: a few log2(1000) rounds of POISON_THRESHOLD attempts per poisoned event.
+    assert len(harness.transport.requests) <= len(poisoned) * 2 * 10 * 2 * POISON_THRESHOLD
+
+
+def test_an_outage_splits_slowly_and_never_dead_letters():
+    failures = {"left": 200}
+
+    def answer(ids: list[str]) -> int | BaseException:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            return _server_error()
+        return len(ids)
+
+    harness = Harness(answer)
+    harness.sender.deliver(_items(1000))
+    assert harness.dead() == {} and harness.sender.delivered == 1000
+    assert len(harness.sleeps) == 200  # one request per backoff, no storm
+    acknowledged = len(harness.transport.requests) - 200
+    assert acknowledged <= 64  # the batch was not shattered into single events
+
+
+def test_an_event_dead_lettered_while_on_error_runs_is_not_also_written_off():
+    holder: dict[str, BatchSender] = {}
+    written_off: list[list[str]] = []
+
+    harness = Harness(lambda ids: BadRequestError("bad event", status_code=400))
+
+    def report(error: BaseException, items: Any) -> None:
+        # close() gives up while on_error runs: the buried event must not be handed back.
+        written_off.append([item.event_id for item in holder["sender"].write_off()])
+
+    harness.sender._report = report
+    holder["sender"] = harness.sender
+    with pytest.raises(Abandoned) as raised:
+        harness.sender.deliver(_items(2))
+    assert written_off == [["evt_1"]]  # evt_0 was dead-lettered first, evt_1 still unsettled
+    assert raised.value.items == []
+    assert harness.sender.dead_lettered == 1

@@ -12,10 +12,11 @@ when the pipeline stops) through a :class:`~._transport.Transport`. It decides:
   acknowledgement) are retried with the same ids after a backoff (``Retry-After`` honoured,
   at most ``max_retry_after``);
 - **server errors and poison events**: a part that fails with 5xx
-  :data:`POISON_THRESHOLD` times in a row is split in halves, but only when the API has
-  acknowledged something since the last such split (so an outage makes at most one split,
-  never a request storm); a part that keeps failing while a sibling part went through
-  is retried after it (rotation), and a single event that fails that often while other
+  :data:`POISON_THRESHOLD` times in a row is split in halves when the API has acknowledged
+  something since the last such split, or when every part in flight has failed that often
+  (several poisoned events, or an outage); otherwise it is retried after its siblings
+  (rotation), which serve as the probe. Sends stay one at a time with one backoff each, so
+  splitting never raises the request rate. A single event that fails that often while other
   events were acknowledged is dead-lettered as the cause.
 
 Everything it needs from the outside (sleeping, reporting, the clock) is passed in, so the
@@ -64,7 +65,7 @@ class Abandoned(Exception):
 class _Part:
     """A slice of a batch in flight, with what the isolation policy knows about it."""
 
-    __slots__ = ("acks_at_start", "body", "items", "last_error", "server_errors")
+    __slots__ = ("acks_at_start", "body", "items", "last_error", "server_errors", "suspect")
 
     def __init__(self, items: list[QueuedEvent], acks_at_start: int) -> None:
         self.items = items
@@ -72,6 +73,8 @@ class _Part:
         self.server_errors = 0
         self.body = b""
         self.last_error: BaseException | None = None
+        self.suspect = False
+        """Failed with 5xx :data:`POISON_THRESHOLD` times in a row at some point."""
 
 
 class BatchSender:
@@ -115,6 +118,8 @@ class BatchSender:
         """Failed attempts since the last acknowledgement (the backoff exponent)."""
         self._acks = 0
         self._split_acks = -1
+        self._batch_acks = 0
+        """``_acks`` when the batch in flight was taken."""
         """``_acks`` when the last split on server errors was made."""
         self._unexpected_reported = False
 
@@ -137,6 +142,7 @@ class BatchSender:
                 self.delivered += len(duplicates)
                 items = list(unique.values())
             self._parts = deque([_Part(items, self._acks)])
+            self._batch_acks = self._acks
         while self._parts:
             self._attempt(self._parts[0])
 
@@ -151,18 +157,18 @@ class BatchSender:
     # --- one attempt -------------------------------------------------------------------------
 
     def _attempt(self, part: _Part) -> None:
-        kept = self._expire(part)
-        if not kept:
-            self._parts.popleft()
-            return
-        if kept is not part.items or not part.body:  # encoded once, again if events expired
-            part.items = kept
-            part.body = encode_batch(kept)
-            if len(part.body) > self.settings.max_request_bytes and len(kept) > 1:
+        count = len(part.items)
+        self._expire(part)
+        if not part.items:
+            return  # all expired (and the part removed)
+        if len(part.items) != count or not part.body:  # encoded once, again if events expired
+            part.body = encode_batch(part.items)
+            if len(part.body) > self.settings.max_request_bytes and len(part.items) > 1:
                 self._split(part)
                 return
         transport = self.transport
         assert transport is not None, "the pipeline sets the transport before sending"
+        self._check_written_off(part)
         try:
             ingested = transport.send(part.body)
         except APIStatusError as error:
@@ -188,6 +194,7 @@ class BatchSender:
             self._acknowledged(part, ingested)
 
     def _check_written_off(self, part: _Part) -> None:
+        """``close()`` gave up on this batch: nothing of it may be sent or counted again."""
         if self._written_off:
             raise Abandoned([])
 
@@ -226,15 +233,28 @@ class BatchSender:
         """A 5xx: retry, and isolate an event that keeps failing while others go through."""
         part.server_errors += 1
         if part.server_errors >= POISON_THRESHOLD:
-            if len(part.items) == 1 and self._acks > part.acks_at_start:
+            if len(part.items) == 1 and (
+                self._acks > part.acks_at_start
+                # Only failing single events are left (poisoned siblings), and other events
+                # of this batch went through.
+                or (
+                    self._acks > self._batch_acks
+                    and all(p.suspect and len(p.items) == 1 for p in self._parts if p is not part)
+                )
+            ):
                 reason = self._redact(
                     f"HTTP {error.status_code}: {error.message} (failed {part.server_errors} "
                     "times in a row while other events were acknowledged)"
                 )
-                self._bury(part.items, reason, error.status_code, error)
-                self._parts.popleft()
+                self._bury(part, part.items, reason, error.status_code, error)
                 return
-            if len(part.items) > 1 and self._acks > self._split_acks:
+            part.suspect = True
+            if len(part.items) > 1 and (
+                self._acks > self._split_acks or all(p.suspect for p in self._parts)
+            ):
+                # An ack since the last split, or every part keeps failing (two poisoned
+                # events, or an outage): split. Sends stay one at a time, one backoff each,
+                # so splitting never raises the request rate.
                 self._split_acks = self._acks
                 self._split(part)
             elif len(self._parts) > 1:
@@ -248,8 +268,7 @@ class BatchSender:
             self._split(part)
             return
         reason = self._redact(f"HTTP {error.status_code}: {error.message}")
-        self._bury(part.items, reason, error.status_code, error)
-        self._parts.popleft()
+        self._bury(part, part.items, reason, error.status_code, error)
 
     def _pause(self, part: _Part, error: APIStatusError) -> None:
         """The API refused the key or the endpoint: keep the events, try again later."""
@@ -273,25 +292,34 @@ class BatchSender:
         self._parts.appendleft(_Part(part.items[middle:], self._acks))
         self._parts.appendleft(_Part(part.items[:middle], self._acks))
 
-    def _expire(self, part: _Part) -> list[QueuedEvent]:
-        """Dead-letter the events of ``part`` older than ``max_event_age``; return the rest."""
-        items = part.items
+    def _expire(self, part: _Part) -> None:
+        """Dead-letter the events of ``part`` older than ``max_event_age``."""
         cutoff = self._clock() - self.settings.max_event_age
-        if min(item.timestamp for item in items) >= cutoff:
-            return items
-        expired = [item for item in items if item.timestamp < cutoff]
+        if min(item.timestamp for item in part.items) >= cutoff:
+            return
+        expired = [item for item in part.items if item.timestamp < cutoff]
         error = EventExpiredError(self.settings.max_event_age, part.last_error)
-        self._bury(expired, self._redact(f"expired: {error}"), None, error)
-        return [item for item in items if item.timestamp >= cutoff]
+        self._bury(part, expired, self._redact(f"expired: {error}"), None, error)
 
     def _bury(
-        self, items: list[QueuedEvent], reason: str, status_code: int | None, error: BaseException
+        self,
+        part: _Part,
+        items: list[QueuedEvent],
+        reason: str,
+        status_code: int | None,
+        error: BaseException,
     ) -> None:
+        """Dead-letter ``items`` of ``part`` and take them out of it in one step, so that a
+        write-off never counts them again."""
         with self.lock:
             if self._written_off:
                 raise Abandoned([])
             self.queue.bury(items, reason, status_code)
             self.dead_lettered += len(items)
+            buried = {id(item) for item in items}
+            part.items = [item for item in part.items if id(item) not in buried]
+            if not part.items:
+                self._parts.remove(part)
         logger.error("%d event(s) dead-lettered: %s", len(items), reason)
         self._report(error, items)
 
