@@ -5,6 +5,7 @@ each, the stats balance exactly: ``enqueued == delivered + dead_lettered + dropp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -282,3 +283,119 @@ def test_an_outbox_flush_waits_for_events_appended_while_a_short_batch_was_sent(
         outbox = ingestion.outbox
         assert outbox is not None and outbox.count_pending() == 0
         assert sorted(sink.event_ids()) == sorted([first, *later])
+
+
+class _Hanging:
+    """A transport whose requests never come back before ``release``."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.arrived = threading.Event()
+
+    def send(self, body: bytes) -> int:
+        self.arrived.set()
+        self.release.wait(10)
+        return body.count(b'"event_id"')
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_flush_waiting_on_events_that_close_drops_answers_false(make_ingestion):
+    transport = _Hanging()
+    ingestion = make_ingestion(transport=transport, event_name="e")
+    ingestion.track("cus_1")
+    assert transport.arrived.wait(5)
+    ingestion.track("cus_1")  # queued behind the hanging request
+    results: list[bool] = []
+    flusher = threading.Thread(target=lambda: results.append(ingestion.flush(10)))
+    flusher.start()
+    ingestion.close(timeout=0.2)
+    flusher.join(10)
+    transport.release.set()
+    assert results == [False]  # never told "delivered" for events that were dropped
+    assert ingestion.stats.dropped == 2
+    assert not ingestion.flush(1)  # and a flush after close says the same
+
+
+def test_a_second_close_waits_for_the_first(make_ingestion):
+    transport = _Hanging()
+    ingestion = make_ingestion(transport=transport, event_name="e")
+    ingestion.track("cus_1")
+    assert transport.arrived.wait(5)
+    first = threading.Thread(target=ingestion.close, args=(10,))
+    first.start()
+    while not ingestion._pipeline.closed:  # the first close() is under way
+        time.sleep(0.001)
+    transport.release.set()
+    ingestion.close(10)  # returns once the first one is done, not at once
+    assert ingestion.stats.delivered == 1
+    first.join(10)
+
+
+def test_a_cancelled_aflush_gives_its_waiter_back(make_ingestion):
+    transport = _Hanging()
+    ingestion = make_ingestion(transport=transport, event_name="e")
+
+    async def cancelled_flushes() -> None:
+        for _ in range(200):
+            ingestion.track("cus_1")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.0005):
+                    await ingestion.aflush(10)
+
+    asyncio.run(cancelled_flushes())
+    assert ingestion._pipeline.queue.waiting_flushes() == 0
+    transport.release.set()
+    assert ingestion.flush(10)
+
+
+def test_an_outbox_backend_error_never_reaches_the_caller(make_ingestion):
+    from dodo_ingest.delivery import Outbox
+
+    class Broken(Outbox):
+        def append(self, event_id: str, timestamp: float, body: str) -> int:
+            raise ConnectionError("store unreachable")
+
+        def last_seq(self) -> int:
+            raise ConnectionError("store unreachable")
+
+        def has_other_pending(self) -> bool:
+            if self.armed:
+                raise ConnectionError("store unreachable")
+            return False
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = Broken(f"{tmp}/outbox.db")
+        backend.armed = False
+        ingestion = make_ingestion(transport=_Hanging(), event_name="e", outbox=backend)
+        backend.armed = True
+        assert ingestion.track("cus_1").startswith("evt_")  # no ConnectionError
+        assert not ingestion.flush(1)  # no ConnectionError either: the store cannot be read
+        stats = ingestion.stats
+        assert (stats.enqueued, stats.dropped, stats.queued) == (1, 1, 0)
+        ingestion.close(1)
+        backend.close()
+
+
+def test_an_on_error_raising_system_exit_in_the_sender_counts_once(make_ingestion):
+    from dodo_ingest.client import BadRequestError
+
+    class Refuse:
+        def send(self, body: bytes) -> int:
+            raise BadRequestError("bad event", status_code=400)
+
+        def close(self) -> None:
+            pass
+
+    def on_error(error: BaseException, events: list[EventInput]) -> None:
+        raise SystemExit(1)
+
+    ingestion = make_ingestion(transport=Refuse(), event_name="e", on_error=on_error)
+    ingestion.track("cus_1")
+    assert ingestion.flush(5)
+    stats = ingestion.stats
+    assert (stats.dead_lettered, stats.queued) == (1, 0) and _balanced(ingestion)
+    assert len(ingestion.dead_letters()) == 1

@@ -214,13 +214,14 @@ class Ingestion:
 
         Safe in serverless handlers (call it before returning). Does not block forever: on
         timeout it returns False and the events stay queued. After :meth:`close` it returns at
-        once: True when nothing is left unsettled. In async code use :meth:`aflush`. A negative
+        once: True when nothing is left unsettled and ``close()`` dropped nothing (nor
+        ``track()`` after it). In async code use :meth:`aflush`. A negative
         ``timeout`` means 0 and ``math.inf`` the longest wait the platform allows
         (``threading.TIMEOUT_MAX``); NaN raises ``ValueError``.
         """
         budget = wait_timeout(self._settings.flush_timeout if timeout is None else timeout)
         if self._pipeline.closed:
-            return self.stats.queued == 0
+            return self._settled_after_close()
         if self._pipeline.in_sender():  # from on_error: the sender cannot wait for itself
             return False
         waiter = self._pipeline.flush_waiter()
@@ -228,21 +229,29 @@ class Ingestion:
             return True
         if waiter.wait(budget):
             return True
-        self._pipeline.cancel(waiter)
+        if not waiter.is_set():
+            self._pipeline.cancel(waiter)
         return False
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """:meth:`flush` for asyncio code: awaits without blocking the event loop."""
         budget = wait_timeout(self._settings.flush_timeout if timeout is None else timeout)
         if self._pipeline.closed:
-            return self.stats.queued == 0
+            return self._settled_after_close()
         waiter = self._pipeline.flush_waiter()
         if waiter is None:
             return True
-        if await waiter.async_wait(budget):
-            return True
-        self._pipeline.cancel(waiter)
-        return False
+        settled = False
+        try:
+            settled = await waiter.async_wait(budget)
+        finally:
+            if not waiter.is_set():  # timed out or cancelled: give the waiter back
+                self._pipeline.cancel(waiter)
+        return settled
+
+    def _settled_after_close(self) -> bool:
+        """A flush after ``close()``: True when nothing waits and nothing was dropped by it."""
+        return self.stats.queued == 0 and self._pipeline.lost_at_close == 0
 
     def close(self, timeout: float | None = None) -> None:
         """Flush for at most ``timeout`` seconds (default ``shutdown_timeout``), then stop the
@@ -281,7 +290,7 @@ class Ingestion:
             retried=retried,
             dead_lettered=dead_lettered,
             dropped=dropped,
-            queued=max(0, enqueued - delivered - dead_lettered - dropped),
+            queued=enqueued - delivered - dead_lettered - dropped,
         )
 
     @property

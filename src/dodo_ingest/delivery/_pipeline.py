@@ -14,7 +14,6 @@ import atexit
 import itertools
 import logging
 import os
-import sqlite3
 import sys
 import threading
 import time
@@ -124,6 +123,9 @@ class Pipeline:
         self.dropped = 0
         self._drops: dict[str, int] = {}
         self._closed_drops = 0
+        self.lost_at_close = 0
+        """Events dropped by ``close()`` or tracked after it (a flush after close is False)."""
+        self._close_done = threading.Event()
         self._dropped_items: deque[tuple[str, QueuedEvent]] = deque(maxlen=DROP_REPORT_EVENTS)
         self._full_since: float | None = None
         self._outbox_failing = False
@@ -161,18 +163,18 @@ class Pipeline:
         if self.closed:
             self._drop_closed(QueuedEvent(event_id, timestamp, body, 0))
             return
+        next(self._appended)  # counted first, so that stats never see it delivered first
         try:
             unsent = self.outbox_queue.append(event_id, timestamp, body)  # type: ignore[union-attr]
-        except sqlite3.Error as error:  # disk full, file gone...: never raised into the caller
+        except Exception as error:  # disk full, store gone...: never raised into the caller
             if not self._outbox_failing:  # once per failure streak; every drop is counted
                 self._outbox_failing = True
                 logger.error("could not store events in the outbox (%s); dropping them", error)
-            self._turn_away("outbox_error", QueuedEvent(event_id, timestamp, body, 0))
+            self._drop("outbox_error", [QueuedEvent(event_id, timestamp, body, 0)])
             return
         if self._outbox_failing:
             self._outbox_failing = False
             logger.warning("the outbox stores events again")
-        next(self._appended)
         if self._thread is None:
             self._start()
         if unsent >= self._batch_size and not self._wakeup.is_set():
@@ -221,6 +223,7 @@ class Pipeline:
             self._turned_away += 1
             self.dropped += 1
             self._closed_drops += 1
+            self.lost_at_close += 1
             first = self._closed_drops == 1
         if first:
             logger.warning("track() after close(): event %s dropped and counted", item.event_id)
@@ -246,15 +249,24 @@ class Pipeline:
             self._thread = thread
 
     def flush_waiter(self) -> Waiter | None:
-        """A waiter fired once everything queued so far is settled (``None``: nothing to wait)."""
-        if (
-            self._thread is None
-            and self.outbox_queue is not None
-            and self.outbox_queue.last_seq == 0
-            and not self.outbox.has_other_pending()  # type: ignore[union-attr]
-        ):
-            return None
-        waiter = self.queue.add_waiter()
+        """A waiter fired once everything queued so far is settled (``None``: nothing to wait).
+
+        When the outbox cannot be read, the waiter comes back already fired, not ``ok``.
+        """
+        try:
+            if (
+                self._thread is None
+                and self.outbox_queue is not None
+                and self.outbox_queue.last_seq == 0
+                and not self.outbox.has_other_pending()  # type: ignore[union-attr]
+            ):
+                return None
+            waiter = self.queue.add_waiter()
+        except Exception as error:  # the outbox cannot be read: flush() answers False
+            logger.error("flush: the outbox cannot be read (%s)", error)
+            failed = Waiter(0)
+            failed.fire(ok=False)
+            return failed
         if waiter is None:
             return None
         self._flush_requested.set()
@@ -294,7 +306,8 @@ class Pipeline:
             self._stop.set()
             return
         with self._start_lock:
-            if self.closed:
+            if self.closed:  # another close() is under way: wait for it, within our timeout
+                self._close_done.wait(timeout)
                 return
             self._close_outbox = close_outbox
             deadline = time.monotonic() + timeout
@@ -313,7 +326,8 @@ class Pipeline:
             # in that request, is written off now and reported from this thread.
             if self.memory is not None:
                 in_flight = self._sender.write_off()
-                self._abandon(self.memory.close(), in_flight)
+                items = self.memory.close(ok=not in_flight and not self.lost_at_close)
+                self._abandon(items, in_flight)
             self._report_drops()
         self._release()
 
@@ -327,6 +341,7 @@ class Pipeline:
             except Exception:
                 logger.exception("could not release the outbox")
         _LIVE.discard(self)
+        self._close_done.set()
 
     # --- sender thread -----------------------------------------------------------------------
 
@@ -364,7 +379,7 @@ class Pipeline:
     def _exit(self) -> None:
         stopped = self._stop.is_set()
         if self.memory is not None and stopped:
-            self._abandon(self.memory.close())
+            self._abandon(self.memory.close(ok=not self.lost_at_close))
         elif self.outbox is not None:
             try:
                 self.outbox.close_sender()
@@ -389,6 +404,8 @@ class Pipeline:
         """Count unsent memory events as dropped at shutdown (outbox events stay on disk)."""
         if self.memory is None:
             return
+        with self._drop_lock:
+            self.lost_at_close += len(items) + len(in_flight)
         if items:
             self._drop("shutdown", items)
             logger.error("%d event(s) not delivered before close() ran out of time", len(items))
@@ -492,6 +509,10 @@ class Pipeline:
             self._on_error(error, events)
         except Exception:
             logger.exception("the on_error callback raised")
+        except BaseException:
+            if not self.in_sender():
+                raise  # the caller's own thread: their SystemExit or KeyboardInterrupt
+            logger.exception("the on_error callback raised; the sender goes on")
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
@@ -514,16 +535,18 @@ class Pipeline:
         those taken over from an outbox, so that
         ``enqueued == delivered + dead_lettered + dropped + queued`` always holds.
         """
+        # Settled counters first, accepted ones last: an event tracked and delivered between
+        # the reads can only make ``queued`` larger for a moment, never negative.
+        sender = self._sender
+        with sender.lock:
+            delivered, ingested = sender.delivered, sender.ingested
+            retried, dead_lettered = sender.retried, sender.dead_lettered
         with self._drop_lock:
             turned_away, dropped = self._turned_away, self.dropped
         if self.memory is not None:
             appended = self.memory.next_seq - 1
         else:
             appended = _count_value(self._appended)
-        sender = self._sender
-        with sender.lock:
-            delivered, ingested = sender.delivered, sender.ingested
-            retried, dead_lettered = sender.retried, sender.dead_lettered
         return (
             appended + turned_away + self.taken_over,
             delivered,

@@ -180,15 +180,16 @@ class MemoryQueue:
             self.items.extendleft(reversed(items))
             self.bytes += sum([len(item.body) for item in items])
 
-    def close(self) -> list[QueuedEvent]:
-        """Refuse further appends; remove and return what waits (its waiters are fired)."""
+    def close(self, *, ok: bool = True) -> list[QueuedEvent]:
+        """Refuse further appends; remove and return what waits, and fire the waiters (not
+        ``ok`` when events are removed here or ``ok`` is False: those events are lost)."""
         with self.lock:
             self.closed = True
             items = list(self.items)
             self.items.clear()
             self.bytes = 0
             self.settled_through = max(self.settled_through, self.next_seq - 1)
-        self._waiters.fire_through(None)
+        self._waiters.fire_through(None, ok=ok and not items)
         return items
 
 

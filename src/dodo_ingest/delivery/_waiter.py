@@ -18,21 +18,25 @@ __all__ = ["Waiter", "Waiters", "Wakeup"]
 
 
 class Waiter:
-    """Fired by the sender once every event up to :attr:`target` is settled."""
+    """Fired by the sender once every event up to :attr:`target` is settled; :attr:`ok` says
+    whether they were delivered or dead-lettered (True) or some were dropped at shutdown."""
 
-    __slots__ = ("_callbacks", "_event", "_lock", "target", "users")
+    __slots__ = ("_callbacks", "_event", "_lock", "ok", "target", "users")
 
     def __init__(self, target: int) -> None:
         self.target = target
+        self.ok = True
         self.users = 0
         """How many flush calls wait on this waiter (guarded by the :class:`Waiters` lock)."""
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
 
-    def fire(self) -> None:
-        """Mark as reached and run the callbacks (from the sender thread)."""
+    def fire(self, ok: bool = True) -> None:
+        """Mark as reached (``ok``: nothing it waited for was dropped) and run the callbacks."""
         with self._lock:
+            if not self._event.is_set():
+                self.ok = ok
             self._event.set()
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
@@ -43,8 +47,8 @@ class Waiter:
         return self._event.is_set()
 
     def wait(self, timeout: float | None) -> bool:
-        """Block until fired or ``timeout`` seconds pass; True when fired."""
-        return self._event.wait(timeout)
+        """Block until fired or ``timeout`` seconds pass; True when fired and :attr:`ok`."""
+        return self._event.wait(timeout) and self.ok
 
     async def async_wait(self, timeout: float | None) -> bool:
         """Await until fired or ``timeout`` seconds pass, without blocking the event loop."""
@@ -60,15 +64,17 @@ class Waiter:
 
         with self._lock:
             if self._event.is_set():
-                return True
+                return self.ok
             self._callbacks.append(wake)
         try:
             await asyncio.wait_for(future, timeout)
-        except TimeoutError:
+        except BaseException as error:  # timed out, or the caller was cancelled
             with self._lock, contextlib.suppress(ValueError):
                 self._callbacks.remove(wake)
-            return False
-        return True
+            if isinstance(error, TimeoutError):
+                return False
+            raise
+        return self.ok
 
 
 class Waiters:
@@ -94,9 +100,9 @@ class Waiters:
             if waiter.users <= 0 and self._by_target.get(waiter.target) is waiter:
                 del self._by_target[waiter.target]
 
-    def fire_through(self, target: int | None) -> int:
-        """Fire the waiters whose target is at most ``target`` (all when ``None``); return
-        how many were fired."""
+    def fire_through(self, target: int | None, *, ok: bool = True) -> int:
+        """Fire the waiters whose target is at most ``target`` (all when ``None``) with
+        outcome ``ok``; return how many were fired."""
         with self._lock:
             if not self._by_target:
                 return 0
@@ -108,7 +114,7 @@ class Waiters:
                 for waiter in ready:
                     del self._by_target[waiter.target]
         for waiter in ready:
-            waiter.fire()
+            waiter.fire(ok)
         return len(ready)
 
     def __len__(self) -> int:
