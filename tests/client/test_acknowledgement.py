@@ -11,8 +11,8 @@ import respx
 from dodo_ingest import APIConnectionError, AsyncDodoClient, DodoClient, EventInput
 from dodo_ingest.client import UnexpectedResponseError
 from dodo_ingest.client._retry import is_retryable, is_safe_to_resend
+from tests.client.conftest import BASE
 
-BASE = "http://billing.test"
 KEY = "sk_test_ACK_0123456789abcdefghijkl"
 EVENTS = [EventInput("evt_1", "cus_1", "api.call")]
 BODY = b'{"events":[{"event_id":"evt_1","customer_id":"cus_1","event_name":"api.call"}]}'
@@ -35,12 +35,6 @@ NOT_ACKNOWLEDGEMENTS = {
     "200-count-negative": httpx2.Response(200, json={"ingested_count": -1}),
     "200-not-utf8": httpx2.Response(200, content=b"\xff\xfe{", headers={"content-type": "x"}),
 }
-
-
-@pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
 
 
 @pytest.fixture

@@ -33,8 +33,8 @@ from dodo_ingest import (
     RateLimitError,
     UnprocessableEntityError,
 )
+from tests.client.conftest import BASE
 
-BASE = "http://billing.test"
 KEY = "sk_test_0123456789abcdef"
 
 
@@ -71,12 +71,6 @@ def client() -> Iterator[DodoClient]:
         c._sleep = sleeps.append  # retries are instant; the waits are recorded
         c.sleeps = sleeps  # type: ignore[attr-defined]
         yield c
-
-
-@pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
 
 
 # --- configuration ---------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dodo_ingest.client._models import (
     validate_metadata,
 )
 from dodo_ingest.delivery._encoding import encode_event
+from tests.client._mappings import TwoFaced
 
 PLAIN = (str, int, float, bool)
 
@@ -49,25 +50,6 @@ class Number(int):
 
 class Ratio(float):
     pass
-
-
-class TwoFaced(Mapping[str, object]):
-    """``items()`` gives one dict, ``[]``/iteration/``len`` another."""
-
-    def __init__(self, told: dict[Any, Any], held: dict[Any, Any]) -> None:
-        self.told, self.held = told, held
-
-    def items(self):  # type: ignore[no-untyped-def, override]
-        return self.told.items()
-
-    def __getitem__(self, key: str) -> object:
-        return self.held[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.held)
-
-    def __len__(self) -> int:
-        return len(self.held)
 
 
 class Fickle(Mapping[str, object]):

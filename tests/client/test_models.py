@@ -19,6 +19,7 @@ from dodo_ingest import (
     MeterFilter,
 )
 from dodo_ingest.client._models import validate_metadata
+from tests.client._mappings import TwoFaced
 
 NOW = datetime(2026, 11, 25, 8, 0, 0, 123456, tzinfo=UTC)
 
@@ -134,25 +135,6 @@ def test_non_finite_numbers_are_refused_also_from_float_subclasses(value: float)
             validate_metadata({"cost": candidate})
 
 
-class _TwoFaced(Mapping[str, object]):
-    """``items()`` tells one story, ``keys()``/``[]`` another."""
-
-    def __init__(self, told: dict[str, object], held: dict[str, object]) -> None:
-        self.told, self.held = told, held
-
-    def items(self):  # type: ignore[no-untyped-def, override]
-        return self.told.items()
-
-    def __getitem__(self, key: str) -> object:
-        return self.held[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.held)
-
-    def __len__(self) -> int:
-        return len(self.held)
-
-
 class _Changing(Mapping[str, object]):
     """Plain values the first time it is read, an object after."""
 
@@ -173,8 +155,8 @@ class _Changing(Mapping[str, object]):
 @pytest.mark.parametrize(
     "metadata",
     [
-        _TwoFaced({"calls": 1}, {"calls": object()}),
-        _TwoFaced({"calls": 1}, {"calls": 1, "extra": [1, 2]}),
+        TwoFaced({"calls": 1}, {"calls": object()}),
+        TwoFaced({"calls": 1}, {"calls": 1, "extra": [1, 2]}),
         _Changing(),
     ],
     ids=["items-vs-getitem", "items-vs-keys", "changes-between-reads"],
@@ -189,7 +171,7 @@ def test_a_mapping_is_read_once_and_what_was_checked_is_what_is_stored(
 
 
 def test_a_mapping_that_cannot_be_read_is_a_validation_error() -> None:
-    broken = _TwoFaced({}, {})
+    broken = TwoFaced({}, {})
     broken.items = lambda: iter([("a", 1), ("b",)])  # type: ignore[method-assign]
     with pytest.raises(EventValidationError, match="could not be read") as info:
         validate_metadata(broken)
@@ -197,7 +179,7 @@ def test_a_mapping_that_cannot_be_read_is_a_validation_error() -> None:
 
 
 def test_a_mapping_yielding_far_more_items_than_its_len_is_refused() -> None:
-    crowded = _TwoFaced({}, {})
+    crowded = TwoFaced({}, {})
     crowded.items = lambda: ((f"k{i}", i) for i in range(10**6))  # type: ignore[method-assign]
     with pytest.raises(EventValidationError, match="at most 50 keys"):
         validate_metadata(crowded)

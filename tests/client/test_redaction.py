@@ -9,8 +9,8 @@ import pytest
 import respx
 
 from dodo_ingest import APIConnectionError, APIStatusError, AsyncDodoClient, DodoClient, EventInput
+from tests.client.conftest import BASE
 
-BASE = "http://billing.test"
 KEY = "sk_test_ECHOED_0123456789abcdefghij"
 
 
@@ -35,12 +35,6 @@ def _echo(status: int) -> object:
         )
 
     return answer
-
-
-@pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
 
 
 @pytest.fixture

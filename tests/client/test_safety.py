@@ -21,8 +21,8 @@ from dodo_ingest import (
     RateLimitError,
 )
 from dodo_ingest.devserver import DevServer
+from tests.client.conftest import BASE
 
-BASE = "http://billing.test"
 KEY = "sk_test_SECRET_0123456789abcdef"
 LEDGER = "/credit-entitlements/ce_1/balances/cus_1/ledger-entries"
 ENTRY = {
@@ -39,12 +39,6 @@ def client() -> Iterator[DodoClient]:
     with DodoClient(KEY, base_url=BASE) as c:
         c._sleep = lambda _delay: None
         yield c
-
-
-@pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
 
 
 def test_a_ledger_entry_is_not_resent_after_a_lost_answer(

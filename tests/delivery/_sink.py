@@ -35,6 +35,24 @@ class RefuseIds:
         return accept_all(events)
 
 
+class Gate:
+    """A responder that holds every request until :meth:`open` (at most 20 s), so a test can
+    be sure events are still in flight or queued at a given moment; ``arrived`` is set by the
+    first request."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.arrived = threading.Event()
+
+    def __call__(self, events: list[dict[str, Any]]) -> Answer:
+        self.arrived.set()
+        self.released.wait(20)
+        return accept_all(events)
+
+    def open(self) -> None:
+        self.released.set()
+
+
 class Sink:
     """Records ``(body_size, events, authorization)`` of each request; ``responder`` answers."""
 

@@ -15,29 +15,13 @@ import pytest
 
 from dodo_ingest.client import EventInput, EventValidationError
 from dodo_ingest.delivery import EventsDroppedError, Ingestion
-from tests.delivery._sink import Answer, Sink, accept_all
+from tests.delivery._sink import Answer, Gate, Sink, accept_all
 from tests.delivery.conftest import FAST_RETRIES
 
 
 def _balanced(ingestion: Ingestion) -> bool:
     stats = ingestion.stats
     return stats.enqueued == stats.delivered + stats.dead_lettered + stats.dropped + stats.queued
-
-
-class Gate:
-    """A responder that holds every request until :meth:`open` (bounded by a timeout)."""
-
-    def __init__(self) -> None:
-        self.released = threading.Event()
-        self.arrived = threading.Event()
-
-    def __call__(self, events: list[dict[str, Any]]) -> Answer:
-        self.arrived.set()
-        self.released.wait(10)
-        return accept_all(events)
-
-    def open(self) -> None:
-        self.released.set()
 
 
 def test_an_event_the_api_answers_with_5xx_does_not_hold_back_the_others(make_ingestion):

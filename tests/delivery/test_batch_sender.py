@@ -74,16 +74,21 @@ class Harness:
         return {letter.event.event_id: letter.status_code for letter in self.queue.dead_letters}
 
 
-def test_a_poison_event_answered_with_5xx_is_isolated_and_the_rest_delivered():
-    delivered: list[str] = []
+def _poisoned_by(bad: set[str], delivered: list[str]) -> Callable[[list[str]], int | BaseException]:
+    """Answers 500 to any request holding one of ``bad``; records what it acknowledges."""
 
     def answer(ids: list[str]) -> int | BaseException:
-        if "evt_5" in ids:
+        if bad & set(ids):
             return _server_error()
         delivered.extend(ids)
         return len(ids)
 
-    harness = Harness(answer)
+    return answer
+
+
+def test_a_poison_event_answered_with_5xx_is_isolated_and_the_rest_delivered():
+    delivered: list[str] = []
+    harness = Harness(_poisoned_by({"evt_5"}, delivered))
     harness.sender.deliver(_items(16))
     assert sorted(delivered) == sorted(f"evt_{n}" for n in range(16) if n != 5)
     assert harness.dead() == {"evt_5": 500}
@@ -97,22 +102,25 @@ def test_a_poison_event_answered_with_5xx_is_isolated_and_the_rest_delivered():
     assert len(harness.transport.requests) <= 4 * 2 * POISON_THRESHOLD + 16
 
 
-def test_a_short_outage_dead_letters_nothing_and_sends_one_request_per_backoff():
-    failures = {"left": 40}
+@pytest.mark.parametrize(("events", "failures", "most_acks"), [(64, 40, 16), (1000, 200, 64)])
+def test_an_outage_dead_letters_nothing_and_sends_one_request_per_backoff(
+    events, failures, most_acks
+):
+    left = {"failures": failures}
 
     def answer(ids: list[str]) -> int | BaseException:
-        if failures["left"] > 0:
-            failures["left"] -= 1
+        if left["failures"] > 0:
+            left["failures"] -= 1
             return _server_error()
         return len(ids)
 
     harness = Harness(answer)
-    harness.sender.deliver(_items(64))
+    harness.sender.deliver(_items(events))
     assert harness.dead() == {}
-    assert harness.sender.delivered == 64
-    # One request per backoff (no storm), and the batch is not shattered into single events.
-    assert len(harness.sleeps) == 40
-    assert len(harness.transport.requests) - 40 <= 16
+    assert harness.sender.delivered == events
+    assert len(harness.sleeps) == failures  # one request per backoff: no storm
+    # Parts get smaller only slowly: the batch is not shattered into single events.
+    assert len(harness.transport.requests) - failures <= most_acks
     assert harness.reports == []
 
 
@@ -192,36 +200,12 @@ def test_retry_after_is_honoured_up_to_max_retry_after(retry_after, expected):
 def test_several_poison_events_are_isolated_and_the_rest_delivered(poisoned):
     bad = {f"evt_{n}" for n in poisoned}
     delivered: list[str] = []
-
-    def answer(ids: list[str]) -> int | BaseException:
-        if bad & set(ids):
-            return _server_error()
-        delivered.extend(ids)
-        return len(ids)
-
-    harness = Harness(answer)
+    harness = Harness(_poisoned_by(bad, delivered))
     harness.sender.deliver(_items(1000))
     assert sorted(delivered) == sorted(f"evt_{n}" for n in range(1000) if n not in poisoned)
     assert harness.dead() == dict.fromkeys(bad, 500)
     # Bounded: a few log2(1000) rounds of POISON_THRESHOLD attempts per poisoned event.
     assert len(harness.transport.requests) <= len(poisoned) * 2 * 10 * 2 * POISON_THRESHOLD
-
-
-def test_an_outage_splits_slowly_and_never_dead_letters():
-    failures = {"left": 200}
-
-    def answer(ids: list[str]) -> int | BaseException:
-        if failures["left"] > 0:
-            failures["left"] -= 1
-            return _server_error()
-        return len(ids)
-
-    harness = Harness(answer)
-    harness.sender.deliver(_items(1000))
-    assert harness.dead() == {} and harness.sender.delivered == 1000
-    assert len(harness.sleeps) == 200  # one request per backoff, no storm
-    acknowledged = len(harness.transport.requests) - 200
-    assert acknowledged <= 64  # the batch was not shattered into single events
 
 
 def test_an_event_dead_lettered_while_on_error_runs_is_not_also_written_off():

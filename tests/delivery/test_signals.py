@@ -7,13 +7,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dodo_ingest import ConfigurationError, install_signal_handlers
 from tests.delivery import _scripts
-from tests.delivery._sink import Answer, Sink, accept_all
+from tests.delivery._sink import Gate, Sink
 
 WORKER = """
 from dodo_ingest import install_signal_handlers
@@ -30,22 +29,11 @@ sys.exit(3)
 """
 
 
-class Gate:
-    """Holds every request until opened, so events are provably still queued at the signal."""
-
-    def __init__(self) -> None:
-        self.released = threading.Event()
-        self.arrived = threading.Event()
-
-    def __call__(self, events: list[dict[str, Any]]) -> Answer:
-        self.arrived.set()
-        self.released.wait(20)
-        return accept_all(events)
-
-
-def _terminate_worker(tmp_path: Path, *flags: str) -> tuple[int, list[str]]:
+def _terminate_worker(tmp_path: Path, body: str, *flags: str) -> tuple[int, list[str]]:
+    """Run ``body`` until it prints "ready" with its first batch held at the sink, send it
+    SIGTERM, then let the sink answer; return its exit status and the ids received."""
     gate = Gate()
-    script = _scripts.write(tmp_path, WORKER)
+    script = _scripts.write(tmp_path, body)
     with Sink(gate) as sink:
         worker = subprocess.Popen(
             [sys.executable, str(script), sink.base_url, "-", *flags],
@@ -57,7 +45,7 @@ def _terminate_worker(tmp_path: Path, *flags: str) -> tuple[int, list[str]]:
             assert worker.stdout.readline().strip() == "ready"
             assert gate.arrived.wait(20)  # the first batch is in flight, the rest queued
             worker.send_signal(signal.SIGTERM)
-            gate.released.set()
+            gate.open()
             worker.wait(timeout=60)
         finally:
             if worker.poll() is None:
@@ -67,13 +55,13 @@ def _terminate_worker(tmp_path: Path, *flags: str) -> tuple[int, list[str]]:
 
 
 def test_sigterm_flushes_every_queued_event_when_handlers_are_installed(tmp_path):
-    returncode, received = _terminate_worker(tmp_path, "--install")
+    returncode, received = _terminate_worker(tmp_path, WORKER, "--install")
     assert returncode == -signal.SIGTERM  # ended by the signal, as without the handler
     assert len(received) == len(set(received)) == 3000
 
 
 def test_without_the_handlers_sigterm_ends_the_process_at_once(tmp_path):
-    returncode, received = _terminate_worker(tmp_path)
+    returncode, received = _terminate_worker(tmp_path, WORKER)
     assert returncode == -signal.SIGTERM
     assert len(received) < 3000  # the documented default: queued memory events are lost
 
@@ -83,25 +71,9 @@ def test_an_app_handler_is_chained_and_the_exit_flush_runs(tmp_path):
         'if "--install" in sys.argv:',
         "import signal\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\nif True:",
     )
-    gate = Gate()
-    script = _scripts.write(tmp_path, body)
-    with Sink(gate) as sink:
-        worker = subprocess.Popen(
-            [sys.executable, str(script), sink.base_url, "-"], stdout=subprocess.PIPE, text=True
-        )
-        try:
-            assert worker.stdout is not None
-            assert worker.stdout.readline().strip() == "ready"
-            assert gate.arrived.wait(20)
-            worker.send_signal(signal.SIGTERM)
-            gate.released.set()
-            worker.wait(timeout=60)
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
-    assert worker.returncode == 0  # the app's own handler ran
-    assert len(set(sink.event_ids())) == 3000  # and the exit flush delivered everything
+    returncode, received = _terminate_worker(tmp_path, body)
+    assert returncode == 0  # the app's own handler ran
+    assert len(set(received)) == 3000  # and the exit flush delivered everything
 
 
 def test_install_outside_the_main_thread_is_refused():

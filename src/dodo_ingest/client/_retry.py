@@ -20,7 +20,6 @@ __all__ = [
     "DEFAULT_RETRY_POLICY",
     "RETRYABLE_STATUSES",
     "RetryPolicy",
-    "backoff_delay",
     "is_retryable",
     "is_safe_to_resend",
     "parse_retry_after",
@@ -116,14 +115,6 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
     return seconds if seconds > 0 else None
-
-
-def backoff_delay(attempt: int, *, initial: float = INITIAL_DELAY, cap: float = MAX_DELAY) -> float:
-    """Exponential backoff with full jitter: uniform in ``[0, min(cap, initial * 2**attempt)]``.
-
-    ``attempt`` counts retries from 0.
-    """
-    return RetryPolicy(initial_delay=initial, max_delay=cap).delay(attempt)
 
 
 def retry_wait(state: RetryCallState) -> float:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from ..client import EventInput
 from ._ids import format_epoch
 
-__all__ = ["encode_event", "event_json", "with_timestamp"]
+__all__ = ["encode_event", "event_json"]
 
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _quote = json.encoder.encode_basestring  # JSON string literal, C-accelerated
@@ -79,16 +78,3 @@ def encode_event(event: EventInput, timestamp: float) -> str:
     if metadata is None:
         return text + "}"
     return f'{text},"metadata":{_encode_fast(metadata)}}}'
-
-
-def with_timestamp(event: EventInput, timestamp: float) -> EventInput:
-    """``event`` with its timestamp filled in (for reports to ``on_error``)."""
-    if event.timestamp is not None:
-        return event
-    return EventInput(
-        event.event_id,
-        event.customer_id,
-        event.event_name,
-        datetime.fromtimestamp(timestamp, UTC),
-        event.metadata,
-    )

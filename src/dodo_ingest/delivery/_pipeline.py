@@ -152,6 +152,8 @@ class Pipeline:
                     self._drop_closed(item)
                 else:
                     self._turn_away("queue_full", item)
+                    if self._thread is None:  # a sender killed by an error: start a new one
+                        self._start()
                 return
         if self._thread is None:
             self._start()
