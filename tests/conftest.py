@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests._prism import prism_server
+from tests._redis import RedisServer
 
 
 @pytest.fixture
@@ -23,3 +24,14 @@ def prism_url() -> Iterator[str]:
     """
     with prism_server() as url:
         yield url
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh ``redis-server`` on 127.0.0.1 with AOF on (skipped locally when missing)."""
+    server = RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()

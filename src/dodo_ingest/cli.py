@@ -14,6 +14,7 @@ from ._cli._api import balance, events, meters
 from ._cli._demo import demo
 from ._cli._devserver import dev_server
 from ._cli._outbox import outbox
+from ._cli._relay import relay
 from ._cli._send import send
 
 __all__ = ["main"]
@@ -51,5 +52,5 @@ def main(verbose: bool) -> None:
     click.get_current_context().call_on_close(restore)
 
 
-for command in (send, events, meters, balance, outbox, dev_server, demo):
+for command in (send, events, meters, balance, outbox, relay, dev_server, demo):
     main.add_command(command)

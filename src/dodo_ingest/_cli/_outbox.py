@@ -1,11 +1,13 @@
-"""``dodo-ingest outbox status|dead-letters|retry PATH``: inspect and repair an outbox file.
+"""``dodo-ingest outbox status|dead-letters|retry PATH|URL``: inspect and repair an outbox.
 
-Built on :class:`~dodo_ingest.delivery.Outbox`; safe to run while a process sends from the
-same file.
+PATH is a SQLite :class:`~dodo_ingest.delivery.Outbox` file, URL a ``redis://`` stream
+(:class:`~dodo_ingest.delivery.RedisOutbox`). Safe to run while processes send from it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,41 +24,71 @@ from ._common import (
 )
 
 if TYPE_CHECKING:
-    from ..delivery import Outbox
+    from ..delivery import OutboxBackend
 
 __all__ = ["outbox"]
 
-outbox_path = click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+outbox_path = click.argument("path", metavar="PATH|URL")
+_REDIS = ("redis://", "rediss://", "unix://")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
-def _open(path: Path) -> Outbox:
-    """The outbox at ``path``; a missing file is an error (it is not created)."""
+def _open(path: str) -> OutboxBackend:
+    """The outbox at ``path`` (a file, or a Redis URL); a missing file is an error (it is not
+    created)."""
     import sqlite3
 
+    from ..client import ConfigurationError
     from ..delivery import Outbox
 
+    if path.startswith(_REDIS):
+        from ..delivery import RedisOutbox
+
+        try:
+            return RedisOutbox(path, timeout=5.0)
+        except ConfigurationError as error:
+            raise click.ClickException(str(error)) from None
     try:
-        return Outbox(path, create=False)
+        return Outbox(Path(path), create=False)
     except FileNotFoundError:
         raise click.ClickException(f"no outbox at {path}") from None
     except sqlite3.Error as error:
         raise click.ClickException(f"{path} is not an outbox file: {error}") from None
 
 
+@contextmanager
+def _opened(path: str) -> Iterator[OutboxBackend]:
+    """The outbox at ``path``, closed afterwards; a Redis that cannot be reached is a clear
+    error."""
+    box = _open(path)
+    try:
+        yield box
+    except Exception as error:
+        if type(error).__module__.split(".")[0] != "redis":
+            raise
+        raise click.ClickException(f"Redis error: {error}") from None
+    finally:
+        box.close()
+
+
 @click.group()
 def outbox() -> None:
-    """Inspect a durable outbox file (Ingestion(outbox=...) or send --outbox)."""
+    """Inspect a durable outbox: a file (Ingestion(outbox=PATH), send --outbox) or a Redis
+    stream (Ingestion(outbox="redis://..."), dodo-ingest relay)."""
 
 
 @outbox.command("status")
 @outbox_path
 @json_option
-def status(path: Path, as_json: bool) -> None:
-    """How many events wait in PATH, and how many were dead-lettered."""
+def status(path: str, as_json: bool) -> None:
+    """How many events wait in PATH|URL, and how many were dead-lettered; for a Redis
+    stream also what each consumer holds, the lag and the age of the oldest entry."""
     from rich.table import Table
 
-    with _open(path) as box:
+    if path.startswith(_REDIS):
+        _stream_status(path, as_json)
+        return
+    with _opened(path) as box:
         pending = box.count_pending()
         dead = box.count_dead_letters()
     if as_json:
@@ -80,11 +112,11 @@ def status(path: Path, as_json: bool) -> None:
     help="Most dead letters to show, oldest first (0: all).",
 )
 @json_option
-def dead_letters(path: Path, limit: int, as_json: bool) -> None:
-    """List the events of PATH that were given up on, with the reason."""
+def dead_letters(path: str, limit: int, as_json: bool) -> None:
+    """List the events of PATH|URL that were given up on, with the reason."""
     from rich.table import Table
 
-    with _open(path) as box:
+    with _opened(path) as box:
         letters = box.dead_letters(limit or None)
         total = box.count_dead_letters()
     if as_json:
@@ -140,7 +172,7 @@ def dead_letters(path: Path, limit: int, as_json: bool) -> None:
 @json_option
 @connection_options
 def retry(
-    path: Path,
+    path: str,
     event_ids: tuple[str, ...],
     deliver: bool,
     timeout: float,
@@ -153,7 +185,7 @@ def retry(
     keep their timestamps: events older than 1 hour are refused again.
     """
     client = conn.client() if deliver else None
-    with _open(path) as box:
+    with _opened(path) as box:
         moved = box.retry_dead_letters(event_ids or None)
         result: dict[str, Any] = {"path": str(path), "retried": moved}
         if client is not None:
@@ -176,7 +208,7 @@ def retry(
         raise SystemExit(1)
 
 
-def _deliver(box: Outbox, client: Any, timeout: float) -> dict[str, int]:
+def _deliver(box: OutboxBackend, client: Any, timeout: float) -> dict[str, int]:
     """Send what is pending in ``box`` through an :class:`Ingestion` on it."""
     from ..delivery import Ingestion
 
@@ -191,3 +223,38 @@ def _deliver(box: Outbox, client: Any, timeout: float) -> dict[str, int]:
         "dead_lettered": stats.dead_lettered,
         "pending": box.count_pending(),
     }
+
+
+def _stream_status(url: str, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    with _opened(url) as box:
+        state = box.status()  # type: ignore[attr-defined]
+        where = box.where  # type: ignore[attr-defined]
+    if as_json:
+        echo_json({"url": where, **asdict(state)})
+        return
+    table = Table(
+        title=cells(f"outbox {where} stream {state.stream} group {state.group}")[0],
+        show_header=False,
+        title_justify="left",
+    )
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("pending", f"{state.pending:,}")
+    table.add_row("in flight", f"{state.in_flight:,}")
+    table.add_row("lag (unread)", "?" if state.lag is None else f"{state.lag:,}")
+    table.add_row("dead letters", f"{state.dead_letters:,}")
+    age = "-" if state.oldest_age is None else f"{state.oldest_age:.1f} s"
+    table.add_row("oldest entry age", age)
+    out = console()
+    out.print(table)
+    if state.consumers:
+        consumers = Table(title="consumers", title_justify="left")
+        for column in ("name", "in flight", "idle"):
+            consumers.add_column(column, justify="left" if column == "name" else "right")
+        for member in state.consumers:
+            consumers.add_row(*cells(member.name), f"{member.pending:,}", f"{member.idle:.1f} s")
+        out.print(consumers)

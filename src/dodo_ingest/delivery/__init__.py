@@ -1,19 +1,38 @@
 """The delivery pipeline: :class:`Ingestion` queues usage events and delivers them in the
-background, batched, retried with the same ids, and (with an :class:`Outbox`) crash-safe."""
+background, batched, retried with the same ids, and (with an :class:`Outbox`) crash-safe;
+with a :class:`RedisOutbox`, a fleet of producers and :class:`Relay` processes shares one
+Redis stream. The Redis names need the ``redis`` extra and import it on first use."""
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._dead_letter import DeadLetter
 from ._errors import DeliveryError, EventExpiredError, EventsDroppedError
 from ._ids import new_event_id
 from ._ingestion import DEFAULT_DELIVERY_TIMEOUT, Ingestion
 from ._outbox import Outbox
-from ._outbox_protocol import OutboxBackend, OutboxRow
+from ._outbox_protocol import OutboxBackend, OutboxRow, SharedOutboxBackend
 from ._signals import install_signal_handlers
 from ._stats import DeliveryStats
 from ._transport import ClientTransport, Transport
 
+if TYPE_CHECKING:
+    from ._redis_outbox import ConsumerStatus, OutboxFullError, RedisOutbox, StreamStatus
+    from ._relay import Relay, RelayStats
+
+_LAZY = {
+    "ConsumerStatus": "._redis_outbox",
+    "OutboxFullError": "._redis_outbox",
+    "RedisOutbox": "._redis_outbox",
+    "StreamStatus": "._redis_outbox",
+    "Relay": "._relay",
+    "RelayStats": "._relay",
+}
+
 __all__ = [
     "DEFAULT_DELIVERY_TIMEOUT",
     "ClientTransport",
+    "ConsumerStatus",
     "DeadLetter",
     "DeliveryError",
     "DeliveryStats",
@@ -22,8 +41,23 @@ __all__ = [
     "Ingestion",
     "Outbox",
     "OutboxBackend",
+    "OutboxFullError",
     "OutboxRow",
+    "RedisOutbox",
+    "Relay",
+    "RelayStats",
+    "SharedOutboxBackend",
+    "StreamStatus",
     "Transport",
     "install_signal_handlers",
     "new_event_id",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dodo_ingest.delivery' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

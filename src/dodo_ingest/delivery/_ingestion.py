@@ -20,7 +20,7 @@ from ._dead_letter import DeadLetter
 from ._encoding import encode_event
 from ._ids import new_event_id
 from ._outbox import Outbox
-from ._outbox_protocol import OutboxBackend
+from ._outbox_protocol import OutboxBackend, SharedOutboxBackend
 from ._pipeline import ErrorCallback, Pipeline
 from ._settings import API_MAX_FUTURE_SKEW, Settings, request_timeout, wait_timeout
 from ._stats import DeliveryStats
@@ -40,13 +40,19 @@ class Ingestion:
     """Track usage events; a background thread delivers them batched, retried and deduplicated.
 
     ``track()`` validates the event, fixes its id and timestamp, queues it and returns the id
-    in microseconds, without I/O (with an ``outbox``, after a local SQLite commit). A daemon
+    in microseconds, without I/O (with an ``outbox``, after it stored the event). A daemon
     thread, started on the first ``track()``, sends batches of up to ``batch_size`` events
     at least every ``flush_interval`` seconds over one reused connection, retries transient
     failures with the same ids until the events are ``max_event_age`` old, isolates events
     the API refuses and keeps them as dead letters. ``flush()`` waits for what was tracked
     before it; ``close()`` (or leaving a ``with`` block, or interpreter exit) flushes for at
     most ``shutdown_timeout`` seconds and stops the thread.
+
+    ``outbox`` makes delivery durable: a path opens a SQLite :class:`Outbox` (one machine,
+    crash-safe); a ``redis://`` URL (or a :class:`RedisOutbox`) shares a Redis stream with
+    a fleet, where ``track()`` returns once the event is in the stream and this process is one
+    consumer of the group; with ``deliver=False`` it only produces, and relays
+    (``dodo-ingest relay``) deliver. See ``docs/fleet.md``.
 
     Settings fall back to ``DODO_PAYMENTS_API_KEY``, ``DODO_PAYMENTS_ENVIRONMENT`` and
     ``DODO_PAYMENTS_BASE_URL``; pass ``client=`` to reuse a :class:`DodoClient`'s settings.
@@ -79,6 +85,7 @@ class Ingestion:
         retry_max_delay: float = 30.0,
         max_retry_after: float = 60.0,
         auth_retry_interval: float = 60.0,
+        deliver: bool = True,
     ) -> None:
         self._settings = Settings(
             batch_size=batch_size,
@@ -106,13 +113,25 @@ class Ingestion:
             raise ConfigurationError(
                 f"transport must have send(body) and close() methods, got {transport!r}"
             )
-        self._config = _resolve(client, api_key, environment, base_url, transport)
+        if type(deliver) is not bool:
+            raise ConfigurationError(f"deliver must be True or False, got {deliver!r}")
+        if deliver:
+            self._config = _resolve(client, api_key, environment, base_url, transport)
+        else:  # a producer only: the key, if given, is only redacted from messages
+            self._config = resolve_config(api_key, None, None) if api_key is not None else None
         self._timeout = request_timeout(timeout)
         self._event_name = event_name
         self._max_event_age = self._settings.max_event_age
         self._max_event_bytes = self._settings.max_request_bytes - _BATCH_FRAME
         self._owns_outbox = isinstance(outbox, (str, os.PathLike))
         self._outbox = _outbox(outbox)
+        if not deliver and not isinstance(self._outbox, SharedOutboxBackend):
+            if self._owns_outbox and self._outbox is not None:
+                self._outbox.close()
+            raise ConfigurationError(
+                "deliver=False needs a shared outbox (a redis:// URL or a RedisOutbox) that "
+                "relays deliver from"
+            )
         self._transport = transport
         self._given_client = client
         self._pipeline = Pipeline(
@@ -121,6 +140,7 @@ class Ingestion:
             on_error,
             self._outbox,
             self._config.api_key if self._config is not None else "",
+            deliver=deliver,
         )
         self._put = self._pipeline.put_memory if self._outbox is None else self._pipeline.put_outbox
 
@@ -282,16 +302,7 @@ class Ingestion:
     @property
     def stats(self) -> DeliveryStats:
         """A snapshot of the counters (see :class:`DeliveryStats`)."""
-        enqueued, delivered, ingested, retried, dead_lettered, dropped = self._pipeline.stats()
-        return DeliveryStats(
-            enqueued=enqueued,
-            delivered=delivered,
-            ingested=ingested,
-            retried=retried,
-            dead_lettered=dead_lettered,
-            dropped=dropped,
-            queued=enqueued - delivered - dead_lettered - dropped,
-        )
+        return self._pipeline.stats()
 
     @property
     def outbox(self) -> OutboxBackend | None:
@@ -326,10 +337,22 @@ class Ingestion:
         )
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 def _outbox(outbox: object) -> OutboxBackend | None:
-    """The outbox to use: ``None``, an outbox object, or a SQLite ``Outbox`` opened on a path."""
+    """The outbox to use: ``None``, an outbox object, a ``RedisOutbox`` on a ``redis://`` URL,
+    or a SQLite ``Outbox`` opened on a path."""
     if outbox is None or isinstance(outbox, OutboxBackend):
         return outbox
+    if isinstance(outbox, str) and outbox.startswith(_REDIS_SCHEMES):
+        try:
+            from ._redis_outbox import RedisOutbox
+        except ImportError:
+            raise ConfigurationError(
+                "a Redis outbox needs the redis package: pip install 'dodo-ingest[redis]'"
+            ) from None
+        return RedisOutbox(outbox)
     if not isinstance(outbox, (str, os.PathLike)):
         raise ConfigurationError(
             f"outbox must be a path or an outbox object (an Outbox), got {type(outbox).__name__}"

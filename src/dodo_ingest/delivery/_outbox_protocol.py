@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from ._dead_letter import DeadLetter
 
-__all__ = ["OutboxBackend", "OutboxRow"]
+__all__ = ["OutboxBackend", "OutboxRow", "SharedOutboxBackend"]
 
 OutboxRow = tuple[str, float, str, int]
 """A pending event: ``(event_id, timestamp, json_body, seq)``; ``seq`` grows in the order
@@ -94,3 +94,34 @@ class OutboxBackend(Protocol):
 
     def close(self) -> None:
         """Close the store (idempotent)."""
+
+
+@runtime_checkable
+class SharedOutboxBackend(OutboxBackend, Protocol):
+    """An outbox shared by many processes: producers append, the consumers of a group
+    (relays, or producers that also deliver) settle entries whoever appended them.
+
+    Entries have a *position* (an int that grows in the order the store keeps them). A
+    consumer holds what it fetched until it settles it, or until another consumer claims it
+    (:meth:`reclaim`) because it went silent. When the store cannot be reached,
+    :meth:`append` keeps events in memory (the *spill*, in order) and the sender writes them
+    later with :meth:`push_spill`.
+    """
+
+    def spilled(self) -> int:
+        """Events of this process waiting in memory for the store."""
+
+    def push_spill(self) -> bool:
+        """Write the spilled events to the store, oldest first; True when none is left."""
+
+    def take_spill(self) -> list[OutboxRow]:
+        """Remove and return the spilled events (they will not be stored)."""
+
+    def last_position(self) -> int:
+        """The position of the newest entry this process wrote (0: none yet)."""
+
+    def settled_position(self) -> int:
+        """A position up to which every entry is settled, by any consumer."""
+
+    def reread(self) -> None:
+        """Fetch what this consumer holds again (a delivery stopped unexpectedly)."""

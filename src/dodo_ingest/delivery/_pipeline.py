@@ -24,9 +24,17 @@ from collections.abc import Callable, Sequence
 from ..client import EventInput
 from ._batch_sender import Abandoned, BatchSender
 from ._errors import EventsDroppedError
-from ._outbox_protocol import OutboxBackend
-from ._queues import EventQueue, MemoryQueue, OutboxQueue, QueuedEvent, events_of
+from ._outbox_protocol import OutboxBackend, SharedOutboxBackend
+from ._queues import (
+    EventQueue,
+    MemoryQueue,
+    OutboxQueue,
+    QueuedEvent,
+    SharedOutboxQueue,
+    events_of,
+)
 from ._settings import Settings
+from ._stats import DeliveryStats
 from ._transport import Transport
 from ._waiter import Waiter, Wakeup
 
@@ -69,9 +77,13 @@ class Pipeline:
         on_error: ErrorCallback | None,
         outbox: OutboxBackend | None,
         secret: str,
+        *,
+        deliver: bool = True,
     ) -> None:
         self.settings = settings
         self.outbox = outbox
+        self.deliver = deliver
+        """False: a producer of a shared outbox that never sends (relays do)."""
         self._make_transport = make_transport
         self._on_error = on_error
         self._secret = secret
@@ -80,25 +92,32 @@ class Pipeline:
             outbox.claim(self)
         # Built here, not in the sender thread: a fork while that thread is importing the
         # HTTP stack would leave the child with half-imported modules.
-        self._transport: Transport | None = make_transport()
+        self._transport: Transport | None = make_transport() if deliver else None
         self._inherited: list[object] = []
         self._reset()
         if outbox is not None:
             outbox.register()
         _LIVE.add(self)
-        if outbox is not None and outbox.has_other_pending():
+        if self.shared is not None:
+            if deliver:
+                self._start()  # a consumer of the group: it reads what others wrote too
+        elif outbox is not None and outbox.has_other_pending():
             self._start()  # take over what an earlier process left
 
     def _reset(self) -> None:
         """Fresh state: at construction, and in a forked child."""
         settings = self.settings
         self.memory: MemoryQueue | None = None
-        self.outbox_queue: OutboxQueue | None = None
+        self.outbox_queue: OutboxQueue | SharedOutboxQueue | None = None
+        self.shared: SharedOutboxQueue | None = None
         self.queue: EventQueue
         if self.outbox is None:
             self.memory = self.queue = MemoryQueue(
                 settings.max_queue_size, settings.max_queue_bytes
             )
+        elif isinstance(self.outbox, SharedOutboxBackend):
+            self.shared = SharedOutboxQueue(self.outbox, deliver=self.deliver)
+            self.outbox_queue = self.queue = self.shared
         else:
             self.outbox_queue = self.queue = OutboxQueue(self.outbox)
         self._sender = BatchSender(
@@ -172,7 +191,8 @@ class Pipeline:
             if not self._outbox_failing:  # once per failure streak; every drop is counted
                 self._outbox_failing = True
                 logger.error("could not store events in the outbox (%s); dropping them", error)
-            self._drop("outbox_error", [QueuedEvent(event_id, timestamp, body, 0)])
+            reason = getattr(error, "drop_reason", "outbox_error")
+            self._drop(reason, [QueuedEvent(event_id, timestamp, body, 0)])
             return
         if self._outbox_failing:
             self._outbox_failing = False
@@ -258,7 +278,7 @@ class Pipeline:
         try:
             if (
                 self._thread is None
-                and self.outbox_queue is not None
+                and isinstance(self.outbox_queue, OutboxQueue)
                 and self.outbox_queue.last_seq == 0
                 and not self.outbox.has_other_pending()  # type: ignore[union-attr]
             ):
@@ -331,7 +351,22 @@ class Pipeline:
                 items = self.memory.close(ok=not in_flight and not self.lost_at_close)
                 self._abandon(items, in_flight)
             self._report_drops()
+        if self.shared is not None:
+            self._abandon_spill(self.shared.close())
         self._release()
+
+    def _abandon_spill(self, items: Sequence[QueuedEvent]) -> None:
+        """Count events that never reached a shared outbox as dropped at shutdown."""
+        if not items:
+            return
+        with self._drop_lock:
+            self.lost_at_close += len(items)
+        self._drop("shutdown", items)
+        logger.error(
+            "%d event(s) never reached the shared outbox before close() ran out of time",
+            len(items),
+        )
+        self._report_drops()
 
     def _release(self) -> None:
         """Give up ownership of what is left in the outbox; forget this pipeline."""
@@ -349,7 +384,7 @@ class Pipeline:
 
     def _run(self) -> None:
         try:
-            if self._transport is None:
+            if self._transport is None and self.deliver:
                 self._transport = self._sender.transport = self._make_transport()
             self._maintain(force=True)
             while not self._stop.is_set():
@@ -461,15 +496,19 @@ class Pipeline:
     def _maintain(self, *, force: bool = False) -> None:
         """Report drops; with an outbox, show life and take over orphaned events."""
         self._report_drops()
-        if self.outbox is None or self._stop.is_set():  # stopping: close() released it
-            return
+        if self.outbox is None or not self.deliver or self._stop.is_set():
+            return  # no outbox, a producer only, or stopping (close() released it)
         now = time.monotonic()
         try:
             if force or now >= self._next_heartbeat:
-                self._next_heartbeat = now + HEARTBEAT_INTERVAL
+                self._next_heartbeat = now + getattr(
+                    self.outbox, "heartbeat_interval", HEARTBEAT_INTERVAL
+                )
                 self.outbox.heartbeat()
             if force or now >= self._next_reclaim:
-                self._next_reclaim = now + RECLAIM_INTERVAL
+                self._next_reclaim = now + getattr(
+                    self.outbox, "reclaim_interval", RECLAIM_INTERVAL
+                )
                 taken = self.outbox.reclaim()
                 if taken:
                     self.taken_over += taken
@@ -530,12 +569,14 @@ class Pipeline:
             self.outbox.register()
         self._reset()
 
-    def stats(self) -> tuple[int, int, int, int, int, int]:
-        """``(enqueued, delivered, ingested, retried, dead_lettered, dropped)`` right now.
+    def stats(self) -> DeliveryStats:
+        """The counters right now (see :class:`DeliveryStats`).
 
         ``enqueued`` counts every event ``track()`` accepted, queued or turned away, plus
         those taken over from an outbox, so that
-        ``enqueued == delivered + dead_lettered + dropped + queued`` always holds.
+        ``enqueued == delivered + dead_lettered + dropped + queued`` always holds. With a
+        shared outbox, the sender settles entries of any producer: ``queued`` is then what
+        waits in memory for the store, and the rest is the stream's to tell.
         """
         # Settled counters first, accepted ones last: an event tracked and delivered between
         # the reads can only make ``queued`` larger for a moment, never negative.
@@ -549,13 +590,20 @@ class Pipeline:
             appended = self.memory.next_seq - 1
         else:
             appended = _count_value(self._appended)
-        return (
-            appended + turned_away + self.taken_over,
-            delivered,
-            ingested,
-            retried,
-            dead_lettered,
-            dropped,
+        enqueued = appended + turned_away
+        if self.shared is not None:
+            queued = self.shared.outbox.spilled()
+        else:
+            enqueued += self.taken_over
+            queued = enqueued - delivered - dead_lettered - dropped
+        return DeliveryStats(
+            enqueued=enqueued,
+            delivered=delivered,
+            ingested=ingested,
+            retried=retried,
+            dead_lettered=dead_lettered,
+            dropped=dropped,
+            queued=queued,
         )
 
 

@@ -6,6 +6,7 @@ waiters beside the events (:class:`~._waiter.Waiters`), never among them.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from typing import NamedTuple, Protocol
 from ..client import EventInput
 from ._dead_letter import DeadLetter
 from ._outbox import event_from_json
-from ._outbox_protocol import OutboxBackend
+from ._outbox_protocol import OutboxBackend, SharedOutboxBackend
 from ._waiter import Waiter, Waiters
 
 __all__ = [
@@ -24,9 +25,12 @@ __all__ = [
     "MemoryQueue",
     "OutboxQueue",
     "QueuedEvent",
+    "SharedOutboxQueue",
     "encode_batch",
     "events_of",
 ]
+
+logger = logging.getLogger("dodo_ingest")
 
 _new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 
@@ -260,3 +264,125 @@ class OutboxQueue:
 
     def requeue(self, items: Sequence[QueuedEvent]) -> None:
         pass  # the rows are still in the file and are read again
+
+
+class SharedOutboxQueue:
+    """A shared outbox (:class:`SharedOutboxBackend`) as one member of a fleet sees it.
+
+    ``track()`` appends through :meth:`append`. With ``deliver``, the sender takes batches
+    for this consumer of the group; without, it only writes what waits in the spill. A flush
+    waits until the store holds every event tracked before it and, with ``deliver``, until
+    every entry up to the newest of them is settled, by whichever consumer (so events of
+    other producers that came before count too).
+    """
+
+    def __init__(self, outbox: SharedOutboxBackend, *, deliver: bool) -> None:
+        self.outbox = outbox
+        self.deliver = deliver
+        self.lock = threading.RLock()
+        self.unsent = 0
+        """Appended since the sender last looked (a hint for batching)."""
+        self.fetched = 0
+        """Entries the last fetch returned (a full batch means more wait)."""
+        self._waiters = Waiters()
+        """Keyed by stream position: fired once the group settled everything up to it."""
+        self._unstored: list[Waiter] = []
+        """Waiting until the spill is written (the positions are not known before)."""
+        self._staged: list[tuple[int, Waiter]] = []
+        self._failing = False
+
+    def append(self, event_id: str, timestamp: float, body: str) -> int:
+        """Store one event (in the store, or in the spill when it is unreachable); return
+        how many wait unsent."""
+        self.outbox.append(event_id, timestamp, body)
+        with self.lock:
+            self.unsent += 1
+            return self.unsent
+
+    def take(self, limit: int) -> list[QueuedEvent]:
+        with self.lock:
+            self.unsent = 0
+        try:
+            self.outbox.push_spill()
+            rows = self.outbox.fetch(limit) if self.deliver else []
+        except Exception as error:  # the store is unreachable: tried again next time
+            self.fetched = 0
+            if not self._failing:
+                self._failing = True
+                logger.error("the shared outbox cannot be read (%s); trying again", error)
+            return []
+        if self._failing:
+            self._failing = False
+            logger.warning("the shared outbox can be read again")
+        self.fetched = len(rows)
+        return [QueuedEvent._make(row) for row in rows]
+
+    def settle(self, items: Sequence[QueuedEvent], *, drained: bool) -> None:
+        if self._unstored and self.outbox.spilled() == 0:
+            with self.lock:
+                stored, self._unstored = self._unstored, []
+            target = self.outbox.last_position()
+            for waiter in stored:
+                if self.deliver and target:
+                    self._staged.append((target, waiter))
+                else:
+                    waiter.fire()
+        if not self.deliver or not (self._staged or len(self._waiters)):
+            return
+        try:
+            settled = self.outbox.settled_position()
+        except Exception:
+            logger.debug("could not read how far the group has settled", exc_info=True)
+            return
+        self._waiters.fire_through(settled)
+        with self.lock:
+            ready = [waiter for target, waiter in self._staged if target <= settled]
+            self._staged = [(t, w) for t, w in self._staged if t > settled]
+        for waiter in ready:
+            waiter.fire()
+
+    def add_waiter(self) -> Waiter | None:
+        with self.lock:
+            if self.outbox.spilled():
+                waiter = Waiter(0)
+                self._unstored.append(waiter)
+                return waiter
+        target = self.outbox.last_position()
+        if not self.deliver or not target:
+            return None
+        return self._waiters.add(target)
+
+    def cancel(self, waiter: Waiter) -> None:
+        with self.lock:
+            if waiter in self._unstored:
+                self._unstored.remove(waiter)
+                return
+            staged = [(t, w) for t, w in self._staged if w is not waiter]
+            if len(staged) != len(self._staged):
+                self._staged = staged
+                return
+        self._waiters.cancel(waiter)
+
+    def delivered(self, items: Sequence[QueuedEvent]) -> None:
+        self.outbox.delete(items)
+
+    def bury(self, items: Sequence[QueuedEvent], reason: str, status_code: int | None) -> None:
+        self.outbox.bury(items, reason, status_code)
+
+    def backlog(self) -> int:
+        return max(self.unsent, self.fetched)
+
+    def requeue(self, items: Sequence[QueuedEvent]) -> None:
+        self.outbox.reread()
+
+    def close(self) -> list[QueuedEvent]:
+        """Give up on what never reached the store and return it; fire the waiters left (not
+        ``ok``: what they wait for was not seen settled)."""
+        items = [QueuedEvent._make(row) for row in self.outbox.take_spill()]
+        with self.lock:
+            waiting = self._unstored + [waiter for _, waiter in self._staged]
+            self._unstored, self._staged = [], []
+        for waiter in waiting:
+            waiter.fire(ok=False)
+        self._waiters.fire_through(None, ok=False)
+        return items
