@@ -329,6 +329,27 @@ class EventInput:
             metadata=data.get("metadata"),
         )
 
+    @classmethod
+    def _restore(cls, data: Mapping[str, Any]) -> EventInput:
+        """Rebuild a stored event as it was stored, checked or not (a dead letter the API
+        refused may break the limits; it must still be listed and reported)."""
+        try:
+            return cls.from_dict(data)
+        except (EventValidationError, TypeError, ValueError):
+            pass
+        event = object.__new__(cls)
+        event.event_id = str(data.get("event_id"))
+        event.customer_id = str(data.get("customer_id"))
+        event.event_name = str(data.get("event_name"))
+        timestamp = data.get("timestamp")
+        try:
+            event.timestamp = parse_timestamp(timestamp) if isinstance(timestamp, str) else None
+        except ValueError:
+            event.timestamp = None
+        metadata = data.get("metadata")
+        event.metadata = dict(metadata) if isinstance(metadata, Mapping) else None
+        return event
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EventInput):
             return NotImplemented

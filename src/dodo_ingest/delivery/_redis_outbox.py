@@ -15,6 +15,7 @@ when Redis answers again. See ``docs/fleet.md``.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import socket
@@ -32,9 +33,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..client import ConfigurationError
+from ..client import ConfigurationError, EventInput
 from ._dead_letter import DeadLetter
-from ._outbox import event_from_json
 from ._outbox_protocol import OutboxRow
 
 __all__ = [
@@ -653,7 +653,7 @@ class RedisOutbox:
             status = _text(_field(fields, "s"))
             letters.append(
                 DeadLetter(
-                    event_from_json(_text(_field(fields, "b"))),
+                    EventInput._restore(json.loads(_text(_field(fields, "b")))),
                     _text(_field(fields, "r")),
                     int(status) if status else None,
                     datetime.fromtimestamp(float(_field(fields, "f")), UTC),
