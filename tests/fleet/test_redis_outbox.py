@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -261,7 +262,7 @@ def test_url_settings_and_their_errors(redis_server):
         RedisOutbox(f"{redis_server.url}?maxlen=lots")
     with pytest.raises(ConfigurationError, match="claim_idle"):
         RedisOutbox(redis_server.url, claim_idle=0)
-    with pytest.raises(ConfigurationError, match="redis.Redis"):
+    with pytest.raises(ConfigurationError, match=r"redis\.Redis"):
         RedisOutbox(42)  # type: ignore[arg-type]
 
 
@@ -288,3 +289,36 @@ def test_a_given_client_with_decoded_responses_works(redis_server):
         box.delete(rows[1:])
         assert box.status().pending == 0
     assert client.ping()  # a given client is not closed
+
+
+def test_events_tracked_at_once_by_many_threads_share_round_trips(outbox, redis_server):
+    box = outbox()
+    batches: list[int] = []
+    write = box._write
+
+    def counting_write(batch):
+        batches.append(len(batch))
+        write(batch)
+
+    box._write = counting_write  # type: ignore[method-assign]
+    per_thread = 300
+
+    def produce(slot: int) -> None:
+        for i in range(per_thread):
+            event_id = f"t{slot}_{i}"
+            box.append(event_id, time.time(), _body(event_id, i))
+
+    threads = [threading.Thread(target=produce, args=(slot,)) for slot in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(batches) == 8 * per_thread  # every event written once...
+    assert len(batches) < 8 * per_thread  # ... in fewer round trips than events
+    assert max(batches) > 1
+    entries = redis_server.client().xrange("dodo-usage")
+    ids = [fields[b"i"].decode() for _, fields in entries]
+    assert len(ids) == len(set(ids)) == 8 * per_thread
+    for slot in range(8):  # each thread's events in the order it tracked them
+        mine = [int(i.split("_")[1]) for i in ids if i.startswith(f"t{slot}_")]
+        assert mine == list(range(per_thread))

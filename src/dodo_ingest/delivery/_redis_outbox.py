@@ -108,6 +108,21 @@ class StreamStatus:
     consumers: tuple[ConsumerStatus, ...]
 
 
+_UNSENT = object()
+
+
+class _Append:
+    """One event a ``track()`` waits to see written (by itself or by the leading thread)."""
+
+    __slots__ = ("done", "reply", "row", "thread")
+
+    def __init__(self, row: OutboxRow) -> None:
+        self.row = row
+        self.thread = threading.get_ident()
+        self.done = threading.Event()
+        self.reply: Any = _UNSENT
+
+
 def _position(entry_id: bytes | str) -> int:
     """A stream entry id (``"<ms>-<seq>"``) as an int that sorts like the ids."""
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -245,6 +260,12 @@ class RedisOutbox:
         """Fresh per-process state (at construction, and in a forked child)."""
         self._lock = threading.RLock()
         """Guards the spill and the counters below."""
+        self._group_lock = threading.Lock()
+        self._local = threading.local()
+        self._waiting: list[_Append] = []
+        """Events waiting for the next pipelined write (guarded by ``_group_lock``)."""
+        self._leader: int | None = None
+        """The thread writing for the others now, if any."""
         self._spill: deque[OutboxRow] = deque()
         self._spill_failing = False
         self._appended = itertools.count(1)
@@ -372,33 +393,94 @@ class RedisOutbox:
     # --- producer side -------------------------------------------------------------------------
 
     def append(self, event_id: str, timestamp: float, body: str) -> int:
-        """Internal: write one event to the stream (one round trip) and return its sequence
-        number in this process. While Redis cannot be reached the event waits in the spill.
+        """Internal: write one event to the stream and return its sequence number in this
+        process. While Redis cannot be reached the event waits in the spill.
 
-        Raises :class:`OutboxFullError` when the stream holds ``maxlen`` entries, and an
-        error when the spill is full too (the pipeline counts the event as dropped).
+        One round trip: events tracked at the same time by other threads go in the same
+        one (pipelined). Raises :class:`OutboxFullError` when the stream holds ``maxlen``
+        entries, and an error when the spill is full too (the pipeline counts the event as
+        dropped).
         """
         seq = next(self._appended)
+        row: OutboxRow = (event_id, timestamp, body, seq)
         if self._spill:  # Redis failed: keep the order until the sender wrote the spill
-            self._spill_one(event_id, timestamp, body, seq, None)
+            self._spill_one(row, None)
             return seq
+        local = self._local
+        if getattr(local, "busy", False):  # a signal handler interrupted our own append
+            self._spill_one(row, None)  # written by the sender soon after
+            return seq
+        local.busy = True
         try:
-            entry_id = self._append_script(
-                keys=[self.stream], args=[self.maxlen, event_id, repr(timestamp), body]
-            )
-        except redis.ResponseError as error:
-            if not _transient(error):
-                raise
-            self._spill_one(event_id, timestamp, body, seq, error)
+            me = _Append(row)
+            with self._group_lock:
+                leader = self._leader
+                self._waiting.append(me)
+                if leader is None:
+                    self._leader = me.thread
+            if leader is not None:
+                me.done.wait()  # a leader writes ours (bounded by its socket timeout) ...
+            if me.reply is _UNSENT:
+                self._lead()  # ... or made us the next leader
+            return self._outcome(me)
+        finally:
+            local.busy = False
+
+    def _lead(self) -> None:
+        """Write every event waiting now in one round trip; hand over to the next waiter."""
+        with self._group_lock:
+            batch, self._waiting = self._waiting, []
+        try:
+            self._write(batch)
+        finally:
+            with self._group_lock:
+                following = self._waiting[0] if self._waiting else None
+                self._leader = None if following is None else following.thread
+            for waiting in batch:
+                waiting.done.set()
+            if following is not None:
+                following.done.set()
+
+    def _write(self, batch: list[_Append]) -> None:
+        replies: list[Any]
+        try:
+            if len(batch) == 1:
+                event_id, timestamp, body, _ = batch[0].row
+                replies = [
+                    self._append_script(
+                        keys=[self.stream], args=[self.maxlen, event_id, repr(timestamp), body]
+                    )
+                ]
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for waiting in batch:
+                    event_id, timestamp, body, _ = waiting.row
+                    self._append_script(
+                        keys=[self.stream],
+                        args=[self.maxlen, event_id, repr(timestamp), body],
+                        client=pipe,
+                    )
+                replies = pipe.execute(raise_on_error=False)
+        except Exception as error:
+            replies = [error] * len(batch)
+        for waiting, reply in zip(batch, replies, strict=True):
+            waiting.reply = reply
+
+    def _outcome(self, me: _Append) -> int:
+        reply = me.reply
+        seq = me.row[3]
+        if isinstance(reply, BaseException):
+            if not isinstance(reply, redis.RedisError) or (
+                isinstance(reply, redis.ResponseError) and not _transient(reply)
+            ):
+                raise reply
+            self._spill_one(me.row, reply)  # unreachable, timed out, out of memory...
             return seq
-        except redis.RedisError as error:  # unreachable, timed out, loading its data...
-            self._spill_one(event_id, timestamp, body, seq, error)
-            return seq
-        if entry_id is None:
+        if reply is None:
             raise OutboxFullError(
                 f"the stream {self.stream!r} holds maxlen={self.maxlen} unsettled entries"
             )
-        position = _position(entry_id)
+        position = _position(reply)
         with self._lock:
             if position > self._last_position:
                 self._last_position = position
@@ -406,9 +488,7 @@ class RedisOutbox:
                 self._last_seq = seq
         return seq
 
-    def _spill_one(
-        self, event_id: str, timestamp: float, body: str, seq: int, error: BaseException | None
-    ) -> None:
+    def _spill_one(self, row: OutboxRow, error: BaseException | None) -> None:
         with self._lock:
             if len(self._spill) >= self.spill_size:
                 raise _SpillFullError(
@@ -423,10 +503,10 @@ class RedisOutbox:
                     error,
                     self.spill_size,
                 )
-            self._spill.append((event_id, timestamp, body, seq))
+            self._spill.append(row)
             self.spilled_total += 1
-            if seq > self._last_seq:
-                self._last_seq = seq
+            if row[3] > self._last_seq:
+                self._last_seq = row[3]
 
     def spilled(self) -> int:
         """Events waiting in memory for Redis."""
