@@ -322,3 +322,15 @@ def test_events_tracked_at_once_by_many_threads_share_round_trips(outbox, redis_
     for slot in range(8):  # each thread's events in the order it tracked them
         mine = [int(i.split("_")[1]) for i in ids if i.startswith(f"t{slot}_")]
         assert mine == list(range(per_thread))
+
+
+def test_a_redis_that_may_evict_the_stream_is_reported(outbox, redis_server, caplog):
+    redis_server.client().config_set("maxmemory-policy", "allkeys-lru")
+    with caplog.at_level("WARNING", logger="dodo_ingest"):
+        outbox().register()
+    assert "maxmemory-policy is allkeys-lru" in caplog.text
+    caplog.clear()
+    redis_server.client().config_set("maxmemory-policy", "noeviction")
+    with caplog.at_level("WARNING", logger="dodo_ingest"):
+        outbox().register()
+    assert "maxmemory-policy" not in caplog.text

@@ -299,11 +299,24 @@ class RedisOutbox:
             self._user = user
 
     def register(self) -> None:
-        """Internal: create the consumer group (at the start of the stream) when missing."""
+        """Internal: create the consumer group (at the start of the stream) when missing, and
+        warn when Redis may evict the stream to free memory."""
         try:
             self._ensure_group()
         except redis.RedisError as error:  # tried again when reading
             logger.warning("Redis outbox %s: could not create the group (%s)", self.where, error)
+            return
+        try:
+            policy = self._client.config_get("maxmemory-policy").get("maxmemory-policy")
+        except redis.RedisError:  # CONFIG is often disabled on managed Redis
+            return
+        if policy is not None and _text(policy).startswith("allkeys"):
+            logger.warning(
+                "Redis outbox %s: maxmemory-policy is %s, so Redis may evict the stream and "
+                "lose usage under memory pressure; use noeviction (or a volatile-* policy)",
+                self.where,
+                _text(policy),
+            )
 
     def _ensure_group(self) -> None:
         try:
