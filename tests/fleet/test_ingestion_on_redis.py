@@ -217,3 +217,20 @@ def test_refused_events_become_dead_letters_in_redis(redis_server):
             assert letter.event.event_id == "evt_bad"
             assert letter.status_code in (400, 422)
         assert server.event_ids() == [good]
+
+
+def test_an_entry_older_than_max_event_age_is_dead_lettered_unsent(redis_server, server):
+    with RedisOutbox(redis_server.url) as box:
+        stale = time.time() - 2 * 3600  # sat in Redis for two hours
+        body = (
+            '{"event_id":"evt_stale","customer_id":"cus_1","event_name":"e",'
+            '"timestamp":"2026-12-03T00:00:00Z"}'
+        )
+        box.append("evt_stale", stale, body)
+    with Relay(redis_server.url, api_key=API_KEY, base_url=server.base_url) as relay:
+        assert _wait_until(lambda: relay.stats.dead_letters == 1)
+        assert relay.stats.pending == 0
+        [letter] = relay.outbox.dead_letters()
+        assert letter.event.event_id == "evt_stale"
+        assert letter.reason.startswith("expired")
+    assert server.event_ids() == []  # never sent: the API would refuse it
