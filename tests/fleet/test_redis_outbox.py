@@ -334,3 +334,28 @@ def test_a_redis_that_may_evict_the_stream_is_reported(outbox, redis_server, cap
     with caplog.at_level("WARNING", logger="dodo_ingest"):
         outbox().register()
     assert "maxmemory-policy" not in caplog.text
+
+
+def test_settlements_after_redis_lost_everything_do_not_block_the_consumer(outbox, redis_server):
+    box = outbox(timeout=0.5)
+    _append(box, 2)
+    rows = box.fetch(10)
+    redis_server.stop()
+    box.delete(rows[:1])  # acknowledged by the API while Redis is away: kept for later
+    box.bury(rows[1:], "HTTP 400: no", 400)
+    # Redis comes back empty (no persistence): the stream and its group are gone.
+    for path in redis_server.dir.iterdir():
+        if path.is_dir():
+            for inner in path.iterdir():
+                inner.unlink()
+        else:
+            path.unlink()
+    redis_server.start()
+    assert redis_server.client().exists("dodo-usage") == 0
+    # Another producer writes first: the stream exists again, its group does not.
+    other = outbox()
+    ids = _append(other, 2, prefix="later")
+    # The settlements are written (the dead letter) or dropped (the lost group's), never
+    # stuck in front of what comes next.
+    assert [row[0] for row in box.fetch(10)] == ids
+    assert [letter.event.event_id for letter in box.dead_letters()] == ["evt_1"]
