@@ -359,3 +359,21 @@ def test_settlements_after_redis_lost_everything_do_not_block_the_consumer(outbo
     # stuck in front of what comes next.
     assert [row[0] for row in box.fetch(10)] == ids
     assert [letter.event.event_id for letter in box.dead_letters()] == ["evt_1"]
+
+
+def test_claims_come_a_batch_at_a_time(outbox, redis_server):
+    dead = outbox(consumer="dead")
+    _append(dead, 2500)
+    while dead.fetch(1000):  # it read everything, then died
+        pass
+    other = outbox(consumer="other", claim_idle=0.05)
+    claims = []
+    deadline = time.monotonic() + 10
+    while sum(claims) < 2500 and time.monotonic() < deadline:
+        claimed = other.reclaim()
+        if claimed:
+            claims.append(claimed)
+            assert other.reclaim_interval == (0.0 if sum(claims) < 2500 else 0.025)
+            other.delete(other.fetch(1000))  # sent before more is claimed
+    assert claims == [1000, 1000, 500]
+    assert redis_server.client().xlen("dodo-usage") == 0

@@ -510,6 +510,10 @@ class Pipeline:
                     self.outbox, "reclaim_interval", RECLAIM_INTERVAL
                 )
                 taken = self.outbox.reclaim()
+                # A store that claims in steps asks for the next one sooner.
+                self._next_reclaim = now + getattr(
+                    self.outbox, "reclaim_interval", RECLAIM_INTERVAL
+                )
                 if taken:
                     self.taken_over += taken
                     logger.info(

@@ -52,8 +52,6 @@ DEFAULT_STREAM = "dodo-usage"
 DEFAULT_GROUP = "dodo-relays"
 _CHUNK = 500
 """Entries per pipelined round trip when many are written, acknowledged or claimed at once."""
-_MAX_CLAIM_ROUNDS = 100
-"""``XAUTOCLAIM`` calls per :meth:`RedisOutbox.reclaim` (each claims up to 1000 entries)."""
 _RELEASED_IDLE_MS = 10**12
 """Idle time given to entries a consumer releases, so that any consumer may claim them at once."""
 
@@ -240,7 +238,6 @@ class RedisOutbox:
         self._given_consumer = consumer or params.get("consumer")
         self.consumer = self._given_consumer or _consumer_name()
         self.heartbeat_interval = min(10.0, self.claim_idle / 3)
-        self.reclaim_interval = min(30.0, self.claim_idle / 2)
         self._append_script = self._client.register_script(_APPEND)
         self._user: object | None = None
         self._closed = False
@@ -277,6 +274,8 @@ class RedisOutbox:
         self._unsettled_acks: list[int] = []
         """Positions acknowledged by the API whose ``XACK`` failed: retried, never re-sent."""
         self._unsettled_burials: list[tuple[list[OutboxRow], dict[str, str]]] = []
+        self._claim_cursor = "0-0"
+        self._claim_more = False
         self._reread = True
         """Read this consumer's own pending entries before new ones (after a start, a claim
         or a failure)."""
@@ -338,31 +337,34 @@ class RedisOutbox:
             self._client.xclaim(self.stream, self.group, self.consumer, 0, ids, justid=True)
 
     def reclaim(self) -> int:
-        """Internal (sender): claim the entries other consumers held for ``claim_idle``
-        seconds or more; return how many."""
-        claimed = 0
-        start: Any = "0-0"
+        """Internal (sender): claim up to a batch (1000) of the entries other consumers held
+        for ``claim_idle`` seconds or more; return how many. When more may wait, the next
+        call comes at the sender's next turn (:attr:`reclaim_interval` is 0 until then), so
+        a consumer never holds more than it is about to send."""
         idle_ms = int(self.claim_idle * 1000)
-        for _ in range(_MAX_CLAIM_ROUNDS):
-            try:
-                reply = self._client.xautoclaim(
-                    self.stream, self.group, self.consumer, idle_ms, start, count=1000
-                )
-            except redis.ResponseError as error:
-                if "NOGROUP" in str(error):
-                    self._ensure_group()
-                    return claimed
+        try:
+            reply = self._client.xautoclaim(
+                self.stream, self.group, self.consumer, idle_ms, self._claim_cursor, count=1000
+            )
+        except redis.ResponseError as error:
+            if "NOGROUP" not in str(error):
                 raise
-            start, ids = reply[0], reply[1]
-            claimed += len(ids)
-            if _text(start) == "0-0":
-                break
+            self._ensure_group()
+            return 0
+        cursor, claimed = _text(reply[0]), len(reply[1])
+        self._claim_cursor = "0-0" if cursor == "0-0" else cursor
+        self._claim_more = cursor != "0-0"
         if claimed:
             self._reread = True
             with self._lock:
                 self.claimed += claimed
                 self.received += claimed
         return claimed
+
+    @property
+    def reclaim_interval(self) -> float:
+        """Internal: seconds until the sender should call :meth:`reclaim` again."""
+        return 0.0 if self._claim_more else min(30.0, self.claim_idle / 2)
 
     def release(self) -> None:
         """Internal: let other consumers claim what this one still holds at once, and leave
