@@ -271,7 +271,12 @@ class Ingestion:
 
     def _settled_after_close(self) -> bool:
         """A flush after ``close()``: True when nothing waits and nothing was dropped by it."""
-        return self.stats.queued == 0 and self._pipeline.lost_at_close == 0
+        pipeline = self._pipeline
+        return (
+            self.stats.queued == 0
+            and pipeline.lost_at_close == 0
+            and not pipeline.unsettled_at_close
+        )
 
     def close(self, timeout: float | None = None) -> None:
         """Flush for at most ``timeout`` seconds (default ``shutdown_timeout``), then stop the

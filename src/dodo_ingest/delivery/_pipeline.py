@@ -144,6 +144,8 @@ class Pipeline:
         self._closed_drops = 0
         self.lost_at_close = 0
         """Events dropped by ``close()`` or tracked after it (a flush after close is False)."""
+        self.unsettled_at_close = False
+        """With a shared outbox: ``close()`` did not see everything tracked settled."""
         self._close_done = threading.Event()
         self._dropped_items: deque[tuple[str, QueuedEvent]] = deque(maxlen=DROP_REPORT_EVENTS)
         self._full_since: float | None = None
@@ -335,8 +337,10 @@ class Pipeline:
             deadline = time.monotonic() + timeout
             waiter = self.flush_waiter()
             self.closed = True
-        if waiter is not None:
-            waiter.wait(timeout)
+        if waiter is not None and not waiter.wait(timeout) and self.shared is not None:
+            # Not seen settled by the group: what was tracked may still be delivered by
+            # another consumer, but a flush after close() cannot say it was.
+            self.unsettled_at_close = True
         self._stop.set()
         self._flush_requested.set()
         self._wakeup.set()
@@ -483,7 +487,7 @@ class Pipeline:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return True
-            chunk = min(remaining, HEARTBEAT_INTERVAL)
+            chunk = min(remaining, getattr(self.outbox, "heartbeat_interval", HEARTBEAT_INTERVAL))
             if wake_on_flush:
                 if self._flush_requested.wait(chunk):
                     self._flush_requested.clear()

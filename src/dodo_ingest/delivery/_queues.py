@@ -282,8 +282,9 @@ class SharedOutboxQueue:
         self.lock = threading.RLock()
         self.unsent = 0
         """Appended since the sender last looked (a hint for batching)."""
-        self.fetched = 0
-        """Entries the last fetch returned (a full batch means more wait)."""
+        self.fetched = 1 << 30 if deliver else 0
+        """Entries the last fetch returned (a full batch means more wait; a consumer reads
+        at once when it starts)."""
         self._waiters = Waiters()
         """Keyed by stream position: fired once the group settled everything up to it."""
         self._unstored: list[Waiter] = []

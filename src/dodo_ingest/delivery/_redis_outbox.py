@@ -14,9 +14,11 @@ when Redis answers again. See ``docs/fleet.md``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -52,6 +54,10 @@ DEFAULT_STREAM = "dodo-usage"
 DEFAULT_GROUP = "dodo-relays"
 _CHUNK = 500
 """Entries per pipelined round trip when many are written, acknowledged or claimed at once."""
+_PRUNE_INTERVAL = 600.0
+"""Least seconds between two looks for consumers that are gone."""
+_GONE_AFTER = 3600.0
+"""Seconds of silence after which a consumer that holds nothing is removed from the group."""
 _RELEASED_IDLE_MS = 10**12
 """Idle time given to entries a consumer releases, so that any consumer may claim them at once."""
 
@@ -61,6 +67,23 @@ return redis.call('XADD', KEYS[1], '*', 'i', ARGV[2], 't', ARGV[3], 'b', ARGV[4]
 """
 """Append one event unless the stream holds ``maxlen`` entries (never trims: an entry leaves the
 stream only once it is acknowledged or dead-lettered)."""
+
+
+_BURY = """
+local kind = redis.call('TYPE', KEYS[2])['ok']
+if kind ~= 'none' and kind ~= 'stream' then
+  return redis.error_reply('WRONGTYPE the dead-letter key ' .. KEYS[2] .. ' holds a ' .. kind)
+end
+for n = 6, #ARGV, 4 do
+  redis.call('XADD', KEYS[2], '*', 'i', ARGV[n + 1], 't', ARGV[n + 2], 'b', ARGV[n + 3],
+             'r', ARGV[2], 's', ARGV[3], 'f', ARGV[4], 'c', ARGV[5])
+  redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[n])
+  redis.call('XDEL', KEYS[1], ARGV[n])
+end
+return 1
+"""
+"""Move entries to the dead-letter stream: each is written there before it leaves the stream,
+and nothing leaves when the dead-letter key cannot take it."""
 
 
 class OutboxFullError(Exception):
@@ -107,17 +130,21 @@ class StreamStatus:
 
 
 _UNSENT = object()
+_INTERRUPTED = object()
+"""The write of this event's batch was interrupted (an exception in the writing thread)."""
 
 
 class _Append:
     """One event a ``track()`` waits to see written (by itself or by the leading thread)."""
 
-    __slots__ = ("done", "reply", "row", "thread")
+    __slots__ = ("done", "lead", "reply", "row", "thread")
 
     def __init__(self, row: OutboxRow) -> None:
         self.row = row
         self.thread = threading.get_ident()
         self.done = threading.Event()
+        self.lead = False
+        """This thread writes the next batch (set under the group lock)."""
         self.reply: Any = _UNSENT
 
 
@@ -141,6 +168,48 @@ def _field(fields: dict[Any, Any], name: str) -> Any:
     return fields.get(name) if value is None else value
 
 
+def _row(fields: dict[Any, Any], position: int) -> tuple[OutboxRow, str]:
+    """The entry as a row, and what is wrong with it ("" when nothing): a relay sends only
+    entries whose body is one JSON object carrying the entry's event id, so that a foreign
+    or broken writer can neither stop a relay nor change a batch around its entry."""
+    raw_id, raw_time, raw_body = _field(fields, "i"), _field(fields, "t"), _field(fields, "b")
+    event_id = "" if raw_id is None else _text(raw_id)
+    body = "" if raw_body is None else _text(raw_body)
+    try:
+        timestamp = float(_text(raw_time))
+    except (TypeError, ValueError):
+        timestamp = float("nan")
+    row = (event_id, timestamp if math.isfinite(timestamp) else 0.0, body, position)
+    if not event_id:
+        return row, "no event id"
+    if not math.isfinite(timestamp):
+        return row, f"no valid timestamp ({raw_time!r})"
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return row, "the body is not JSON"
+    if not isinstance(event, dict) or event.get("event_id") != event_id:
+        return row, "the body is not an event object with the entry's event id"
+    return row, ""
+
+
+def _letter_event(fields: dict[Any, Any]) -> EventInput:
+    """The event of a dead letter, whatever state its body is in."""
+    raw_body = _field(fields, "b")
+    body = "" if raw_body is None else _text(raw_body)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raw_id = _field(fields, "i")
+        data = {
+            "event_id": "" if raw_id is None else _text(raw_id),
+            "metadata": {"raw_body": body[:500]},
+        }
+    return EventInput._restore(data)
+
+
 def _consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -156,13 +225,14 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
 
 
 def _redacted(url: str) -> str:
-    """``url`` without its password (for messages and ``repr``)."""
+    """``url`` without its password and its query (which may hold one), for messages and
+    ``repr``."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        netloc = user + netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
 
 
 class RedisOutbox:
@@ -217,6 +287,7 @@ class RedisOutbox:
             except ValueError as error:
                 raise ConfigurationError(f"invalid Redis URL {self.where!r}: {error}") from None
             self._owns_client = True
+            self._wait_bound = 4 * self._timeout + 1.0
         elif isinstance(url_or_client, redis.Redis):
             self._url = None
             self._timeout = float(timeout)
@@ -224,6 +295,13 @@ class RedisOutbox:
             kwargs = url_or_client.connection_pool.connection_kwargs
             self.where = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
             self._owns_client = False
+            socket_timeout = kwargs.get("socket_timeout")
+            if socket_timeout is None:
+                logger.warning(
+                    "RedisOutbox: the given Redis client has no socket_timeout, so a Redis "
+                    "that stops answering holds track() as long as the client waits; set one"
+                )
+            self._wait_bound = 4 * float(socket_timeout or 5.0) + 1.0
         else:
             raise ConfigurationError(
                 "RedisOutbox needs a redis:// URL or a redis.Redis client, got "
@@ -239,6 +317,7 @@ class RedisOutbox:
         self.consumer = self._given_consumer or _consumer_name()
         self.heartbeat_interval = min(10.0, self.claim_idle / 3)
         self._append_script = self._client.register_script(_APPEND)
+        self._bury_script = self._client.register_script(_BURY)
         self._user: object | None = None
         self._closed = False
         self._reset()
@@ -279,12 +358,18 @@ class RedisOutbox:
         self._reread = True
         """Read this consumer's own pending entries before new ones (after a start, a claim
         or a failure)."""
+        self._consumed = False
+        """This process read from the stream as a consumer (a producer never does)."""
+        self._unreachable = False
+        self._next_prune = 0.0
         self.received = 0
         """Entries this consumer read from the stream for the first time, or claimed."""
         self.claimed = 0
         """Entries claimed from consumers that went silent."""
         self.spilled_total = 0
         """Events kept in memory because Redis could not be reached."""
+        self.malformed = 0
+        """Entries moved to the dead letters unsent because they were not events."""
 
     # --- OutboxBackend: ownership --------------------------------------------------------------
 
@@ -354,12 +439,27 @@ class RedisOutbox:
         cursor, claimed = _text(reply[0]), len(reply[1])
         self._claim_cursor = "0-0" if cursor == "0-0" else cursor
         self._claim_more = cursor != "0-0"
+        if not self._claim_more and time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + _PRUNE_INTERVAL
+            self._prune_consumers()
         if claimed:
             self._reread = True
             with self._lock:
                 self.claimed += claimed
                 self.received += claimed
         return claimed
+
+    def _prune_consumers(self) -> None:
+        """Remove consumers that hold nothing and were silent for ``_GONE_AFTER`` seconds
+        (processes that died without closing), so the group's list stays readable."""
+        for consumer in self._client.xinfo_consumers(self.stream, self.group):
+            name = _text(consumer["name"])
+            if (
+                name != self.consumer
+                and int(consumer["pending"]) == 0
+                and int(consumer["idle"]) > _GONE_AFTER * 1000
+            ):
+                self._client.xgroup_delconsumer(self.stream, self.group, name)
 
     @property
     def reclaim_interval(self) -> float:
@@ -368,7 +468,13 @@ class RedisOutbox:
 
     def release(self) -> None:
         """Internal: let other consumers claim what this one still holds at once, and leave
-        the group when it holds nothing."""
+        the group when it holds nothing. Skipped by a producer that never read, and when
+        Redis was found unreachable (the entries are claimed after ``claim_idle`` then)."""
+        if not self._consumed or self._unreachable:
+            self._held.clear()
+            with self._lock:
+                self._user = None
+            return
         try:
             mine = self._client.xpending_range(
                 self.stream, self.group, "-", "+", 10_000, consumername=self.consumer
@@ -387,6 +493,7 @@ class RedisOutbox:
             if not ids and not self._unsettled_acks and not self._unsettled_burials:
                 self._client.xgroup_delconsumer(self.stream, self.group, self.consumer)
         except redis.RedisError as error:
+            self._unreachable = True
             logger.debug("Redis outbox: release failed (%s)", error)
         self._held.clear()
         with self._lock:
@@ -400,6 +507,7 @@ class RedisOutbox:
         if self._owns_client:
             self._client = self._connect()
             self._append_script = self._client.register_script(_APPEND)
+            self._bury_script = self._client.register_script(_BURY)
         given = self._given_consumer
         self.consumer = f"{given}-{os.getpid()}" if given else _consumer_name()
         self._user = None
@@ -429,17 +537,54 @@ class RedisOutbox:
         try:
             me = _Append(row)
             with self._group_lock:
-                leader = self._leader
+                leading = self._leader is None
                 self._waiting.append(me)
-                if leader is None:
+                if leading:
                     self._leader = me.thread
-            if leader is not None:
-                me.done.wait()  # a leader writes ours (bounded by its socket timeout) ...
-            if me.reply is _UNSENT:
-                self._lead()  # ... or made us the next leader
+                    me.lead = True
+            if not leading:
+                try:
+                    # A leader writes ours, or makes us the next leader.
+                    waited = me.done.wait(self._wait_bound)
+                except BaseException:  # the caller's own signal handler raised
+                    self._leave(me)
+                    raise
+                if not waited:  # the leader is stuck: the sender writes ours later
+                    self._leave(me)
+                    self._spill_one(row, None)
+                    return seq
+            if me.lead:
+                try:
+                    self._lead()
+                except BaseException:
+                    if me.reply is _INTERRUPTED or me.reply is _UNSENT:
+                        with contextlib.suppress(Exception):
+                            self._spill_one(row, None)
+                    raise
             return self._outcome(me)
         finally:
             local.busy = False
+
+    def _leave(self, me: _Append) -> None:
+        """``me`` stops waiting: take it out of line, and pass the lead on if it had it."""
+        following = None
+        with self._group_lock:
+            if me in self._waiting:
+                self._waiting.remove(me)
+            if me.lead and me.reply is _UNSENT:
+                following = self._promote()
+        if following is not None:
+            following.done.set()
+
+    def _promote(self) -> _Append | None:
+        """Give the lead to the first waiting event's thread (under the group lock)."""
+        following = self._waiting[0] if self._waiting else None
+        if following is None:
+            self._leader = None
+        else:
+            following.lead = True
+            self._leader = following.thread
+        return following
 
     def _lead(self) -> None:
         """Write every event waiting now in one round trip; hand over to the next waiter."""
@@ -449,8 +594,7 @@ class RedisOutbox:
             self._write(batch)
         finally:
             with self._group_lock:
-                following = self._waiting[0] if self._waiting else None
-                self._leader = None if following is None else following.thread
+                following = self._promote()
             for waiting in batch:
                 waiting.done.set()
             if following is not None:
@@ -467,23 +611,37 @@ class RedisOutbox:
                     )
                 ]
             else:
-                pipe = self._client.pipeline(transaction=False)
-                for waiting in batch:
-                    event_id, timestamp, body, _ = waiting.row
-                    self._append_script(
-                        keys=[self.stream],
-                        args=[self.maxlen, event_id, repr(timestamp), body],
-                        client=pipe,
-                    )
-                replies = pipe.execute(raise_on_error=False)
-        except Exception as error:
+                replies = self._append_many([waiting.row for waiting in batch])
+        except redis.RedisError as error:
             replies = [error] * len(batch)
+        except BaseException:  # not about Redis: the other threads' events are spilled
+            for waiting in batch:
+                waiting.reply = _INTERRUPTED
+            raise
         for waiting, reply in zip(batch, replies, strict=True):
             waiting.reply = reply
+
+    def _append_many(self, rows: Sequence[OutboxRow]) -> list[Any]:
+        """Append ``rows`` in one pipelined round trip; a reply (entry id, ``None`` when the
+        stream is full, or the error) per row. The script is loaded only when Redis does not
+        know it (a pipeline of ``Script`` calls would ask first, every time)."""
+        sha = self._append_script.sha
+        for _ in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            for event_id, timestamp, body, _ in rows:
+                pipe.evalsha(sha, 1, self.stream, self.maxlen, event_id, repr(timestamp), body)
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+            if not any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+                return replies
+            self._client.script_load(_APPEND)  # Redis restarted, or SCRIPT FLUSH
+        return replies
 
     def _outcome(self, me: _Append) -> int:
         reply = me.reply
         seq = me.row[3]
+        if reply is _INTERRUPTED or reply is _UNSENT:
+            self._spill_one(me.row, None)  # the writing thread was interrupted
+            return seq
         if isinstance(reply, BaseException):
             if not isinstance(reply, redis.RedisError) or (
                 isinstance(reply, redis.ResponseError) and not _transient(reply)
@@ -532,18 +690,16 @@ class RedisOutbox:
         none is left. Producers keep spilling meanwhile, so the order of events holds."""
         while self._spill:
             chunk = list(itertools.islice(self._spill, _CHUNK))
-            pipe = self._client.pipeline(transaction=False)
-            for event_id, timestamp, body, _ in chunk:
-                self._append_script(
-                    keys=[self.stream],
-                    args=[self.maxlen, event_id, repr(timestamp), body],
-                    client=pipe,
-                )
             try:
-                replies = pipe.execute()
+                replies = self._append_many(chunk)
+                failed = next((r for r in replies if isinstance(r, Exception)), None)
+                if failed is not None:
+                    raise failed
             except redis.RedisError as error:
+                self._unreachable = True
                 logger.debug("Redis outbox: spill not written yet (%s)", error)
                 return False
+            self._unreachable = False
             stored = 0
             for reply in replies:
                 if reply is None:  # the stream is full: keep the rest for later
@@ -590,6 +746,18 @@ class RedisOutbox:
     def fetch(self, limit: int) -> list[OutboxRow]:
         """Internal (sender): up to ``limit`` entries for this consumer: those it holds
         already (after a claim or a failure) first, then new ones."""
+        self._consumed = True
+        try:
+            rows = self._fetch(limit)
+        except redis.RedisError as error:
+            # What a read may have taken before failing is read again from our pending list.
+            self._reread = True
+            self._unreachable = isinstance(error, (redis.ConnectionError, redis.TimeoutError))
+            raise
+        self._unreachable = False
+        return rows
+
+    def _fetch(self, limit: int) -> list[OutboxRow]:
         self._retry_settlements()  # raises while Redis fails: nothing is read twice
         rows: list[OutboxRow] = []
         if self._reread:
@@ -604,24 +772,41 @@ class RedisOutbox:
             self._collect(entries, rows)
         return rows
 
+    @property
+    def reachable(self) -> bool:
+        """False after this process's last read or write found Redis unreachable."""
+        return not self._unreachable
+
     def _collect(self, entries: list[tuple[Any, Any]], rows: list[OutboxRow]) -> None:
         gone = []
+        malformed: dict[str, list[OutboxRow]] = {}
+        waiting = self._burials_waiting()
         for entry_id, fields in entries:
             if not fields:  # deleted while held (settled by another consumer meanwhile)
                 gone.append(entry_id)
                 continue
             position = _position(entry_id)
-            rows.append(
-                (
-                    _text(_field(fields, "i")),
-                    float(_field(fields, "t")),
-                    _text(_field(fields, "b")),
-                    position,
-                )
-            )
+            if position in waiting:
+                continue  # refused already; its burial is retried
+            row, problem = _row(fields, position)
+            if problem:
+                malformed.setdefault(problem, []).append(row)
+                continue
+            rows.append(row)
             self._held[position] = None
         if gone:
             self._client.xack(self.stream, self.group, *gone)
+        for problem, bad in malformed.items():
+            with self._lock:
+                self.malformed += len(bad)
+            logger.error(
+                "Redis outbox %s: %d malformed entr%s moved to the dead letters (%s)",
+                self.where,
+                len(bad),
+                "y" if len(bad) == 1 else "ies",
+                problem,
+            )
+            self.bury(bad, f"malformed entry: {problem}", None)
 
     def _read(self, start: str, count: int) -> list[tuple[Any, Any]]:
         try:
@@ -650,7 +835,7 @@ class RedisOutbox:
         for position in positions:
             self._held.pop(position, None)
         try:
-            self._settle(positions, None)
+            self._settle(positions)
         except redis.RedisError as error:
             logger.warning("Redis outbox: acknowledgement not stored yet (%s)", error)
             self._unsettled_acks.extend(positions)
@@ -670,23 +855,29 @@ class RedisOutbox:
         for row in rows:
             self._held.pop(row[3], None)
         try:
-            self._settle([row[3] for row in rows], (list(rows), burial))
+            self._bury_now(list(rows), burial)
         except redis.RedisError as error:
-            logger.warning("Redis outbox: dead letters not stored yet (%s)", error)
+            logger.error(
+                "Redis outbox %s: %d dead letter(s) not stored yet, kept in the stream and "
+                "tried again (%s)",
+                self.where,
+                len(rows),
+                error,
+            )
             self._unsettled_burials.append((list(rows), burial))
-            self._unsettled_acks.extend(row[3] for row in rows)
-            self._reread = True
 
-    def _settle(
-        self, positions: list[int], burial: tuple[list[OutboxRow], dict[str, str]] | None
-    ) -> None:
+    def _bury_now(self, rows: list[OutboxRow], burial: dict[str, str]) -> None:
+        for start in range(0, len(rows), _CHUNK):
+            args: list[Any] = [self.group, burial["r"], burial["s"], burial["f"], burial["c"]]
+            for event_id, timestamp, body, position in rows[start : start + _CHUNK]:
+                args += [_entry_id(position), event_id, repr(timestamp), body]
+            self._bury_script(keys=[self.stream, self.dead_stream], args=args)
+
+    def _burials_waiting(self) -> set[int]:
+        return {row[3] for rows, _ in self._unsettled_burials for row in rows}
+
+    def _settle(self, positions: list[int]) -> None:
         pipe = self._client.pipeline(transaction=True)
-        if burial is not None:
-            rows, fields = burial
-            for event_id, timestamp, body, _ in rows:
-                pipe.xadd(
-                    self.dead_stream, {"i": event_id, "t": repr(timestamp), "b": body, **fields}
-                )
         for start in range(0, len(positions), _CHUNK):
             ids = [_entry_id(position) for position in positions[start : start + _CHUNK]]
             pipe.xack(self.stream, self.group, *ids)
@@ -694,17 +885,22 @@ class RedisOutbox:
         pipe.execute()
 
     def _retry_settlements(self) -> None:
-        """Store the acknowledgements and burials that failed earlier (raise while Redis is
-        still failing)."""
-        while self._unsettled_burials:
-            rows, fields = self._unsettled_burials[0]
-            self._settle([row[3] for row in rows], (rows, fields))
-            self._unsettled_burials.pop(0)
-            buried = {row[3] for row in rows}
-            self._unsettled_acks = [p for p in self._unsettled_acks if p not in buried]
+        """Store the acknowledgements that failed earlier (raise while Redis still fails:
+        nothing is read before they are stored), then try the burials that failed (kept and
+        logged while they still fail, without holding up delivery)."""
         if self._unsettled_acks:
-            self._settle(self._unsettled_acks, None)
+            self._settle(self._unsettled_acks)
             self._unsettled_acks = []
+        if not self._unsettled_burials:
+            return
+        failing = []
+        for rows, burial in self._unsettled_burials:
+            try:
+                self._bury_now(rows, burial)
+            except redis.ResponseError as error:
+                failing.append((rows, burial))
+                logger.debug("dead letters still not stored (%s)", error)
+        self._unsettled_burials = failing
 
     def reread(self) -> None:
         """Internal (sender): read the entries this consumer holds again on the next fetch
@@ -748,7 +944,7 @@ class RedisOutbox:
             status = _text(_field(fields, "s"))
             letters.append(
                 DeadLetter(
-                    EventInput._restore(json.loads(_text(_field(fields, "b")))),
+                    _letter_event(fields),
                     _text(_field(fields, "r")),
                     int(status) if status else None,
                     datetime.fromtimestamp(float(_field(fields, "f")), UTC),
@@ -798,7 +994,11 @@ class RedisOutbox:
         pipe.xinfo_consumers(self.stream, self.group)
         pipe.xrange(self.stream, count=1)
         pipe.time()
-        replies = pipe.execute(raise_on_error=False)
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._unreachable = True
+            raise
         length, dead, groups, consumers, first, now = replies
         if isinstance(length, Exception) or isinstance(dead, Exception):
             raise length if isinstance(length, Exception) else dead

@@ -79,12 +79,13 @@ class Relay:
         """This relay's counters and the stream's state (one round trip to Redis)."""
         delivery = self.ingestion.stats
         pending = lag = dead = None
-        try:
-            status = self.outbox.status()
-        except Exception as error:
-            logger.debug("relay: stream status unavailable (%s)", error)
-        else:
-            pending, lag, dead = status.pending, status.lag, status.dead_letters
+        if self.outbox.reachable:  # else a status would wait out the Redis timeout
+            try:
+                status = self.outbox.status()
+            except Exception as error:
+                logger.debug("relay: stream status unavailable (%s)", error)
+            else:
+                pending, lag, dead = status.pending, status.lag, status.dead_letters
         return RelayStats(
             received=self.outbox.received,
             claimed=self.outbox.claimed,
