@@ -209,12 +209,21 @@ def retry(
 
 
 def _deliver(box: OutboxBackend, client: Any, timeout: float) -> dict[str, int]:
-    """Send what is pending in ``box`` through an :class:`Ingestion` on it."""
-    from ..delivery import Ingestion
+    """Send what is pending in ``box`` through an :class:`Ingestion` on it: for a file, what
+    the file holds; for a Redis stream, everything in it (this process joins the group as one
+    more consumer until the stream is empty or ``timeout`` passes)."""
+    import time
+
+    from ..delivery import Ingestion, SharedOutboxBackend
 
     ingestion = Ingestion(client=client, outbox=box)
     try:
-        ingestion.flush(timeout=timeout)
+        if isinstance(box, SharedOutboxBackend):
+            deadline = time.monotonic() + timeout
+            while box.count_pending() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:
+            ingestion.flush(timeout=timeout)
     finally:
         ingestion.close(timeout=1.0)
     stats = ingestion.stats
