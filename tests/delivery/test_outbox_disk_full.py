@@ -179,15 +179,122 @@ def test_settled_events_are_kept_in_memory_until_the_file_has_room(small_disk):
 
         ballast.unlink()
         # Meanwhile another owner took the last one over and delivered it: its number is
-        # free, and the next event gets it. Only the acknowledged event may be deleted.
+        # free, and another Outbox of the file gives it to a new event. Only the acknowledged
+        # event may be deleted.
         last = rows[-1][3]
         with sqlite3.connect(path) as conn:
             conn.execute("DELETE FROM pending WHERE seq = ?", (last,))
-        assert outbox.append("evt_new", 2.0, _body("evt_new")) == last
+        with Outbox(path) as other:
+            other.register()
+            assert other.append("evt_other", 2.0, _body("evt_other")) == last
+        # This one never gives a number it handed out before to a new event.
+        assert outbox.append("evt_new", 2.0, _body("evt_new")) == last + 1
         assert [row[0] for row in outbox.fetch(10_000)] == [*(row[0] for row in rest), "evt_new"]
-        assert _pending_ids(path) == {row[0] for row in rest} | {"evt_new"}
+        assert _pending_ids(path) == {row[0] for row in rest} | {"evt_other", "evt_new"}
         letters = outbox.dead_letters()
         assert [letter.event.event_id for letter in letters] == [row[0] for row in refused]
         assert {(letter.reason, letter.status_code) for letter in letters} == {
             ("HTTP 400: refused", 400)
         }
+
+
+def test_sequence_numbers_never_go_back_when_the_newest_rows_are_deleted(tmp_path):
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        outbox.register()
+        outbox.append("evt_1", 1.0, _body("evt_1"))
+        second = outbox.append("evt_2", 1.0, _body("evt_2"))
+        outbox.delete(outbox.fetch(10))
+        assert outbox.last_seq() == second  # not 0: a flush may be waiting for that number
+        third = outbox.append("evt_3", 1.0, _body("evt_3"))
+        assert third == second + 1  # not the number of a deleted event again
+        assert outbox.last_seq() == third
+
+
+class PausedTake(Outbox):
+    """Holds the sender once, right after its ``take()`` read :meth:`last_seq`, until another
+    thread reads :meth:`last_seq` (as ``flush()`` does)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.in_sender: Any = lambda: False
+        self.armed = False
+        self.read = threading.Event()
+        self.resume = threading.Event()
+
+    def last_seq(self) -> int:
+        seq = super().last_seq()
+        if self.in_sender():
+            if self.armed:
+                self.armed = False
+                self.read.set()
+                self.resume.wait(10)
+        elif self.read.is_set():
+            self.resume.set()
+        return seq
+
+
+def test_a_flush_returns_when_its_event_went_out_in_a_batch_taken_before_it(tmp_path):
+    # The sender reads last_seq() (1), then an event is appended (2) and a flush waits for
+    # 2; the batch holds both, but is settled through 1 only. Once both are deleted, the
+    # next batch must still be settled through 2, or the flush waits until it times out.
+    outbox = PausedTake(tmp_path / "outbox.db")
+    with (
+        Sink(accept_all) as sink,
+        Ingestion(
+            api_key=API_KEY,
+            base_url=sink.base_url,
+            event_name="e",
+            outbox=outbox,
+            flush_interval=60,
+        ) as ingestion,
+    ):
+        outbox.in_sender = ingestion._pipeline.in_sender
+        first = ingestion.track("cus_1")  # starts the sender, which waits for a flush
+        outbox.armed = True
+        assert not ingestion.flush(0)  # wakes it: it reads last_seq() and is held there
+        assert outbox.read.wait(10)
+        second = ingestion.track("cus_1")
+        assert ingestion.flush(10)  # its last_seq() lets the sender go on
+        assert Counter(sink.event_ids()) == Counter([first, second])
+        assert ingestion.stats.delivered == 2
+    outbox.close()
+
+
+class PassiveStopsShort:
+    """The sender's connection, where a reader of an older snapshot and a new event come
+    along while the passive checkpoint runs (as ``track()`` may in another thread)."""
+
+    def __init__(self, outbox: Outbox, conn: sqlite3.Connection) -> None:
+        self.outbox = outbox
+        self.conn = conn
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql != "PRAGMA wal_checkpoint(PASSIVE)":
+            return self.conn.execute(sql, *args)
+        reader = sqlite3.connect(self.outbox.path, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM pending").fetchone()
+            self.outbox.append("evt_late", 1.0, _body("evt_late"))  # after the reader's snapshot
+            cursor = self.conn.execute(sql, *args)  # folds in the frames up to that snapshot
+            reader.execute("COMMIT")
+        finally:
+            reader.close()
+        return cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+def test_a_log_that_must_shrink_is_truncated_when_the_passive_checkpoint_stops_short(tmp_path):
+    path = tmp_path / "outbox.db"
+    with Outbox(path) as outbox:
+        outbox.register()
+        for i in range(50):
+            outbox.append(f"evt_{i}", 1.0, _body(f"evt_{i}"))
+        outbox._shrink_wal = True  # as after a write that failed (disk full)
+        outbox._sender_conn = PassiveStopsShort(outbox, outbox._sender())  # type: ignore[assignment]
+        assert os.path.getsize(f"{path}-wal") > 50 * 4096
+        outbox.checkpoint()
+        assert os.path.getsize(f"{path}-wal") == 0  # not left at its size until the next try
+        assert outbox.count_pending() == 51

@@ -241,6 +241,9 @@ class Outbox:
         burial failed (disk full...). Never fetched again; written when the file allows."""
         self._shrink_wal = False
         """A write failed: once the log can be folded in, truncate it to give the space back."""
+        self._seq_high = 0
+        """Highest sequence number this object appended or saw pending (guarded by the lock):
+        :meth:`last_seq` never answers less, and :meth:`append` numbers events past it."""
         self._migrated = False
         with self._lock:
             self._conn.executescript(_SCHEMA)
@@ -408,24 +411,40 @@ class Outbox:
     def append(self, event_id: str, timestamp: float, body: str) -> int:
         """Internal: store one event and commit; return its sequence number.
 
-        Raises :class:`sqlite3.Error` when the file cannot be written (disk full...).
+        The number is higher than any this object appended or answered from
+        :meth:`last_seq`, even once those rows are gone: SQLite alone would give the numbers
+        of deleted rows again, and a flush waiting for a number would then be woken by a batch
+        that did not hold the new event. Raises :class:`sqlite3.Error` when the file cannot be
+        written (disk full...).
         """
         with self._lock:
             try:
+                # One statement, so it writes under the write lock and commits by itself.
                 cursor = self._conn.execute(
-                    "INSERT INTO pending (owner, event_id, ts, body) VALUES (?, ?, ?, ?)",
-                    (self._owner, event_id, timestamp, body),
+                    "INSERT INTO pending (seq, owner, event_id, ts, body) VALUES "
+                    "(max(coalesce((SELECT max(seq) FROM pending), 0), ?) + 1, ?, ?, ?, ?)",
+                    (self._seq_high, self._owner, event_id, timestamp, body),
                 )
             except sqlite3.Error:
                 self._shrink_wal = True
                 raise
-            return cursor.lastrowid  # type: ignore[return-value]
+            seq = int(cursor.lastrowid)  # type: ignore[arg-type]
+            self._seq_high = max(self._seq_high, seq)
+            return seq
 
     def last_seq(self) -> int:
-        """Internal: the highest sequence number pending in the file (0 when none is)."""
+        """Internal: the highest sequence number pending in the file, or appended or answered
+        here before if higher (0 when none ever was).
+
+        It never goes down when rows are deleted: the pipeline fires a flush waiting for
+        number ``n`` once a short batch was taken with ``last_seq() >= n``, and a batch may
+        hold events appended after its ``last_seq()`` was read; once they are delivered and
+        deleted, a lower answer would leave that flush waiting for good.
+        """
         with self._lock:
             row = self._conn.execute("SELECT max(seq) FROM pending").fetchone()
-        return int(row[0] or 0)
+            self._seq_high = max(self._seq_high, int(row[0] or 0))
+            return self._seq_high
 
     def has_other_pending(self) -> bool:
         """Internal: True when events not owned by this pipeline wait in the file."""
@@ -605,7 +624,8 @@ class Outbox:
 
         Commits do not checkpoint until the log passes :data:`WAL_LIMIT`, so that no
         ``track()`` pays for it; a passive checkpoint does not block writers. A log longer
-        than that, or one that grew while a write failed, is truncated once folded in.
+        than that, or one that grew while a write failed, is then folded in to its end and
+        truncated under the lock, where the writers of this process cannot add to it.
         """
         now = time.monotonic()
         if now - self._last_checkpoint >= _CHECKPOINT_INTERVAL:
@@ -615,11 +635,15 @@ class Outbox:
         self._last_checkpoint = time.monotonic()
         conn = self._sender()
         try:
-            busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if busy or done < frames:
+            busy = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]
+            if busy:  # another connection is checkpointing
                 return
             if not self._shrink_wal and _wal_size(self.path) <= WAL_LIMIT:
                 return
+            # Not only when the passive one folded in every frame: track() in this process
+            # may add frames all the while, and the log would keep its size until the next
+            # try. TRUNCATE folds in the few added meanwhile; readers of other processes
+            # make it give up at once (busy), and it is tried again later.
             with self._lock:  # writers of this process wait on the lock, not on SQLite
                 conn.execute("PRAGMA busy_timeout = 0")  # nor this on other processes
                 try:
