@@ -51,7 +51,9 @@ class OutboxBackend(Protocol):
         """Store one encoded event durably; return its ``seq``. Raise on a store error."""
 
     def last_seq(self) -> int:
-        """The highest ``seq`` pending in the store, any owner's (0 when none)."""
+        """The highest ``seq`` pending in the store, any owner's, or handed out by this
+        object before if higher (0 when none ever was): it never goes down, and a ``seq`` it
+        answered is never given to a new event."""
 
     def has_other_pending(self) -> bool:
         """True when events of other owners wait (maybe orphans to take over)."""

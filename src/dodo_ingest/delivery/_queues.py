@@ -238,7 +238,9 @@ class OutboxQueue:
         # last row is settled; a short read means nothing else of ours was pending up to the
         # highest sequence number in the file when the batch was taken.
         if drained:
-            self._waiters.fire_through(self._last_seq_at_take)
+            # The batch may hold events appended after last_seq() was read: they count too.
+            last = max(self._last_seq_at_take, items[-1].seq if items else 0)
+            self._waiters.fire_through(last)
         elif items:
             self._waiters.fire_through(items[-1].seq)
 
