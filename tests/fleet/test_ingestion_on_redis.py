@@ -193,12 +193,16 @@ def test_a_full_stream_drops_and_counts(redis_server):
 
 
 def test_refused_events_become_dead_letters_in_redis(redis_server):
+    reported: list[tuple[BaseException, list[str]]] = []
     with DevServer() as server:
         with Ingestion(
             outbox=redis_server.url,
             api_key=API_KEY,
             base_url=server.base_url,
             event_name="e",
+            on_error=lambda error, events: reported.append(
+                (error, [event.event_id for event in events])
+            ),
             **FAST_RETRIES,
         ) as ingestion:
             good = ingestion.track("cus_1")
@@ -216,7 +220,10 @@ def test_refused_events_become_dead_letters_in_redis(redis_server):
             [letter] = ingestion.dead_letters()
             assert letter.event.event_id == "evt_bad"
             assert letter.status_code in (400, 422)
+            assert len(letter.event.metadata["k"]) == 600  # as stored, though over the limit
         assert server.event_ids() == [good]
+        # on_error heard of it with its event, though the event breaks the limits.
+        assert [ids for _, ids in reported] == [["evt_bad"]]
 
 
 def test_an_entry_older_than_max_event_age_is_dead_lettered_unsent(redis_server, server):

@@ -703,5 +703,6 @@ def _bury(conn: sqlite3.Connection, pairs: Sequence[Pair], burial: Burial) -> No
 
 
 def event_from_json(body: str) -> EventInput:
-    """Rebuild the :class:`EventInput` of a stored JSON event."""
-    return EventInput.from_dict(json.loads(body))
+    """Rebuild the :class:`EventInput` of a stored JSON event, as it was stored (an event the
+    API refused may break its limits, and must still be reported and listed)."""
+    return EventInput._restore(json.loads(body))
