@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         Transport,
         install_signal_handlers,
     )
+    from .gate import CreditGate, InsufficientCreditsError
 
 # Public names resolve on first use, so that ``import dodo_ingest`` stays cheap (it matters
 # for serverless cold starts): the HTTP stack is imported only when a client is needed.
@@ -75,6 +76,8 @@ _LAZY: dict[str, str] = {
     "Relay": "dodo_ingest.delivery",
     "install_signal_handlers": "dodo_ingest.delivery",
     "LLMTracker": "dodo_ingest.blueprints.llm",
+    "CreditGate": "dodo_ingest.gate",
+    "InsufficientCreditsError": "dodo_ingest.gate",
     "APIConnectionError": "dodo_ingest.client",
     "APIStatusError": "dodo_ingest.client",
     "APITimeoutError": "dodo_ingest.client",
@@ -118,6 +121,7 @@ __all__ = [
     "ConflictError",
     "CreditBalance",
     "CreditEntitlement",
+    "CreditGate",
     "CreditLedgerEntry",
     "DeadLetter",
     "DeliveryError",
@@ -132,6 +136,7 @@ __all__ = [
     "FilterCondition",
     "IngestResult",
     "Ingestion",
+    "InsufficientCreditsError",
     "InternalServerError",
     "LLMTracker",
     "Meter",

@@ -802,6 +802,11 @@ class Credits:
         )
         return CreditLedgerEntry.from_dict(self._client.send(request))
 
+    def entitlement(self, credit_entitlement_id: str) -> CreditEntitlement:
+        """One credit entitlement, with its overage and rollover settings."""
+        request = rq.entitlement_request(credit_entitlement_id)
+        return CreditEntitlement.from_dict(self._client.send(request))
+
     def balance(self, credit_entitlement_id: str, customer_id: str) -> CreditBalance:
         """A customer's balance of one entitlement (``NotFoundError`` if it has none)."""
         request = rq.balance_request(credit_entitlement_id, customer_id)
@@ -881,6 +886,11 @@ class AsyncCredits:
             idempotency_key=idempotency_key,
         )
         return CreditLedgerEntry.from_dict(await self._client.send(request))
+
+    async def entitlement(self, credit_entitlement_id: str) -> CreditEntitlement:
+        """Async :meth:`Credits.entitlement`."""
+        request = rq.entitlement_request(credit_entitlement_id)
+        return CreditEntitlement.from_dict(await self._client.send(request))
 
     async def balance(self, credit_entitlement_id: str, customer_id: str) -> CreditBalance:
         """Async :meth:`Credits.balance`."""

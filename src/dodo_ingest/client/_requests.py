@@ -276,6 +276,13 @@ def _balances_path(credit_entitlement_id: str, customer_id: str | None = None) -
     return path
 
 
+def entitlement_request(credit_entitlement_id: str) -> APIRequest:
+    """``GET /credit-entitlements/{id}``."""
+    return APIRequest(
+        "GET", f"/credit-entitlements/{_segment(credit_entitlement_id, 'credit_entitlement_id')}"
+    )
+
+
 def balance_request(credit_entitlement_id: str, customer_id: str) -> APIRequest:
     """``GET /credit-entitlements/{id}/balances/{customer_id}``."""
     return APIRequest("GET", _balances_path(credit_entitlement_id, customer_id))

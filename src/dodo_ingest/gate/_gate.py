@@ -1,0 +1,519 @@
+"""``CreditGate``: reserve a customer's credits before the work, settle the real cost after."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from types import TracebackType
+from typing import Any, Literal
+
+from ..client import (
+    APIConnectionError,
+    APIStatusError,
+    AsyncDodoClient,
+    ConfigurationError,
+    CreditBalance,
+    CreditEntitlement,
+    DodoClient,
+    NotFoundError,
+)
+from ._errors import CreditCheckUnavailableError, InsufficientCreditsError
+from ._store import MemoryStore, ReservationStore, Snapshot
+
+__all__ = ["CreditGate", "GateStats", "Hold"]
+
+logger = logging.getLogger("dodo_ingest")
+
+INFINITY = Decimal("Infinity")
+ENTITLEMENT_REFRESH = 60.0
+"""Seconds an entitlement's overage settings are reused before they are read again."""
+
+
+@dataclass(frozen=True)
+class GateStats:
+    """Counters of one :class:`CreditGate` in this process.
+
+    - ``admitted`` / ``refused``: reservations granted, and refused for want of credits;
+    - ``balance_reads``: balances read from the API (each cached ``refresh_interval`` s);
+    - ``unavailable_allowed`` / ``unavailable_denied``: reservations decided by
+      ``on_unavailable`` because the balance (or the store) could not be read.
+    """
+
+    admitted: int
+    refused: int
+    balance_reads: int
+    unavailable_allowed: int
+    unavailable_denied: int
+
+
+def _decimal(name: str, value: object) -> Decimal:
+    """``value`` as a finite ``Decimal`` >= 0, or a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, str, float)):
+        raise ValueError(f"{name} must be a Decimal, int or decimal string, got {value!r}")
+    try:
+        amount = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"{name} must be a decimal number, got {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"{name} must be a finite amount >= 0, got {value!r}")
+    return amount
+
+
+def _seconds(name: str, value: object, *, minimum: float = 0.0) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < minimum
+    ):
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds >= {minimum:g}, got {value!r}"
+        )
+    return float(value)
+
+
+def headroom_of(balance: CreditBalance | None, entitlement: CreditEntitlement) -> Decimal:
+    """What a customer may still use: the balance, plus what the entitlement's overage allows
+    beyond it (``Infinity`` for unlimited overage). A customer with no balance has 0."""
+    left = balance.balance if balance is not None else Decimal(0)
+    used_over = balance.overage if balance is not None else Decimal(0)
+    if not entitlement.overage_enabled:
+        return left
+    if entitlement.overage_limit is None:
+        return INFINITY
+    return left + max(entitlement.overage_limit - used_over, Decimal(0))
+
+
+class Hold:
+    """Credits held for one piece of work, from :meth:`CreditGate.reserve` until released.
+
+    Use it as a context manager (``with``, or ``async with`` from :meth:`CreditGate.areserve`):
+    leaving the block releases the hold and records the cost as usage the API has yet to
+    deduct: the amount given to :meth:`settle`, else the reserved estimate. :meth:`cancel`
+    records nothing (the work did not happen). Releasing never raises: a store that cannot be
+    reached is logged, and the hold ends with its lease.
+    """
+
+    def __init__(self, gate: CreditGate, customer_id: str, hold_id: str, amount: Decimal) -> None:
+        self.customer_id = customer_id
+        self.amount = amount
+        """The amount reserved."""
+        self.actual: Decimal | None = None
+        """The cost given to :meth:`settle` (``None`` until then)."""
+        self._gate = gate
+        self._hold_id = hold_id
+        self._released = False
+
+    def settle(self, actual: Decimal | int | str) -> None:
+        """Record the real cost of the work (may exceed the reserved amount); it is what the
+        release counts until the API's balance reflects it."""
+        self.actual = _decimal("actual", actual)
+
+    def cancel(self) -> None:
+        """Release the hold now without recording usage (the work was not done)."""
+        self.actual = Decimal(0)
+        self.release()
+
+    def release(self) -> None:
+        """Release now (idempotent): the settled cost, or the estimate, counts as usage."""
+        if self._released:
+            return
+        self._released = True
+        usage = self.amount if self.actual is None else self.actual
+        self._gate._release(self.customer_id, self._hold_id, usage)
+
+    def __enter__(self) -> Hold:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    async def __aenter__(self) -> Hold:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "held"
+        return f"Hold(customer_id={self.customer_id!r}, amount={self.amount}, {state})"
+
+
+class _AsyncReservation:
+    """What :meth:`CreditGate.areserve` returns: ``async with`` it, or ``await`` it for the
+    :class:`Hold`."""
+
+    def __init__(self, gate: CreditGate, customer_id: str, amount: Decimal) -> None:
+        self._gate = gate
+        self._customer_id = customer_id
+        self._amount = amount
+        self._hold: Hold | None = None
+
+    def __await__(self) -> Generator[Any, None, Hold]:
+        return self._gate._areserve(self._customer_id, self._amount).__await__()
+
+    async def __aenter__(self) -> Hold:
+        self._hold = await self._gate._areserve(self._customer_id, self._amount)
+        return self._hold
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._hold is not None:
+            self._hold.release()
+
+
+class CreditGate:
+    """Refuse work a customer cannot pay for, before it starts.
+
+    ``reserve(customer_id, amount)`` checks what the customer has left and holds ``amount``
+    for the work, or raises :class:`InsufficientCreditsError` (HTTP 402) and nothing is done.
+    What is *available* is the balance the billing API reported (plus what the entitlement's
+    overage allows), minus the holds of work in progress, minus the usage settled by finished
+    work that the API has not deducted yet. Concurrent reservations never admit more than
+    that in total: each is one atomic step of the ``store`` (this process by default; a
+    Redis store shares holds and usage with a fleet).
+
+    - ``client``: a :class:`DodoClient` (or :class:`AsyncDodoClient` for :meth:`areserve`).
+    - ``refresh_interval``: how old (seconds) a cached balance may be; a fresh one is used
+      without a request.
+    - ``on_unavailable``: when the balance (or the store) cannot be read, ``"allow"`` admits
+      on the last balance known (or unchecked when there is none) and ``"deny"`` raises
+      :class:`CreditCheckUnavailableError` (HTTP 503); either way it is counted and logged.
+    - ``ingestion_lag``: seconds the API may take to deduct usage after it was recorded
+      here; settled usage counts against the balance until a balance read that much later.
+    - ``lease``: seconds a hold lasts at most (a holder that died stops counting then).
+
+    Amounts are ``Decimal`` in the entitlement's unit (credits, or the currency).
+    See ``docs/credit-gate.md``.
+    """
+
+    def __init__(
+        self,
+        client: DodoClient | AsyncDodoClient,
+        credit_entitlement_id: str,
+        *,
+        refresh_interval: float = 5.0,
+        store: ReservationStore | None = None,
+        on_unavailable: Literal["allow", "deny"] = "allow",
+        ingestion_lag: float = 30.0,
+        lease: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(client, (DodoClient, AsyncDodoClient)):
+            raise ConfigurationError(
+                f"client must be a DodoClient or AsyncDodoClient, got {type(client).__name__}"
+            )
+        if type(credit_entitlement_id) is not str or not credit_entitlement_id:
+            raise ConfigurationError(
+                f"credit_entitlement_id must be a non-empty string, got {credit_entitlement_id!r}"
+            )
+        if on_unavailable not in ("allow", "deny"):
+            raise ConfigurationError(
+                f"on_unavailable must be 'allow' or 'deny', got {on_unavailable!r}"
+            )
+        if store is not None and not isinstance(store, ReservationStore):
+            raise ConfigurationError(f"store must be a ReservationStore, got {store!r}")
+        self.client = client
+        self.credit_entitlement_id = credit_entitlement_id
+        self.refresh_interval = _seconds("refresh_interval", refresh_interval)
+        self.ingestion_lag = _seconds("ingestion_lag", ingestion_lag)
+        self.lease = _seconds("lease", lease, minimum=1.0)
+        self.on_unavailable = on_unavailable
+        self.store: ReservationStore = store if store is not None else MemoryStore()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._fetching: dict[str, threading.Lock] = {}
+        self._entitlement: CreditEntitlement | None = None
+        self._entitlement_at = -math.inf
+        self._admitted = 0
+        self._refused = 0
+        self._reads = 0
+        self._allowed_blind = 0
+        self._denied_blind = 0
+        self._failing = False
+
+    # --- the public surface --------------------------------------------------------------
+
+    def reserve(self, customer_id: str, amount: Decimal | int | str) -> Hold:
+        """Hold ``amount`` for ``customer_id``'s work; raise :class:`InsufficientCreditsError`
+        when it is not available (nothing held). Use the :class:`Hold` in a ``with`` block.
+
+        Reads the balance only when the cached one is older than ``refresh_interval``.
+        """
+        amount = _decimal("amount", amount)
+        snapshot = self._snapshot(customer_id)
+        return self._hold(customer_id, amount, snapshot)
+
+    def areserve(self, customer_id: str, amount: Decimal | int | str) -> _AsyncReservation:
+        """:meth:`reserve` for asyncio code: ``async with gate.areserve(...) as hold`` (or
+        ``hold = await gate.areserve(...)``); never blocks the event loop on the API."""
+        return _AsyncReservation(self, customer_id, _decimal("amount", amount))
+
+    def available(self, customer_id: str) -> Decimal:
+        """What ``customer_id`` can still reserve now (``Infinity`` with unlimited overage,
+        or when the balance cannot be read and ``on_unavailable`` is ``"allow"``)."""
+        snapshot = self._snapshot(customer_id)
+        return self._available(customer_id, snapshot)
+
+    async def aavailable(self, customer_id: str) -> Decimal:
+        """:meth:`available` for asyncio code."""
+        snapshot = await self._asnapshot(customer_id)
+        return self._available(customer_id, snapshot)
+
+    def would_fit(self, customer_id: str, amount: Decimal | int | str) -> bool:
+        """True when ``amount`` is available now, without reserving it: ask before choosing a
+        path (a cheaper model, a relax mode) rather than refusing."""
+        return self.available(customer_id) >= _decimal("amount", amount)
+
+    async def awould_fit(self, customer_id: str, amount: Decimal | int | str) -> bool:
+        """:meth:`would_fit` for asyncio code."""
+        return await self.aavailable(customer_id) >= _decimal("amount", amount)
+
+    @property
+    def stats(self) -> GateStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            return GateStats(
+                admitted=self._admitted,
+                refused=self._refused,
+                balance_reads=self._reads,
+                unavailable_allowed=self._allowed_blind,
+                unavailable_denied=self._denied_blind,
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"CreditGate(credit_entitlement_id={self.credit_entitlement_id!r}, "
+            f"store={type(self.store).__name__})"
+        )
+
+    # --- reservations ----------------------------------------------------------------------
+
+    def _key(self, customer_id: str) -> str:
+        return f"{self.credit_entitlement_id}:{customer_id}"
+
+    def _hold(self, customer_id: str, amount: Decimal, snapshot: Snapshot | None) -> Hold:
+        now = self._clock()
+        hold_id = uuid.uuid4().hex
+        if snapshot is None:  # balance unknown, on_unavailable="allow": held, unchecked
+            headroom, reflected_before = INFINITY, now - self.ingestion_lag
+        else:
+            headroom = snapshot.headroom
+            reflected_before = snapshot.fetched_at - self.ingestion_lag
+        try:
+            reservation = self.store.reserve(
+                self._key(customer_id),
+                hold_id,
+                amount,
+                headroom=headroom,
+                reflected_before=reflected_before,
+                expires_at=now + self.lease,
+                now=now,
+            )
+        except Exception as error:  # the store is unreachable
+            self._blind(customer_id, error)  # raises when denying
+            return _DetachedHold(self, customer_id, hold_id, amount)
+        if not reservation.admitted:
+            with self._lock:
+                self._refused += 1
+            raise InsufficientCreditsError(customer_id, amount, reservation.available)
+        with self._lock:
+            self._admitted += 1
+        return Hold(self, customer_id, hold_id, amount)
+
+    async def _areserve(self, customer_id: str, amount: Decimal) -> Hold:
+        snapshot = await self._asnapshot(customer_id)
+        return self._hold(customer_id, amount, snapshot)
+
+    def _release(self, customer_id: str, hold_id: str, usage: Decimal) -> None:
+        try:
+            self.store.release(self._key(customer_id), hold_id, usage, now=self._clock())
+        except Exception as error:
+            logger.warning(
+                "credit gate: could not release a hold of %s (%s); it ends with its lease",
+                customer_id,
+                error,
+            )
+
+    def _available(self, customer_id: str, snapshot: Snapshot | None) -> Decimal:
+        if snapshot is None:
+            return INFINITY
+        try:
+            outstanding = self.store.outstanding(
+                self._key(customer_id),
+                reflected_before=snapshot.fetched_at - self.ingestion_lag,
+                now=self._clock(),
+            )
+        except Exception as error:
+            self._blind(customer_id, error)
+            return snapshot.headroom
+        return snapshot.headroom - outstanding
+
+    # --- balances ----------------------------------------------------------------------------
+
+    def _fresh(self, customer_id: str) -> Snapshot | None:
+        try:
+            snapshot = self.store.snapshot(self._key(customer_id))
+        except Exception:
+            return None
+        if snapshot is not None and self._clock() - snapshot.fetched_at < self.refresh_interval:
+            return snapshot
+        return None
+
+    def _snapshot(self, customer_id: str) -> Snapshot | None:
+        """A balance younger than ``refresh_interval``: cached, or read now (one read per
+        customer at a time in this process). ``None``: unknown, and allowed unchecked."""
+        cached = self._fresh(customer_id)
+        if cached is not None:
+            return cached
+        if isinstance(self.client, AsyncDodoClient):
+            raise ConfigurationError(
+                "this CreditGate has an AsyncDodoClient: use areserve(), aavailable() and "
+                "awould_fit() (or give it a DodoClient)"
+            )
+        with self._lock:
+            fetching = self._fetching.setdefault(customer_id, threading.Lock())
+        with fetching:
+            cached = self._fresh(customer_id)  # another thread read it meanwhile
+            if cached is not None:
+                return cached
+            started = self._clock()
+            try:
+                entitlement = self._entitlement_sync()
+                balance = self._balance_sync(customer_id)
+            except (APIConnectionError, APIStatusError) as error:
+                return self._unavailable(customer_id, error)
+            return self._save(customer_id, balance, entitlement, started)
+
+    async def _asnapshot(self, customer_id: str) -> Snapshot | None:
+        cached = self._fresh(customer_id)
+        if cached is not None:
+            return cached
+        started = self._clock()
+        try:
+            if isinstance(self.client, AsyncDodoClient):
+                entitlement = await self._entitlement_async()
+                balance = await self._balance_async(customer_id)
+            else:
+                entitlement, balance = await asyncio.to_thread(self._read_sync, customer_id)
+        except (APIConnectionError, APIStatusError) as error:
+            return self._unavailable(customer_id, error)
+        return self._save(customer_id, balance, entitlement, started)
+
+    def _read_sync(self, customer_id: str) -> tuple[CreditEntitlement, CreditBalance | None]:
+        return self._entitlement_sync(), self._balance_sync(customer_id)
+
+    def _save(
+        self,
+        customer_id: str,
+        balance: CreditBalance | None,
+        entitlement: CreditEntitlement,
+        started: float,
+    ) -> Snapshot:
+        # Read time = when the request started: usage recorded after that may be missing
+        # from the answer, so it still counts (the safe side).
+        snapshot = Snapshot(
+            balance=balance.balance if balance is not None else Decimal(0),
+            overage=balance.overage if balance is not None else Decimal(0),
+            headroom=headroom_of(balance, entitlement),
+            fetched_at=started,
+        )
+        with self._lock:
+            self._reads += 1
+            recovered, self._failing = self._failing, False
+        if recovered:
+            logger.warning("credit gate: balances can be read again")
+        try:
+            self.store.save_snapshot(self._key(customer_id), snapshot)
+        except Exception as error:
+            logger.debug("credit gate: could not store a balance (%s)", error)
+        return snapshot
+
+    def _entitlement_sync(self) -> CreditEntitlement:
+        entitlement = self._entitlement
+        if entitlement is None or self._clock() - self._entitlement_at >= ENTITLEMENT_REFRESH:
+            assert isinstance(self.client, DodoClient)
+            entitlement = self.client.credits.entitlement(self.credit_entitlement_id)
+            self._entitlement, self._entitlement_at = entitlement, self._clock()
+        return entitlement
+
+    async def _entitlement_async(self) -> CreditEntitlement:
+        entitlement = self._entitlement
+        if entitlement is None or self._clock() - self._entitlement_at >= ENTITLEMENT_REFRESH:
+            assert isinstance(self.client, AsyncDodoClient)
+            entitlement = await self.client.credits.entitlement(self.credit_entitlement_id)
+            self._entitlement, self._entitlement_at = entitlement, self._clock()
+        return entitlement
+
+    def _balance_sync(self, customer_id: str) -> CreditBalance | None:
+        assert isinstance(self.client, DodoClient)
+        try:
+            return self.client.credits.balance(self.credit_entitlement_id, customer_id)
+        except NotFoundError:
+            return None  # no balance yet: nothing to spend
+
+    async def _balance_async(self, customer_id: str) -> CreditBalance | None:
+        assert isinstance(self.client, AsyncDodoClient)
+        try:
+            return await self.client.credits.balance(self.credit_entitlement_id, customer_id)
+        except NotFoundError:
+            return None
+
+    # --- failure policy ----------------------------------------------------------------------
+
+    def _unavailable(self, customer_id: str, error: BaseException) -> Snapshot | None:
+        """The balance cannot be read: the last one known (allow), or raise (deny)."""
+        self._blind(customer_id, error)
+        try:
+            return self.store.snapshot(self._key(customer_id))
+        except Exception:
+            return None
+
+    def _blind(self, customer_id: str, error: BaseException) -> None:
+        """Count and log a decision taken without a balance; raise when denying."""
+        deny = self.on_unavailable == "deny"
+        with self._lock:
+            if deny:
+                self._denied_blind += 1
+            else:
+                self._allowed_blind += 1
+            first, self._failing = not self._failing, True
+        if first:
+            logger.error(
+                "credit gate: the balance of %s cannot be read (%s); %s",
+                customer_id,
+                error,
+                "refusing work (on_unavailable='deny')"
+                if deny
+                else "admitting on the last balance known (on_unavailable='allow')",
+            )
+        if deny:
+            raise CreditCheckUnavailableError(customer_id, error) from error
+
+
+class _DetachedHold(Hold):
+    """A hold admitted while the store could not be reached: nothing to release there."""
+
+    def release(self) -> None:
+        self._released = True
