@@ -103,7 +103,7 @@ def test_overage_allows_up_to_its_limit(client):
         pass
 
 
-def test_settled_cost_counts_until_the_api_has_had_time_to_deduct_it(client):
+def test_settled_cost_counts_until_the_balance_shows_it_deducted_and_never_twice(client):
     credits = _entitlement(client)
     _grant(client, credits, "cus_1", "10")
     clock = Clock()
@@ -113,15 +113,22 @@ def test_settled_cost_counts_until_the_api_has_had_time_to_deduct_it(client):
     with gate.reserve("cus_1", 4) as hold:
         hold.settle("3")  # the work cost 3, not the 4 reserved
     assert gate.available("cus_1") == Decimal("7")  # the API has not deducted it yet
+    # The API deducts it (here by hand); the next read shows the drop: subtracted once.
+    client.credits.create_ledger_entry(credits, "cus_1", amount="3", entry_type="debit")
+    clock.now += 6
+    assert gate.available("cus_1") == Decimal("7")
     with gate.reserve("cus_1", 2):  # an unsettled hold keeps its estimate
         pass
     assert gate.available("cus_1") == Decimal("5")
-    # The API deducts (here by hand), and a read 30 s later reflects both costs: each is
-    # subtracted once, by the balance.
-    client.credits.create_ledger_entry(credits, "cus_1", amount="5", entry_type="debit")
+    # A grant arrives before the API deducted those 2: the balance rose, nothing is taken
+    # for deducted, the 2 still count.
+    _grant(client, credits, "cus_1", "10")
+    clock.now += 6
+    assert gate.available("cus_1") == Decimal("15")
+    # ingestion_lag later the API must have deducted it: from then on the balance decides.
     clock.now += 31
-    assert gate.available("cus_1") == Decimal("5")
-    assert gate.stats.balance_reads == 2
+    assert gate.available("cus_1") == Decimal("17")
+    assert gate.stats.balance_reads == 4
 
 
 def test_a_fresh_balance_is_used_without_a_request(client, server):

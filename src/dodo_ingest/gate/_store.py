@@ -6,9 +6,12 @@ customer's balance of one entitlement) a store keeps:
 - the last **snapshot** read from the billing API (shared: one read serves every process);
 - the **holds**: amounts reserved by work in progress, each with a lease (a holder that dies
   stops counting when its lease ends);
-- the **usage** settled by finished work and not yet reflected in the API's balance: the API
-  deducts usage asynchronously, so each entry counts until a snapshot read at least
-  ``ingestion_lag`` seconds after it was recorded (then the balance includes it).
+- the **usage** settled by finished work and not yet reflected in the API's balance. The API
+  deducts usage asynchronously, so each entry counts until the balances read show it was
+  deducted: when a newer snapshot is saved, the drop in headroom since the previous one is
+  usage the API deducted in between, and marks as much of the usage recorded before the newer
+  read as reflected, oldest first. Whatever is left stops counting once a snapshot was read
+  ``ingestion_lag`` seconds after it was recorded (the longest the API takes).
 
 :class:`MemoryStore` keeps them in this process; a Redis store shares them with a fleet.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["PRUNE_MARGIN", "MemoryStore", "Reservation", "ReservationStore", "Snapshot"]
 
@@ -59,7 +62,9 @@ class ReservationStore(Protocol):
         """The newest snapshot stored for ``key``, any process's (``None``: none yet)."""
 
     def save_snapshot(self, key: str, snapshot: Snapshot) -> None:
-        """Keep ``snapshot`` unless a newer one is stored."""
+        """Keep ``snapshot`` unless a newer one is stored. When it replaces an older one and
+        both headrooms are finite, the drop in headroom between them marks as much of the
+        usage recorded before ``snapshot.fetched_at`` as reflected, oldest first."""
 
     def reserve(
         self,
@@ -98,7 +103,8 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
         self._holds: dict[str, dict[str, tuple[Decimal, float]]] = {}
-        self._usage: dict[str, list[tuple[float, Decimal]]] = {}
+        self._usage: dict[str, list[list[Any]]] = {}
+        """Per key, ``[recorded_at, amount not yet reflected]`` in the order recorded."""
 
     def snapshot(self, key: str) -> Snapshot | None:
         """See :meth:`ReservationStore.snapshot`."""
@@ -108,8 +114,20 @@ class MemoryStore:
         """See :meth:`ReservationStore.save_snapshot`."""
         with self._lock:
             current = self._snapshots.get(key)
-            if current is None or snapshot.fetched_at >= current.fetched_at:
-                self._snapshots[key] = snapshot
+            if current is not None and snapshot.fetched_at < current.fetched_at:
+                return
+            self._snapshots[key] = snapshot
+            if current is None or not (
+                current.headroom.is_finite() and snapshot.headroom.is_finite()
+            ):
+                return
+            deducted = current.headroom - snapshot.headroom
+            for entry in self._usage.get(key, ()):
+                if deducted <= 0 or entry[0] >= snapshot.fetched_at:
+                    break
+                taken = min(entry[1], deducted)
+                entry[1] -= taken
+                deducted -= taken
 
     def reserve(
         self,
@@ -137,7 +155,7 @@ class MemoryStore:
             if holds is not None:
                 holds.pop(hold_id, None)
             if usage > 0:
-                self._usage.setdefault(key, []).append((now, usage))
+                self._usage.setdefault(key, []).append([now, usage])
 
     def extend(self, key: str, hold_id: str, *, expires_at: float) -> bool:
         """See :meth:`ReservationStore.extend`."""
@@ -164,10 +182,12 @@ class MemoryStore:
             total += sum((amount for amount, _ in holds.values()), Decimal(0))
         usage = self._usage.get(key)
         if usage:
-            # Long reflected in every snapshot still in use: forget it.
-            if usage[0][0] < reflected_before - PRUNE_MARGIN:
+            # Long reflected in every snapshot still in use, or all deducted: forget it.
+            if usage[0][0] < reflected_before - PRUNE_MARGIN or not usage[0][1]:
                 usage = self._usage[key] = [
-                    entry for entry in usage if entry[0] >= reflected_before - PRUNE_MARGIN
+                    entry
+                    for entry in usage
+                    if entry[0] >= reflected_before - PRUNE_MARGIN and entry[1]
                 ]
             total += sum((amount for at, amount in usage if at >= reflected_before), Decimal(0))
         return total
