@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -32,6 +34,19 @@ __all__ = ["CreditGate", "GateStats", "Hold"]
 logger = logging.getLogger("dodo_ingest")
 
 INFINITY = Decimal("Infinity")
+_HOLD_PREFIX = f"{uuid.uuid4().hex[:16]}-"
+"""Hold ids are unique across processes and machines (a random prefix, new in a forked
+child) and cheap (a count)."""
+_hold_numbers = itertools.count()
+
+
+def _new_hold_prefix() -> None:
+    global _HOLD_PREFIX
+    _HOLD_PREFIX = f"{uuid.uuid4().hex[:16]}-"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_hold_prefix)
 ENTITLEMENT_REFRESH = 60.0
 """Seconds an entitlement's overage settings are reused before they are read again."""
 
@@ -55,6 +70,8 @@ class GateStats:
 
 def _decimal(name: str, value: object) -> Decimal:
     """``value`` as a finite ``Decimal`` >= 0, or a ``ValueError`` naming ``name``."""
+    if type(value) is Decimal and value.is_finite() and value >= 0:
+        return value
     if isinstance(value, bool) or not isinstance(value, (Decimal, int, str, float)):
         raise ValueError(f"{name} must be a Decimal, int or decimal string, got {value!r}")
     try:
@@ -64,6 +81,11 @@ def _decimal(name: str, value: object) -> Decimal:
     if not amount.is_finite() or amount < 0:
         raise ValueError(f"{name} must be a finite amount >= 0, got {value!r}")
     return amount
+
+
+def _count_value(counter: itertools.count[int]) -> int:
+    """The next value of a counter, without advancing it (``next()`` on it is atomic)."""
+    return int(repr(counter)[6:-1])
 
 
 def _seconds(name: str, value: object, *, minimum: float = 0.0) -> float:
@@ -246,8 +268,8 @@ class CreditGate:
         self._fetching: dict[str, threading.Lock] = {}
         self._entitlement: CreditEntitlement | None = None
         self._entitlement_at = -math.inf
-        self._admitted = 0
-        self._refused = 0
+        self._admitted = itertools.count()
+        self._refused = itertools.count()
         self._reads = 0
         self._allowed_blind = 0
         self._denied_blind = 0
@@ -295,8 +317,8 @@ class CreditGate:
         """A snapshot of the counters."""
         with self._lock:
             return GateStats(
-                admitted=self._admitted,
-                refused=self._refused,
+                admitted=_count_value(self._admitted),
+                refused=_count_value(self._refused),
                 balance_reads=self._reads,
                 unavailable_allowed=self._allowed_blind,
                 unavailable_denied=self._denied_blind,
@@ -315,7 +337,7 @@ class CreditGate:
 
     def _hold(self, customer_id: str, amount: Decimal, snapshot: Snapshot | None) -> Hold:
         now = self._clock()
-        hold_id = uuid.uuid4().hex
+        hold_id = f"{_HOLD_PREFIX}{next(_hold_numbers)}"
         if snapshot is None:  # balance unknown, on_unavailable="allow": held, unchecked
             headroom, reflected_before = INFINITY, now - self.ingestion_lag
         else:
@@ -334,12 +356,10 @@ class CreditGate:
         except Exception as error:  # the store is unreachable
             self._blind(customer_id, error)  # raises when denying
             return _DetachedHold(self, customer_id, hold_id, amount)
-        if not reservation.admitted:
-            with self._lock:
-                self._refused += 1
-            raise InsufficientCreditsError(customer_id, amount, reservation.available)
-        with self._lock:
-            self._admitted += 1
+        if not reservation[0]:
+            next(self._refused)
+            raise InsufficientCreditsError(customer_id, amount, reservation[1])
+        next(self._admitted)
         return Hold(self, customer_id, hold_id, amount)
 
     async def _areserve(self, customer_id: str, amount: Decimal) -> Hold:

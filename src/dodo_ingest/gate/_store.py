@@ -18,10 +18,12 @@ customer's balance of one entitlement) a store keeps:
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = ["PRUNE_MARGIN", "MemoryStore", "Reservation", "ReservationStore", "Snapshot"]
 
@@ -45,8 +47,7 @@ class Snapshot:
     fetched_at: float
 
 
-@dataclass(frozen=True)
-class Reservation:
+class Reservation(NamedTuple):
     """The answer of :meth:`ReservationStore.reserve`: ``admitted``, and what was available
     before the amount was taken (``headroom`` minus holds and unreflected usage)."""
 
@@ -92,42 +93,110 @@ class ReservationStore(Protocol):
         """Live holds plus the usage recorded at or after ``reflected_before``."""
 
 
-class MemoryStore:
-    """A :class:`ReservationStore` for one process: dictionaries under one lock.
+class _Ledger:
+    """One key's holds and unreflected usage, with running totals (no scan per call).
 
-    Expired holds and usage older than every snapshot that could still need it are dropped as
-    they are met, so memory stays proportional to the work in progress.
+    Usage is kept as recording times (sorted) with cumulative amounts; deductions seen in the
+    balance consume it oldest first, as one running ``consumed`` amount. The usage recorded
+    at or after a time ``t`` still unreflected is then
+    ``max(0, cumulative[-1] - max(cumulative before t, consumed))``: a bisection.
+    """
+
+    __slots__ = ("consumed", "cumulative", "expiries", "held", "holds", "snapshot", "times")
+
+    def __init__(self) -> None:
+        self.snapshot: Snapshot | None = None
+        self.holds: dict[str, tuple[Decimal, float]] = {}
+        self.held = Decimal(0)
+        self.expiries: list[tuple[float, str]] = []
+        """A heap of ``(expires_at, hold_id)``; entries of moved or ended holds are stale."""
+        self.times: list[float] = []
+        self.cumulative: list[Decimal] = []
+        self.consumed = Decimal(0)
+
+    def expire(self, now: float) -> None:
+        expiries = self.expiries
+        while expiries and expiries[0][0] <= now:
+            until, hold_id = heapq.heappop(expiries)
+            held = self.holds.get(hold_id)
+            if held is not None and held[1] == until:
+                del self.holds[hold_id]
+                self.held -= held[0]
+
+    def record(self, at: float, amount: Decimal) -> None:
+        times, cumulative = self.times, self.cumulative
+        if not times or at >= times[-1]:
+            times.append(at)
+            cumulative.append((cumulative[-1] if cumulative else Decimal(0)) + amount)
+            return
+        index = bisect.bisect_right(times, at)  # recorded out of order (another thread)
+        times.insert(index, at)
+        before = cumulative[index - 1] if index else Decimal(0)
+        cumulative.insert(index, before)
+        for i in range(index, len(cumulative)):
+            cumulative[i] += amount
+
+    def _before(self, at: float) -> Decimal:
+        index = bisect.bisect_left(self.times, at)
+        return self.cumulative[index - 1] if index else Decimal(0)
+
+    def unreflected(self, since: float) -> Decimal:
+        if not self.times:
+            return Decimal(0)
+        return max(Decimal(0), self.cumulative[-1] - max(self._before(since), self.consumed))
+
+    def consume(self, amount: Decimal, before: float) -> None:
+        """Mark ``amount`` of the usage recorded before ``before`` reflected, oldest first."""
+        self.consumed = max(self.consumed, min(self.consumed + amount, self._before(before)))
+
+    def prune(self, older_than: float) -> None:
+        """Forget usage recorded before ``older_than`` (reflected in every snapshot in use)."""
+        index = bisect.bisect_left(self.times, older_than)
+        if index < 1024 or index * 2 < len(self.times):
+            return  # rarely: dropping a prefix costs a copy
+        base = self.cumulative[index - 1]
+        del self.times[:index]
+        self.cumulative = [value - base for value in self.cumulative[index:]]
+        self.consumed = max(Decimal(0), self.consumed - base)
+
+
+class MemoryStore:
+    """A :class:`ReservationStore` for one process: per key, running totals under one lock.
+
+    Each call costs a dictionary lookup and a bisection, whatever the number of holds and of
+    recent settlements; expired holds and long-reflected usage are dropped as they are met.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._snapshots: dict[str, Snapshot] = {}
-        self._holds: dict[str, dict[str, tuple[Decimal, float]]] = {}
-        self._usage: dict[str, list[list[Any]]] = {}
-        """Per key, ``[recorded_at, amount not yet reflected]`` in the order recorded."""
+        self._ledgers: dict[str, _Ledger] = {}
+
+    def _ledger(self, key: str) -> _Ledger:
+        ledger = self._ledgers.get(key)
+        if ledger is None:
+            ledger = self._ledgers[key] = _Ledger()
+        return ledger
 
     def snapshot(self, key: str) -> Snapshot | None:
         """See :meth:`ReservationStore.snapshot`."""
-        return self._snapshots.get(key)
+        ledger = self._ledgers.get(key)
+        return None if ledger is None else ledger.snapshot
 
     def save_snapshot(self, key: str, snapshot: Snapshot) -> None:
         """See :meth:`ReservationStore.save_snapshot`."""
         with self._lock:
-            current = self._snapshots.get(key)
+            ledger = self._ledger(key)
+            current = ledger.snapshot
             if current is not None and snapshot.fetched_at < current.fetched_at:
                 return
-            self._snapshots[key] = snapshot
-            if current is None or not (
-                current.headroom.is_finite() and snapshot.headroom.is_finite()
+            ledger.snapshot = snapshot
+            if (
+                current is not None
+                and current.headroom.is_finite()
+                and snapshot.headroom.is_finite()
+                and current.headroom > snapshot.headroom
             ):
-                return
-            deducted = current.headroom - snapshot.headroom
-            for entry in self._usage.get(key, ()):
-                if deducted <= 0 or entry[0] >= snapshot.fetched_at:
-                    break
-                taken = min(entry[1], deducted)
-                entry[1] -= taken
-                deducted -= taken
+                ledger.consume(current.headroom - snapshot.headroom, snapshot.fetched_at)
 
     def reserve(
         self,
@@ -142,52 +211,44 @@ class MemoryStore:
     ) -> Reservation:
         """See :meth:`ReservationStore.reserve`."""
         with self._lock:
-            available = headroom - self._outstanding(key, reflected_before, now)
+            ledger = self._ledger(key)
+            ledger.expire(now)
+            ledger.prune(reflected_before - PRUNE_MARGIN)
+            available = headroom - ledger.held - ledger.unreflected(reflected_before)
             if available < amount:
                 return Reservation(False, available)
-            self._holds.setdefault(key, {})[hold_id] = (amount, expires_at)
+            ledger.holds[hold_id] = (amount, expires_at)
+            ledger.held += amount
+            heapq.heappush(ledger.expiries, (expires_at, hold_id))
             return Reservation(True, available)
 
     def release(self, key: str, hold_id: str, usage: Decimal, *, now: float) -> None:
         """See :meth:`ReservationStore.release`."""
         with self._lock:
-            holds = self._holds.get(key)
-            if holds is not None:
-                holds.pop(hold_id, None)
+            ledger = self._ledger(key)
+            held = ledger.holds.pop(hold_id, None)
+            if held is not None:
+                ledger.held -= held[0]
             if usage > 0:
-                self._usage.setdefault(key, []).append([now, usage])
+                ledger.record(now, usage)
+            if not ledger.holds:
+                ledger.expiries.clear()
 
     def extend(self, key: str, hold_id: str, *, expires_at: float) -> bool:
         """See :meth:`ReservationStore.extend`."""
         with self._lock:
-            holds = self._holds.get(key, {})
-            held = holds.get(hold_id)
+            ledger = self._ledger(key)
+            held = ledger.holds.get(hold_id)
             if held is None:
                 return False
-            holds[hold_id] = (held[0], expires_at)
+            ledger.holds[hold_id] = (held[0], expires_at)
+            heapq.heappush(ledger.expiries, (expires_at, hold_id))
             return True
 
     def outstanding(self, key: str, *, reflected_before: float, now: float) -> Decimal:
         """See :meth:`ReservationStore.outstanding`."""
         with self._lock:
-            return self._outstanding(key, reflected_before, now)
-
-    def _outstanding(self, key: str, reflected_before: float, now: float) -> Decimal:
-        total = Decimal(0)
-        holds = self._holds.get(key)
-        if holds:
-            expired = [hold_id for hold_id, (_, until) in holds.items() if until <= now]
-            for hold_id in expired:
-                del holds[hold_id]
-            total += sum((amount for amount, _ in holds.values()), Decimal(0))
-        usage = self._usage.get(key)
-        if usage:
-            # Long reflected in every snapshot still in use, or all deducted: forget it.
-            if usage[0][0] < reflected_before - PRUNE_MARGIN or not usage[0][1]:
-                usage = self._usage[key] = [
-                    entry
-                    for entry in usage
-                    if entry[0] >= reflected_before - PRUNE_MARGIN and entry[1]
-                ]
-            total += sum((amount for at, amount in usage if at >= reflected_before), Decimal(0))
-        return total
+            ledger = self._ledger(key)
+            ledger.expire(now)
+            ledger.prune(reflected_before - PRUNE_MARGIN)
+            return ledger.held + ledger.unreflected(reflected_before)
