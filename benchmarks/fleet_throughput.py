@@ -14,11 +14,15 @@ interleaved (the order within each group rotates from run to run), ``--runs`` ti
 3. Draining ``--events`` events: 1 and 2 relays (``Relay`` in separate processes) emptying a
    pre-filled stream (one copy per run of a stream filled once), against the in-process
    pipeline sending as many events queued in memory (its sender held until all are queued).
-   Relay throughput counts from the first read of the stream: a relay that starts looks at
-   the stream after one ``poll_interval`` (0.2 s); that wait is printed apart.
+   Relay throughput counts from the first read of the stream (seen from outside: entries
+   pending in the group, or fewer in the stream); the time from ``go`` to that read (the
+   ``Relay`` is built, connects and reads at once, without waiting a ``poll_interval``) is
+   printed apart.
 4. End to end, ``--e2e-events`` events from the first ``track()`` until every event was
    acknowledged by the sink: one process with the memory queue, and 1 or 2 producer
-   processes with one relay process running at the same time.
+   processes with one relay process running at the same time; when the last producer
+   process was done (its ``track()`` calls, ``flush()`` into Redis and ``close()``) is
+   printed apart.
 
 Relays and end-to-end runs use the ``everysec`` server. Producers and relays are processes
 that import and connect before the clock starts. Each figure is the median of the runs with
