@@ -168,10 +168,11 @@ def _field(fields: dict[Any, Any], name: str) -> Any:
     return fields.get(name) if value is None else value
 
 
-def _row(fields: dict[Any, Any], position: int) -> tuple[OutboxRow, str]:
+def _row(fields: dict[Any, Any], position: int, *, body_checked: bool) -> tuple[OutboxRow, str]:
     """The entry as a row, and what is wrong with it ("" when nothing): a relay sends only
     entries whose body is one JSON object carrying the entry's event id, so that a foreign
-    or broken writer can neither stop a relay nor change a batch around its entry."""
+    or broken writer can neither stop a relay nor change a batch around its entry. With
+    ``body_checked`` the body was checked already (with the rest of its batch)."""
     raw_id, raw_time, raw_body = _field(fields, "i"), _field(fields, "t"), _field(fields, "b")
     event_id = "" if raw_id is None else _text(raw_id)
     body = "" if raw_body is None else _text(raw_body)
@@ -184,6 +185,8 @@ def _row(fields: dict[Any, Any], position: int) -> tuple[OutboxRow, str]:
         return row, "no event id"
     if not math.isfinite(timestamp):
         return row, f"no valid timestamp ({raw_time!r})"
+    if body_checked:
+        return row, ""
     try:
         event = json.loads(body)
     except ValueError:
@@ -191,6 +194,27 @@ def _row(fields: dict[Any, Any], position: int) -> tuple[OutboxRow, str]:
     if not isinstance(event, dict) or event.get("event_id") != event_id:
         return row, "the body is not an event object with the entry's event id"
     return row, ""
+
+
+def _bodies_match(entries: list[tuple[Any, Any]]) -> bool:
+    """True when the bodies of ``entries``, joined as a request joins them, are exactly one
+    JSON object per entry carrying its event id (one parse for the whole batch; the request
+    the API reads is that same text)."""
+    bodies, ids = [], []
+    for _, fields in entries:
+        raw_id, raw_body = _field(fields, "i"), _field(fields, "b")
+        if raw_id is None or raw_body is None:
+            return False
+        ids.append(_text(raw_id))
+        bodies.append(_text(raw_body))
+    try:
+        events = json.loads("[" + ",".join(bodies) + "]")
+    except ValueError:
+        return False
+    return len(events) == len(ids) and all(
+        type(event) is dict and event.get("event_id") == event_id
+        for event, event_id in zip(events, ids, strict=True)
+    )
 
 
 def _letter_event(fields: dict[Any, Any]) -> EventInput:
@@ -781,6 +805,7 @@ class RedisOutbox:
         gone = []
         malformed: dict[str, list[OutboxRow]] = {}
         waiting = self._burials_waiting()
+        checked = _bodies_match([entry for entry in entries if entry[1]])
         for entry_id, fields in entries:
             if not fields:  # deleted while held (settled by another consumer meanwhile)
                 gone.append(entry_id)
@@ -788,7 +813,7 @@ class RedisOutbox:
             position = _position(entry_id)
             if position in waiting:
                 continue  # refused already; its burial is retried
-            row, problem = _row(fields, position)
+            row, problem = _row(fields, position, body_checked=checked)
             if problem:
                 malformed.setdefault(problem, []).append(row)
                 continue
