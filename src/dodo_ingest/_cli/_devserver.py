@@ -54,6 +54,15 @@ __all__ = ["dev_server"]
     help="Seconds an injected slow answer waits.",
 )
 @click.option("--seed", default=None, type=int, help="Seed making the faults reproducible.")
+@click.option(
+    "--deduction-lag",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Count usage against credit balances only this long after it arrived "
+    "(the real API deducts asynchronously); 0 counts it at once.",
+)
 def dev_server(
     host: str,
     port: int,
@@ -63,6 +72,7 @@ def dev_server(
     retry_after: float,
     slow_delay: float,
     seed: int | None,
+    deduction_lag: float,
 ) -> None:
     """Run the local stand-in of the billing API until Ctrl+C (or SIGTERM)."""
     try:
@@ -81,6 +91,7 @@ def dev_server(
             retry_after=retry_after,
             seed=seed,
             slow_delay=slow_delay,
+            deduction_lag=deduction_lag,
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
@@ -103,6 +114,10 @@ def dev_server(
         )
         if faults:
             click.echo(f"  injecting faults: {faults} (seed {seed})", err=True)
+        if deduction_lag:
+            click.echo(
+                f"  credit balances count usage {deduction_lag:g} s after it arrives", err=True
+            )
         while not stop.wait(0.5):
             pass
     finally:

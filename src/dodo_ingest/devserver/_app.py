@@ -30,7 +30,7 @@ from ._ingest import parse_ingest_body
 from ._meters import check_meter_body
 from ._stats import Stats
 from ._store import Store
-from ._time import parse_rfc3339_us
+from ._time import now_us, parse_rfc3339_us
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_BODY_BYTES", "MAX_PAGE_SIZE", "AppState", "create_app"]
 
@@ -48,15 +48,25 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 @dataclass
 class AppState:
-    """What the application serves from: its store, accepted key, fault injector, counters.
+    """What the application serves from: its store, accepted key, fault injector, counters,
+    and how late credit balances count usage.
 
-    ``faults`` may be replaced at any time (the next request uses the new injector).
+    ``faults`` and ``deduction_lag`` may be replaced at any time (the next request uses the
+    new value).
     """
 
     store: Store
     api_key: str | None
     faults: FaultInjector
     stats: Stats
+    deduction_lag: float = 0.0
+    """Seconds after its arrival (by the server's clock) before an event counts against
+    credit balances; 0 counts it at once."""
+
+    def usage_cutoff(self) -> int | None:
+        """Epoch µs of the latest arrival that credit balances count now (``None``: all)."""
+        lag = self.deduction_lag
+        return None if lag <= 0 else now_us() - round(lag * 1_000_000)
 
 
 # --- plumbing ----------------------------------------------------------------------------
@@ -352,7 +362,10 @@ def create_app(state: AppState) -> ASGIApp:
             offset=offset,
             limit=limit,
         )
-        return _json({"items": [balance_of(store, entitlement, r) for r in records]})
+        cutoff = state.usage_cutoff()
+        return _json(
+            {"items": [balance_of(store, entitlement, r, arrived_by_us=cutoff) for r in records]}
+        )
 
     async def get_balance(request: Request) -> Response:
         entitlement = entitlement_or_404(request.path_params["entitlement_id"])
@@ -364,12 +377,18 @@ def create_app(state: AppState) -> ASGIApp:
                 "not_found",
                 f"customer {customer_id!r} has no balance of {entitlement['id']!r}",
             )
-        return _json(balance_of(store, entitlement, record))
+        return _json(balance_of(store, entitlement, record, arrived_by_us=state.usage_cutoff()))
 
     async def create_ledger_entry(request: Request) -> Response:
         entitlement = entitlement_or_404(request.path_params["entitlement_id"])
         body = await _read_json(request)
-        entry = make_ledger_entry(store, entitlement, request.path_params["customer_id"], body)
+        entry = make_ledger_entry(
+            store,
+            entitlement,
+            request.path_params["customer_id"],
+            body,
+            arrived_by_us=state.usage_cutoff(),
+        )
         return _json(entry, 201)
 
     # dev-only

@@ -4,7 +4,8 @@ A customer's balance is its grants (``credit`` ledger entries) minus its debits 
 of every meter linked to the entitlement, divided by the link's meter units per credit. What is
 left is ``balance``; usage beyond the grants is ``overage`` (one of them is zero). Both are
 rounded half-up to the entitlement's ``precision``. Usage counts all of the customer's events
-of a linked meter, from any time.
+of a linked meter, from any time, that arrived at or before a cut-off: now, or ``deduction_lag``
+seconds ago on a server that deducts late (as the real API deducts asynchronously).
 """
 
 from __future__ import annotations
@@ -124,15 +125,18 @@ def parse_units_per_credit(value: Decimal | str | int) -> Decimal:
     return number
 
 
-def _net(store: Store, entitlement_id: str, customer_id: str) -> Decimal:
-    """Grants minus debits minus linked usage, in credits (unrounded)."""
+def _net(store: Store, entitlement_id: str, customer_id: str, arrived_by_us: int | None) -> Decimal:
+    """Grants minus debits minus linked usage, in credits (unrounded). Usage counts the
+    events that arrived at or before ``arrived_by_us`` (all of them when ``None``)."""
     credits, debits = store.ledger_totals(entitlement_id, customer_id)
     used = Decimal(0)
     for meter_id, _, units_per_credit in store.links(entitlement_id):
         meter = store.get_meter(meter_id)
         if meter is None:
             continue
-        usage = store.meter_usage(meter, customer_id=customer_id).get(customer_id)
+        usage = store.meter_usage(meter, customer_id=customer_id, arrived_by_us=arrived_by_us).get(
+            customer_id
+        )
         if usage is not None:
             used += usage.total() / units_per_credit
     return credits - debits - used
@@ -146,9 +150,16 @@ def _split(net: Decimal, precision: int) -> tuple[str, str]:
     return _plain(balance), _plain(overage)
 
 
-def balance_of(store: Store, entitlement: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    """A ``CustomerCreditBalance`` for a balance record of ``store.get_balance_row``."""
-    net = _net(store, entitlement["id"], record["customer_id"])
+def balance_of(
+    store: Store,
+    entitlement: dict[str, Any],
+    record: dict[str, Any],
+    *,
+    arrived_by_us: int | None = None,
+) -> dict[str, Any]:
+    """A ``CustomerCreditBalance`` for a balance record of ``store.get_balance_row``; usage
+    counts the events that arrived at or before ``arrived_by_us`` (all when ``None``)."""
+    net = _net(store, entitlement["id"], record["customer_id"], arrived_by_us)
     balance, overage = _split(net, entitlement["precision"])
     return {
         **record,
@@ -160,9 +171,17 @@ def balance_of(store: Store, entitlement: dict[str, Any], record: dict[str, Any]
 
 
 def make_ledger_entry(
-    store: Store, entitlement: dict[str, Any], customer_id: str, body: object
+    store: Store,
+    entitlement: dict[str, Any],
+    customer_id: str,
+    body: object,
+    *,
+    arrived_by_us: int | None = None,
 ) -> dict[str, Any]:
     """Apply a credit (a new grant) or debit to a customer's balance; return the stored entry.
+
+    The balance before and after counts the usage that arrived at or before
+    ``arrived_by_us`` (all of it when ``None``), as :func:`balance_of` does.
 
     Raises :class:`APIError`: 422 for a bad body (``amount`` must be a positive decimal string
     with at most 9 integer digits and at most ``precision`` decimal places; ``entry_type`` is
@@ -192,7 +211,7 @@ def make_ledger_entry(
             raise _invalid("idempotency_key must be a string")
         if store.find_ledger_entry(entitlement["id"], customer_id, key) is not None:
             raise APIError(409, "idempotency_key_exists", f"idempotency key {key!r} already used")
-    before = _net(store, entitlement["id"], customer_id)
+    before = _net(store, entitlement["id"], customer_id, arrived_by_us)
     is_credit = entry_type == "credit"
     if not is_credit and amount > before:
         raise APIError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import math
 import socket
 import threading
 import time
@@ -37,6 +38,10 @@ class DevServer:
     ``Retry-After: retry_after`` and ``slow`` answers wait ``slow_delay`` seconds. A bad spec
     raises :class:`ValueError` naming the part.
 
+    ``deduction_lag`` (seconds, default 0) makes credit balances count an event only once it
+    arrived at least that long ago (by the server's clock), as the real API deducts usage
+    asynchronously: a credit gate can be tested against it. 0 counts usage at once.
+
     Several servers may run at once in one process::
 
         with DevServer() as server:
@@ -54,9 +59,11 @@ class DevServer:
         seed: int | None = None,
         *,
         slow_delay: float = 1.0,
+        deduction_lag: float = 0.0,
     ) -> None:
         if api_key is not None and not api_key.strip():
             raise ValueError("api_key must be None (accept any token) or a non-empty string")
+        self._deduction_lag = _check_lag(deduction_lag)
         self._api_key = api_key
         self._db = db
         self._host = host
@@ -94,7 +101,7 @@ class DevServer:
             store.close()
             raise
         self._bound_port = int(sock.getsockname()[1])
-        self._state = AppState(store, self._api_key, self._faults, self._stats)
+        self._state = AppState(store, self._api_key, self._faults, self._stats, self._deduction_lag)
         config = uvicorn.Config(
             create_app(self._state),
             log_config=None,
@@ -230,6 +237,22 @@ class DevServer:
         if self._state is not None:
             self._state.faults = self._faults
 
+    @property
+    def deduction_lag(self) -> float:
+        """Seconds an event waits after its arrival before credit balances count it."""
+        return self._deduction_lag
+
+    def set_deduction_lag(self, seconds: float) -> None:
+        """Change the deduction lag for the next balance reads (running or not).
+
+        It applies to every stored event by its arrival time, so a shorter lag at once counts
+        the events that arrived long enough ago. Raises :class:`ValueError` for a value that
+        is not a finite number of seconds >= 0.
+        """
+        self._deduction_lag = _check_lag(seconds)
+        if self._state is not None:
+            self._state.deduction_lag = self._deduction_lag
+
     def _running_store(self) -> Store:
         if self._state is None:
             raise RuntimeError("the dev server is not running")
@@ -249,3 +272,14 @@ class DevServer:
         units use one credit. Raises :class:`LookupError` for an unknown meter or entitlement,
         :class:`ValueError` for a units value that is not a positive decimal."""
         link_meter(self._running_store(), meter_id, credit_entitlement_id, meter_units_per_credit)
+
+
+def _check_lag(seconds: object) -> float:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+        or seconds < 0
+    ):
+        raise ValueError(f"deduction_lag must be a finite number of seconds >= 0, got {seconds!r}")
+    return float(seconds)

@@ -3,6 +3,10 @@
 One connection per server, shared by the server's event loop and the thread that owns the
 :class:`~dodo_ingest.devserver.DevServer` (a lock serialises them). A file database runs in
 WAL mode, so its data survives a restart; ``":memory:"`` lives as long as the connection.
+
+Each event keeps the server's time of its arrival (``ingested_us``; events stored by a dev
+server older than this column read as arrived at the epoch), so that credit balances can
+count usage only some time after it arrived.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ CREATE TABLE IF NOT EXISTS events (
     customer_id TEXT NOT NULL,
     event_name TEXT NOT NULL,
     ts_us INTEGER NOT NULL,
-    metadata TEXT
+    metadata TEXT,
+    ingested_us INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meters (
     seq INTEGER PRIMARY KEY,
@@ -74,7 +79,9 @@ CREATE TABLE IF NOT EXISTS credit_links (
 """
 
 _EVENT_COLUMNS = "event_id, customer_id, event_name, ts_us, metadata"
-_INSERT_EVENT = f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+_INSERT_EVENT = (
+    f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}, ingested_us) VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 def _compact_json_encoder() -> Callable[[Any], str]:
@@ -128,6 +135,9 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: the id index stays cached
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+        if "ingested_us" not in columns:  # a database written before arrival times were kept
+            self._db.execute("ALTER TABLE events ADD COLUMN ingested_us INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         """Close the database."""
@@ -136,10 +146,22 @@ class Store:
 
     # --- events ------------------------------------------------------------------------
 
-    def insert_events(self, rows: list[EventRow]) -> int:
-        """Store events in one transaction, ignoring known ids; return how many were new."""
+    def insert_events(self, rows: list[EventRow], *, ingested_us: int | None = None) -> int:
+        """Store events in one transaction, ignoring known ids; return how many were new.
+
+        ``ingested_us`` is their time of arrival (now by default); a known id keeps the
+        arrival time it was first stored with.
+        """
+        arrived = now_us() if ingested_us is None else ingested_us
         params = [
-            (event_id, customer_id, event_name, micros, None if meta is None else _encode(meta))
+            (
+                event_id,
+                customer_id,
+                event_name,
+                micros,
+                None if meta is None else _encode(meta),
+                arrived,
+            )
             for event_id, customer_id, event_name, micros, meta in rows
         ]
         with self._lock:
@@ -174,6 +196,7 @@ class Store:
         start_us: int | None,
         end_us: int | None,
         newest_first: bool,
+        arrived_by_us: int | None = None,
     ) -> tuple[str, list[Any]]:
         where: list[str] = []
         params: list[Any] = []
@@ -182,6 +205,7 @@ class Store:
             ("event_name = ?", event_name),
             ("ts_us >= ?", start_us),
             ("ts_us <= ?", end_us),
+            ("ingested_us <= ?", arrived_by_us),
         ):
             if value is not None:
                 where.append(clause)
@@ -235,8 +259,10 @@ class Store:
         customer_id: str | None = None,
         start_us: int | None = None,
         end_us: int | None = None,
+        arrived_by_us: int | None = None,
     ) -> dict[str, Aggregate]:
-        """A meter's aggregated value per customer over the matching events."""
+        """A meter's aggregated value per customer over the matching events (only those
+        that arrived at or before ``arrived_by_us`` when it is given)."""
         sql, params = self._select_events(
             "customer_id, metadata",
             customer_id=customer_id,
@@ -244,6 +270,7 @@ class Store:
             start_us=start_us,
             end_us=end_us,
             newest_first=False,
+            arrived_by_us=arrived_by_us,
         )
         aggregation = meter["aggregation"]
         with self._lock:
