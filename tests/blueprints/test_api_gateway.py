@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from typing import Any
 
 import httpx2
@@ -13,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, Router
 
+from dodo_ingest import CreditGate, DodoClient, InsufficientCreditsError
 from dodo_ingest.blueprints.api_gateway import UsageMiddleware, track_api_call
 from dodo_ingest.client import EventValidationError
 
@@ -247,3 +250,142 @@ def test_prefix_exclusions_methods_and_unmatched_paths(sink: RecordingSink) -> N
         assert client.get("/users/8").status_code == 200
     routes = [(m["route"], m["statusCode"]) for m in sink.metadata]
     assert routes == [("/no/such/page", 404), ("/users/{user_id}", 200)]
+
+
+# --- credit gate refusals: 402/503 answers, not billed -----------------------------------
+
+
+def gated_app(sink: RecordingSink, gate: CreditGate, **options: Any) -> Starlette:
+    """``POST /generate`` reserves 1 credit of the customer (header) through ``gate``;
+    ``/stream`` refuses after its response started; ``/ping`` is free."""
+
+    async def generate(request: Request) -> Response:
+        customer = request.headers["x-customer"]
+        async with gate.areserve(customer, 1) as hold:
+            hold.settle(1)
+        return JSONResponse({"generated": True})
+
+    async def late_refusal(request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"first chunk"
+            raise InsufficientCreditsError(request.headers["x-customer"], Decimal(1), Decimal(0))
+
+        return StreamingResponse(chunks())
+
+    app = Starlette(
+        routes=[
+            Route("/generate", generate, methods=["POST"]),
+            Route("/stream", late_refusal),
+            Route("/ping", lambda request: PlainTextResponse("pong")),
+        ]
+    )
+    options.setdefault("customer_id", lambda request: request.headers.get("x-customer"))
+    app.add_middleware(UsageMiddleware, ingestion=sink, event_name="api.call", **options)
+    return app
+
+
+@pytest.fixture
+def gate_client(dev_server: Any) -> Iterator[DodoClient]:
+    with DodoClient(api_key="k", base_url=dev_server.base_url, max_retries=0) as client:
+        yield client
+
+
+def test_a_request_the_gate_refuses_is_answered_402_and_not_billed(
+    sink: RecordingSink, gate_client: DodoClient, customer: str
+) -> None:
+    credits = gate_client.credits.create_entitlement(name="Calls", unit="calls", precision=0).id
+    gate_client.credits.create_ledger_entry(credits, customer, amount=2)
+    gate = CreditGate(gate_client, credit_entitlement_id=credits, refresh_interval=60)
+    app = gated_app(sink, gate)
+    with (
+        serve_asgi(app) as url,
+        httpx2.Client(base_url=url, headers={"x-customer": customer}) as client,
+    ):
+        statuses = [client.post("/generate").status_code for _ in range(2)]
+        refused = client.post("/generate")
+        assert client.get("/ping").text == "pong"  # served after the refusal was settled
+    assert statuses == [200, 200]
+    assert refused.status_code == 402
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.json() == {
+        "error": {
+            "code": "insufficient_credits",
+            "message": f"customer {customer!r} cannot pay for 1 credit(s): 0 available",
+            "customer_id": customer,
+            "requested": "1",
+            "available": "0",
+        }
+    }
+    # The served calls are billed; the refusal is counted, not tracked.
+    sink.wait_for(3)
+    assert [(m["route"], m["statusCode"]) for m in sink.metadata] == [
+        ("/generate", 200),
+        ("/generate", 200),
+        ("/ping", 200),
+    ]
+    middleware = usage_middleware(app)
+    assert (middleware.credit_refusals, middleware.tracking_errors) == (1, 0)
+    assert gate.stats.refused == 1
+
+
+def test_an_unreadable_balance_with_deny_is_answered_503_and_not_billed(
+    sink: RecordingSink,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: the balance cannot be read
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with DodoClient(api_key="k", base_url=f"http://127.0.0.1:{port}", max_retries=0) as dead:
+        gate = CreditGate(dead, credit_entitlement_id="cent_1", on_unavailable="deny")
+        app = gated_app(sink, gate)
+        with serve_asgi(app) as url, httpx2.Client(base_url=url) as client:
+            answer = client.post("/generate", headers={"x-customer": "cus_503"})
+            assert client.get("/ping", headers={"x-customer": "cus_503"}).text == "pong"
+    assert answer.status_code == 503
+    error = answer.json()["error"]
+    assert (error["code"], error["customer_id"]) == ("credit_check_unavailable", "cus_503")
+    assert "cannot be read" in error["message"]
+    assert usage_middleware(app).credit_refusals == 1
+    assert [m["route"] for m in sink.metadata] == ["/ping"]  # the refusal is not billed
+
+
+def test_a_refusal_after_the_response_started_propagates_and_is_billed(
+    sink: RecordingSink, gate_client: DodoClient
+) -> None:
+    gate = CreditGate(gate_client, credit_entitlement_id="cent_unused")
+    app = gated_app(sink, gate)
+    with (
+        serve_asgi(app) as url,
+        httpx2.Client(base_url=url, headers={"x-customer": "cus_late"}) as client,
+        pytest.raises(httpx2.HTTPError),  # the stream breaks off: its status was sent
+    ):
+        client.get("/stream").read()
+    assert [e.customer_id for e in sink.wait_for(1)] == ["cus_late"]
+    assert (sink.metadata[0]["statusCode"], sink.metadata[0]["responseBytes"]) == (
+        200,
+        len(b"first chunk"),
+    )
+    assert usage_middleware(app).credit_refusals == 0
+
+
+def test_fastapi_endpoint_refused_by_the_gate(sink: RecordingSink) -> None:
+    from fastapi import FastAPI
+
+    api = FastAPI()
+
+    @api.post("/v1/images")
+    async def images() -> dict[str, Any]:
+        raise InsufficientCreditsError("cus_f", Decimal("2.5"), Decimal("-1"))
+
+    @api.get("/v1/ok")
+    async def ok() -> dict[str, Any]:
+        return {"ok": True}
+
+    api.add_middleware(UsageMiddleware, ingestion=sink, customer_id=lambda request: "cus_f")
+    with serve_asgi(api) as url, httpx2.Client(base_url=url) as client:
+        refused = client.post("/v1/images")
+        assert client.get("/v1/ok").json() == {"ok": True}
+    assert refused.status_code == 402
+    assert refused.json()["error"]["requested"] == "2.5"
+    assert refused.json()["error"]["available"] == "0"  # never negative in the body
+    sink.wait_for(1)
+    assert [m["route"] for m in sink.metadata] == ["/v1/ok"]

@@ -5,7 +5,10 @@
   served request with the keys ``method``, ``route`` (the route template such as
   ``/v1/users/{user_id}``, never the raw path with ids), ``statusCode``, ``durationMs``,
   ``requestBytes`` and ``responseBytes``, for the customer your resolver finds in the request.
-  Tracking never fails or delays the request: errors are logged and counted.
+  Tracking never fails or delays the request: errors are logged and counted. A request a
+  :class:`~dodo_ingest.CreditGate` refused (``InsufficientCreditsError`` or
+  ``CreditCheckUnavailableError`` raised by the app) is answered 402 or 503 with the error's
+  JSON body, and not billed.
 
 Needs Starlette (``pip install 'dodo-ingest[server]'``; FastAPI brings it too).
 """
@@ -20,10 +23,12 @@ from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..client._models import MetadataValue, validate_metadata
+from ..gate import CreditCheckUnavailableError, InsufficientCreditsError
 from ._common import (
     EventSink,
     FailureCounter,
@@ -119,6 +124,14 @@ class UsageMiddleware(FailureCounter):
     ``tracking_errors`` counts requests that could not be tracked (each logged on the
     ``dodo_ingest`` logger).
 
+    Credit gate refusals: when the app raises :class:`~dodo_ingest.InsufficientCreditsError`
+    before answering, the middleware answers HTTP 402 with ``error.to_dict()`` as the JSON
+    body (503 for :class:`~dodo_ingest.gate.CreditCheckUnavailableError`), the exception goes
+    no further, and the request is **not billed**: the gate refused it before any work was
+    done. ``credit_refusals`` counts them. A 402 the app writes itself is an ordinary
+    response (tracked, unless ``exclude`` says otherwise); an error raised after the response
+    started cannot change its status and propagates as any other.
+
     Starlette/FastAPI: ``app.add_middleware(UsageMiddleware, ingestion=..., customer_id=...)``.
     """
 
@@ -154,6 +167,8 @@ class UsageMiddleware(FailureCounter):
             self._exclude_prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
         self._exclude_methods = frozenset(m.upper() for m in exclude_methods)
         self._track_unmatched = track_unmatched
+        self.credit_refusals = 0
+        """Requests answered 402 or 503 because a credit gate refused them (not billed)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in self._exclude_methods:
@@ -185,26 +200,36 @@ class UsageMiddleware(FailureCounter):
             await send(message)
 
         error: BaseException | None = None
+        refused = False
         try:
             await self.app(scope, counting_receive, counting_send)
+        except (InsufficientCreditsError, CreditCheckUnavailableError) as refusal:
+            if status:  # answered already: the status cannot change
+                error = refusal
+                raise
+            refused = True  # refused before any work: not billed
+            self.credit_refusals += 1
+            answer = JSONResponse(refusal.to_dict(), status_code=refusal.status_code)
+            await answer(scope, receive, send)
         except BaseException as exc:
             error = exc
             raise
         finally:
-            duration_ns = time.monotonic_ns() - started
-            try:
-                await self._track(
-                    scope,
-                    root_path,
-                    path,
-                    status or 500,
-                    duration_ns,
-                    request_bytes,
-                    response_bytes,
-                    cancelled=error is not None and not isinstance(error, Exception),
-                )
-            except Exception as exc:
-                self._tracking_failed(f"api call {scope.get('method')} {path}", exc)
+            if not refused:
+                duration_ns = time.monotonic_ns() - started
+                try:
+                    await self._track(
+                        scope,
+                        root_path,
+                        path,
+                        status or 500,
+                        duration_ns,
+                        request_bytes,
+                        response_bytes,
+                        cancelled=error is not None and not isinstance(error, Exception),
+                    )
+                except Exception as exc:
+                    self._tracking_failed(f"api call {scope.get('method')} {path}", exc)
 
     async def _track(
         self,
