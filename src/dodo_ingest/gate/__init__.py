@@ -1,10 +1,17 @@
 """The credit gate: reserve a customer's credits before work starts, refuse (HTTP 402) what
 they cannot pay for, and settle the real cost afterwards; race-free within a process, and
-across a fleet with a shared store."""
+across a fleet with a :class:`RedisStore` (which needs the ``redis`` extra and imports it on
+first use)."""
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._errors import CreditCheckUnavailableError, InsufficientCreditsError
 from ._gate import CreditGate, GateStats, Hold, headroom_of
 from ._store import MemoryStore, Reservation, ReservationStore, Snapshot
+
+if TYPE_CHECKING:
+    from ._redis_store import RedisStore
 
 __all__ = [
     "CreditCheckUnavailableError",
@@ -13,8 +20,17 @@ __all__ = [
     "Hold",
     "InsufficientCreditsError",
     "MemoryStore",
+    "RedisStore",
     "Reservation",
     "ReservationStore",
     "Snapshot",
     "headroom_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name != "RedisStore":
+        raise AttributeError(f"module 'dodo_ingest.gate' has no attribute {name!r}")
+    value = importlib.import_module("._redis_store", __name__).RedisStore  # needs redis
+    globals()[name] = value
+    return value

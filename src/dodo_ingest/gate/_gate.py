@@ -217,6 +217,8 @@ class CreditGate:
     Redis store shares holds and usage with a fleet).
 
     - ``client``: a :class:`DodoClient` (or :class:`AsyncDodoClient` for :meth:`areserve`).
+    - ``store``: a :class:`MemoryStore` by default (this process); a :class:`RedisStore` or
+      a ``redis://`` URL to share holds and usage with a fleet.
     - ``refresh_interval``: how old (seconds) a cached balance may be; a fresh one is used
       without a request.
     - ``on_unavailable``: when the balance (or the store) cannot be read, ``"allow"`` admits
@@ -236,7 +238,7 @@ class CreditGate:
         credit_entitlement_id: str,
         *,
         refresh_interval: float = 5.0,
-        store: ReservationStore | None = None,
+        store: ReservationStore | str | None = None,
         on_unavailable: Literal["allow", "deny"] = "allow",
         ingestion_lag: float = 30.0,
         lease: float = 300.0,
@@ -254,8 +256,14 @@ class CreditGate:
             raise ConfigurationError(
                 f"on_unavailable must be 'allow' or 'deny', got {on_unavailable!r}"
             )
+        if isinstance(store, str) and store.startswith(("redis://", "rediss://", "unix://")):
+            from ._redis_store import RedisStore
+
+            store = RedisStore(store)
         if store is not None and not isinstance(store, ReservationStore):
-            raise ConfigurationError(f"store must be a ReservationStore, got {store!r}")
+            raise ConfigurationError(
+                f"store must be a ReservationStore or a redis:// URL, got {type(store).__name__}"
+            )
         self.client = client
         self.credit_entitlement_id = credit_entitlement_id
         self.refresh_interval = _seconds("refresh_interval", refresh_interval)
@@ -533,7 +541,18 @@ class CreditGate:
 
 
 class _DetachedHold(Hold):
-    """A hold admitted while the store could not be reached: nothing to release there."""
+    """A hold admitted while the store could not be reached. Its reservation may have gone
+    through all the same (an answer lost on the way back): releasing it is still tried,
+    quietly (releasing an unknown hold only records the usage)."""
 
     def release(self) -> None:
+        if self._released:
+            return
         self._released = True
+        usage = self.amount if self.actual is None else self.actual
+        try:
+            self._gate.store.release(
+                self._gate._key(self.customer_id), self._hold_id, usage, now=self._gate._clock()
+            )
+        except Exception:
+            logger.debug("credit gate: a hold admitted blind could not be released either")

@@ -217,6 +217,9 @@ class MemoryStore:
             available = headroom - ledger.held - ledger.unreflected(reflected_before)
             if available < amount:
                 return Reservation(False, available)
+            previous = ledger.holds.get(hold_id)
+            if previous is not None:  # the same id again: it replaces its hold
+                ledger.held -= previous[0]
             ledger.holds[hold_id] = (amount, expires_at)
             ledger.held += amount
             heapq.heappush(ledger.expiries, (expires_at, hold_id))

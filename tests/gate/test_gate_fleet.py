@@ -1,0 +1,137 @@
+"""``CreditGate`` across processes on a shared Redis store, against the dev server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import pytest
+
+from dodo_ingest import CreditGate, DodoClient, InsufficientCreditsError
+from dodo_ingest.devserver import DevServer
+from dodo_ingest.gate import RedisStore
+
+API_KEY = "sk_test_gate_fleet_0123456789"
+
+WORKER = """
+import json, sys, threading
+from dodo_ingest import CreditGate, DodoClient, InsufficientCreditsError
+base_url, redis_url, credits, customer, attempts = sys.argv[1:6]
+client = DodoClient(api_key="sk_test_gate_fleet_0123456789", base_url=base_url)
+gate = CreditGate(client, credit_entitlement_id=credits, store=redis_url)
+print("ready", flush=True)
+sys.stdin.readline()  # all workers start together
+admitted = refused = 0
+holds = []
+for _ in range(int(attempts)):
+    try:
+        holds.append(gate.reserve(customer, 1))  # held until the end: all count at once
+        admitted += 1
+    except InsufficientCreditsError:
+        refused += 1
+print(json.dumps({"admitted": admitted, "refused": refused}), flush=True)
+sys.stdin.readline()
+for hold in holds:
+    hold.cancel()
+"""
+
+HOLDER = """
+import sys
+from dodo_ingest import CreditGate, DodoClient
+base_url, redis_url, credits, customer = sys.argv[1:5]
+client = DodoClient(api_key="sk_test_gate_fleet_0123456789", base_url=base_url)
+gate = CreditGate(client, credit_entitlement_id=credits, store=redis_url, lease=2)
+hold = gate.reserve(customer, 40)
+print("holding", flush=True)
+sys.stdin.readline()  # killed here
+"""
+
+
+@pytest.fixture
+def server():
+    with DevServer() as running:
+        yield running
+
+
+@pytest.fixture
+def client(server):
+    with DodoClient(api_key=API_KEY, base_url=server.base_url, max_retries=0) as made:
+        yield made
+
+
+def _entitlement_with(client: DodoClient, customer: str, amount: str) -> str:
+    credits = client.credits.create_entitlement(name="Credits", unit="credits", precision=0).id
+    client.credits.create_ledger_entry(credits, customer, amount=amount)
+    return credits
+
+
+def _start(tmp_path, source: str, *args: str) -> subprocess.Popen[str]:
+    script = tmp_path / f"script_{abs(hash(source))}.py"
+    script.write_text(source)
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    )
+
+
+def test_processes_sharing_a_redis_store_never_admit_more_than_the_balance(
+    tmp_path, server, client, redis_server
+):
+    credits = _entitlement_with(client, "cus_1", "100")
+    workers = [
+        _start(tmp_path, WORKER, server.base_url, redis_server.url, credits, "cus_1", "60")
+        for _ in range(4)
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout.readline().strip() == "ready"
+        for worker in workers:
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        results = [json.loads(worker.stdout.readline()) for worker in workers]
+        assert sum(r["admitted"] for r in results) == 100  # the balance, not one more
+        assert sum(r["refused"] for r in results) == 140
+        # While they hold everything, this process sees nothing left either.
+        gate = CreditGate(client, credit_entitlement_id=credits, store=redis_server.url)
+        assert gate.available("cus_1") == 0
+        for worker in workers:
+            worker.stdin.write("done\n")
+            worker.stdin.flush()
+        for worker in workers:
+            assert worker.wait(30) == 0
+        assert gate.available("cus_1") == 100  # cancelled: nothing used
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+
+
+def test_a_holder_killed_with_sigkill_releases_its_hold_when_its_lease_ends(
+    tmp_path, server, client, redis_server
+):
+    credits = _entitlement_with(client, "cus_1", "50")
+    holder = _start(tmp_path, HOLDER, server.base_url, redis_server.url, credits, "cus_1")
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        store = RedisStore(redis_server.url)
+        gate = CreditGate(client, credit_entitlement_id=credits, store=store)
+        with pytest.raises(InsufficientCreditsError):
+            gate.reserve("cus_1", 40)  # held by the other process
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+        deadline = time.monotonic() + 15
+        while gate.available("cus_1") < 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gate.available("cus_1") == Decimal(50)  # the lease ended: the hold is gone
+        gate.reserve("cus_1", 40).cancel()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
