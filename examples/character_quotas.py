@@ -1,12 +1,23 @@
 """Character quotas with tiered overage, plus the audio's stream bytes (ElevenLabs style).
 
 Billing model
-    A text-to-speech plan includes a monthly quota of characters. Characters beyond it are
-    billed as overage in tiers: the first block over the quota at one price per thousand
-    characters, everything after it at a lower one. The audio delivered is metered in bytes
-    too (for bandwidth and fair-use reporting; it is not what the customer pays for).
+    A text-to-speech plan includes a monthly quota of characters. On the Starter plan,
+    generation is blocked once the quota cannot cover a request. The Creator plan allows
+    overage up to a limit (1,000 characters beyond the quota): requests run into it until the
+    limit would be passed, then they are blocked too. Overage is billed in tiers: the first
+    block over the quota at one price per thousand characters, everything after it at a lower
+    one. The audio delivered is metered in bytes too (for bandwidth and fair-use reporting;
+    it is not what the customer pays for).
 
 How it is built
+    - Each plan is a credit entitlement in characters (precision 0) holding the monthly quota:
+      ``Starter characters`` without overage, ``Creator characters`` with ``overage_enabled``
+      and an ``overage_limit``. The ``Characters`` meter draws on both, one credit per
+      character.
+    - One ``CreditGate`` per plan reserves a request's characters (known before synthesis)
+      for its customer. What is left is the quota, plus the overage limit still unused on the
+      Creator plan, minus what the customer used; a request that does not fit raises
+      ``InsufficientCreditsError`` and nothing is synthesized or billed.
     - Each synthesis request tracks one ``tts.characters`` event with ``characters`` (the
       length of the text), the voice and the model. Its id is derived from the request id, so
       a retried request cannot bill twice.
@@ -14,15 +25,16 @@ How it is built
       ``tts.audio_bytes`` event with ``bytes`` is tracked when the stream ends.
     - Meters: ``Characters`` sums ``characters``; ``Audio bytes`` sums ``bytes``.
     - At the end of the period, the overage is computed from the characters meter's total as
-      the server aggregated it (``overage_usd``).
+      the server aggregated it (``overage_usd``); the server's balance shows the same overage.
 
 Run it
     python examples/character_quotas.py
 
     Offline: an embedded dev server stands in for the billing API (or set
     DODO_PAYMENTS_BASE_URL to a running ``dodo-ingest dev-server``); a stand-in synthesizer
-    produces 120 bytes of audio per character. It prints ``usage`` lines and one ``invoice``
-    line per customer.
+    produces 120 bytes of audio per character. It prints one ``request`` line per request
+    (``generated``, or ``blocked`` with the characters still ``available``), then ``usage``
+    lines and one ``balance`` and one ``invoice`` line per customer.
 """
 
 from __future__ import annotations
@@ -31,12 +43,20 @@ import io
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 
-from _local import billing_api, meter_total, print_result, print_usage
+from _local import billing_api, link_meter_to_credits, meter_total, print_result, print_usage
 
-from dodo_ingest import DodoClient, Ingestion, MeterAggregation
+from dodo_ingest import (
+    CreditGate,
+    DodoClient,
+    Ingestion,
+    InsufficientCreditsError,
+    MeterAggregation,
+)
 from dodo_ingest.blueprints.stream import meter_stream
 
-INCLUDED_CHARACTERS = 500
+INCLUDED_CHARACTERS = 500  # per month, on both plans
+CREATOR_OVERAGE_LIMIT = 1000  # characters beyond the quota the Creator plan allows
+PLANS = {"cus_audiobooks": "creator", "cus_podcast": "starter"}
 # (characters in the tier, or None for the rest; USD per 1,000 characters)
 OVERAGE_TIERS: list[tuple[int | None, Decimal]] = [
     (500, Decimal("0.30")),
@@ -91,6 +111,39 @@ REQUESTS = [
         "everyone who keeps a light burning for ships they may never see. Thank you for "
         "listening, and mind the rocks on your way home.",
     ),
+    (
+        "req_006",
+        "cus_podcast",
+        "host-bright",
+        "Segment two. A starter is a small, stubborn ecosystem of wild yeast and lactic acid "
+        "bacteria, and like any ecosystem it sulks when the weather changes. Cold slows the "
+        "yeast far more than the bacteria, so a starter kept in the fridge turns sour and "
+        "sluggish, and the first loaf after a long rest comes out flat. The fix is boring and "
+        "reliable: two or three feedings at room temperature, equal weights of flour and "
+        "water, until it doubles within six hours again.",
+    ),
+    (
+        "req_007",
+        "cus_audiobooks",
+        "narrator-deep",
+        "Epilogue. The ships anchored in the bay for three days while the storm blew itself "
+        "out, and on the fourth morning they were gone, leaving nothing behind but a crate of "
+        "oranges on the jetty and a letter addressed, in careful capitals, to the keeper of "
+        "the light.",
+    ),
+    (
+        "req_008",
+        "cus_podcast",
+        "host-bright",
+        "Quick listener question before the break: can you freeze a starter? Yes. Dry a thin "
+        "layer on baking paper, crumble it into a jar, and it will keep for months.",
+    ),
+    (
+        "req_009",
+        "cus_audiobooks",
+        "narrator-warm",
+        "Afterword, read by the author. Thank you for staying to the very end.",
+    ),
 ]
 
 
@@ -131,30 +184,85 @@ def main() -> None:
             measurement_unit="bytes",
             aggregation=MeterAggregation("sum", "bytes"),
         )
+        # The plans (in production: credit entitlements attached to the plans' products).
+        entitlements = {
+            "starter": client.credits.create_entitlement(
+                name="Starter characters", unit="characters", precision=0
+            ).id,
+            "creator": client.credits.create_entitlement(
+                name="Creator characters",
+                unit="characters",
+                precision=0,
+                overage_enabled=True,
+                overage_limit=str(CREATOR_OVERAGE_LIMIT),
+            ).id,
+        }
+        for entitlement_id in entitlements.values():
+            link_meter_to_credits(base_url, characters.id, entitlement_id, "1")
+        for customer_id, plan in PLANS.items():  # the monthly quota of each subscriber
+            client.credits.create_ledger_entry(
+                entitlements[plan], customer_id, amount=INCLUDED_CHARACTERS, reason="monthly"
+            )
+        gates = {
+            plan: CreditGate(client, credit_entitlement_id=entitlement_id)
+            for plan, entitlement_id in entitlements.items()
+        }
 
         with Ingestion(api_key=api_key, base_url=base_url) as ingestion:
             for request_id, customer_id, voice, text in REQUESTS:
-                ingestion.track(
-                    customer_id,
-                    event_name="tts.characters",
-                    metadata={"characters": len(text), "voice": voice, "model": "tts-v3"},
-                    event_id=f"{request_id}:characters",
+                gate = gates[PLANS[customer_id]]
+                try:
+                    # The cost is known before the work: the text's length, held until the
+                    # block ends and then counted as used (until the balance shows it).
+                    hold = gate.reserve(customer_id, len(text))
+                except InsufficientCreditsError as blocked:
+                    print_result(
+                        "request",
+                        id=request_id,
+                        customer=customer_id,
+                        characters=len(text),
+                        status="blocked",
+                        available=blocked.available,
+                    )
+                    continue
+                with hold:
+                    ingestion.track(
+                        customer_id,
+                        event_name="tts.characters",
+                        metadata={"characters": len(text), "voice": voice, "model": "tts-v3"},
+                        event_id=f"{request_id}:characters",
+                    )
+                    # The HTTP response body in a real server; a buffer here.
+                    response_body = io.BytesIO()
+                    with meter_stream(
+                        ingestion,
+                        customer_id,
+                        "tts.audio_bytes",
+                        {"voice": voice, "format": "mp3_44100_128"},
+                        stream_id=f"{request_id}:audio",
+                    ) as meter:
+                        for chunk in meter.wrap(synthesize(text)):
+                            response_body.write(chunk)
+                print_result(
+                    "request",
+                    id=request_id,
+                    customer=customer_id,
+                    characters=len(text),
+                    status="generated",
                 )
-                # The HTTP response body in a real server; a buffer here.
-                response_body = io.BytesIO()
-                with meter_stream(
-                    ingestion,
-                    customer_id,
-                    "tts.audio_bytes",
-                    {"voice": voice, "format": "mp3_44100_128"},
-                    stream_id=f"{request_id}:audio",
-                ) as meter:
-                    for chunk in meter.wrap(synthesize(text)):
-                        response_body.write(chunk)
             # Leaving the block flushed every event to the billing API.
 
         print_usage(base_url, {"characters": characters.id, "audio-bytes": audio.id})
-        for customer_id in sorted({request[1] for request in REQUESTS}):
+        for customer_id in sorted(PLANS):
+            plan = PLANS[customer_id]
+            balance = client.credits.balance(entitlements[plan], customer_id)
+            print_result(
+                "balance",
+                customer=customer_id,
+                plan=plan,
+                balance=balance.balance,
+                overage=balance.overage,
+            )
             total = meter_total(base_url, characters.id, customer_id)
             print_result(
                 "invoice",

@@ -1,11 +1,11 @@
 """Subscription GPU time with a fast/relax fallback after the quota (Midjourney style).
 
 Billing model
-    The subscription includes a monthly amount of fast GPU time. Jobs run in fast mode (right
-    away, on dedicated GPUs) while fast time is left; after that they run in relax mode:
-    queued behind other work, but unlimited and not charged. Time is counted per job, in
-    whole GPU-seconds rounded up, and only while the GPU works on the job (not while it
-    waits in the relax queue).
+    The subscription includes a monthly amount of fast GPU time. A job runs in fast mode (right
+    away, on dedicated GPUs) when the fast time left covers the longest such a job can take
+    (its kind's worst case); otherwise it runs in relax mode: queued behind other work, but
+    unlimited and not charged. Time is counted per job, in whole GPU-seconds rounded up, and
+    only while the GPU works on the job (not while it waits in the relax queue).
 
 How it is built
     - Every job runs inside ``time_range(..., rounding="second")``: one ``gpu.time`` event
@@ -14,29 +14,45 @@ How it is built
     - Meters: ``Fast GPU time`` and ``Relax GPU time`` sum ``durationSeconds`` of the events
       whose ``mode`` is ``fast`` / ``relax`` (meter filters); ``Jobs`` counts every job.
     - A ``Fast GPU time`` credit entitlement holds the plan's seconds; the fast meter draws on
-      it. Before each job the scheduler reads the balance: fast while seconds are left.
+      it. A ``CreditGate`` on it picks the path: ``gate.would_fit(customer, worst case)``
+      chooses fast or relax without refusing anything; a fast job then reserves its worst
+      case and settles the seconds it was billed, so the next decision counts it at once
+      (before the billing API's balance shows it). An upscale may take up to 2 GPU-seconds,
+      the other kinds 1, so an upscale falls back to relax while an imagine still fits.
 
 Run it
     python examples/gpu_subscription.py
 
     Offline: an embedded dev server stands in for the billing API (or set
     DODO_PAYMENTS_BASE_URL to a running ``dodo-ingest dev-server``); the "GPU work" is a short
-    sleep, so the whole run takes a few seconds. It prints one ``job`` line per job, then
-    ``usage`` and ``balance`` lines.
+    sleep, so the whole run takes a few seconds. It prints one ``job`` line per job (with the
+    fast seconds the gate says are left before it), then ``usage`` and ``balance`` lines.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 from _local import billing_api, link_meter_to_credits, print_result, print_usage
 
-from dodo_ingest import DodoClient, FilterCondition, Ingestion, Meter, MeterAggregation, MeterFilter
+from dodo_ingest import (
+    CreditGate,
+    DodoClient,
+    FilterCondition,
+    Ingestion,
+    InsufficientCreditsError,
+    Meter,
+    MeterAggregation,
+    MeterFilter,
+)
 from dodo_ingest.blueprints.time_range import time_range
 
 CUSTOMER_ID = "cus_studio_lumen"
 PLAN_FAST_SECONDS = 5
 RELAX_QUEUE_WAIT = 0.05  # seconds a relax job waits for a GPU (not billed)
+# The longest a job of each kind runs, in billed GPU-seconds: what a fast job must fit.
+WORST_CASE_SECONDS = {"imagine": 1, "vary": 1, "upscale": 2}
 # (job id, kind, seconds of GPU work); every job finishes within a second, so each is
 # billed 1 GPU-second.
 JOBS = [
@@ -89,12 +105,22 @@ def main() -> None:
             fast_time.id, CUSTOMER_ID, amount=PLAN_FAST_SECONDS, reason="Basic plan, monthly"
         )
 
+        gate = CreditGate(client, credit_entitlement_id=fast_time.id)
+
         with Ingestion(api_key=api_key, base_url=base_url) as ingestion:
             for job_id, kind, gpu_seconds in JOBS:
-                left = client.credits.balance(fast_time.id, CUSTOMER_ID).balance
-                mode = "fast" if left > 0 else "relax"
+                left = gate.available(CUSTOMER_ID)
+                worst_case = WORST_CASE_SECONDS[kind]
+                mode = "fast" if gate.would_fit(CUSTOMER_ID, worst_case) else "relax"
+                hold = None
+                if mode == "fast":
+                    try:
+                        hold = gate.reserve(CUSTOMER_ID, worst_case)
+                    except InsufficientCreditsError:  # taken meanwhile by a concurrent job
+                        mode = "relax"
                 if mode == "relax":
                     time.sleep(RELAX_QUEUE_WAIT)  # waits for a free GPU, not billed
+                started = time.monotonic()
                 with time_range(
                     ingestion,
                     CUSTOMER_ID,
@@ -104,9 +130,11 @@ def main() -> None:
                     rounding="second",
                 ):
                     render(kind, gpu_seconds)
+                if hold is not None:
+                    # What time_range billed (whole seconds, rounded up), not the worst case.
+                    hold.settle(math.ceil(time.monotonic() - started))
+                    hold.release()
                 print_result("job", id=job_id, kind=kind, mode=mode, fast_seconds_left=left)
-                # Make the next balance check see this job (the sender would within a second).
-                ingestion.flush()
 
         print_usage(base_url, {"fast-gpu-seconds": fast.id, "relax-gpu-seconds": relax.id})
         print_usage(base_url, {"jobs": jobs.id})

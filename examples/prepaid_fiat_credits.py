@@ -3,10 +3,10 @@
 Billing model
     Customers buy credits in dollars up front. Every request draws on that balance at the
     model's per-token prices, input and output priced separately (here $2.50 per million input
-    tokens and $10.00 per million output tokens). When the balance is used up, the API refuses
-    requests with HTTP 402 Payment Required until the customer tops up. When the balance falls
-    below a threshold, Dodo Payments sends a ``credit.balance_low`` webhook and the app warns
-    the customer.
+    tokens and $10.00 per million output tokens). A request whose worst-case cost the balance
+    cannot cover is refused with HTTP 402 Payment Required before the model is called, so the
+    balance never goes negative; the customer tops up to continue. When the balance falls below a threshold,
+    Dodo Payments sends a ``credit.balance_low`` webhook and the app warns the customer.
 
 How it is built
     - ``LLMTracker(split_events=(...))`` turns every request of the wrapped OpenAI client into
@@ -14,11 +14,18 @@ How it is built
       (``outputTokens``).
     - Two meters sum them; both draw on one USD credit entitlement (precision 6, fractions of
       a cent): 400,000 input tokens or 100,000 output tokens per dollar.
-    - A Starlette gateway serves ``POST /v1/chat/completions``: it reads the customer's balance
-      and answers 402 when nothing is left, else calls the model. ``POST /webhooks/dodo``
-      verifies the webhook signature with ``Webhook`` and handles ``credit.balance_low``.
-    - The script plays the customer (requests until refused) and plays Dodo Payments (a
-      signed ``credit.balance_low`` delivery, built with ``Webhook.sign``).
+    - A Starlette gateway serves ``POST /v1/chat/completions``. A ``CreditGate`` on the USD
+      entitlement reserves the request's worst case (the prompt's tokens, about 4 characters
+      each, plus ``max_tokens`` of output) before the model is called, and settles the cost
+      the model reported. A request that does not fit raises ``InsufficientCreditsError``,
+      which ``UsageMiddleware`` answers with 402 and the error's JSON body (``available``
+      says what is left). The middleware also bills every request served as an
+      ``api.request`` event (a ``Requests`` meter counts them); refused requests are not
+      billed. ``POST /webhooks/dodo`` verifies the webhook signature with ``Webhook`` and
+      handles ``credit.balance_low``.
+    - The script plays the customer (every question in turn; the last ones are refused) and
+      plays Dodo Payments (a signed ``credit.balance_low`` delivery, built with
+      ``Webhook.sign``).
 
 Run it
     python examples/prepaid_fiat_credits.py
@@ -26,8 +33,8 @@ Run it
     Offline: an embedded dev server stands in for the billing API (or set
     DODO_PAYMENTS_BASE_URL to a running ``dodo-ingest dev-server``), and the OpenAI SDK is
     answered by ``MockLLMTransport`` (one prompt token per 4 characters, one output token per
-    word of the reply). It prints each request's outcome, then ``usage``, ``balance`` and
-    ``webhook`` lines with the totals the server computed.
+    word of the reply). It prints each request's outcome (``available`` on refusals), then
+    ``usage``, ``balance`` and ``webhook`` lines with the totals the server computed.
 """
 
 from __future__ import annotations
@@ -35,8 +42,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import httpx2
 from _local import billing_api, link_meter_to_credits, print_result, print_usage
@@ -46,7 +55,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from dodo_ingest import AsyncDodoClient, DodoClient, Ingestion, MeterAggregation, NotFoundError
+from dodo_ingest import AsyncDodoClient, CreditGate, DodoClient, Ingestion, MeterAggregation
+from dodo_ingest.blueprints.api_gateway import UsageMiddleware
 from dodo_ingest.blueprints.llm import LLMTracker
 from dodo_ingest.client.webhooks import (
     CreditBalanceLowEvent,
@@ -61,6 +71,8 @@ MODEL = "gpt-4o"
 TOP_UP_USD = Decimal("0.0015")
 INPUT_TOKENS_PER_USD = "400000"  # $2.50 per million input tokens
 OUTPUT_TOKENS_PER_USD = "100000"  # $10.00 per million output tokens
+MAX_OUTPUT_TOKENS = 40  # the most a reply may use (sent as max_tokens): the worst case held
+CHARACTERS_PER_TOKEN = 4  # a rough estimate; a tokenizer (tiktoken) counts exactly
 LOW_BALANCE_PERCENT = 25
 SYSTEM_PROMPT = "You are a support assistant for a bicycle shop. Answer in two sentences."
 QUESTIONS = [
@@ -78,26 +90,38 @@ REPLY = (
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"example endpoint secret").decode()
 
 
+def usd(input_tokens: int, output_tokens: int) -> Decimal:
+    """What a request costs at the per-token prices."""
+    return input_tokens / Decimal(INPUT_TOKENS_PER_USD) + output_tokens / Decimal(
+        OUTPUT_TOKENS_PER_USD
+    )
+
+
+def worst_case_usd(messages: list[dict[str, Any]]) -> Decimal:
+    """The most a request can cost: its prompt's tokens and a reply of ``MAX_OUTPUT_TOKENS``."""
+    characters = sum(len(message["content"]) for message in messages)
+    return usd(math.ceil(characters / CHARACTERS_PER_TOKEN), MAX_OUTPUT_TOKENS)
+
+
 def create_gateway(
-    tracker: LLMTracker, llm: AsyncOpenAI, billing: AsyncDodoClient, entitlement_id: str
+    tracker: LLMTracker, llm: AsyncOpenAI, gate: CreditGate, ingestion: Ingestion
 ) -> Starlette:
-    """The customer-facing API: a balance check, the model call, and the webhook endpoint."""
+    """The customer-facing API: a credit gate around the model call, and the webhook endpoint."""
     webhook = Webhook(WEBHOOK_SECRET)  # in production: Webhook() reads DODO_PAYMENTS_WEBHOOK_KEY
 
     async def chat_completions(request: Request) -> JSONResponse:
         customer_id = request.headers["x-customer-id"]  # in production: from the API key
-        try:
-            balance = await billing.credits.balance(entitlement_id, customer_id)
-        except NotFoundError:  # never bought credits
-            balance = None
-        if balance is None or balance.balance <= 0:
-            message = "You exceeded your current quota: add credits to continue."
-            return JSONResponse({"error": {"message": message}}, status_code=402)
         body = await request.json()
-        async with tracker.customer(customer_id):
-            completion = await llm.chat.completions.create(
-                model=body["model"], messages=body["messages"]
-            )
+        # Raises InsufficientCreditsError when the worst case does not fit: the middleware
+        # answers 402 and the model is never called.
+        async with gate.areserve(customer_id, worst_case_usd(body["messages"])) as hold:
+            async with tracker.customer(customer_id):
+                completion = await llm.chat.completions.create(
+                    model=body["model"], messages=body["messages"], max_tokens=MAX_OUTPUT_TOKENS
+                )
+            usage = completion.usage
+            assert usage is not None
+            hold.settle(usd(usage.prompt_tokens, usage.completion_tokens))
         return JSONResponse(completion.model_dump())
 
     async def dodo_webhook(request: Request) -> JSONResponse:
@@ -118,12 +142,21 @@ def create_gateway(
             )
         return JSONResponse({"status": "ok"})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/webhooks/dodo", dodo_webhook, methods=["POST"]),
         ]
     )
+    # Bills each request served (api.request) and answers the gate's refusals with 402.
+    app.add_middleware(
+        UsageMiddleware,
+        ingestion=ingestion,
+        customer_id=lambda request: request.headers.get("x-customer-id"),
+        event_name="api.request",
+        exclude=["/webhooks/dodo"],
+    )
+    return app
 
 
 def balance_low_payload(entitlement_id: str, available: Decimal) -> bytes:
@@ -166,9 +199,14 @@ async def play_customer(
                 json={"model": MODEL, "messages": messages},
                 headers={"x-customer-id": CUSTOMER_ID},
             )
-            print_result("request", number=number, status=response.status_code)
-            # The sender delivers within a second anyway; flushing here makes the next balance
-            # check see this request (a production gate tolerates a slightly stale balance).
+            if response.status_code == 402:
+                error = response.json()["error"]
+                print_result("request", number=number, status=402, available=error["available"])
+            else:
+                print_result("request", number=number, status=response.status_code)
+            # The sender delivers within a second anyway; flushing here makes Dodo Payments'
+            # balance below (which decides the webhook) show this request. The gate does not
+            # need it: it counts what it settled until the balance it reads shows it.
             await ingestion.aflush()
             balance = (await billing.credits.balance(entitlement_id, CUSTOMER_ID)).balance
             if not alerted and balance < TOP_UP_USD * LOW_BALANCE_PERCENT / 100:
@@ -200,6 +238,12 @@ def main() -> None:
             measurement_unit="tokens",
             aggregation=MeterAggregation("sum", "outputTokens"),
         )
+        requests_meter = client.meters.create(
+            name="Requests",
+            event_name="api.request",
+            measurement_unit="requests",
+            aggregation=MeterAggregation("count"),
+        )
         credits = client.credits.create_entitlement(
             name="API credits", unit="USD", currency="USD", precision=6
         )
@@ -223,12 +267,20 @@ def main() -> None:
 
             async def run() -> None:
                 async with AsyncDodoClient(api_key=api_key, base_url=base_url) as billing:
-                    app = create_gateway(tracker, llm, billing, credits.id)
+                    gate = CreditGate(billing, credit_entitlement_id=credits.id)
+                    app = create_gateway(tracker, llm, gate, ingestion)
                     await play_customer(app, ingestion, billing, credits.id)
 
             asyncio.run(run())
 
-        print_usage(base_url, {"input-tokens": input_meter.id, "output-tokens": output_meter.id})
+        print_usage(
+            base_url,
+            {
+                "input-tokens": input_meter.id,
+                "output-tokens": output_meter.id,
+                "requests": requests_meter.id,
+            },
+        )
         balance = client.credits.balance(credits.id, CUSTOMER_ID)
         print_result(
             "balance",

@@ -10,6 +10,7 @@ test needs one.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 import os
 import subprocess
@@ -146,30 +147,40 @@ def test_prepaid_fiat_credits() -> None:
     input_price = 1 / Decimal(ex.INPUT_TOKENS_PER_USD)
     output_price = 1 / Decimal(ex.OUTPUT_TOKENS_PER_USD)
     output_tokens = words(ex.REPLY)
-    balance, served, statuses, alert = ex.TOP_UP_USD, [], [], None
-    for question in ex.QUESTIONS:
-        if rounded(balance, 6) <= 0:
-            statuses.append(402)
-            continue
-        statuses.append(200)
+    assert output_tokens <= ex.MAX_OUTPUT_TOKENS  # the worst case held covers the reply
+    available, served, alert = ex.TOP_UP_USD, [], None
+    expected: list[tuple[int, int, Decimal | None]] = []
+    for number, question in enumerate(ex.QUESTIONS, start=1):
         tokens = count_tokens(ex.SYSTEM_PROMPT + question)
+        worst_case = tokens * input_price + ex.MAX_OUTPUT_TOKENS * output_price
+        if worst_case > available:  # the gate refuses before the model is called
+            expected.append((number, 402, available))
+            continue
+        expected.append((number, 200, None))
         served.append(tokens)
-        balance -= tokens * input_price + output_tokens * output_price
-        shown = rounded(balance, 6) if balance > 0 else Decimal("0.000000")
-        if alert is None and shown < ex.TOP_UP_USD * ex.LOW_BALANCE_PERCENT / 100:
-            alert = shown
+        available -= tokens * input_price + output_tokens * output_price
+        if alert is None and rounded(available, 6) < ex.TOP_UP_USD * ex.LOW_BALANCE_PERCENT / 100:
+            alert = rounded(available, 6)
 
-    assert [int(line["status"]) for line in run.lines("request")] == statuses
-    assert statuses[-1] == 402  # the workload does run out of credits
+    assert [
+        (int(line["number"]), int(line["status"]), Decimal(line["available"]))
+        if "available" in line
+        else (int(line["number"]), int(line["status"]), None)
+        for line in run.lines("request")
+    ] == expected
+    assert expected[-1][1] == 402  # the workload runs out
+    assert available > 0  # refused while credits were left: the worst case did not fit
     assert run.usage() == {
         ("input-tokens", "cus_acme"): (Decimal(sum(served)), len(served)),
         ("output-tokens", "cus_acme"): (Decimal(output_tokens * len(served)), len(served)),
+        # Only the requests served are billed; the refused ones are not.
+        ("requests", "cus_acme"): (Decimal(len(served)), len(served)),
     }
     assert run.one("balance", customer="cus_acme") == {
         "customer": "cus_acme",
         "entitlement": "usd",
-        "balance": "0.000000",
-        "overage": str(rounded(-balance, 6)),
+        "balance": str(rounded(available, 6)),
+        "overage": "0.000000",  # the gate never lets the balance go negative
     }
     assert alert is not None
     webhook = run.one("webhook", type="credit.balance_low")
@@ -210,12 +221,30 @@ def test_model_weighted_credits() -> None:
 def test_character_quotas() -> None:
     ex = load("character_quotas.py")
     run = example("character_quotas.py")
+    ceiling = {  # what each plan lets a customer use in the month
+        "starter": ex.INCLUDED_CHARACTERS,
+        "creator": ex.INCLUDED_CHARACTERS + ex.CREATOR_OVERAGE_LIMIT,
+    }
     characters: dict[str, int] = {}
     requests: dict[str, int] = {}
-    for _, customer, _, text in ex.REQUESTS:
-        characters[customer] = characters.get(customer, 0) + len(text)
+    expected = []
+    for request_id, customer, _, text in ex.REQUESTS:
+        used = characters.get(customer, 0)
+        line = {"id": request_id, "customer": customer, "characters": str(len(text))}
+        if used + len(text) > ceiling[ex.PLANS[customer]]:  # the gate blocks it
+            left = ceiling[ex.PLANS[customer]] - used
+            expected.append({**line, "status": "blocked", "available": str(left)})
+            continue
+        expected.append({**line, "status": "generated"})
+        characters[customer] = used + len(text)
         requests[customer] = requests.get(customer, 0) + 1
 
+    assert run.lines("request") == expected
+    statuses = {(ex.PLANS[line["customer"]], line["status"]) for line in expected}
+    # Starter is blocked at its quota; Creator runs into overage, then is blocked at the limit;
+    # a smaller request that still fits goes through after a block.
+    assert statuses == {(plan, status) for plan in ceiling for status in ("generated", "blocked")}
+    assert expected[-1]["status"] == "generated"
     assert run.usage() == {
         **{
             ("characters", customer): (Decimal(total), requests[customer])
@@ -232,6 +261,12 @@ def test_character_quotas() -> None:
     (first_size, first_price), (_, second_price) = ex.OVERAGE_TIERS
     for customer, total in characters.items():
         over = max(total - ex.INCLUDED_CHARACTERS, 0)
+        assert run.one("balance", customer=customer) == {
+            "customer": customer,
+            "plan": ex.PLANS[customer],
+            "balance": str(max(ex.INCLUDED_CHARACTERS - total, 0)),
+            "overage": str(over),
+        }
         charge = (
             min(over, first_size) * first_price + max(over - first_size, 0) * second_price
         ) / 1000
@@ -242,9 +277,11 @@ def test_character_quotas() -> None:
             "overage_characters": str(over),
             "overage_usd": str(rounded(charge, 2)),
         }
-    # The workload reaches the second tier for one customer and stays in quota for another.
+    # The workload reaches the second tier (within the limit) for the Creator customer and
+    # stays in quota for the Starter one.
     assert max(characters.values()) > ex.INCLUDED_CHARACTERS + first_size
-    assert min(characters.values()) < ex.INCLUDED_CHARACTERS
+    assert max(characters.values()) <= ceiling["creator"]
+    assert min(characters.values()) <= ex.INCLUDED_CHARACTERS
 
 
 def test_gpu_subscription() -> None:
@@ -252,8 +289,9 @@ def test_gpu_subscription() -> None:
     run = example("gpu_subscription.py")
     left, seconds, expected = ex.PLAN_FAST_SECONDS, {"fast": 0, "relax": 0}, []
     for job_id, kind, gpu_seconds in ex.JOBS:
-        mode = "fast" if left > 0 else "relax"
+        mode = "fast" if ex.WORST_CASE_SECONDS[kind] <= left else "relax"
         billed = math.ceil(gpu_seconds)  # rounding="second" bills each started second
+        assert billed <= ex.WORST_CASE_SECONDS[kind]
         expected.append({"id": job_id, "kind": kind, "mode": mode, "fast_seconds_left": str(left)})
         seconds[mode] += billed
         if mode == "fast":
@@ -268,7 +306,17 @@ def test_gpu_subscription() -> None:
         ("jobs", customer): (Decimal(len(ex.JOBS)), len(ex.JOBS)),
     }
     assert modes.count("relax") > 0  # the quota runs out during the run
-    assert run.one("balance")["balance"] == str(max(left, 0))
+    # A job that needs more than is left falls back to relax while a smaller one still fits.
+    assert any(
+        later["mode"] == "fast" and earlier["mode"] == "relax"
+        for earlier, later in itertools.pairwise(expected)
+    )
+    assert run.one("balance") == {
+        "customer": customer,
+        "entitlement": "fast-gpu-seconds",
+        "balance": str(left),
+        "overage": "0",  # fast time never goes past the plan
+    }
 
 
 def test_per_second_compute() -> None:
@@ -486,5 +534,9 @@ def test_examples_use_the_server_named_by_the_environment() -> None:
         )
         stored = set(server.event_ids())
     assert run.returncode == 0, run.stderr
-    assert {f"{request[0]}:characters" for request in ex.REQUESTS} <= stored
+    generated = {line["id"] for line in run.lines("request") if line["status"] == "generated"}
+    blocked = {request[0] for request in ex.REQUESTS} - generated
+    assert generated and blocked
+    assert {f"{request_id}:characters" for request_id in generated} <= stored
+    assert not {f"{request_id}:characters" for request_id in blocked} & stored  # not billed
     assert run.stdout == example("character_quotas.py").stdout
