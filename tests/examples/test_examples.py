@@ -540,3 +540,26 @@ def test_examples_use_the_server_named_by_the_environment() -> None:
     assert {f"{request_id}:characters" for request_id in generated} <= stored
     assert not {f"{request_id}:characters" for request_id in blocked} & stored  # not billed
     assert run.stdout == example("character_quotas.py").stdout
+
+
+def test_gated_examples_decide_the_same_when_the_api_deducts_late() -> None:
+    """The gate counts what it settled until the balance shows it: against a server that
+    deducts 30 s late, the gated examples take the same decisions; only the balances they
+    read (and the low-balance webhook, which follows the server's balance) differ."""
+    from dodo_ingest.devserver import DevServer
+
+    for program, kind in (
+        ("gpu_subscription.py", "job"),
+        ("character_quotas.py", "request"),
+        ("prepaid_fiat_credits.py", "request"),
+    ):
+        with DevServer(deduction_lag=30) as server:
+            run = _run(
+                program,
+                {"DODO_PAYMENTS_BASE_URL": server.base_url, "DODO_PAYMENTS_API_KEY": "dev"},
+            )
+        assert run.returncode == 0, run.stderr
+        instant = example(program)
+        assert run.lines(kind) == instant.lines(kind)
+        assert run.usage() == instant.usage()
+        assert run.lines("balance") != instant.lines("balance")  # not deducted yet
