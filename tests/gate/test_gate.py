@@ -210,6 +210,7 @@ def test_concurrent_asyncio_tasks_with_an_async_client(server, client):
             release.set()
             await asyncio.gather(*tasks)
             assert await gate.aavailable("cus_1") == 0  # their estimates now wait for the API
+            assert gate.stats.balance_reads == 1  # one read, however many tasks asked
             return admitted, refused
 
     assert asyncio.run(main()) == (30, 70)

@@ -274,6 +274,7 @@ class CreditGate:
         self._clock = clock
         self._lock = threading.Lock()
         self._fetching: dict[str, threading.Lock] = {}
+        self._areading: dict[tuple[int, str], asyncio.Future[Snapshot | None]] = {}
         self._entitlement: CreditEntitlement | None = None
         self._entitlement_at = -math.inf
         self._admitted = itertools.count()
@@ -435,9 +436,19 @@ class CreditGate:
             return self._save(customer_id, balance, entitlement, started)
 
     async def _asnapshot(self, customer_id: str) -> Snapshot | None:
+        """:meth:`_snapshot` for asyncio code: one read per customer at a time per event
+        loop; the other tasks await it."""
         cached = self._fresh(customer_id)
         if cached is not None:
             return cached
+        key = (id(asyncio.get_running_loop()), customer_id)
+        reading = self._areading.get(key)
+        if reading is None:
+            reading = self._areading[key] = asyncio.ensure_future(self._aread(customer_id))
+            reading.add_done_callback(lambda _: self._areading.pop(key, None))
+        return await asyncio.shield(reading)
+
+    async def _aread(self, customer_id: str) -> Snapshot | None:
         started = self._clock()
         try:
             if isinstance(self.client, AsyncDodoClient):
