@@ -134,7 +134,7 @@ def main() -> None:
                 print_result(
                     "request", number=number, asked=asked, used=model, credits=weight_of(model)
                 )
-                # Make the next balance check see this request (see prepaid_fiat_credits.py).
+                # Deliver now, so that the next balance check sees this request.
                 ingestion.flush()
 
         print_usage(
