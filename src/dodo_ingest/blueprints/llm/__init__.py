@@ -13,9 +13,14 @@ token counts the provider reported, streams included::
 
 Supports openai (and Azure and OpenAI-compatible servers), anthropic, groq and google-genai,
 sync and async. Provider SDKs are imported only by the code that wraps their clients.
+
+With ``LLMTracker(..., prices=..., gate=CreditGate(...))`` every call first reserves a
+worst-case estimate of its cost for the customer (a refused call raises
+``InsufficientCreditsError`` and is never sent) and settles the real cost when it ends.
 """
 
 from ._billing import Price
+from ._gating import CreditCutoffError
 from ._tracker import (
     CustomerScope,
     EventSink,
@@ -26,6 +31,7 @@ from ._tracker import (
 from ._usage import LLMUsage
 
 __all__ = [
+    "CreditCutoffError",
     "CustomerScope",
     "EventSink",
     "LLMTracker",

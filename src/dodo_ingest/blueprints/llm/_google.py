@@ -5,6 +5,10 @@ per step; automatic continuation, one per hop) and returns the usage of the last
 The private ``_generate_content``, ``_generate_content_stream`` and ``_embed_content`` run
 once per HTTP request, so hooking them bills every request exactly once; chats go through the
 same ``models`` instances. The instances' classes are swapped for cached subclasses.
+
+With a credit gate, each of those per-request methods reserves its request's estimate before
+the request is sent (so every step of an automatic-function-calling loop and every
+continuation hop is admitted on its own), and settles it with the usage recorded.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import inspect
 from typing import Any
 
+from ._gating import Admission, GatePolicy
 from ._streams import StreamTap, tap_async_iterator, tap_iterator
 from ._swap import swap_class
 from ._tracker import Binding, Scope
@@ -24,14 +29,38 @@ __all__ = ["GenerateStreamUsage", "instrument_client"]
 class ModelsState:
     """Per wrapped ``Models``/``AsyncModels`` instance: defaults and provider name."""
 
-    __slots__ = ("binding", "provider")
+    __slots__ = ("binding", "gating", "provider")
 
     def __init__(self, binding: Binding, provider: str) -> None:
         self.binding = binding
         self.provider = provider
+        self.gating: GatePolicy | None = binding.tracker._gating
 
-    def record(self, scope: Scope, result: Any, kwargs: dict[str, Any], operation: str) -> None:
-        """Record the usage of one response. Never raises."""
+    def admit(
+        self, scope: Scope | None, kwargs: dict[str, Any], operation: str
+    ) -> Admission | None:
+        """Reserve the request's estimate (sync); raises the gate's refusals."""
+        if scope is None or self.gating is None:
+            return None
+        return self.gating.admit(scope.customer_id, operation, _model_name(kwargs), kwargs)
+
+    async def admit_async(
+        self, scope: Scope | None, kwargs: dict[str, Any], operation: str
+    ) -> Admission | None:
+        """Reserve the request's estimate (async); raises the gate's refusals."""
+        if scope is None or self.gating is None:
+            return None
+        return await self.gating.aadmit(scope.customer_id, operation, _model_name(kwargs), kwargs)
+
+    def record(
+        self,
+        scope: Scope,
+        result: Any,
+        kwargs: dict[str, Any],
+        operation: str,
+        admission: Admission | None = None,
+    ) -> None:
+        """Record the usage of one response (and settle its hold). Never raises."""
         tracker = self.binding.tracker
         try:
             usage = field(result, "usage_metadata")
@@ -40,30 +69,41 @@ class ModelsState:
             if usage is None and operation == "embed_content":
                 usage = _vertex_embedding_usage(result)
             if usage is None:
+                if admission is not None:
+                    admission.settle(None)
                 tracker._failure(f"google {operation} response without usage: not tracked", None)
                 return
-            tracker.record(
-                gemini_usage(
-                    usage,
-                    self.provider,
-                    operation,
-                    field(result, "model_version") or _model_name(kwargs),
-                    _response_key(field(result, "response_id"), kwargs),
-                ),
-                scope,
+            normalised = gemini_usage(
+                usage,
+                self.provider,
+                operation,
+                field(result, "model_version") or _model_name(kwargs),
+                _response_key(field(result, "response_id"), kwargs),
             )
+            if admission is not None:
+                admission.settle(normalised)
+            tracker.record(normalised, scope)
         except Exception as exc:
             tracker._failure("could not record LLM usage", exc)
+        if admission is not None:
+            admission.close()  # still open only when tracking failed: the estimate counts
 
-    def stream_tap(self, scope: Scope, kwargs: dict[str, Any]) -> StreamTap | None:
+    def stream_tap(
+        self, scope: Scope, kwargs: dict[str, Any], admission: Admission | None = None
+    ) -> StreamTap | None:
         """A tap for one streamed request. Never raises."""
         try:
-            accumulator = GenerateStreamUsage(
-                self.provider, _model_name(kwargs), _continuation(kwargs)
-            )
-            return StreamTap(accumulator, self.binding.tracker, scope)
+            model = _model_name(kwargs)
+            accumulator = GenerateStreamUsage(self.provider, model, _continuation(kwargs))
+            meter = None
+            if admission is not None:
+                meter = admission.meter(self.provider, "generate_content", model, "google")
+            return StreamTap(accumulator, self.binding.tracker, scope, admission, meter)
         except Exception as exc:
             self.binding.tracker._failure("could not record LLM usage", exc)
+            if admission is not None:
+                admission.handed_off = False
+                admission.close()
             return None
 
 
@@ -140,6 +180,31 @@ def _vertex_embedding_usage(result: Any) -> dict[str, int] | None:
     return {"prompt_token_count": int(sum(counts))}
 
 
+async def _aclose_stream(inner: Any) -> None:
+    """Close an async stream cut off by the credit gate, and its HTTP response now.
+
+    google-genai's async stream nests generators around an ``HttpResponse`` that refers to
+    its own generator: closing the outer generator leaves the HTTP response open until the
+    cyclic garbage collector runs, and the model generating. Its response is found in the
+    generators' frames (``response_stream`` -> ``response`` -> ``response_stream``) and closed
+    first; when the SDK's layout differs, only the generator is closed. Never raises.
+    """
+    http: Any = None
+    try:
+        stream = inner.ag_frame.f_locals.get("response_stream")
+        wrapper = stream.ag_frame.f_locals.get("response")
+        http = getattr(wrapper, "response_stream", None)
+    except Exception:
+        http = None
+    for closeable in (http, inner):
+        try:
+            aclose = getattr(closeable, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        except Exception:
+            pass
+
+
 _MODELS_CLASSES: dict[type[Any], type[Any]] = {}
 
 
@@ -165,27 +230,51 @@ def _metered_models_class(base: type[Any]) -> type[Any]:
 
             async def _generate_content(self, **kwargs: Any) -> Any:
                 state: ModelsState | None = self.__dict__.get("_dodo_state")
-                scope = state.binding.resolve() if state is not None else None
-                result = await super()._generate_content(**kwargs)
+                if state is None:
+                    return await super()._generate_content(**kwargs)
+                scope = state.binding.resolve()
+                admission = await state.admit_async(scope, kwargs, "generate_content")
+                try:
+                    result = await super()._generate_content(**kwargs)
+                except BaseException:
+                    if admission is not None:
+                        admission.cancel()
+                    raise
                 if scope is not None:
-                    state.record(scope, result, kwargs, "generate_content")  # type: ignore[union-attr]
+                    state.record(scope, result, kwargs, "generate_content", admission)
                 return result
 
             async def _generate_content_stream(self, **kwargs: Any) -> Any:
                 state: ModelsState | None = self.__dict__.get("_dodo_state")
-                scope = state.binding.resolve() if state is not None else None
-                inner = await super()._generate_content_stream(**kwargs)
+                if state is None:
+                    return await super()._generate_content_stream(**kwargs)
+                scope = state.binding.resolve()
+                admission = await state.admit_async(scope, kwargs, "generate_content")
+                try:
+                    inner = await super()._generate_content_stream(**kwargs)
+                except BaseException:
+                    if admission is not None:
+                        admission.cancel()
+                    raise
                 if scope is None:
                     return inner
-                tap = state.stream_tap(scope, kwargs)  # type: ignore[union-attr]
-                return inner if tap is None else tap_async_iterator(inner, tap)
+                tap = state.stream_tap(scope, kwargs, admission)
+                return inner if tap is None else tap_async_iterator(inner, tap, _aclose_stream)
 
             async def _embed_content(self, **kwargs: Any) -> Any:
                 state: ModelsState | None = self.__dict__.get("_dodo_state")
-                scope = state.binding.resolve() if state is not None else None
-                result = await super()._embed_content(**kwargs)
+                if state is None:
+                    return await super()._embed_content(**kwargs)
+                scope = state.binding.resolve()
+                admission = await state.admit_async(scope, kwargs, "embed_content")
+                try:
+                    result = await super()._embed_content(**kwargs)
+                except BaseException:
+                    if admission is not None:
+                        admission.cancel()
+                    raise
                 if scope is not None:
-                    state.record(scope, result, kwargs, "embed_content")  # type: ignore[union-attr]
+                    state.record(scope, result, kwargs, "embed_content", admission)
                 return result
 
         cls = AsyncMetered
@@ -196,27 +285,51 @@ def _metered_models_class(base: type[Any]) -> type[Any]:
 
             def _generate_content(self, **kwargs: Any) -> Any:
                 state: ModelsState | None = self.__dict__.get("_dodo_state")
-                scope = state.binding.resolve() if state is not None else None
-                result = super()._generate_content(**kwargs)
+                if state is None:
+                    return super()._generate_content(**kwargs)
+                scope = state.binding.resolve()
+                admission = state.admit(scope, kwargs, "generate_content")
+                try:
+                    result = super()._generate_content(**kwargs)
+                except BaseException:
+                    if admission is not None:
+                        admission.cancel()
+                    raise
                 if scope is not None:
-                    state.record(scope, result, kwargs, "generate_content")  # type: ignore[union-attr]
+                    state.record(scope, result, kwargs, "generate_content", admission)
                 return result
 
             def _generate_content_stream(self, **kwargs: Any) -> Any:
                 state: ModelsState | None = self.__dict__.get("_dodo_state")
-                scope = state.binding.resolve() if state is not None else None
-                inner = super()._generate_content_stream(**kwargs)
+                if state is None:
+                    return super()._generate_content_stream(**kwargs)
+                scope = state.binding.resolve()
+                admission = state.admit(scope, kwargs, "generate_content")
+                try:
+                    inner = super()._generate_content_stream(**kwargs)
+                except BaseException:
+                    if admission is not None:
+                        admission.cancel()
+                    raise
                 if scope is None:
                     return inner
-                tap = state.stream_tap(scope, kwargs)  # type: ignore[union-attr]
+                tap = state.stream_tap(scope, kwargs, admission)
                 return inner if tap is None else tap_iterator(inner, tap)
 
             def _embed_content(self, **kwargs: Any) -> Any:
                 state: ModelsState | None = self.__dict__.get("_dodo_state")
-                scope = state.binding.resolve() if state is not None else None
-                result = super()._embed_content(**kwargs)
+                if state is None:
+                    return super()._embed_content(**kwargs)
+                scope = state.binding.resolve()
+                admission = state.admit(scope, kwargs, "embed_content")
+                try:
+                    result = super()._embed_content(**kwargs)
+                except BaseException:
+                    if admission is not None:
+                        admission.cancel()
+                    raise
                 if scope is not None:
-                    state.record(scope, result, kwargs, "embed_content")  # type: ignore[union-attr]
+                    state.record(scope, result, kwargs, "embed_content", admission)
                 return result
 
         cls = Metered

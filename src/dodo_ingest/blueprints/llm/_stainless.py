@@ -6,6 +6,10 @@ Every call of these clients (resource methods, ``parse``, the ``.stream()`` help
 or the raw response wrapper. ``wrap()`` swaps the client instance's class for a cached
 subclass that overrides ``request()`` (and ``copy()``/``with_options()``, so copies stay
 tracked), so ``isinstance`` and every overload the type checker sees stay the SDK's own.
+
+With a credit gate, ``request()`` reserves the request's estimate before sending it (a refusal
+raises :class:`InsufficientCreditsError` and nothing is sent), cancels the hold when the
+request fails, and settles it with the usage recorded (streams: when the stream ends).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._anthropic import ANTHROPIC_ROUTES, MessageStreamUsage, usage_of_message
+from ._gating import Admission, GatePolicy
 from ._openai import (
     GROQ_ROUTES,
     INCLUDE_USAGE_OPERATIONS,
@@ -39,7 +44,7 @@ _PENDING_STATUSES = frozenset({"queued", "in_progress"})
 class Call:
     """One billable request in flight."""
 
-    __slots__ = ("hide", "model", "observed", "operation", "options", "raw", "scope")
+    __slots__ = ("admission", "hide", "model", "observed", "operation", "options", "raw", "scope")
 
     def __init__(
         self,
@@ -57,15 +62,26 @@ class Call:
         self.raw = raw
         self.options = options
         self.observed = False
+        self.admission: Admission | None = None
 
 
 class ClientState:
     """Per wrapped client: its defaults, provider name and SDK family."""
 
-    __slots__ = ("binding", "family", "injects", "provider", "routes", "stream_types", "warned")
+    __slots__ = (
+        "binding",
+        "family",
+        "gating",
+        "injects",
+        "provider",
+        "routes",
+        "stream_types",
+        "warned",
+    )
 
     def __init__(self, client: Any, binding: Binding) -> None:
         self.binding = binding
+        self.gating: GatePolicy | None = binding.tracker._gating
         self.warned = False
         self.injects = binding.tracker.inject_stream_usage
         self.family = sdk_family(type(client)) or "openai"
@@ -137,6 +153,32 @@ class ClientState:
             self.binding.tracker._failure("could not inspect LLM request", exc)
             return None
 
+    def _parts(self, call: Call) -> tuple[Any, Any, Any]:
+        options = call.options
+        extra = getattr(options, "extra_json", None)
+        files = getattr(options, "files", None)
+        return (
+            options.json_data,
+            extra if isinstance(extra, Mapping) else None,
+            files if isinstance(files, (list, tuple, Mapping)) else None,
+        )
+
+    def admit(self, call: Call) -> None:
+        """Reserve ``call``'s estimate (sync clients); raises the gate's refusals."""
+        gating = self.gating
+        assert gating is not None
+        call.admission = gating.admit(
+            call.scope.customer_id, call.operation, call.model, *self._parts(call)
+        )
+
+    async def admit_async(self, call: Call) -> None:
+        """Reserve ``call``'s estimate (async clients); raises the gate's refusals."""
+        gating = self.gating
+        assert gating is not None
+        call.admission = await gating.aadmit(
+            call.scope.customer_id, call.operation, call.model, *self._parts(call)
+        )
+
     def finish(self, call: Call, result: Any) -> None:
         """Record or tap what a sync ``request()`` returned. Never raises."""
         try:
@@ -148,6 +190,8 @@ class ClientState:
                 self.observe(call, result.parse())
         except Exception as exc:
             self.binding.tracker._failure("could not record LLM usage", exc)
+        if call.admission is not None:
+            self._settle_unobserved(call, result)
 
     async def finish_async(self, call: Call, result: Any) -> None:
         """Record or tap what an async ``request()`` returned. Never raises."""
@@ -163,6 +207,28 @@ class ClientState:
                 self.observe(call, parsed)
         except Exception as exc:
             self.binding.tracker._failure("could not record LLM usage", exc)
+        if call.admission is not None:
+            self._settle_unobserved(call, result)
+
+    @staticmethod
+    def _settle_unobserved(call: Call, result: Any) -> None:
+        """After :meth:`finish`: a ``with_streaming_response`` body may be parsed later (or
+        read as raw bytes, or never: then nothing is billed and the hold is released with no
+        cost when the response is collected); any other hold still open means tracking
+        failed, and its estimate counts."""
+        admission = call.admission
+        assert admission is not None
+        if call.raw == "stream":
+            admission.watch(result)
+        else:
+            admission.close()
+
+    @staticmethod
+    def failed(call: Call) -> None:
+        """The request raised: release its hold with no cost (unless the usage of a response
+        whose parsing raised was recorded first)."""
+        if call.admission is not None:
+            call.admission.cancel()
 
     def observe_on_raise(self, call: Call, parser: Any) -> Any:
         """Wrap the SDK's post-parser (``parse()`` helpers: structured output; embeddings) so
@@ -200,15 +266,27 @@ class ClientState:
                 accumulator = stream_accumulator(
                     self.provider, call.operation, call.model, call.hide, headers
                 )
-            tap_sdk_stream(obj, StreamTap(accumulator, tracker, call.scope))
+            admission = call.admission
+            meter = None
+            if admission is not None:
+                meter = admission.meter(self.provider, call.operation, call.model, self.family)
+            tap = StreamTap(accumulator, tracker, call.scope, admission, meter)
+            if not tap_sdk_stream(obj, tap) and admission is not None:
+                admission.handed_off = False  # tapped before: its cost stays unknown here
+                admission.close()
             return
+        admission = call.admission
         if isinstance(obj, str):  # transcriptions in text/srt/vtt formats carry no usage
+            if admission is not None:
+                admission.settle(None)
             return
         usage: LLMUsage | None
         if self.family == "anthropic":
             usage = usage_of_message(obj, self.provider, call.operation, call.model)
         else:
             usage = usage_of_object(obj, self.provider, call.operation, call.model, None)
+        if admission is not None:
+            admission.settle(usage)  # before recording: a failing sink must not keep the hold
         if usage is None:
             if field(obj, "status") in _PENDING_STATUSES:
                 return  # a background response: bill it with tracker.track() once it is done
@@ -261,10 +339,17 @@ def _metered_class(base: type[Any]) -> type[Any]:
                     return await super().request(
                         cast_to, options, stream=stream, stream_cls=stream_cls
                     )
-                result = await super().request(
-                    cast_to, call.options, stream=stream, stream_cls=stream_cls
-                )
-                await state.finish_async(call, result)  # type: ignore[union-attr]
+                assert state is not None
+                if state.gating is not None:
+                    await state.admit_async(call)  # a refusal raises here: nothing is sent
+                try:
+                    result = await super().request(
+                        cast_to, call.options, stream=stream, stream_cls=stream_cls
+                    )
+                except BaseException:
+                    state.failed(call)
+                    raise
+                await state.finish_async(call, result)
                 return result
 
             def copy(self, *args: Any, **kwargs: Any) -> Any:
@@ -290,10 +375,17 @@ def _metered_class(base: type[Any]) -> type[Any]:
                 call = state.start(options, stream) if state is not None else None
                 if call is None:
                     return super().request(cast_to, options, stream=stream, stream_cls=stream_cls)
-                result = super().request(
-                    cast_to, call.options, stream=stream, stream_cls=stream_cls
-                )
-                state.finish(call, result)  # type: ignore[union-attr]
+                assert state is not None
+                if state.gating is not None:
+                    state.admit(call)  # a refusal raises here: nothing is sent
+                try:
+                    result = super().request(
+                        cast_to, call.options, stream=stream, stream_cls=stream_cls
+                    )
+                except BaseException:
+                    state.failed(call)
+                    raise
+                state.finish(call, result)
                 return result
 
             def copy(self, *args: Any, **kwargs: Any) -> Any:

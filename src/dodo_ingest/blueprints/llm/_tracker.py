@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import threading
 import uuid
@@ -12,7 +13,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from ...client._errors import EventValidationError
+from ...client._errors import ConfigurationError, EventValidationError
 from ...client._models import MetadataValue, validate_metadata
 from .._common import EventSink
 from ._billing import ModelTable, Number, Price, cost_cents, to_decimal
@@ -20,6 +21,8 @@ from ._usage import LLMUsage, field, gemini_usage, gemini_usage_from_body
 
 if TYPE_CHECKING:
     from ...delivery import Ingestion
+    from ...gate import CreditGate
+    from ._gating import GatePolicy
 
 __all__ = [
     "RESERVED_METADATA_KEYS",
@@ -255,6 +258,17 @@ class LLMTracker:
     Models match exactly, then by the longest prefix, then ``"*"``. ``inject_stream_usage``
     asks OpenAI-style chat streams for usage (``stream_options.include_usage``) when the caller
     did not, hiding the extra chunk from the caller; turn it off for servers that reject it.
+
+    Credit gate (``gate=CreditGate(...)``, needs ``prices``): every billable request first
+    reserves a worst-case estimate of its cost for the customer it is billed to, in the
+    entitlement's unit: ``prices`` times ``gate_rate`` (entitlement units per unit of the
+    prices' currency; 1 when the entitlement is in that currency). A refused request raises
+    :class:`~dodo_ingest.InsufficientCreditsError` and is never sent; the hold settles with
+    the cost of the usage billed when the response or stream ends. The output part of the
+    estimate is the request's own limit, else ``gate_default_max_output`` tokens.
+    ``gate_cutoff=True`` stops a stream whose request set no output limit once its output
+    reaches ``gate_default_max_output`` tokens (:class:`CreditCutoffError`). See
+    ``docs/llm.md``, "Credit gate".
     """
 
     def __init__(
@@ -266,6 +280,10 @@ class LLMTracker:
         request_weights: Mapping[str, Number] | None = None,
         prices: Mapping[str, Price] | None = None,
         inject_stream_usage: bool = True,
+        gate: CreditGate | None = None,
+        gate_rate: Number = 1,
+        gate_default_max_output: int = 4096,
+        gate_cutoff: bool = False,
     ) -> None:
         if not callable(getattr(ingestion, "track", None)):
             raise TypeError("ingestion must have a track() method (e.g. dodo_ingest.Ingestion)")
@@ -304,6 +322,43 @@ class LLMTracker:
         self._owned: Ingestion | None = None
         self._wrap_key_sets: set[frozenset[str]] = set()
         self._warned_overflow = False
+        self._gating: GatePolicy | None = None
+        if gate is not None:
+            self._gating = self._gate_policy(gate, gate_rate, gate_default_max_output, gate_cutoff)
+        elif gate_cutoff:
+            raise ConfigurationError("gate_cutoff=True needs a gate (gate=CreditGate(...))")
+
+    @property
+    def gate(self) -> CreditGate | None:
+        """The credit gate calls are admitted by (``None``: not gated)."""
+        return self._gating.gate if self._gating is not None else None
+
+    def _gate_policy(
+        self, gate: object, rate: object, default_max_output: object, cutoff: object
+    ) -> GatePolicy:
+        from ...gate import CreditGate
+        from ._gating import GatePolicy
+
+        if not isinstance(gate, CreditGate):
+            raise ConfigurationError(f"gate must be a CreditGate, got {type(gate).__name__}")
+        if self._prices is None:
+            raise ConfigurationError(
+                "gate needs prices: the tracker prices each call's estimate with them "
+                "(prices={'model': Price(...), '*': Price(...)})"
+            )
+        if isinstance(rate, bool) or not isinstance(rate, (Decimal, int, float, str)):
+            raise ConfigurationError(f"gate_rate must be a number, got {rate!r}")
+        try:
+            checked_rate = to_decimal(rate, "gate_rate")
+        except EventValidationError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if type(default_max_output) is not int or default_max_output < 0:
+            raise ConfigurationError(
+                f"gate_default_max_output must be an int >= 0, got {default_max_output!r}"
+            )
+        if not isinstance(cutoff, bool):
+            raise ConfigurationError(f"gate_cutoff must be True or False, got {cutoff!r}")
+        return GatePolicy(self, gate, self._prices, checked_rate, default_max_output, cutoff)
 
     @staticmethod
     def _check_event_name(name: object, field_name: str) -> str:
@@ -324,7 +379,9 @@ class LLMTracker:
         ``groq.Groq``/``AsyncGroq`` and ``google.genai.Client`` (sync and ``.aio``).
         ``customer_id`` and ``metadata`` are defaults for every call; they are validated here
         and raise :class:`EventValidationError`. Wrapping again replaces the defaults.
-        Raises ``TypeError`` for other clients.
+        Raises ``TypeError`` for other clients, and :class:`ConfigurationError` for a client
+        with a sync surface when the tracker's gate has an ``AsyncDodoClient`` (which only
+        async calls can use).
         """
         if customer_id is not None:
             customer_id = _validate_customer(customer_id)
@@ -332,6 +389,8 @@ class LLMTracker:
         if binding.metadata and len(self._wrap_key_sets) < _WRAP_KEY_SETS_KEPT:
             self._wrap_key_sets.add(frozenset(binding.metadata))
         family = sdk_family(type(client))
+        if self._gating is not None and family is not None:
+            self._check_gate_surface(client, family)
         if family in ("openai", "anthropic", "groq"):
             from ._stainless import instrument_client
 
@@ -346,6 +405,26 @@ class LLMTracker:
                 f"got {type(client).__qualname__}"
             )
         return client
+
+    def _check_gate_surface(self, client: object, family: str) -> None:
+        from ...client import AsyncDodoClient
+
+        assert self._gating is not None
+        if not isinstance(self._gating.gate.client, AsyncDodoClient):
+            return
+        if family == "google.genai":
+            models = getattr(client, "models", None)
+            synchronous = not inspect.iscoroutinefunction(
+                getattr(type(models), "_generate_content", None)
+            )
+        else:
+            synchronous = not inspect.iscoroutinefunction(getattr(type(client), "request", None))
+        if synchronous:
+            raise ConfigurationError(
+                f"this tracker's gate has an AsyncDodoClient, which sync calls cannot use: wrap "
+                f"an async client (for google-genai, client.aio), or give the gate a DodoClient "
+                f"(got {type(client).__qualname__})"
+            )
 
     def customer(
         self, customer_id: str, metadata: Mapping[str, object] | None = None
@@ -564,6 +643,10 @@ def create_llm_tracker(
     request_weights: Mapping[str, Number] | None = None,
     prices: Mapping[str, Price] | None = None,
     inject_stream_usage: bool = True,
+    gate: CreditGate | None = None,
+    gate_rate: Number = 1,
+    gate_default_max_output: int = 4096,
+    gate_cutoff: bool = False,
 ) -> LLMTracker:
     """Build an :class:`LLMTracker` the way the TypeScript ``createLLMTracker`` does.
 
@@ -578,13 +661,22 @@ def create_llm_tracker(
 
         owned = Ingestion(api_key=api_key, environment=environment, base_url=base_url)
         ingestion = owned
-    tracker = LLMTracker(
-        ingestion,
-        event_name,
-        split_events=split_events,
-        request_weights=request_weights,
-        prices=prices,
-        inject_stream_usage=inject_stream_usage,
-    )
+    try:
+        tracker = LLMTracker(
+            ingestion,
+            event_name,
+            split_events=split_events,
+            request_weights=request_weights,
+            prices=prices,
+            inject_stream_usage=inject_stream_usage,
+            gate=gate,
+            gate_rate=gate_rate,
+            gate_default_max_output=gate_default_max_output,
+            gate_cutoff=gate_cutoff,
+        )
+    except BaseException:
+        if owned is not None:
+            owned.close()
+        raise
     tracker._owned = owned
     return tracker

@@ -42,7 +42,10 @@ class LLMUsage:
 
     ``complete`` is False when the provider's final usage was never seen (a stream that was
     abandoned or failed midway); the counts are then what was known at that point, and unknown
-    counts stay ``None`` (they are never estimated). ``created`` is the creation time an
+    counts stay ``None`` (they are never estimated). The one exception is ``cut_off``: a stream
+    the credit gate stopped (``LLMTracker(gate_cutoff=True)``), whose counts the provider did
+    not report are estimated from the request and the streamed text (``status: "cut_off"``).
+    ``created`` is the creation time an
     OpenAI-shaped response reports (``created``/``created_at``); it is part of the event id,
     so servers that reuse short response ids still give each response its own event.
     """
@@ -60,6 +63,7 @@ class LLMUsage:
     response_id: str | None = None
     complete: bool = True
     created: float | None = None
+    cut_off: bool = False
 
     @property
     def total_tokens(self) -> int | None:
@@ -96,7 +100,7 @@ class LLMUsage:
         if self.audio_seconds is not None:
             metadata["audioSeconds"] = self.audio_seconds
         if not self.complete:
-            metadata["status"] = "incomplete"
+            metadata["status"] = "cut_off" if self.cut_off else "incomplete"
         return metadata
 
 
