@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .blueprints.llm import LLMTracker
+    from .blueprints.llm import CreditCutoffError, LLMTracker
     from .client import (
         APIConnectionError,
         APIStatusError,
@@ -76,6 +76,7 @@ _LAZY: dict[str, str] = {
     "Relay": "dodo_ingest.delivery",
     "install_signal_handlers": "dodo_ingest.delivery",
     "LLMTracker": "dodo_ingest.blueprints.llm",
+    "CreditCutoffError": "dodo_ingest.blueprints.llm",
     "CreditGate": "dodo_ingest.gate",
     "InsufficientCreditsError": "dodo_ingest.gate",
     "APIConnectionError": "dodo_ingest.client",
@@ -120,6 +121,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CreditBalance",
+    "CreditCutoffError",
     "CreditEntitlement",
     "CreditGate",
     "CreditLedgerEntry",
