@@ -252,3 +252,20 @@ def test_bad_arguments_are_named(client):
         gate.reserve("cus_1", "-1")
     with pytest.raises(ValueError, match="amount"):
         gate.reserve("cus_1", Decimal("NaN"))
+
+
+def test_a_hold_lasts_its_lease_unless_extended(client):
+    credits = _entitlement(client)
+    _grant(client, credits, "cus_1", "10")
+    clock = Clock()
+    gate = CreditGate(client, credit_entitlement_id=credits, lease=60, clock=clock)
+    hold = gate.reserve("cus_1", 6)
+    clock.now += 50
+    assert hold.extend()  # 60 s more from now
+    clock.now += 50  # past the first lease, within the second
+    assert gate.available("cus_1") == 4
+    clock.now += 11  # the extended lease ended: the holder is presumed dead
+    assert gate.available("cus_1") == 10
+    assert not hold.extend()
+    with pytest.raises(ValueError, match="seconds"):
+        gate.reserve("cus_1", 1).extend(0)

@@ -88,6 +88,18 @@ def _count_value(counter: itertools.count[int]) -> int:
     return int(repr(counter)[6:-1])
 
 
+def _seconds_arg(name: str, value: object) -> float:
+    """A positive finite number of seconds given to a method, or a ``ValueError``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
 def _seconds(name: str, value: object, *, minimum: float = 0.0) -> float:
     if (
         isinstance(value, bool)
@@ -137,6 +149,24 @@ class Hold:
         """Record the real cost of the work (may exceed the reserved amount); it is what the
         release counts until the API's balance reflects it."""
         self.actual = _decimal("actual", actual)
+
+    def extend(self, seconds: float | None = None) -> bool:
+        """Make the hold last ``seconds`` (default: the gate's ``lease``) from now, for work
+        that runs longer than a lease; False when it has ended already (released, or its
+        lease ran out). Never raises because the store cannot be reached (False then)."""
+        if self._released:
+            return False
+        gate = self._gate
+        span = gate.lease if seconds is None else _seconds_arg("seconds", seconds)
+        try:
+            return gate.store.extend(
+                gate._key(self.customer_id), self._hold_id, expires_at=gate._clock() + span
+            )
+        except Exception as error:
+            logger.warning(
+                "credit gate: could not extend a hold of %s (%s)", self.customer_id, error
+            )
+            return False
 
     def cancel(self) -> None:
         """Release the hold now without recording usage (the work was not done)."""
