@@ -81,16 +81,21 @@ def redis_store(redis_server) -> Iterator[RedisStore]:
 
 
 @pytest.fixture
-def fast_redis_store() -> Iterator[RedisStore]:
-    """A ``RedisStore`` on a ``redis-server`` that does not fsync each write (the scenarios
-    that make thousands of writes would spend their time in fsync)."""
+def fast_redis_server() -> Iterator[RedisServer]:
+    """A ``redis-server`` that does not fsync each write (the scenarios that make thousands of
+    writes would spend their time in fsync)."""
     server = RedisServer(appendfsync="no")
     try:
         server.start()
-        with RedisStore(server.url, timeout=2.0) as store:
-            yield store
+        yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def fast_redis_store(fast_redis_server) -> Iterator[RedisStore]:
+    with RedisStore(fast_redis_server.url, timeout=2.0) as store:
+        yield store
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -432,6 +437,234 @@ def test_random_operations_agree_with_the_reference(fast_redis_store):
             )
 
 
+def test_older_and_newer_reflected_before_agree_with_the_reference(fast_redis_store):
+    """Processes using snapshots of different ages: seeded random calls whose
+    ``reflected_before`` goes down as well as up (older than the newest one given, or later
+    than ``now``, so that usage is recorded before it), with releases, extends and balance
+    drops in between; every answer the same as ``MemoryStore``'s."""
+    for seed in range(12):
+        rng = random.Random(1000 + seed)
+        key = f"cent_1:ages_{seed}"
+        memory = MemoryStore()
+        stores: tuple[Any, Any] = (memory, fast_redis_store)
+        now = 1000.0
+        live: list[str] = []
+        for target in stores:
+            target.save_snapshot(key, snap(300, now))
+        for i in range(300):
+            # All within the prune margin: what each store forgets, and when, may differ.
+            now = min(now + rng.choice([0, 0, 0.5, 2, 5]), 1000.0 + PRUNE_MARGIN - 150)
+            since = now - rng.uniform(-20, 120)
+            kind = rng.choice(["reserve", "reserve", "release", "release", "extend", "snapshot"])
+            if kind == "reserve":
+                amount = Decimal(rng.randint(0, 20_000_000)).scaleb(-6)
+                current = memory.snapshot(key)
+                assert current is not None
+                expires_at = now + rng.randint(1, 60)
+                answers = [
+                    target.reserve(
+                        key,
+                        f"h{i}",
+                        amount,
+                        headroom=current.headroom,
+                        reflected_before=since,
+                        expires_at=expires_at,
+                        now=now,
+                    )
+                    for target in stores
+                ]
+                assert answers[0] == answers[1], (seed, i)
+                if answers[0].admitted:
+                    live.append(f"h{i}")
+            elif kind == "release" and live:
+                hold_id = live.pop(rng.randrange(len(live)))
+                usage = Decimal(rng.randint(0, 3_000_000_000)).scaleb(-10)
+                for target in stores:
+                    target.release(key, hold_id, usage, now=now)
+            elif kind == "extend" and live:
+                hold_id = rng.choice(live)
+                expires_at = now + rng.randint(-5, 60)
+                results = [target.extend(key, hold_id, expires_at=expires_at) for target in stores]
+                assert results[0] == results[1], (seed, i)
+            elif kind == "snapshot":
+                headroom = Decimal(rng.randint(0, 600)) / 2
+                for target in stores:
+                    target.save_snapshot(key, snap(headroom, now))
+            for older in (since, since - rng.uniform(0, 60), since + rng.uniform(0, 30)):
+                assert memory.outstanding(
+                    key, reflected_before=older, now=now
+                ) == fast_redis_store.outstanding(key, reflected_before=older, now=now), (seed, i)
+
+
+# --- Redis only: the running totals ----------------------------------------------------------
+
+_NO_FULL_READS = ("cmdstat_hvals", "cmdstat_hgetall", "cmdstat_zrange", "cmdstat_hkeys")
+
+
+def _inner_calls(client: Any) -> dict[str, int]:
+    """Calls of each command since the last ``CONFIG RESETSTAT``, counting the commands that
+    scripts run inside Redis; without ``PEXPIRE`` (a TTL is refreshed only once a millisecond
+    has passed: it depends on the clock, and it follows a ``PTTL``, which is counted) and the
+    test's own ``INFO``/``CONFIG``."""
+    stats = client.info("commandstats")
+    return {
+        name: int(value["calls"])
+        for name, value in stats.items()
+        if name != "cmdstat_pexpire" and not name.startswith(("cmdstat_info", "cmdstat_config"))
+    }
+
+
+def test_a_call_runs_the_same_redis_commands_with_thousands_of_entries_as_with_none(
+    fast_redis_server,
+):
+    """The cost inside Redis does not grow with the entries: 50 gated calls (reserve, release
+    with usage, outstanding) run each command as many times against a key holding 5,000 live
+    holds and 5,000 usage entries counted in the window as against an empty key (INFO
+    commandstats counts the commands scripts run; not a timing)."""
+    client: Any = fast_redis_server.client()
+    since, now = 500.0, 2000.0
+    with RedisStore(fast_redis_server.url, timeout=5.0) as store:
+        for i in range(5000):
+            admitted, _ = reserve(
+                store,
+                f"h{i}",
+                "0.001",
+                headroom=INF,
+                reflected_before=since,
+                expires_at=now + 20,
+                now=now - 10,
+                key="busy",
+            )
+            assert admitted
+            store.release("busy", f"u{i}", Decimal("0.002"), now=1000.0 + i * 0.1)
+
+        def gated_calls(key: str, prefix: str, count: int) -> dict[str, int]:
+            client.config_resetstat()
+            for i in range(count):
+                admitted, _ = reserve(
+                    store,
+                    f"{prefix}{i}",
+                    "0.5",
+                    headroom=1_000_000,
+                    reflected_before=since,
+                    expires_at=now + 30,
+                    now=now,
+                    key=key,
+                )
+                assert admitted
+                store.release(key, f"{prefix}{i}", Decimal("0.25"), now=now)
+                store.outstanding(key, reflected_before=since, now=now)
+            return _inner_calls(client)
+
+        for key in ("idle", "busy"):  # the same state but the entries: totals and bound stored
+            gated_calls(key, "warm", 1)
+        idle = gated_calls("idle", "c", 50)
+        busy = gated_calls("busy", "c", 50)
+        assert busy == idle
+        assert idle["cmdstat_evalsha"] == 150
+        assert idle["cmdstat_zrangebyscore"] > 0  # the inner commands are counted
+        assert not any(name in idle for name in _NO_FULL_READS), idle
+        # 5,000 x 0.001 held, 5,000 x 0.002 + 51 x 0.25 recorded: exactly.
+        assert store.outstanding("busy", reflected_before=since, now=now) == Decimal("27.75")
+        assert store.outstanding("busy", reflected_before=1250.0, now=now) == Decimal("22.75")
+    client.close()
+
+
+def test_usage_counts_from_any_reflected_before_older_or_newer_than_the_last(redis_store):
+    for i, at in enumerate((10.0, 20.0, 30.0, 40.0)):
+        redis_store.release(KEY, f"u{i}", Decimal(i + 1), now=at)
+
+    def counted(since: float) -> Decimal:
+        return redis_store.outstanding(KEY, reflected_before=since, now=50.0)
+
+    assert counted(25.0) == 7  # u2 + u3: entries before 25 leave the running total
+    assert counted(15.0) == 9  # older: u1 read again
+    assert counted(-1e9) == 10
+    assert counted(30.0) == 7  # newer: u2 recorded at 30 still counts
+    assert counted(30.000001) == 4
+    assert counted(20.0) == 9
+    redis_store.release(KEY, "late", Decimal("0.5"), now=25.0)  # recorded before 30.000001
+    assert counted(30.000001) == 4
+    assert counted(25.0) == Decimal("7.5")
+    redis_store.release(KEY, "u1", Decimal(6), now=45.0)  # replaced, now after the bound
+    assert counted(30.000001) == 10
+    assert counted(0.0) == Decimal("14.5")
+    redis_store.release(KEY, "u3", Decimal(1), now=5.0)  # replaced, now long before it
+    assert counted(30.000001) == 6
+    assert counted(0.0) == Decimal("11.5")
+    assert counted(60.0) == 0
+    assert counted(0.0) == Decimal("11.5")
+    assert counted(1e9) == 0
+    assert counted(0.0) == 0  # forgotten: recorded before 1e9 - PRUNE_MARGIN
+
+
+def test_a_headroom_drop_lowers_the_running_total_of_the_entries_it_consumes(redis_store):
+    redis_store.save_snapshot(KEY, snap(100, 1.0))
+    for i in range(6):
+        redis_store.release(KEY, f"u{i}", Decimal("1.5"), now=10.0 + i)
+    assert redis_store.outstanding(KEY, reflected_before=12.0, now=20.0) == 6  # 12 and later
+    redis_store.save_snapshot(KEY, snap(96, 20.0))  # 4: u0, u1, 1 of u2 (the first counted)
+    assert redis_store.outstanding(KEY, reflected_before=12.0, now=20.0) == 5
+    assert redis_store.outstanding(KEY, reflected_before=0.0, now=20.0) == 5
+    redis_store.save_snapshot(KEY, snap(95, 21.0))
+    assert redis_store.outstanding(KEY, reflected_before=12.0, now=20.0) == 4
+
+
+def test_entries_whose_keys_expired_before_the_totals_count_nothing(redis_server, redis_store):
+    client: Any = redis_server.client()
+    tag = "{dodo-gate:cent_1:cus_1}"
+    assert reserve(redis_store, "a", 3)[0]
+    redis_store.release(KEY, "u", Decimal(2), now=1.0)
+    assert redis_store.outstanding(KEY, reflected_before=0.0, now=1.0) == 5
+    client.delete(f"{tag}:holds", f"{tag}:leases")  # as their TTL would
+    assert redis_store.outstanding(KEY, reflected_before=0.0, now=1.0) == 2
+    client.delete(f"{tag}:usage", f"{tag}:used")
+    assert redis_store.outstanding(KEY, reflected_before=0.0, now=1.0) == 0
+    assert reserve(redis_store, "b", 10) == (True, Decimal(10))
+    redis_store.release(KEY, "v", Decimal(1), now=1.0)
+    assert redis_store.outstanding(KEY, reflected_before=0.0, now=1.0) == 11
+    for name in ("holds", "leases", "usage", "used"):
+        assert client.pttl(f"{tag}:totals") >= client.pttl(f"{tag}:{name}") > 0
+    client.close()
+
+
+def test_entries_without_totals_are_counted_once_from_the_entries(redis_server, redis_store):
+    """A key whose totals are missing (written before they existed) is counted from its
+    entries, then kept running."""
+    client: Any = redis_server.client()
+    for i in range(3):
+        assert reserve(redis_store, f"h{i}", "1.25")[0]
+        redis_store.release(KEY, f"u{i}", Decimal("0.5"), now=10.0 * i)
+    client.delete("{dodo-gate:cent_1:cus_1}:totals")
+    assert redis_store.outstanding(KEY, reflected_before=10.0, now=1.0) == Decimal("4.75")
+    assert client.hget("{dodo-gate:cent_1:cus_1}:totals", "held") == b"37500000000"
+    assert redis_store.outstanding(KEY, reflected_before=0.0, now=1.0) == Decimal("5.25")
+    redis_store.release(KEY, "h0", Decimal(0), now=30.0)
+    assert redis_store.outstanding(KEY, reflected_before=10.0, now=1.0) == Decimal("3.5")
+    client.close()
+
+
+def test_usage_beyond_the_exact_range_is_recorded_and_counted_again_once_reflected(redis_store):
+    """A release never fails; while the usage counted is beyond the exact range, a reserve
+    fails as before; once reflected (a headroom drop), answers are exact again."""
+    redis_store.save_snapshot(KEY, snap("1E+14", 1.0))
+    top = Decimal("99999999999999")
+    for i in range(5):
+        redis_store.release(KEY, f"u{i}", top, now=10.0 + i)
+    with pytest.raises(redis.ResponseError, match="exact range"):
+        reserve(redis_store, "a", 1, headroom=INF)
+    with pytest.raises(redis.ResponseError, match="exact range"):
+        redis_store.outstanding(KEY, reflected_before=0.0, now=20.0)
+    assert redis_store.outstanding(KEY, reflected_before=11.0, now=20.0) == top * 4
+    redis_store.save_snapshot(KEY, snap("-1E+14", 20.0))  # 2E+14 deducted
+    assert redis_store.outstanding(KEY, reflected_before=0.0, now=20.0) == top * 5 - 2 * 10**14
+    assert reserve(redis_store, "a", 1, headroom=INF) == (True, INF)
+    redis_store.release(KEY, "a", Decimal("0.0000000001"), now=20.0)
+    assert redis_store.outstanding(KEY, reflected_before=0.0, now=20.0) == Decimal(
+        "299999999999995.0000000001"
+    )
+
+
 # --- Redis only: representation and values ---------------------------------------------------
 
 
@@ -567,7 +800,8 @@ def test_a_keys_data_shares_one_cluster_slot_and_expires(redis_server):
         store.release(KEY, "b", Decimal(1), now=100.0)
         keys = sorted(k.decode() for k in client.keys("*"))
         tag = "{gate:cent_1:cus_1}"
-        assert keys == [f"{tag}:{name}" for name in ("holds", "leases", "snap", "usage", "used")]
+        names = ("holds", "leases", "snap", "totals", "usage", "used")
+        assert keys == [f"{tag}:{name}" for name in names]
         assert len({key_slot(k.encode()) for k in keys}) == 1
         for k in keys:
             assert 0 < client.pttl(k) <= (60 + 30) * 1000
@@ -590,7 +824,7 @@ def test_an_abandoned_customer_disappears(redis_server):
         store.save_snapshot(KEY, snap(10, 1.0))
         assert reserve(store, "a", 1, expires_at=1.1, now=1.0)[0]
         store.release(KEY, "b", Decimal(1), now=1.0)
-        assert client.dbsize() == 5
+        assert client.dbsize() == 6
         wait_until(lambda: client.dbsize() == 0, "the keys to expire", timeout=10)
     client.close()
 

@@ -16,10 +16,23 @@ Redis Cluster slot and one script may touch them all):
 - ``{<prefix>:K}:usage``: hash hold id -> settled usage not yet reflected, in ticks;
   ``{<prefix>:K}:used``: sorted set hold id scored by the time the usage was recorded. A saved
   snapshot whose headroom dropped lowers (or removes) the oldest entries by the drop.
+- ``{<prefix>:K}:totals``: hash of running totals in ticks: ``held``, the sum of the holds
+  (each leaves it when released, replaced or dropped at the end of its lease), and
+  ``recent``, the sum of the usage recorded at or after ``bound``, the largest
+  ``reflected_before`` a call has given (as given). Every script updates them with the
+  entries it writes; their TTL is never shorter than the entries' (an entry key gone with its
+  TTL counts 0). A key without totals (new) has them counted from its entries once; totals
+  beyond the exact range are not kept, and are counted from the entries by each call until
+  they are back in range (as before the totals: such a call answers an error).
 
-A reserve costs O(live holds + usage entries recorded since ``reflected_before``) inside
-Redis; ended holds and usage older than ``reflected_before - PRUNE_MARGIN`` are dropped as they
-are met.
+A call costs a number of Redis commands that does not depend on the number of holds or usage
+entries (amortized): ended holds are popped from the lease index a hundred at a time (each
+hold once); when ``reflected_before`` rises past ``bound``, the entries recorded in between
+leave ``recent`` (each entry once, as ``bound`` only rises); a call with an older
+``reflected_before`` (a process still using an older snapshot) adds the entries recorded
+between it and ``bound`` by a range read; usage recorded before ``reflected_before -
+PRUNE_MARGIN`` is dropped (each entry once); a headroom drop walks the oldest entries, removing
+all it walks but one.
 
 Amounts are integers of *ticks*, 10^-10 of the entitlement's unit (the API's entitlements have
 at most 10 decimal places), written as decimal strings and added in Lua on two limbs
@@ -57,11 +70,13 @@ _LONGEST_LEASE = 366 * 86_400.0
 # Lua helpers shared by the scripts. A value in ticks is a string of digits (with a '-' for a
 # negative headroom); it is read as two limbs, hi * B + lo with 0 <= lo < B, each an integer a
 # double holds exactly. Sums of non-negative values stay exact while hi < 2^52 (checked).
-# Every script is given the keys of one store key: holds, leases, usage, used, snap.
+# Every script is given the keys of one store key: holds, leases, usage, used, snap, totals.
 _LIB = """
 local B = 1000000000
 local HI_LIMIT = 4503599627370496 -- 2^52, in the hi limb (4.5e14 units)
 local FOLD = 4503599627370496 -- 2^52 ticks, for sums of plain doubles
+local BATCH = 100 -- ended holds dropped per command
+local PRUNE_BATCH = 1000 -- old usage entries dropped per command
 
 local function limbs(text)
   local negative = string.sub(text, 1, 1) == '-'
@@ -163,22 +178,126 @@ local function keep(key, ms)
   end
 end
 
--- Drop the holds whose lease ended (expires_at <= now) and the usage recorded before
--- prune_before; return the live holds plus the unreflected usage recorded at or after since.
+-- The running totals of the key (the hash KEYS[6]), read by load() and written by save():
+-- held, the ticks of every hold in KEYS[1] (ended or not: ended ones leave as they are
+-- dropped); recent, the ticks of the usage recorded at or after bound; bound, the largest
+-- reflected_before any call gave (as given; false: none yet, and every entry is recent).
+-- valid: held and recent were stored (absent from a new key, and from one whose totals left
+-- the exact range: counted again from the entries by rebuild() when needed).
+local T = {held_hi = 0, held_lo = 0, recent_hi = 0, recent_lo = 0, bound = false,
+           valid = false, exists = false}
+
+-- Count the totals from the entries themselves: O(entries), only when they are not valid
+-- (or one is below zero: not expected).
+local function rebuild()
+  T.held_hi, T.held_lo = sum(redis.call('HVALS', KEYS[1]), 0, 0)
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[4], T.bound or '-inf', '+inf')
+  T.recent_hi, T.recent_lo = sum_usage(ids, 0, 0)
+  T.valid = T.held_hi < HI_LIMIT and T.recent_hi < HI_LIMIT
+end
+
+local function load()
+  local fields = redis.call('HMGET', KEYS[6], 'held', 'recent', 'bound')
+  T.bound = fields[3]
+  T.exists = (fields[1] or fields[3]) and true or false
+  T.valid = (fields[1] and fields[2]) and true or false
+  if not T.valid then return end
+  T.held_hi, T.held_lo = limbs(fields[1])
+  T.recent_hi, T.recent_lo = limbs(fields[2])
+  -- The totals' TTL is never shorter than the entries': entries gone with theirs count 0.
+  if redis.call('EXISTS', KEYS[1]) == 0 then T.held_hi, T.held_lo = 0, 0 end
+  if redis.call('EXISTS', KEYS[3]) == 0 then T.recent_hi, T.recent_lo = 0, 0 end
+end
+
+local function repair()
+  if not T.valid or T.held_hi < 0 or T.recent_hi < 0 then rebuild() end
+end
+
+-- Write the totals, keeping their key at least ms milliseconds (every script that extends
+-- an entry key's TTL saves with the same ms, so the totals outlive the entries). Totals
+-- beyond the exact range (kept exact up to 2^53 in the hi limb: one amount more) are not
+-- stored: calls count them from the entries until they are back in range.
+local function save(ms)
+  if T.valid and (T.held_hi < 0 or T.recent_hi < 0) then rebuild() end
+  if not T.exists and redis.call('EXISTS', KEYS[1], KEYS[3]) == 0 then return end -- empty
+  if T.valid and T.held_hi < HI_LIMIT and T.recent_hi < HI_LIMIT then
+    if T.bound then
+      redis.call('HSET', KEYS[6], 'held', text(T.held_hi, T.held_lo),
+                 'recent', text(T.recent_hi, T.recent_lo), 'bound', T.bound)
+    else
+      redis.call('HSET', KEYS[6], 'held', text(T.held_hi, T.held_lo),
+                 'recent', text(T.recent_hi, T.recent_lo))
+    end
+  else
+    redis.call('HDEL', KEYS[6], 'held', 'recent')
+    if not T.bound then return end
+    redis.call('HSET', KEYS[6], 'bound', T.bound)
+  end
+  keep(KEYS[6], ms)
+end
+
+-- Save the totals (what this call dropped stays dropped) and refuse a total beyond the exact
+-- range.
+local function check_total(hi, ms)
+  if hi >= HI_LIMIT then
+    save(ms)
+    checked(hi)
+  end
+  return hi
+end
+
+-- Drop the holds whose lease ended (expires_at <= now), oldest end first, BATCH at a time:
+-- each hold is dropped once.
+local function expire(now)
+  while true do
+    local ended = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, BATCH)
+    if #ended == 0 then return end
+    T.held_hi, T.held_lo = sub(T.held_hi, T.held_lo,
+                               sum(redis.call('HMGET', KEYS[1], unpack(ended)), 0, 0))
+    redis.call('HDEL', KEYS[1], unpack(ended))
+    redis.call('ZREM', KEYS[2], unpack(ended))
+    if #ended < BATCH then return end
+  end
+end
+
+-- Raise the bound to since: the usage recorded in [bound, since) leaves recent (each entry
+-- once, since the bound only rises).
+local function advance(since)
+  if T.bound and tonumber(since) <= tonumber(T.bound) then return end
+  if T.valid then
+    local ids = redis.call('ZRANGEBYSCORE', KEYS[4], T.bound or '-inf', '(' .. since)
+    T.recent_hi, T.recent_lo = sub(T.recent_hi, T.recent_lo, sum_usage(ids, 0, 0))
+  end
+  T.bound = since
+end
+
+-- Forget the usage recorded before prune_before, PRUNE_BATCH at a time (each entry once).
+-- prune_before < since <= bound: none of it is in recent.
+local function prune(prune_before)
+  local before = '(' .. prune_before
+  while true do
+    local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', before, 'LIMIT', 0, PRUNE_BATCH)
+    if #old == 0 then return end
+    redis.call('HDEL', KEYS[3], unpack(old))
+    redis.call('ZREM', KEYS[4], unpack(old))
+    if #old < PRUNE_BATCH then return end
+  end
+end
+
+-- Load the totals, drop the holds whose lease ended and the usage recorded before
+-- prune_before; return the live holds plus the unreflected usage recorded at or after since:
+-- recent, plus (a call with an older since than the bound) the usage in [since, bound).
 local function tally(now, since, prune_before)
-  local ended = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-  if #ended > 0 then
-    for i = 1, #ended do redis.call('HDEL', KEYS[1], ended[i]) end
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  load()
+  expire(now)
+  advance(since)
+  prune(prune_before)
+  repair()
+  local hi, lo = T.recent_hi, T.recent_lo
+  if tonumber(since) < tonumber(T.bound) then
+    hi, lo = sum_usage(redis.call('ZRANGEBYSCORE', KEYS[4], since, '(' .. T.bound), hi, lo)
   end
-  local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. prune_before)
-  if #old > 0 then
-    for i = 1, #old do redis.call('HDEL', KEYS[3], old[i]) end
-    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. prune_before)
-  end
-  local hi, lo = sum(redis.call('HVALS', KEYS[1]), 0, 0)
-  hi, lo = sum_usage(redis.call('ZRANGEBYSCORE', KEYS[4], since, '+inf'), hi, lo)
-  return checked(hi), lo
+  return add(T.held_hi, T.held_lo, hi, lo)
 end
 """
 
@@ -187,9 +306,11 @@ _RESERVE = (
     + """
 -- ARGV: hold id, amount (ticks), headroom (ticks, 'inf' or '-inf'), reflected_before,
 --       expires_at, now, prune_before, ttl (ms)
+local ms = tonumber(ARGV[8])
 local hi, lo = tally(ARGV[6], ARGV[4], ARGV[7])
+check_total(hi, ms)
 local need_hi, need_lo = add(hi, lo, limbs(ARGV[2]))
-checked(need_hi)
+check_total(need_hi, ms)
 local admitted
 if ARGV[3] == 'inf' then
   admitted = true
@@ -200,11 +321,14 @@ else
   admitted = ge(head_hi, head_lo, need_hi, need_lo)
 end
 if admitted then
+  local replaced = redis.call('HGET', KEYS[1], ARGV[1])
+  if replaced then T.held_hi, T.held_lo = sub(T.held_hi, T.held_lo, limbs(replaced)) end
+  T.held_hi, T.held_lo = add(T.held_hi, T.held_lo, limbs(ARGV[2]))
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
 end
-local ms = tonumber(ARGV[8])
 for i = 1, 4 do keep(KEYS[i], ms) end
+save(ms)
 if admitted then return {1, hi, lo} end
 return {0, hi, lo}
 """
@@ -214,8 +338,12 @@ return {0, hi, lo}
 _OUTSTANDING = (
     _LIB
     + """
--- ARGV: now, reflected_before, prune_before
-return {tally(ARGV[1], ARGV[2], ARGV[3])}
+-- ARGV: now, reflected_before, prune_before, ttl (ms)
+local ms = tonumber(ARGV[4])
+local hi, lo = tally(ARGV[1], ARGV[2], ARGV[3])
+check_total(hi, ms)
+save(ms)
+return {hi, lo}
 """
 )
 
@@ -223,15 +351,33 @@ _RELEASE = (
     _LIB
     + """
 -- ARGV: hold id, usage (ticks), now, ttl (ms)
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-if ARGV[2] ~= '0' then
+local ms = tonumber(ARGV[4])
+load()
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held then T.held_hi, T.held_lo = sub(T.held_hi, T.held_lo, limbs(held)) end
+local recorded = ARGV[2] ~= '0'
+if recorded then
+  local bound = T.bound and tonumber(T.bound)
+  local previous = redis.call('HGET', KEYS[3], ARGV[1])
+  local previous_at = redis.call('ZSCORE', KEYS[4], ARGV[1])
+  if previous and previous_at and (not bound or tonumber(previous_at) >= bound) then
+    T.recent_hi, T.recent_lo = sub(T.recent_hi, T.recent_lo, limbs(previous))
+  end
+  if not bound or tonumber(ARGV[3]) >= bound then
+    T.recent_hi, T.recent_lo = add(T.recent_hi, T.recent_lo, limbs(ARGV[2]))
+  end
+end
+if held then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+if recorded then
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
   redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
-  local ms = tonumber(ARGV[4])
   keep(KEYS[3], ms)
   keep(KEYS[4], ms)
 end
+if held or recorded then save(ms) end
 return 1
 """
 )
@@ -242,19 +388,24 @@ _EXTEND = (
     _LIB
     + """
 -- ARGV: hold id, expires_at, now ('' when not given), ttl (ms)
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+local ms = tonumber(ARGV[4])
+local amount = redis.call('HGET', KEYS[1], ARGV[1])
+if not amount then return 0 end
 if ARGV[3] ~= '' then
   local ends = redis.call('ZSCORE', KEYS[2], ARGV[1])
   if ends and tonumber(ends) <= tonumber(ARGV[3]) then
+    load()
+    T.held_hi, T.held_lo = sub(T.held_hi, T.held_lo, limbs(amount))
     redis.call('HDEL', KEYS[1], ARGV[1])
     redis.call('ZREM', KEYS[2], ARGV[1])
+    save(ms)
     return 0
   end
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-local ms = tonumber(ARGV[4])
 keep(KEYS[1], ms)
 keep(KEYS[2], ms)
+keep(KEYS[6], ms)
 return 1
 """
 )
@@ -275,29 +426,44 @@ if not previous or string.find(previous, 'inf') or string.find(ARGV[6], 'inf') t
   return 1
 end
 -- The drop in headroom (rounded down) is usage the API deducted since the previous read:
--- mark as much of the usage recorded before this read reflected, oldest first.
+-- mark as much of the usage recorded before this read reflected, oldest first (removed
+-- entries, and the one lowered, leave recent if they were in it). Each call removes what it
+-- walks but the last entry: the walks cost O(1) per entry recorded.
 local previous_hi, previous_lo = limbs(previous)
 local left_hi, left_lo = sub(previous_hi, previous_lo, limbs(ARGV[6]))
 if left_hi < 0 or (left_hi == 0 and left_lo == 0) then return 1 end
 local before = '(' .. ARGV[4]
+local loaded, bound = false, false
 while left_hi > 0 or left_lo > 0 do
-  local ids = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', before, 'LIMIT', 0, 100)
-  if #ids == 0 then break end
-  for i = 1, #ids do
-    local amount = redis.call('HGET', KEYS[3], ids[i])
+  local entries = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', before, 'WITHSCORES',
+                             'LIMIT', 0, 100)
+  if #entries == 0 then break end
+  if not loaded then
+    load()
+    loaded, bound = true, T.bound and tonumber(T.bound)
+  end
+  for i = 1, #entries, 2 do
+    local id = entries[i]
+    local recent = not bound or tonumber(entries[i + 1]) >= bound
+    local amount = redis.call('HGET', KEYS[3], id)
     local a_hi, a_lo = 0, 0
     if amount then a_hi, a_lo = limbs(amount) end
     if ge(left_hi, left_lo, a_hi, a_lo) then
       left_hi, left_lo = sub(left_hi, left_lo, a_hi, a_lo)
-      redis.call('HDEL', KEYS[3], ids[i])
-      redis.call('ZREM', KEYS[4], ids[i])
+      redis.call('HDEL', KEYS[3], id)
+      redis.call('ZREM', KEYS[4], id)
+      if recent then T.recent_hi, T.recent_lo = sub(T.recent_hi, T.recent_lo, a_hi, a_lo) end
     else
-      redis.call('HSET', KEYS[3], ids[i], text(sub(a_hi, a_lo, left_hi, left_lo)))
+      redis.call('HSET', KEYS[3], id, text(sub(a_hi, a_lo, left_hi, left_lo)))
+      if recent then
+        T.recent_hi, T.recent_lo = sub(T.recent_hi, T.recent_lo, left_hi, left_lo)
+      end
       left_hi, left_lo = 0, 0
       break
     end
   end
 end
+if loaded then save(ms) end
 return 1
 """
 )
@@ -378,6 +544,15 @@ class RedisStore:
     Every method is one atomic Lua script: reservations made by any number of threads,
     processes and machines never admit more than the headroom. Times are the caller's.
 
+    **Cost.** Each call is one round trip, and inside Redis a bounded number of commands,
+    whatever the number of live holds and of usage entries not yet reflected: the script keeps
+    running totals of the holds and of the usage recorded since the newest
+    ``reflected_before`` it was given, and each hold or entry leaves them once (amortized
+    O(1)). Only a call with a ``reflected_before`` older than another call's reads the usage
+    recorded between the two (a range of the usage index; short when both come from recent
+    balance reads). While a key's totals are beyond the exact range (below), each call counts
+    them from its entries. Every process writing one key must run this version of the scripts.
+
     **Exactness.** Amounts are kept as integers of ticks, ``10**-10`` of the unit, added
     exactly in Lua on two limbs. Any value with at most 10 decimal places is exact, as long as
     each amount (reserved or settled) is below 10^14 units (else ``ValueError``) and the total
@@ -455,9 +630,16 @@ class RedisStore:
         return f"{{{self.prefix}:{key}}}"
 
     def _keys(self, key: str) -> list[str]:
-        """holds, leases, usage, used, snap: the order the scripts expect."""
+        """holds, leases, usage, used, snap, totals: the order the scripts expect."""
         tag = self._tag(key)
-        return [f"{tag}:holds", f"{tag}:leases", f"{tag}:usage", f"{tag}:used", f"{tag}:snap"]
+        return [
+            f"{tag}:holds",
+            f"{tag}:leases",
+            f"{tag}:usage",
+            f"{tag}:used",
+            f"{tag}:snap",
+            f"{tag}:totals",
+        ]
 
     def _ttl_ms(self, lease: float = 0.0) -> int:
         """The TTL of keys written now: ``ttl``, plus the lease still to run (capped)."""
@@ -567,6 +749,7 @@ class RedisStore:
             _time("now", now),
             _time("reflected_before", reflected_before),
             _time("reflected_before", float(reflected_before) - PRUNE_MARGIN),
+            str(self._ttl_ms()),
         ]
         try:
             hi, lo = self._outstanding(keys=self._keys(key), args=args)
