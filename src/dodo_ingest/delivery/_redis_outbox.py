@@ -32,9 +32,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from .._redis import client_from_url, redacted
 from ..client import ConfigurationError, EventInput
 from ._dead_letter import DeadLetter
 from ._outbox_protocol import OutboxRow
@@ -248,17 +247,6 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(query=rest)), params
 
 
-def _redacted(url: str) -> str:
-    """``url`` without its password and its query (which may hold one), for messages and
-    ``repr``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = f"{parts.username}:***@" if parts.username else ":***@"
-        netloc = user + netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
-
-
 class RedisOutbox:
     """A durable outbox on a Redis stream: many producers, a consumer group of relays.
 
@@ -303,7 +291,7 @@ class RedisOutbox:
         if isinstance(url_or_client, str):
             url, params = _split_url(url_or_client)
             self._url: str | None = url
-            self.where = _redacted(url)
+            self.where = redacted(url)
             _check_positive("timeout", timeout)
             self._timeout = float(timeout)
             try:
@@ -346,15 +334,9 @@ class RedisOutbox:
         self._closed = False
         self._reset()
 
-    def _connect(self) -> redis.Redis:
+    def _connect(self) -> Any:
         assert self._url is not None
-        return redis.Redis.from_url(
-            self._url,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            retry=Retry(NoBackoff(), 0),  # bounded: a failed call is spilled, not retried here
-            health_check_interval=0,
-        )
+        return client_from_url(self._url, self._timeout)  # a failed call is spilled
 
     def _reset(self) -> None:
         """Fresh per-process state (at construction, and in a forked child)."""

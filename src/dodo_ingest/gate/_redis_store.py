@@ -45,12 +45,10 @@ import logging
 import math
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from typing import Any, NoReturn
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from .._redis import client_from_url, redacted
 from ..client import ConfigurationError
 from ._store import PRUNE_MARGIN, Reservation, Snapshot
 
@@ -471,16 +469,6 @@ return 1
 when it replaces one with a higher finite headroom, consume that much of the older usage."""
 
 
-def _redacted(url: str) -> str:
-    """``url`` without its password and its query (which may hold one)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = f"{parts.username}:***@" if parts.username else ":***@"
-        netloc = user + netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -589,16 +577,10 @@ class RedisStore:
         self.timeout = float(timeout)
         self.ttl = float(ttl)
         if isinstance(url_or_client, str):
-            self.where = _redacted(url_or_client)
+            self.where = redacted(url_or_client)
             try:
-                # Any: redis-py's replies are untyped unions
-                self._client: Any = redis.Redis.from_url(
-                    url_or_client,
-                    socket_timeout=self.timeout,
-                    socket_connect_timeout=self.timeout,
-                    retry=Retry(NoBackoff(), 0),  # bounded: the gate decides what a failure means
-                    health_check_interval=0,
-                )
+                # The gate decides what a failure means (on_unavailable).
+                self._client: Any = client_from_url(url_or_client, self.timeout)
             except ValueError as error:
                 raise ConfigurationError(f"invalid Redis URL {self.where!r}: {error}") from None
             self._owns_client = True
