@@ -310,6 +310,14 @@ class Ingestion:
         return self._pipeline.stats()
 
     @property
+    def pending_since(self) -> float | None:
+        """The timestamp (Unix seconds) of the oldest event tracked by this process and not
+        settled yet (queued, in a request, or waiting for a Redis that is away); ``None``
+        when everything is settled. A :class:`~dodo_ingest.CreditGate` given this
+        ``Ingestion`` keeps counting usage the API cannot have deducted yet."""
+        return self._pipeline.pending_since()
+
+    @property
     def outbox(self) -> OutboxBackend | None:
         """The outbox events go through, if any."""
         return self._outbox

@@ -287,6 +287,14 @@ class Outbox:
 
     # --- public, for operators and the CLI -------------------------------------------------
 
+    def oldest_pending(self) -> float | None:
+        """Internal: the timestamp of the oldest event this owner has not settled yet."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT min(ts) FROM pending WHERE owner = ?", (self._owner,)
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
     def count_pending(self) -> int:
         """Events waiting to be delivered (by any owner).
 

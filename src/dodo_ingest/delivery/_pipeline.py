@@ -577,6 +577,29 @@ class Pipeline:
             self.outbox.register()
         self._reset()
 
+    def pending_since(self) -> float | None:
+        """The timestamp of the oldest event of this process not yet settled (waiting, in a
+        request, or in a shared outbox's spill); ``None`` when there is none, or when the
+        store does not tell."""
+        oldest: float | None = None
+        if self.memory is not None:
+            with self.memory.lock:
+                if self.memory.items:
+                    oldest = self.memory.items[0].timestamp
+            with self._sender.lock:
+                in_flight = [item.timestamp for item in self._sender.unsettled()]
+            if in_flight:
+                oldest = min(in_flight) if oldest is None else min(oldest, *in_flight)
+            return oldest
+        tell = getattr(self.outbox, "oldest_pending", None)
+        if tell is None:
+            return None
+        try:
+            value = tell()
+        except Exception:
+            return None
+        return None if value is None else float(value)
+
     def stats(self) -> DeliveryStats:
         """The counters right now (see :class:`DeliveryStats`).
 

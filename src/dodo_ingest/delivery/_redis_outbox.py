@@ -687,6 +687,15 @@ class RedisOutbox:
             if row[3] > self._last_seq:
                 self._last_seq = row[3]
 
+    def oldest_pending(self) -> float | None:
+        """Internal: the timestamp of the oldest event of this process waiting for Redis (in
+        the spill); what is in the stream is the relays' to deliver."""
+        spill = self._spill
+        try:
+            return min(row[1] for row in spill) if spill else None
+        except (RuntimeError, ValueError):  # changed while read: ask again next time
+            return None
+
     def spilled(self) -> int:
         """Events waiting in memory for Redis."""
         return len(self._spill)

@@ -47,6 +47,9 @@ def _new_hold_prefix() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_hold_prefix)
+UNDELIVERED_SLACK = 1.0
+"""Seconds between a release and the tracking of its usage event that still count as one
+(the LLM tracker releases, then tracks)."""
 ENTITLEMENT_REFRESH = 60.0
 """Seconds an entitlement's overage settings are reused before they are read again."""
 
@@ -257,6 +260,9 @@ class CreditGate:
     - ``ingestion_lag``: seconds the API may take to deduct usage after it was recorded
       here; settled usage counts against the balance until a balance read that much later.
     - ``lease``: seconds a hold lasts at most (a holder that died stops counting then).
+    - ``ingestion``: the :class:`~dodo_ingest.Ingestion` that delivers the usage; while it
+      has events it could not deliver, usage settled since then keeps counting (the API
+      cannot have deducted it), however long that takes.
 
     Amounts are ``Decimal`` in the entitlement's unit (credits, or the currency).
     See ``docs/credit-gate.md``.
@@ -272,6 +278,7 @@ class CreditGate:
         on_unavailable: Literal["allow", "deny"] = "allow",
         ingestion_lag: float = 30.0,
         lease: float = 300.0,
+        ingestion: Any = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(client, (DodoClient, AsyncDodoClient)):
@@ -300,6 +307,11 @@ class CreditGate:
         self.ingestion_lag = _seconds("ingestion_lag", ingestion_lag)
         self.lease = _seconds("lease", lease, minimum=1.0)
         self.on_unavailable = on_unavailable
+        if ingestion is not None and not hasattr(ingestion, "pending_since"):
+            raise ConfigurationError(
+                f"ingestion must be an Ingestion (with pending_since), got {type(ingestion).__name__}"
+            )
+        self.ingestion = ingestion
         self.store: ReservationStore = store if store is not None else MemoryStore()
         self._clock = clock
         self._lock = threading.Lock()
@@ -374,6 +386,19 @@ class CreditGate:
     def _key(self, customer_id: str) -> str:
         return f"{self.credit_entitlement_id}:{customer_id}"
 
+    def _reflected_before(self, snapshot: Snapshot) -> float:
+        """Usage settled before this time is in ``snapshot`` (the API had ``ingestion_lag``
+        to deduct it), unless the ``ingestion`` still holds events tracked since then."""
+        boundary = snapshot.fetched_at - self.ingestion_lag
+        if self.ingestion is not None:
+            try:
+                pending = self.ingestion.pending_since
+            except Exception:
+                pending = None
+            if pending is not None:
+                boundary = min(boundary, pending - UNDELIVERED_SLACK)
+        return boundary
+
     def _hold(self, customer_id: str, amount: Decimal, snapshot: Snapshot | None) -> Hold:
         now = self._clock()
         hold_id = f"{_HOLD_PREFIX}{next(_hold_numbers)}"
@@ -381,7 +406,7 @@ class CreditGate:
             headroom, reflected_before = INFINITY, now - self.ingestion_lag
         else:
             headroom = snapshot.headroom
-            reflected_before = snapshot.fetched_at - self.ingestion_lag
+            reflected_before = self._reflected_before(snapshot)
         try:
             reservation = self.store.reserve(
                 self._key(customer_id),
@@ -421,7 +446,7 @@ class CreditGate:
         try:
             outstanding = self.store.outstanding(
                 self._key(customer_id),
-                reflected_before=snapshot.fetched_at - self.ingestion_lag,
+                reflected_before=self._reflected_before(snapshot),
                 now=self._clock(),
             )
         except Exception as error:
