@@ -135,3 +135,40 @@ def test_a_holder_killed_with_sigkill_releases_its_hold_when_its_lease_ends(
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_process_on_an_older_balance_reserves_on_the_newer_one_another_read(
+    kind, client, request
+):
+    """Process A holds a balance it read itself, still fresh for it; process B reads a newer
+    one showing A's usage deducted, which marks that usage reflected in the shared store. A
+    must not reserve on its older, higher balance: the store answers stale, A takes B's."""
+    from dodo_ingest.gate import MemoryStore
+
+    if kind == "memory":
+        store = MemoryStore()
+    else:
+        store = RedisStore(request.getfixturevalue("redis_server").url)
+    credits = _entitlement_with(client, "cus_1", "10")
+    now = [1_800_000_000.0]
+
+    def clock() -> float:
+        return now[0]
+
+    a = CreditGate(
+        client, credit_entitlement_id=credits, store=store, refresh_interval=100, clock=clock
+    )
+    b = CreditGate(
+        client, credit_entitlement_id=credits, store=store, refresh_interval=1, clock=clock
+    )
+    with a.reserve("cus_1", 4) as hold:
+        hold.settle(4)
+    client.credits.create_ledger_entry(credits, "cus_1", amount="4", entry_type="debit")
+    now[0] += 2  # B's copy is stale now, A's is not
+    assert b.available("cus_1") == 6  # B reads 6; the drop marks A's 4 reflected
+    with pytest.raises(InsufficientCreditsError) as refused:
+        a.reserve("cus_1", 7)  # on A's own 10 - 0 it would be admitted
+    assert refused.value.available == 6
+    a.reserve("cus_1", 6).cancel()
+    assert a.stats.balance_reads == 1  # A read no balance itself: it took B's from the store

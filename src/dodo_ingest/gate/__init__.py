@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import CreditCheckUnavailableError, InsufficientCreditsError
 from ._gate import CreditGate, GateStats, Hold, headroom_of
-from ._store import MemoryStore, Reservation, ReservationStore, Snapshot
+from ._store import MemoryStore, Reservation, ReservationStore, Snapshot, StaleSnapshotError
 
 if TYPE_CHECKING:
     from ._redis_store import RedisStore
@@ -24,6 +24,7 @@ __all__ = [
     "Reservation",
     "ReservationStore",
     "Snapshot",
+    "StaleSnapshotError",
     "headroom_of",
 ]
 

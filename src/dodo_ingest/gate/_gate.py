@@ -27,7 +27,7 @@ from ..client import (
     NotFoundError,
 )
 from ._errors import CreditCheckUnavailableError, InsufficientCreditsError
-from ._store import MemoryStore, ReservationStore, Snapshot
+from ._store import MemoryStore, ReservationStore, Snapshot, StaleSnapshotError
 
 __all__ = ["CreditGate", "GateStats", "Hold"]
 
@@ -47,6 +47,8 @@ def _new_hold_prefix() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_hold_prefix)
+_STALE_RETRIES = 3
+"""Reservations tried on newer snapshots read by other processes before giving up on them."""
 UNDELIVERED_SLACK = 1.0
 """Seconds between a release and the tracking of its usage event that still count as one
 (the LLM tracker releases, then tracks)."""
@@ -316,6 +318,8 @@ class CreditGate:
         self._clock = clock
         self._lock = threading.Lock()
         self._fetching: dict[str, threading.Lock] = {}
+        self._local: dict[str, Snapshot] = {}
+        """The newest snapshot this process knows per customer (it saves what it reads)."""
         self._areading: dict[tuple[int, str], asyncio.Future[Snapshot | None]] = {}
         self._entitlement: CreditEntitlement | None = None
         self._entitlement_at = -math.inf
@@ -407,16 +411,30 @@ class CreditGate:
         else:
             headroom = snapshot.headroom
             reflected_before = self._reflected_before(snapshot)
+        key = self._key(customer_id)
         try:
-            reservation = self.store.reserve(
-                self._key(customer_id),
-                hold_id,
-                amount,
-                headroom=headroom,
-                reflected_before=reflected_before,
-                expires_at=now + self.lease,
-                now=now,
-            )
+            for attempt in range(_STALE_RETRIES):
+                last = attempt == _STALE_RETRIES - 1
+                try:
+                    reservation = self.store.reserve(
+                        key,
+                        hold_id,
+                        amount,
+                        headroom=headroom,
+                        reflected_before=reflected_before,
+                        expires_at=now + self.lease,
+                        now=now,
+                        # The last try decides on what it has (others keep reading newer).
+                        fetched_at=None if snapshot is None or last else snapshot.fetched_at,
+                    )
+                    break
+                except StaleSnapshotError:
+                    # Another process read a newer balance: reserve on that one.
+                    newer = self.store.snapshot(key)
+                    if newer is not None:
+                        snapshot = self._local[customer_id] = newer
+                        headroom = newer.headroom
+                        reflected_before = self._reflected_before(newer)
         except Exception as error:  # the store is unreachable
             self._blind(customer_id, error)  # raises when denying
             return _DetachedHold(self, customer_id, hold_id, amount)
@@ -444,6 +462,9 @@ class CreditGate:
         if snapshot is None:
             return INFINITY
         try:
+            stored = self.store.snapshot(self._key(customer_id))
+            if stored is not None and stored.fetched_at > snapshot.fetched_at:
+                snapshot = self._local[customer_id] = stored  # another process read later
             outstanding = self.store.outstanding(
                 self._key(customer_id),
                 reflected_before=self._reflected_before(snapshot),
@@ -457,11 +478,19 @@ class CreditGate:
     # --- balances ----------------------------------------------------------------------------
 
     def _fresh(self, customer_id: str) -> Snapshot | None:
+        """A snapshot younger than ``refresh_interval``: this process's copy (no round trip
+        to a shared store; a reservation on it is refused as stale by the store when another
+        process has read a newer one), else the store's."""
+        local = self._local.get(customer_id)
+        now = self._clock()
+        if local is not None and now - local.fetched_at < self.refresh_interval:
+            return local
         try:
             snapshot = self.store.snapshot(self._key(customer_id))
         except Exception:
             return None
-        if snapshot is not None and self._clock() - snapshot.fetched_at < self.refresh_interval:
+        if snapshot is not None and now - snapshot.fetched_at < self.refresh_interval:
+            self._local[customer_id] = snapshot
             return snapshot
         return None
 
@@ -533,6 +562,7 @@ class CreditGate:
             headroom=headroom_of(balance, entitlement),
             fetched_at=started,
         )
+        self._local[customer_id] = snapshot
         with self._lock:
             self._reads += 1
             recovered, self._failing = self._failing, False

@@ -50,7 +50,7 @@ import redis
 
 from .._redis import client_from_url, redacted
 from ..client import ConfigurationError
-from ._store import PRUNE_MARGIN, Reservation, Snapshot
+from ._store import PRUNE_MARGIN, Reservation, Snapshot, StaleSnapshotError
 
 __all__ = ["PLACES", "RedisStore"]
 
@@ -303,7 +303,11 @@ _RESERVE = (
     _LIB
     + """
 -- ARGV: hold id, amount (ticks), headroom (ticks, 'inf' or '-inf'), reflected_before,
---       expires_at, now, prune_before, ttl (ms)
+--       expires_at, now, prune_before, ttl (ms), the caller snapshot's fetched_at ('': none)
+if ARGV[9] ~= '' then
+  local stored = redis.call('HGET', KEYS[5], 'fetched_at')
+  if stored and tonumber(stored) > tonumber(ARGV[9]) then return {2, 0, 0} end
+end
 local ms = tonumber(ARGV[8])
 local hi, lo = tally(ARGV[6], ARGV[4], ARGV[7])
 check_total(hi, ms)
@@ -676,6 +680,7 @@ class RedisStore:
         reflected_before: float,
         expires_at: float,
         now: float,
+        fetched_at: float | None = None,
     ) -> Reservation:
         """See :meth:`~dodo_ingest.gate.ReservationStore.reserve` (``amount`` >= 0)."""
         amount = _amount("amount", amount)
@@ -688,11 +693,14 @@ class RedisStore:
             _time("now", now),
             _time("reflected_before", float(reflected_before) - PRUNE_MARGIN),
             str(self._ttl_ms(float(expires_at) - float(now))),
+            "" if fetched_at is None else _time("fetched_at", fetched_at),
         ]
         try:
             admitted, hi, lo = self._reserve(keys=self._keys(key), args=args)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             self._failed("reserve", error)
+        if admitted == 2:
+            raise StaleSnapshotError(key)
         return Reservation(bool(admitted), headroom - _units(hi, lo))
 
     def release(self, key: str, hold_id: str, usage: Decimal, *, now: float) -> None:

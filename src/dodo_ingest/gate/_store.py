@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["PRUNE_MARGIN", "MemoryStore", "Reservation", "ReservationStore", "Snapshot"]
+__all__ = [
+    "PRUNE_MARGIN",
+    "MemoryStore",
+    "Reservation",
+    "ReservationStore",
+    "Snapshot",
+    "StaleSnapshotError",
+]
 
 PRUNE_MARGIN = 300.0
 """Seconds usage is kept after the newest snapshot reflects it (a process may still be using
@@ -55,6 +62,11 @@ class Reservation(NamedTuple):
     available: Decimal
 
 
+class StaleSnapshotError(Exception):
+    """Nothing was decided: the store holds a snapshot newer than the one the caller reserved
+    on (read it with :meth:`ReservationStore.snapshot` and ask again)."""
+
+
 @runtime_checkable
 class ReservationStore(Protocol):
     """What a :class:`~dodo_ingest.CreditGate` needs from a store; every method is atomic."""
@@ -77,11 +89,15 @@ class ReservationStore(Protocol):
         reflected_before: float,
         expires_at: float,
         now: float,
+        fetched_at: float | None = None,
     ) -> Reservation:
         """If ``headroom`` minus the live holds (those whose lease ends after ``now``) and
         the usage recorded at or after ``reflected_before`` leaves at least ``amount``, hold
         ``amount`` under ``hold_id`` until ``expires_at``. Either way, say what was
-        available."""
+        available. With ``fetched_at`` (when the caller's snapshot was read), raise
+        :class:`StaleSnapshotError` without deciding when the stored snapshot is newer: a
+        newer read may have marked usage reflected that the caller's older headroom still
+        includes."""
 
     def release(self, key: str, hold_id: str, usage: Decimal, *, now: float) -> None:
         """End the hold ``hold_id`` and record ``usage`` (>= 0) as settled at ``now``."""
@@ -208,10 +224,14 @@ class MemoryStore:
         reflected_before: float,
         expires_at: float,
         now: float,
+        fetched_at: float | None = None,
     ) -> Reservation:
         """See :meth:`ReservationStore.reserve`."""
         with self._lock:
             ledger = self._ledger(key)
+            stored = ledger.snapshot
+            if fetched_at is not None and stored is not None and stored.fetched_at > fetched_at:
+                raise StaleSnapshotError(key)
             ledger.expire(now)
             ledger.prune(reflected_before - PRUNE_MARGIN)
             available = headroom - ledger.held - ledger.unreflected(reflected_before)
