@@ -42,7 +42,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,17 +54,10 @@ from typing import Any
 API_KEY = "sk_bench_0123456789abcdef"
 METADATA = {"endpoint": "/v1/items", "bytes": 512}
 SINK_SCRIPT = Path(__file__).with_name("delivery_throughput.py")
-REDIS_START_TIMEOUT = 20.0
 WORKER_TIMEOUT = 300.0
 """Longest wait for one line from a worker process (it is killed after)."""
 POLL = 0.002
 """How often the orchestrator looks at the stream while relays drain it (seconds)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _percentiles(samples: list[int]) -> dict[str, float]:
@@ -93,77 +85,6 @@ def _calibration_us() -> float:
 
 
 # --- Redis servers --------------------------------------------------------------------------
-
-
-class RedisServer:
-    """A ``redis-server`` on 127.0.0.1 with AOF on, in its own folder (as ``tests/_redis.py``)."""
-
-    def __init__(self, root: Path, appendfsync: str) -> None:
-        self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.port = _free_port()
-        self.dir = root / f"redis-{appendfsync}"
-        self.dir.mkdir()
-        self.appendfsync = appendfsync
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        import redis
-
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.dir),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                self.appendfsync,
-                "--protected-mode",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + REDIS_START_TIMEOUT
-        try:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server ({self.appendfsync}) exited at start")
-                try:
-                    if client.ping():
-                        return
-                except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not answer in {REDIS_START_TIMEOUT} s")
-                time.sleep(0.02)
-        finally:
-            client.close()
-
-    def client(self) -> Any:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        return redis.Redis(
-            host="127.0.0.1", port=self.port, socket_timeout=10, retry=Retry(NoBackoff(), 0)
-        )
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
 
 
 # --- one-shot scenarios (each in a fresh process) -------------------------------------------
@@ -421,7 +342,7 @@ class Worker:
 
 
 class Bench:
-    def __init__(self, root: Path, sink_url: str, everysec: RedisServer, always: RedisServer):
+    def __init__(self, root: Path, sink_url: str, everysec: Any, always: Any):
         self.root = root
         self.url = sink_url
         self.servers = {"everysec": everysec, "always": always}
@@ -769,6 +690,9 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests._redis import RedisServer  # the test suite's launcher: AOF on, 127.0.0.1
+
     root = Path(tempfile.mkdtemp(prefix="dodo-fleet-bench-"))
     servers: list[RedisServer] = []
     sink = bench = None
@@ -780,7 +704,7 @@ def main() -> None:
         assert sink.stdout is not None
         url = f"http://127.0.0.1:{sink.stdout.readline().strip()}"
         for fsync in ("everysec", "always"):
-            servers.append(RedisServer(root, fsync))
+            servers.append(RedisServer(appendfsync=fsync))
             servers[-1].start()
         bench = Bench(root, url, *servers)
         results = run(args, bench)
@@ -788,7 +712,7 @@ def main() -> None:
         if bench is not None:
             bench.close()
         for server in servers:
-            server.kill()
+            server.cleanup()
         if sink is not None:
             sink.kill()
             sink.wait()
