@@ -269,3 +269,22 @@ def test_a_hold_lasts_its_lease_unless_extended(client):
     assert not hold.extend()
     with pytest.raises(ValueError, match="seconds"):
         gate.reserve("cus_1", 1).extend(0)
+
+
+def test_a_balance_that_is_not_a_number_is_an_unavailable_read(client, monkeypatch):
+    credits = _entitlement(client)
+    _grant(client, credits, "cus_1", "10")
+    gate = CreditGate(client, credit_entitlement_id=credits, on_unavailable="deny")
+    real = client.credits.balance
+
+    def garbage(entitlement: str, customer: str):
+        balance = real(entitlement, customer)
+        return type(balance)(**{**balance.__dict__, "balance": Decimal("NaN")})
+
+    monkeypatch.setattr(client.credits, "balance", garbage)
+    with pytest.raises(CreditCheckUnavailableError):
+        gate.reserve("cus_1", 1000)
+    allow = CreditGate(client, credit_entitlement_id=credits)
+    with allow.reserve("cus_1", 1):  # nothing known before: admitted blind, counted
+        pass
+    assert allow.stats.unavailable_allowed == 1

@@ -172,3 +172,36 @@ def test_a_process_on_an_older_balance_reserves_on_the_newer_one_another_read(
     assert refused.value.available == 6
     a.reserve("cus_1", 6).cancel()
     assert a.stats.balance_reads == 1  # A read no balance itself: it took B's from the store
+
+
+def test_an_amount_the_store_cannot_keep_is_refused_not_admitted_blind(client, redis_server):
+    credits = _entitlement_with(client, "cus_1", "10")
+    gate = CreditGate(client, credit_entitlement_id=credits, store=redis_server.url)
+    for amount in ("1e14", 10**15, "1e300"):
+        with pytest.raises(ValueError, match="amount"):
+            gate.reserve("cus_1", amount)
+    assert gate.stats.unavailable_allowed == 0
+    assert gate.available("cus_1") == 10
+
+
+def test_a_host_whose_clock_runs_ahead_cannot_switch_off_the_others_accounting(
+    client, redis_server
+):
+    credits = _entitlement_with(client, "cus_1", "10")
+    ahead = CreditGate(
+        client,
+        credit_entitlement_id=credits,
+        store=redis_server.url,
+        clock=lambda: time.time() + 600,
+    )
+    ahead.available("cus_1")  # stores a balance stamped 10 minutes in the future
+    gate = CreditGate(client, credit_entitlement_id=credits, store=redis_server.url)
+    done = 0
+    for _ in range(20):
+        try:
+            with gate.reserve("cus_1", 5) as hold:
+                hold.settle(5)
+                done += 5
+        except InsufficientCreditsError:
+            pass
+    assert done == 10  # the balance, not 100

@@ -393,7 +393,9 @@ class CreditGate:
     def _reflected_before(self, snapshot: Snapshot) -> float:
         """Usage settled before this time is in ``snapshot`` (the API had ``ingestion_lag``
         to deduct it), unless the ``ingestion`` still holds events tracked since then."""
-        boundary = snapshot.fetched_at - self.ingestion_lag
+        # Never later than this host's own clock allows: a snapshot stamped in the future
+        # (another host's clock runs ahead) must not mark this host's usage as deducted.
+        boundary = min(snapshot.fetched_at, self._clock()) - self.ingestion_lag
         if self.ingestion is not None:
             try:
                 pending = self.ingestion.pending_since
@@ -435,7 +437,9 @@ class CreditGate:
                         snapshot = self._local[customer_id] = newer
                         headroom = newer.headroom
                         reflected_before = self._reflected_before(newer)
-        except Exception as error:  # the store is unreachable
+        except Exception as error:
+            if not _unreachable(error):
+                raise  # bad input for this store (an amount beyond its range): not "unknown"
             self._blind(customer_id, error)  # raises when denying
             return _DetachedHold(self, customer_id, hold_id, amount)
         if not reservation[0]:
@@ -471,6 +475,8 @@ class CreditGate:
                 now=self._clock(),
             )
         except Exception as error:
+            if not _unreachable(error):
+                raise
             self._blind(customer_id, error)
             return snapshot.headroom
         return snapshot.headroom - outstanding
@@ -483,13 +489,14 @@ class CreditGate:
         process has read a newer one), else the store's."""
         local = self._local.get(customer_id)
         now = self._clock()
-        if local is not None and now - local.fetched_at < self.refresh_interval:
+        if local is not None and 0 <= now - local.fetched_at < self.refresh_interval:
             return local
         try:
             snapshot = self.store.snapshot(self._key(customer_id))
         except Exception:
             return None
-        if snapshot is not None and now - snapshot.fetched_at < self.refresh_interval:
+        # A snapshot stamped in the future (a host whose clock runs ahead) is never fresh.
+        if snapshot is not None and 0 <= now - snapshot.fetched_at < self.refresh_interval:
             self._local[customer_id] = snapshot
             return snapshot
         return None
@@ -553,9 +560,15 @@ class CreditGate:
         balance: CreditBalance | None,
         entitlement: CreditEntitlement,
         started: float,
-    ) -> Snapshot:
+    ) -> Snapshot | None:
         # Read time = when the request started: usage recorded after that may be missing
         # from the answer, so it still counts (the safe side).
+        if balance is not None and not (
+            balance.balance.is_finite() and balance.overage.is_finite()
+        ):
+            return self._unavailable(
+                customer_id, ValueError("the API answered a balance that is not a finite number")
+            )
         snapshot = Snapshot(
             balance=balance.balance if balance is not None else Decimal(0),
             overage=balance.overage if balance is not None else Decimal(0),
@@ -634,6 +647,18 @@ class CreditGate:
             )
         if deny:
             raise CreditCheckUnavailableError(customer_id, error) from error
+
+
+def _unreachable(error: BaseException) -> bool:
+    """True for the errors of a store that cannot be reached (connection refused or lost,
+    timed out, loading its data), as opposed to a store refusing what it was given."""
+    if isinstance(error, (OSError, TimeoutError)):
+        return True
+    return type(error).__module__.startswith("redis") and type(error).__name__ in {
+        "ConnectionError",
+        "TimeoutError",
+        "BusyLoadingError",
+    }
 
 
 class _DetachedHold(Hold):
