@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import queue
 import signal
 import subprocess
@@ -38,8 +39,12 @@ def run(
 def write(tmp_path: Path, body: str) -> Path:
     """Write ``HEADER + body`` to a script file and return its path."""
     script = tmp_path / f"producer_{abs(hash(body))}.py"
-    script.write_text(HEADER + textwrap.dedent(body))
+    if not script.exists():  # never rewritten: a child started before may still be reading it
+        script.write_text(HEADER + textwrap.dedent(body))
     return script
+
+
+_CHILDREN = itertools.count()
 
 
 class Child:
@@ -52,7 +57,7 @@ class Child:
 
     def __init__(self, tmp_path: Path, body: str, *args: str) -> None:
         script = write(tmp_path, body)
-        self._stderr_path = tmp_path / f"{script.stem}.stderr"
+        self._stderr_path = tmp_path / f"{script.stem}_{next(_CHILDREN)}.stderr"
         self._stderr = self._stderr_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, str(script), *args],

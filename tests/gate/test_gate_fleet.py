@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -72,14 +73,35 @@ def _entitlement_with(client: DodoClient, customer: str, amount: str) -> str:
 
 def _start(tmp_path, source: str, *args: str) -> subprocess.Popen[str]:
     script = tmp_path / f"script_{abs(hash(source))}.py"
-    script.write_text(source)
-    return subprocess.Popen(
-        [sys.executable, str(script), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=os.getcwd(),
-    )
+    if not script.exists():  # never rewritten: a child started before may still be reading it
+        script.write_text(source)
+    stderr = tmp_path / f"child_{len(list(tmp_path.glob('child_*.stderr')))}.stderr"
+    with stderr.open("w") as sink:
+        child = subprocess.Popen(
+            [sys.executable, str(script), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            text=True,
+            cwd=os.getcwd(),
+        )
+    _STDERR[child.pid] = stderr
+    return child
+
+
+_STDERR: dict[int, Path] = {}
+
+
+def _line(child: subprocess.Popen[str]) -> str:
+    """The child's next stdout line; quotes its stderr when it ended without one."""
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if not line:
+        raise AssertionError(
+            f"the child ended (exit {child.wait(30)}) without a line; stderr:\n"
+            + _STDERR[child.pid].read_text()[-4000:]
+        )
+    return line.strip()
 
 
 def test_processes_sharing_a_redis_store_never_admit_more_than_the_balance(
@@ -92,11 +114,11 @@ def test_processes_sharing_a_redis_store_never_admit_more_than_the_balance(
     ]
     try:
         for worker in workers:
-            assert worker.stdout.readline().strip() == "ready"
+            assert _line(worker) == "ready"
         for worker in workers:
             worker.stdin.write("go\n")
             worker.stdin.flush()
-        results = [json.loads(worker.stdout.readline()) for worker in workers]
+        results = [json.loads(_line(worker)) for worker in workers]
         assert sum(r["admitted"] for r in results) == 100  # the balance, not one more
         assert sum(r["refused"] for r in results) == 140
         # While they hold everything, this process sees nothing left either.
@@ -120,7 +142,7 @@ def test_a_holder_killed_with_sigkill_releases_its_hold_when_its_lease_ends(
     credits = _entitlement_with(client, "cus_1", "50")
     holder = _start(tmp_path, HOLDER, server.base_url, redis_server.url, credits, "cus_1")
     try:
-        assert holder.stdout.readline().strip() == "holding"
+        assert _line(holder) == "holding"
         store = RedisStore(redis_server.url)
         gate = CreditGate(client, credit_entitlement_id=credits, store=store)
         with pytest.raises(InsufficientCreditsError):
