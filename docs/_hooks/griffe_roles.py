@@ -1,0 +1,102 @@
+"""Griffe extension for the API reference: reST roles become cross-references, internals go.
+
+The docstrings of ``src/`` are Markdown that names other objects with Sphinx roles
+(``:class:`DodoClient```, ``:meth:`~dodo_ingest.Ingestion.flush```). mkdocstrings renders
+Markdown only, so this extension rewrites each role, once the package is loaded, into an
+optional autorefs cross-reference: a link when the target is rendered somewhere in the
+site, plain code otherwise (a builtin, a private helper). Names resolve as Python would
+from the docstring's object: its members, its class, its module's names and imports.
+
+It also removes from the reference every member whose docstring starts with
+``Internal``: methods the pipeline calls on itself, never the application.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import griffe
+
+ROLE = re.compile(
+    r":(?:py:)?(?P<role>class|meth|func|attr|data|exc|mod|obj|const|type):"
+    r"`(?P<body>[^`]+)`"
+)
+"""A Sphinx role of the Python domain, as the docstrings write them."""
+
+_EXPLICIT_TITLE = re.compile(r"^(?P<title>.+?)\s*<(?P<target>[^<>]+)>$")
+
+
+def is_internal(obj: griffe.Object | griffe.Alias) -> bool:
+    """True when the docstring says the object is for the package's own use."""
+    docstring = obj.docstring
+    return docstring is not None and docstring.value.lstrip().startswith("Internal")
+
+
+class RolesExtension(griffe.Extension):
+    """Rewrite Sphinx roles into autorefs references and drop internal members."""
+
+    def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
+        for obj in _walk(pkg):
+            if obj.docstring is not None:
+                obj.docstring.value = convert_roles(obj.docstring.value, obj)
+        for obj in list(_walk(pkg)):
+            for name, member in list(obj.members.items()):
+                if not member.is_alias and is_internal(member):
+                    del obj.members[name]
+
+
+def _walk(obj: griffe.Object) -> list[griffe.Object]:
+    found = [obj]
+    for member in obj.members.values():
+        if not member.is_alias and isinstance(member, griffe.Object):
+            found.extend(_walk(member))
+    return found
+
+
+def convert_roles(text: str, scope: griffe.Object) -> str:
+    """Replace every role in ``text`` by an optional cross-reference resolved from ``scope``."""
+
+    def replace(match: re.Match[str]) -> str:
+        body = match["body"].strip()
+        explicit = _EXPLICIT_TITLE.match(body)
+        if explicit:
+            title, target = explicit["title"], explicit["target"].strip()
+        else:
+            target = body
+            title = None
+        short = target.startswith("~")
+        target = target.lstrip("~.")
+        if title is None:
+            title = target.rsplit(".", 1)[-1] if short else target
+            if match["role"] in {"meth", "func"}:
+                title += "()"
+        identifier = resolve(target, scope)
+        code = f"<code>{html.escape(title)}</code>"
+        if identifier is None:
+            return code
+        return f'<autoref identifier="{html.escape(identifier)}" optional>{code}</autoref>'
+
+    return ROLE.sub(replace, text)
+
+
+def resolve(target: str, scope: griffe.Object) -> str | None:
+    """The canonical path of ``target`` seen from ``scope``, or None when unknown."""
+    head, _, rest = target.partition(".")
+    try:
+        path = scope.resolve(head)
+    except griffe.NameResolutionError:
+        path = target if "." in target else None
+    else:
+        path = f"{path}.{rest}" if rest else path
+    if path is None:
+        return None
+    try:
+        found = scope.modules_collection[path]
+    except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
+        return path
+    try:
+        return str(found.canonical_path)
+    except (griffe.AliasResolutionError, griffe.CyclicAliasError):
+        return path
