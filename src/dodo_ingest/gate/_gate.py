@@ -10,11 +10,12 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ..client import (
     APIConnectionError,
@@ -33,6 +34,7 @@ __all__ = ["CreditGate", "GateStats", "Hold"]
 
 logger = logging.getLogger("dodo_ingest")
 
+_T = TypeVar("_T")
 INFINITY = Decimal("Infinity")
 _HOLD_PREFIX = f"{uuid.uuid4().hex[:16]}-"
 """Hold ids are unique across processes and machines (a random prefix, new in a forked
@@ -131,13 +133,22 @@ def headroom_of(balance: CreditBalance | None, entitlement: CreditEntitlement) -
 
 
 class Hold:
-    """Credits held for one piece of work, from :meth:`CreditGate.reserve` until released.
+    """Credits held for one piece of work, from :meth:`CreditGate.reserve` until it ends.
 
-    Use it as a context manager (``with``, or ``async with`` from :meth:`CreditGate.areserve`):
-    leaving the block releases the hold and records the cost as usage the API has yet to
-    deduct: the amount given to :meth:`settle`, else the reserved estimate. :meth:`cancel`
-    records nothing (the work did not happen). Releasing never raises: a store that cannot be
-    reached is logged, and the hold ends with its lease.
+    Use it as a context manager (``with``, or ``async with`` from :meth:`CreditGate.areserve`).
+    The hold ends at the first of:
+
+    - :meth:`settle` with the real cost: call it when the work reports its usage (tracks its
+      event). The hold ends and the cost counts as usage the API has yet to deduct, from now;
+    - leaving the block (or :meth:`release`) without settling: the reserved estimate counts;
+    - :meth:`cancel`: nothing counts (the work did not happen).
+
+    While the hold lives, the gate renews its lease in the background (every third of a
+    lease), so work of any length keeps its credits; the lease only bounds how long the hold of
+    a process that died keeps counting. Ending a hold never raises because the store cannot be
+    reached (logged; the hold then ends with its lease). A hold is safe to end from any
+    thread: the first ending counts, later ones do nothing (a later :meth:`settle` with a
+    higher cost records the difference).
     """
 
     def __init__(self, gate: CreditGate, customer_id: str, hold_id: str, amount: Decimal) -> None:
@@ -148,21 +159,60 @@ class Hold:
         """The cost given to :meth:`settle` (``None`` until then)."""
         self._gate = gate
         self._hold_id = hold_id
-        self._released = False
+        self._lock = threading.Lock()
+        self._counted: Decimal | None = None
+        """The usage recorded for this hold once it ended (``None``: live)."""
+        self._renewed_at = 0.0
+        """When (monotonic seconds) its lease was last set; read by the gate's renewer."""
+
+    @property
+    def ended(self) -> bool:
+        """True once settled, released or cancelled."""
+        return self._counted is not None
 
     def settle(self, actual: Decimal | int | str) -> None:
-        """Record the real cost of the work (may exceed the reserved amount); it is what the
-        release counts until the API's balance reflects it."""
-        self.actual = _decimal("actual", actual)
+        """End the hold with the real cost of the work (it may exceed the amount reserved):
+        from now on it counts as usage the API has yet to deduct. Call it when the work's
+        usage is reported, so a balance read after that can match the API's deduction to it.
+        Settling an ended hold again with a higher cost records the difference; a lower one
+        is ignored (logged): usage already counted is never taken back."""
+        cost = _decimal("actual", actual)
+        with self._lock:
+            counted = self._counted
+            if counted is None:
+                self.actual = self._counted = cost
+                self._end(cost)
+                return
+            if cost <= counted:
+                if cost < counted:
+                    logger.warning(
+                        "credit gate: a hold of %s was settled again at %s, below the %s "
+                        "already counted; usage already counted is kept",
+                        self.customer_id,
+                        cost,
+                        counted,
+                    )
+                return
+            self.actual = self._counted = cost
+            self._end(cost - counted)  # records more usage for the ended hold
+
+    async def asettle(self, actual: Decimal | int | str) -> None:
+        """:meth:`settle` for asyncio code: a shared store is written from a worker thread."""
+        await self._gate._offload(self.settle, actual)
 
     def extend(self, seconds: float | None = None) -> bool:
-        """Make the hold last ``seconds`` (default: the gate's ``lease``) from now, for work
-        that runs longer than a lease; False when it has ended already (released, or its
-        lease ran out). Never raises because the store cannot be reached (False then)."""
-        if self._released:
+        """Make the hold last ``seconds`` (default: the gate's ``lease``) from now; False when
+        it has ended already (ended here, or its lease ran out). The gate renews live holds
+        by itself: this is for a lease longer than the gate's. Never raises because the store
+        cannot be reached (False then)."""
+        span = self._gate.lease if seconds is None else _seconds_arg("seconds", seconds)
+        return self._extend(span)
+
+    def _extend(self, span: float) -> bool:
+        if self._counted is not None:
             return False
         gate = self._gate
-        span = gate.lease if seconds is None else _seconds_arg("seconds", seconds)
+        self._renewed_at = time.monotonic()
         try:
             return gate.store.extend(
                 gate._key(self.customer_id), self._hold_id, expires_at=gate._clock() + span
@@ -174,16 +224,27 @@ class Hold:
             return False
 
     def cancel(self) -> None:
-        """Release the hold now without recording usage (the work was not done)."""
-        self.actual = Decimal(0)
-        self.release()
+        """End the hold without recording usage (the work was not done); nothing once it
+        has ended."""
+        with self._lock:
+            if self._counted is None:
+                self.actual = self._counted = Decimal(0)
+                self._end(Decimal(0))
 
     def release(self) -> None:
-        """Release now (idempotent): the settled cost, or the estimate, counts as usage."""
-        if self._released:
-            return
-        self._released = True
-        usage = self.amount if self.actual is None else self.actual
+        """End the hold: the settled cost counts, else the reserved estimate (an unsettled
+        hold is assumed to have used all of it); nothing once it has ended."""
+        with self._lock:
+            if self._counted is None:
+                self._counted = self.amount
+                self._end(self.amount)
+
+    async def arelease(self) -> None:
+        """:meth:`release` for asyncio code: a shared store is written from a worker thread."""
+        await self._gate._offload(self.release)
+
+    def _end(self, usage: Decimal) -> None:
+        """End the hold in the store, recording ``usage``; never raises."""
         self._gate._release(self.customer_id, self._hold_id, usage)
 
     def __enter__(self) -> Hold:
@@ -206,10 +267,10 @@ class Hold:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
+        await self.arelease()
 
     def __repr__(self) -> str:
-        state = "released" if self._released else "held"
+        state = "held" if self._counted is None else "ended"
         return f"Hold(customer_id={self.customer_id!r}, amount={self.amount}, {state})"
 
 
@@ -237,7 +298,7 @@ class _AsyncReservation:
         tb: TracebackType | None,
     ) -> None:
         if self._hold is not None:
-            self._hold.release()
+            await self._hold.arelease()
 
 
 class CreditGate:
@@ -315,6 +376,8 @@ class CreditGate:
             )
         self.ingestion = ingestion
         self.store: ReservationStore = store if store is not None else MemoryStore()
+        self._inline_store = isinstance(self.store, MemoryStore)
+        """Calls to the store are cheap and never block (asyncio code calls it directly)."""
         self._clock = clock
         self._lock = threading.Lock()
         self._fetching: dict[str, threading.Lock] = {}
@@ -329,6 +392,9 @@ class CreditGate:
         self._allowed_blind = 0
         self._denied_blind = 0
         self._failing = False
+        self._live: weakref.WeakSet[Hold] = weakref.WeakSet()
+        """Holds not ended yet, renewed by the renewer thread (while one lives)."""
+        self._renewer: threading.Thread | None = None
 
     # --- the public surface --------------------------------------------------------------
 
@@ -356,7 +422,7 @@ class CreditGate:
     async def aavailable(self, customer_id: str) -> Decimal:
         """:meth:`available` for asyncio code."""
         snapshot = await self._asnapshot(customer_id)
-        return self._available(customer_id, snapshot)
+        return await self._offload(self._available, customer_id, snapshot)
 
     def would_fit(self, customer_id: str, amount: Decimal | int | str) -> bool:
         """True when ``amount`` is available now, without reserving it: ask before choosing a
@@ -446,11 +512,47 @@ class CreditGate:
             next(self._refused)
             raise InsufficientCreditsError(customer_id, amount, reservation[1])
         next(self._admitted)
-        return Hold(self, customer_id, hold_id, amount)
+        hold = Hold(self, customer_id, hold_id, amount)
+        hold._renewed_at = time.monotonic()
+        self._renew_later(hold)
+        return hold
 
     async def _areserve(self, customer_id: str, amount: Decimal) -> Hold:
         snapshot = await self._asnapshot(customer_id)
-        return self._hold(customer_id, amount, snapshot)
+        return await self._offload(self._hold, customer_id, amount, snapshot)
+
+    # --- renewing the leases of live holds ------------------------------------------------
+
+    def _renew_later(self, hold: Hold) -> None:
+        """Keep ``hold``'s lease renewed until it ends (or is garbage-collected)."""
+        with self._lock:
+            self._live.add(hold)
+            renewer = self._renewer
+            if renewer is None or not renewer.is_alive():  # none yet, or lost in a fork
+                renewer = self._renewer = threading.Thread(
+                    target=_renew, args=(weakref.ref(self),), name="dodo-gate-renewer", daemon=True
+                )
+                renewer.start()
+
+    def _renew_due(self) -> bool:
+        """Renew the live holds whose lease was set a third of a lease ago or more; False
+        (and the renewer ends) when no hold is live."""
+        period = self.lease / 3
+        now = time.monotonic()
+        with self._lock:
+            holds = list(self._live)
+        ended = [
+            hold
+            for hold in holds
+            if hold.ended or (now - hold._renewed_at >= period and not hold._extend(self.lease))
+        ]
+        with self._lock:
+            for hold in ended:
+                self._live.discard(hold)
+            if len(self._live) == 0:
+                self._renewer = None
+                return False
+            return True
 
     def _release(self, customer_id: str, hold_id: str, usage: Decimal) -> None:
         try:
@@ -483,14 +585,28 @@ class CreditGate:
 
     # --- balances ----------------------------------------------------------------------------
 
+    def _local_fresh(self, customer_id: str) -> Snapshot | None:
+        """This process's copy of the balance, if younger than ``refresh_interval``."""
+        local = self._local.get(customer_id)
+        if local is not None and 0 <= self._clock() - local.fetched_at < self.refresh_interval:
+            return local
+        return None
+
+    async def _offload(self, call: Callable[..., _T], *args: Any) -> _T:
+        """``call(*args)`` from asyncio code: at once on the in-process store, else in a
+        worker thread (a shared store is a network round trip)."""
+        if self._inline_store:
+            return call(*args)
+        return await asyncio.to_thread(call, *args)
+
     def _fresh(self, customer_id: str) -> Snapshot | None:
         """A snapshot younger than ``refresh_interval``: this process's copy (no round trip
         to a shared store; a reservation on it is refused as stale by the store when another
         process has read a newer one), else the store's."""
-        local = self._local.get(customer_id)
-        now = self._clock()
-        if local is not None and 0 <= now - local.fetched_at < self.refresh_interval:
+        local = self._local_fresh(customer_id)
+        if local is not None:
             return local
+        now = self._clock()
         try:
             snapshot = self.store.snapshot(self._key(customer_id))
         except Exception:
@@ -529,7 +645,7 @@ class CreditGate:
     async def _asnapshot(self, customer_id: str) -> Snapshot | None:
         """:meth:`_snapshot` for asyncio code: one read per customer at a time per event
         loop; the other tasks await it."""
-        cached = self._fresh(customer_id)
+        cached = self._local_fresh(customer_id) or await self._offload(self._fresh, customer_id)
         if cached is not None:
             return cached
         key = (id(asyncio.get_running_loop()), customer_id)
@@ -548,8 +664,8 @@ class CreditGate:
             else:
                 entitlement, balance = await asyncio.to_thread(self._read_sync, customer_id)
         except (APIConnectionError, APIStatusError) as error:
-            return self._unavailable(customer_id, error)
-        return self._save(customer_id, balance, entitlement, started)
+            return await self._offload(self._unavailable, customer_id, error)
+        return await self._offload(self._save, customer_id, balance, entitlement, started)
 
     def _read_sync(self, customer_id: str) -> tuple[CreditEntitlement, CreditBalance | None]:
         return self._entitlement_sync(), self._balance_sync(customer_id)
@@ -649,6 +765,22 @@ class CreditGate:
             raise CreditCheckUnavailableError(customer_id, error) from error
 
 
+def _renew(gate_ref: weakref.ReferenceType[CreditGate]) -> None:
+    """The renewer thread of one gate: every third of a lease, renew its live holds; ends
+    when it has none (the next hold starts another) or the gate is gone."""
+    while True:
+        gate = gate_ref()
+        if gate is None:
+            return
+        period = gate.lease / 3
+        del gate
+        time.sleep(period)
+        gate = gate_ref()
+        if gate is None or not gate._renew_due():
+            return
+        del gate
+
+
 def _unreachable(error: BaseException) -> bool:
     """True for the errors of a store that cannot be reached (connection refused or lost,
     timed out, loading its data), as opposed to a store refusing what it was given."""
@@ -663,17 +795,12 @@ def _unreachable(error: BaseException) -> bool:
 
 class _DetachedHold(Hold):
     """A hold admitted while the store could not be reached. Its reservation may have gone
-    through all the same (an answer lost on the way back): releasing it is still tried,
-    quietly (releasing an unknown hold only records the usage)."""
+    through all the same (an answer lost on the way back): ending it is still tried, quietly
+    (ending an unknown hold only records the usage), and it is not renewed."""
 
-    def release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        usage = self.amount if self.actual is None else self.actual
+    def _end(self, usage: Decimal) -> None:
+        gate = self._gate
         try:
-            self._gate.store.release(
-                self._gate._key(self.customer_id), self._hold_id, usage, now=self._gate._clock()
-            )
+            gate.store.release(gate._key(self.customer_id), self._hold_id, usage, now=gate._clock())
         except Exception:
-            logger.debug("credit gate: a hold admitted blind could not be released either")
+            logger.debug("credit gate: a hold admitted blind could not be ended either")

@@ -1,0 +1,202 @@
+"""How a ``Hold`` ends (settle, release, cancel, from any thread), how the gate renews the
+lease of a live hold, and asyncio code on a shared store that never blocks the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import signal
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+
+from dodo_ingest import CreditGate, DodoClient
+from dodo_ingest.devserver import DevServer
+from dodo_ingest.gate import MemoryStore, RedisStore
+
+API_KEY = "sk_test_gate_hold_0123456789abcdef"
+
+
+@pytest.fixture
+def server():
+    with DevServer() as running:
+        yield running
+
+
+@pytest.fixture
+def client(server):
+    with DodoClient(api_key=API_KEY, base_url=server.base_url, max_retries=0) as made:
+        yield made
+
+
+@pytest.fixture
+def credits(client) -> str:
+    entitlement = client.credits.create_entitlement(name="Credits", unit="credits").id
+    client.credits.create_ledger_entry(entitlement, "cus_1", amount="10")
+    return entitlement
+
+
+def _gate(client: DodoClient, credits: str, **settings) -> CreditGate:
+    settings.setdefault("refresh_interval", 3600)  # one balance read: the test moves nothing
+    return CreditGate(client, credit_entitlement_id=credits, **settings)
+
+
+def test_settle_ends_the_hold_at_once_and_counts_the_cost(client, credits):
+    gate = _gate(client, credits)
+    with gate.reserve("cus_1", 6) as hold:
+        assert gate.available("cus_1") == 4
+        hold.settle(2)  # the work reported what it used: the estimate is no longer held
+        assert hold.ended
+        assert gate.available("cus_1") == 8
+        assert not hold.extend()
+    assert gate.available("cus_1") == 8  # leaving the block changes nothing more
+    hold.release()
+    hold.cancel()  # usage already counted is never taken back
+    assert gate.available("cus_1") == 8
+
+
+def test_a_higher_second_settlement_counts_the_difference_a_lower_one_is_ignored(
+    client, credits, caplog
+):
+    gate = _gate(client, credits)
+    hold = gate.reserve("cus_1", 3)
+    hold.settle(2)
+    hold.settle(5)  # a stream that reports running totals
+    assert gate.available("cus_1") == 5
+    assert hold.actual == 5
+    with caplog.at_level(logging.WARNING, logger="dodo_ingest"):
+        hold.settle(1)
+    assert gate.available("cus_1") == 5
+    assert hold.actual == 5
+    assert "below the 5 already counted" in caplog.text
+
+
+def test_settling_after_a_release_counts_only_what_exceeds_the_estimate(client, credits):
+    gate = _gate(client, credits)
+    hold = gate.reserve("cus_1", 3)
+    hold.release()  # unsettled: the estimate counts
+    assert gate.available("cus_1") == 7
+    hold.settle(2)  # below the estimate already counted: ignored
+    assert gate.available("cus_1") == 7
+    hold.settle(4)
+    assert gate.available("cus_1") == 6
+
+
+def test_a_cancelled_hold_counts_nothing_and_cannot_be_settled_lower(client, credits):
+    gate = _gate(client, credits)
+    hold = gate.reserve("cus_1", 3)
+    hold.cancel()
+    assert gate.available("cus_1") == 10
+    hold.release()
+    assert gate.available("cus_1") == 10
+    hold.settle(1)  # work done after all: more than the 0 counted
+    assert gate.available("cus_1") == 9
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_threads_ending_one_hold_together_count_it_once(kind, client, credits, request):
+    store = (
+        MemoryStore()
+        if kind == "memory"
+        else RedisStore(request.getfixturevalue("redis_server").url)
+    )
+    gate = _gate(client, credits, store=store)
+    for _ in range(10):  # were a hold counted twice, a later reserve would be refused
+        hold = gate.reserve("cus_1", 1)
+        start = threading.Barrier(8)
+
+        def end(index: int, hold=hold, start=start) -> None:
+            start.wait()
+            if index % 2:
+                hold.release()
+            else:
+                hold.settle(1)
+
+        threads = [threading.Thread(target=end, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert gate.available("cus_1") == Decimal(0)  # 10 holds of 1, each counted once
+
+
+def test_the_gate_renews_a_live_hold_beyond_its_lease(client, credits):
+    gate = _gate(client, credits, lease=1)
+    with gate.reserve("cus_1", 6):
+        lasted = time.monotonic() + 3.5  # three and a half leases of work
+        while time.monotonic() < lasted:
+            assert gate.available("cus_1") == 4, "the hold ended while the work went on"
+            time.sleep(0.05)
+    assert gate.available("cus_1") == 4  # released: the estimate counts as usage
+
+
+def test_a_hold_nobody_references_is_not_renewed_and_ends_with_its_lease(client, credits):
+    gate = _gate(client, credits, lease=1)
+    gate.reserve("cus_1", 6)  # dropped at once, never released
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while gate.available("cus_1") != 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gate.available("cus_1") == 10
+
+
+def test_the_renewer_stops_when_no_hold_is_live(client, credits):
+    gate = _gate(client, credits, lease=1)
+    with gate.reserve("cus_1", 1):
+        renewer = gate._renewer
+        assert renewer is not None and renewer.is_alive()
+    renewer.join(5)
+    assert not renewer.is_alive()
+    with gate.reserve("cus_1", 1):  # a new hold starts another
+        assert gate._renewer is not None and gate._renewer.is_alive()
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+
+def test_asyncio_code_on_a_frozen_redis_store_never_blocks_the_event_loop(
+    client, credits, redis_server
+):
+    process = redis_server.process
+    assert process is not None
+    store = RedisStore(redis_server.url, timeout=0.5)
+    gate = _gate(client, credits, store=store)
+    gate.available("cus_1")  # a balance known: the store is the only thing left to wait for
+
+    async def scenario() -> tuple[int, bool]:
+        ticks = 0
+        running = True
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while running:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        async with gate.areserve("cus_1", 1) as hold:  # admitted blind (on_unavailable="allow")
+            await hold.asettle(1)
+        await gate.aavailable("cus_1")
+        running = False
+        await task
+        return ticks, True
+
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 10
+        while not _stopped(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        ticks, _ = asyncio.run(scenario())
+        took = time.monotonic() - started
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    assert took >= 0.5  # the store was waited for (each call up to its timeout)...
+    assert ticks >= 10  # ...while the event loop went on running other tasks
+    assert gate.stats.unavailable_allowed >= 1
