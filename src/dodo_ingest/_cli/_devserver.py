@@ -63,6 +63,21 @@ __all__ = ["dev_server"]
     help="Count usage against credit balances only this long after it arrived "
     "(the real API deducts asynchronously); 0 counts it at once.",
 )
+@click.option(
+    "--read-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Close a connection whose request does not arrive within this time.",
+)
+@click.option(
+    "--max-connections",
+    default=512,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connections served at once; more are closed when accepted.",
+)
 def dev_server(
     host: str,
     port: int,
@@ -73,10 +88,12 @@ def dev_server(
     slow_delay: float,
     seed: int | None,
     deduction_lag: float,
+    read_timeout: float,
+    max_connections: int,
 ) -> None:
     """Run the local stand-in of the billing API until Ctrl+C (or SIGTERM)."""
     try:
-        from ..devserver import DevServer
+        from ..devserver import DatabaseError, DevServer
     except ImportError as error:
         raise click.ClickException(
             f"the dev server needs the 'server' extra: pip install 'dodo-ingest[server]' ({error})"
@@ -92,6 +109,8 @@ def dev_server(
             seed=seed,
             slow_delay=slow_delay,
             deduction_lag=deduction_lag,
+            read_timeout=read_timeout,
+            max_connections=max_connections,
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
@@ -104,6 +123,8 @@ def dev_server(
     try:
         try:
             server.start()
+        except DatabaseError as error:
+            raise click.ClickException(f"--db: {error}") from None
         except OSError as error:
             raise click.ClickException(f"cannot listen on {host}:{port}: {error}") from None
         click.echo(f"dodo-ingest dev server on {server.base_url} (db {db})", err=True)

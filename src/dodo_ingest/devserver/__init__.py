@@ -10,15 +10,22 @@ Needs the ``server`` extra (``pip install 'dodo-ingest[server]'``).
 """
 
 from ._app import MAX_BODY_BYTES, MAX_PAGE_SIZE
+from ._connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT
+from ._errors import DatabaseError
 from ._faults import FAULT_KINDS, parse_faults
+from ._json import MAX_JSON_DEPTH
 from ._server import DevServer
 from ._store import BUSINESS_ID
 
 __all__ = [
     "BUSINESS_ID",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_READ_TIMEOUT",
     "FAULT_KINDS",
     "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
     "MAX_PAGE_SIZE",
+    "DatabaseError",
     "DevServer",
     "parse_faults",
 ]

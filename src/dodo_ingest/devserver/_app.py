@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +26,7 @@ from ._credits import (
 from ._errors import APIError
 from ._faults import FaultInjector
 from ._ingest import parse_ingest_body
+from ._json import loads
 from ._meters import check_meter_body
 from ._stats import Stats
 from ._store import Store
@@ -137,12 +137,15 @@ async def _read_body(request: Request) -> bytes:
     too_large = declared.isdigit() and int(declared) > MAX_BODY_BYTES
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            too_large = True
-        if not too_large:
-            chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                too_large = True
+            if not too_large:
+                chunks.append(chunk)
+    except ClientDisconnect:  # closed by the client, or by the server's read timeout
+        raise APIError(400, "client_disconnected", "the client closed the connection") from None
     if too_large:
         raise APIError(
             413,
@@ -154,11 +157,7 @@ async def _read_body(request: Request) -> bytes:
 
 
 async def _read_json(request: Request) -> Any:
-    body = await _read_body(request)
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise APIError(422, "invalid_json", f"the body is not valid JSON: {error}") from None
+    return loads(await _read_body(request))
 
 
 def _check_content_type(request: Request) -> None:

@@ -1,10 +1,11 @@
-"""The dev server's error type: an HTTP status plus a JSON body ``{"code", "message", ...}``."""
+"""The dev server's errors: :class:`APIError` (an HTTP status plus a JSON body
+``{"code", "message", ...}``) and :class:`DatabaseError` (a ``db`` it cannot use)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["APIError"]
+__all__ = ["APIError", "DatabaseError"]
 
 
 class APIError(Exception):
@@ -25,3 +26,8 @@ class APIError(Exception):
     def body(self) -> dict[str, Any]:
         """The JSON error body."""
         return {"code": self.code, "message": self.message, **self.details}
+
+
+class DatabaseError(Exception):
+    """The ``db`` given to the dev server cannot be opened as its SQLite database (not a
+    SQLite file, a directory, no permission). The file is left as it was."""

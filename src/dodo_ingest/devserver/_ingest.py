@@ -9,10 +9,10 @@ both kinds of rule the 422 wins, as a server that deserialises before it checks 
 
 from __future__ import annotations
 
-import json
 from typing import Any, NoReturn
 
 from ._errors import APIError
+from ._json import loads
 from ._time import now_us, parse_rfc3339_us
 
 __all__ = [
@@ -89,10 +89,7 @@ def parse_ingest_body(body: bytes, *, now: int | None = None) -> list[EventRow]:
     :class:`APIError` (400 or 422) naming the first offending event (index and ``event_id``)
     and the rule it breaks.
     """
-    try:
-        document = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise APIError(422, "invalid_json", f"the body is not valid JSON: {error}") from None
+    document = loads(body, parse_constant=_reject_constant)
     if type(document) is not dict or type(document.get("events")) is not list:
         raise _schema_error('the body must be an object with an "events" array')
     events: list[Any] = document["events"]

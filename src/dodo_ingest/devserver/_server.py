@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from ._app import AppState, create_app
+from ._connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, guarded_protocol
 from ._credits import link_meter
 from ._faults import FaultInjector
 from ._stats import Stats
@@ -42,6 +43,13 @@ class DevServer:
     arrived at least that long ago (by the server's clock), as the real API deducts usage
     asynchronously: a credit gate can be tested against it. 0 counts usage at once.
 
+    ``read_timeout`` (seconds) is how long a client has to send a whole request once the
+    server waits for one; a connection that stalls longer is closed. ``max_connections``
+    bounds the connections served at once: one more is closed as soon as it is accepted.
+
+    ``start()`` raises :class:`DatabaseError` when ``db`` is not a SQLite database it can
+    use (the file is left untouched).
+
     Several servers may run at once in one process::
 
         with DevServer() as server:
@@ -60,10 +68,29 @@ class DevServer:
         *,
         slow_delay: float = 1.0,
         deduction_lag: float = 0.0,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         if api_key is not None and not api_key.strip():
             raise ValueError("api_key must be None (accept any token) or a non-empty string")
         self._deduction_lag = _check_lag(deduction_lag)
+        if (
+            isinstance(read_timeout, bool)
+            or not isinstance(read_timeout, (int, float))
+            or not math.isfinite(read_timeout)
+            or read_timeout <= 0
+        ):
+            raise ValueError(
+                f"read_timeout must be a finite number of seconds > 0, got {read_timeout!r}"
+            )
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise ValueError(f"max_connections must be an integer >= 1, got {max_connections!r}")
+        self._read_timeout = float(read_timeout)
+        self._max_connections = max_connections
         self._api_key = api_key
         self._db = db
         self._host = host
@@ -84,7 +111,8 @@ class DevServer:
         """Open the database, start serving and return once the server answers HTTP.
 
         Raises :class:`RuntimeError` if it is already running or does not come up within
-        10 seconds, :class:`OSError` if the port is taken.
+        10 seconds, :class:`OSError` if the port is taken, :class:`DatabaseError` if ``db``
+        is not a SQLite database it can use.
         """
         if self._thread is not None:
             raise RuntimeError("the dev server is already running")
@@ -104,6 +132,7 @@ class DevServer:
         self._state = AppState(store, self._api_key, self._faults, self._stats, self._deduction_lag)
         config = uvicorn.Config(
             create_app(self._state),
+            http=guarded_protocol(self._read_timeout, self._max_connections),
             log_config=None,
             log_level="warning",
             access_log=False,

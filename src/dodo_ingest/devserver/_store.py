@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ._errors import DatabaseError
 from ._ingest import EventRow
 from ._meters import Aggregate, aggregate, compile_filter
 from ._time import format_us, now_us
@@ -125,12 +126,28 @@ def _event(row: tuple[str, str, str, int, str | None]) -> dict[str, Any]:
 
 
 class Store:
-    """The dev server's data in one SQLite database (a file path or ``":memory:"``)."""
+    """The dev server's data in one SQLite database (a file path or ``":memory:"``).
+
+    Raises :class:`DatabaseError` when ``db`` cannot be opened or is not a SQLite database.
+    """
 
     def __init__(self, db: str | Path = ":memory:") -> None:
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(db), check_same_thread=False, isolation_level=None)
-        if str(db) != ":memory:":
+        try:
+            self._db = sqlite3.connect(str(db), check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as error:
+            raise DatabaseError(f"cannot open {str(db)!r} as a SQLite database: {error}") from None
+        try:
+            self._open(str(db))
+        except sqlite3.Error as error:
+            self._db.close()
+            raise DatabaseError(f"cannot use {str(db)!r} as a SQLite database: {error}") from None
+
+    def _open(self, db: str) -> None:
+        # The first statement reads the file's header: a file that is not a SQLite database
+        # fails here, before anything is written to it.
+        self._db.execute("PRAGMA schema_version").fetchone()
+        if db != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: the id index stays cached
