@@ -78,7 +78,7 @@ def provider_mock() -> Iterator[respx.MockRouter]:
         )
         router.post(url__regex=r"^https://api\.openai\.com/v1/embeddings$").mock(
             side_effect=lambda request: payloads.json_response(
-                payloads.EMBEDDINGS, {"x-request-id": "req_emb_1"}
+                payloads.EMBEDDINGS, {"x-request-id": payloads.EMBEDDINGS_REQUEST_ID}
             )
         )
         router.post(url__regex=r"^https://api\.anthropic\.com/v1/messages(\?.*)?$").mock(

@@ -34,7 +34,7 @@ _IDS = (
     payloads.MSG_ID,
     payloads.GEMINI_ID,
     payloads.COMPLETION_ID,
-    "req_emb_1",
+    payloads.EMBEDDINGS_REQUEST_ID,
 )
 _COUNTER = itertools.count()
 
@@ -102,7 +102,7 @@ def providers() -> Iterator[respx.MockRouter]:
             "completions": payloads.completion_for,
             "responses": payloads.responses_for,
             "embeddings": lambda r: payloads.json_response(
-                payloads.EMBEDDINGS, {"x-request-id": "req_emb_1"}
+                payloads.EMBEDDINGS, {"x-request-id": payloads.EMBEDDINGS_REQUEST_ID}
             ),
         }
         for path, answer in openai_routes.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._event_ids import keyed
 from ._usage import LLMUsage, anthropic_usage, as_mapping, field, request_id_of
 
 __all__ = ["ANTHROPIC_ROUTES", "MessageStreamUsage", "usage_of_message"]
@@ -25,7 +26,10 @@ def usage_of_message(
     if usage is None:
         return None
     response_id = values.get("id") or request_id or getattr(message, "_request_id", None)
-    return anthropic_usage(usage, provider, operation, values.get("model") or model, response_id)
+    return keyed(
+        anthropic_usage(usage, provider, operation, values.get("model") or model, response_id),
+        message,
+    )
 
 
 class MessageStreamUsage:
@@ -36,7 +40,16 @@ class MessageStreamUsage:
     the only source of) the input and cache counts; its values win when present.
     """
 
-    __slots__ = ("delta", "headers", "model", "operation", "provider", "response_id", "start")
+    __slots__ = (
+        "__weakref__",
+        "delta",
+        "headers",
+        "model",
+        "operation",
+        "provider",
+        "response_id",
+        "start",
+    )
 
     def __init__(
         self,
@@ -76,6 +89,7 @@ class MessageStreamUsage:
             merged["output_tokens"] = field(self.delta, "output_tokens")
             merged["output_tokens_details"] = field(self.delta, "output_tokens_details")
             merged["iterations"] = field(self.delta, "iterations")
-        return anthropic_usage(
+        usage = anthropic_usage(
             merged, self.provider, self.operation, self.model, response_id, self.delta is not None
         )
+        return keyed(usage, self)

@@ -17,6 +17,7 @@ import hashlib
 import inspect
 from typing import Any
 
+from ._event_ids import keyed
 from ._gating import Admission, GatePolicy
 from ._streams import StreamTap, tap_async_iterator, tap_iterator
 from ._swap import swap_class
@@ -80,6 +81,7 @@ class ModelsState:
                 field(result, "model_version") or _model_name(kwargs),
                 _response_key(field(result, "response_id"), kwargs),
             )
+            keyed(normalised, result)
             if admission is not None:
                 admission.settle(normalised)
             tracker.record(normalised, scope)
@@ -110,7 +112,15 @@ class ModelsState:
 class GenerateStreamUsage:
     """``usage_metadata`` of each chunk is a running total: keep the last, never sum."""
 
-    __slots__ = ("continuation", "final", "model", "provider", "response_id", "usage")
+    __slots__ = (
+        "__weakref__",
+        "continuation",
+        "final",
+        "model",
+        "provider",
+        "response_id",
+        "usage",
+    )
 
     def __init__(self, provider: str, model: str | None, continuation: bytes | None) -> None:
         self.provider = provider
@@ -135,7 +145,7 @@ class GenerateStreamUsage:
     def result(self, exhausted: bool) -> LLMUsage | None:
         if self.usage is None:
             return None
-        return gemini_usage(
+        usage = gemini_usage(
             self.usage,
             self.provider,
             "generate_content",
@@ -143,6 +153,7 @@ class GenerateStreamUsage:
             _response_key(self.response_id, None, self.continuation),
             self.final or exhausted,
         )
+        return keyed(usage, self)
 
 
 def _model_name(kwargs: dict[str, Any]) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._event_ids import keyed
 from ._usage import LLMUsage, as_mapping, field, openai_usage, request_id_of, timestamp
 
 __all__ = [
@@ -104,14 +105,17 @@ def usage_of_object(
     created = values.get("created")
     if created is None:
         created = values.get("created_at")
-    return openai_usage(
-        usage,
-        provider,
-        operation,
-        values.get("model") or model,
-        response_id,
-        True,
-        timestamp(created),
+    return keyed(
+        openai_usage(
+            usage,
+            provider,
+            operation,
+            values.get("model") or model,
+            response_id,
+            True,
+            timestamp(created),
+        ),
+        obj,
     )
 
 
@@ -124,6 +128,7 @@ class ChatStreamUsage:
     """
 
     __slots__ = (
+        "__weakref__",
         "created",
         "final",
         "groq",
@@ -183,6 +188,7 @@ class EventStreamUsage:
     generation and transcription streams (usage on their completion event)."""
 
     __slots__ = (
+        "__weakref__",
         "created",
         "final",
         "headers",
@@ -238,7 +244,7 @@ def _stream_result(stream: ChatStreamUsage | EventStreamUsage, complete: bool) -
     if stream.usage is None:
         if response_id is None:
             return None
-        return LLMUsage(
+        usage = LLMUsage(
             provider=stream.provider,
             operation=stream.operation,
             model=stream.model,
@@ -246,15 +252,17 @@ def _stream_result(stream: ChatStreamUsage | EventStreamUsage, complete: bool) -
             complete=False,
             created=stream.created,
         )
-    return openai_usage(
-        stream.usage,
-        stream.provider,
-        stream.operation,
-        stream.model,
-        response_id,
-        complete,
-        stream.created,
-    )
+    else:
+        usage = openai_usage(
+            stream.usage,
+            stream.provider,
+            stream.operation,
+            stream.model,
+            response_id,
+            complete,
+            stream.created,
+        )
+    return keyed(usage, stream)
 
 
 def stream_accumulator(

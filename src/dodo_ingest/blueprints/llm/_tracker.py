@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import threading
-import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from decimal import Decimal
@@ -14,9 +12,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from ...client._errors import ConfigurationError, EventValidationError
-from ...client._models import MetadataValue, validate_metadata
+from ...client._models import MAX_METADATA_KEYS, MetadataValue, validate_metadata
 from .._common import EventSink
 from ._billing import ModelTable, Number, Price, cost_cents, to_decimal
+from ._event_ids import event_id as make_event_id
+from ._event_ids import keyed
 from ._usage import LLMUsage, field, gemini_usage, gemini_usage_from_body
 
 if TYPE_CHECKING:
@@ -56,22 +56,21 @@ RESERVED_METADATA_KEYS = frozenset(
         "status",
         "requestCredits",
         "costCents",
+        "invalidUsage",
     }
 )
 _INPUT_KEYS = ("inputTokens", "cachedInputTokens", "cacheCreationInputTokens", "costUsd")
 _OUTPUT_KEYS = ("outputTokens", "reasoningTokens", "audioSeconds")
-_SHARED_KEYS = ("provider", "operation", "model", "status")
-_EVENT_ID_HASH = hashlib.blake2b(digest_size=20)
-#: User metadata keys an event can carry next to every key the tracker may write.
-_USER_METADATA_LIMIT = 50 - len(RESERVED_METADATA_KEYS)
+_SHARED_KEYS = ("provider", "operation", "model", "status", "invalidUsage")
+#: The keys most events carry; user metadata may fill the rest of the API's 50 keys. Rarer
+#: keys (flags such as ``invalidUsage``) that would not fit push out the last user keys.
+_COMMON_KEY_COUNT = 14
+#: User metadata keys an event can carry next to the usage keys.
+_USER_METADATA_LIMIT = 50 - _COMMON_KEY_COUNT
+#: Distinct (provider, key) pairs whose impossible values are logged (each once).
+_INVALID_WARNINGS_KEPT = 256
 #: Distinct wrap() metadata key sets a tracker remembers to check customer() metadata against.
 _WRAP_KEY_SETS_KEPT = 64
-#: The API family of each non-OpenAI-shaped operation (every other one is ``openai``).
-_OPERATION_FAMILIES = {
-    "messages": "anthropic",
-    "generate_content": "google",
-    "embed_content": "google",
-}
 
 
 class LLMTrackerStats:
@@ -79,16 +78,23 @@ class LLMTrackerStats:
 
     ``events``: events handed to the delivery pipeline. ``incomplete``: usage records of streams
     whose final usage was never seen. ``failures``: tracking failures (logged on the
-    ``dodo_ingest`` logger); the LLM call itself was never affected.
+    ``dodo_ingest`` logger); the LLM call itself was never affected. ``invalid_usage``: usage
+    records that carried an impossible value (left out of the event, named in its
+    ``invalidUsage``; logged once per provider and key).
     """
 
-    __slots__ = ("_lock", "events", "failures", "incomplete")
+    __slots__ = ("_lock", "events", "failures", "incomplete", "invalid_usage")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.events = 0
         self.incomplete = 0
         self.failures = 0
+        self.invalid_usage = 0
+
+    def _count_invalid_usage(self) -> None:
+        with self._lock:
+            self.invalid_usage += 1
 
     def _count_event(self) -> None:
         with self._lock:
@@ -105,7 +111,7 @@ class LLMTrackerStats:
     def __repr__(self) -> str:
         return (
             f"LLMTrackerStats(events={self.events}, incomplete={self.incomplete}, "
-            f"failures={self.failures})"
+            f"failures={self.failures}, invalid_usage={self.invalid_usage})"
         )
 
 
@@ -322,6 +328,7 @@ class LLMTracker:
         self._owned: Ingestion | None = None
         self._wrap_key_sets: set[frozenset[str]] = set()
         self._warned_overflow = False
+        self._warned_invalid: set[tuple[str, str]] = set()
         self._gating: GatePolicy | None = None
         if gate is not None:
             self._gating = self._gate_policy(gate, gate_rate, gate_default_max_output, gate_cutoff)
@@ -515,6 +522,8 @@ class LLMTracker:
         price = self._prices.get(usage.model) if self._prices is not None else None
         if not usage.complete:
             self.stats._count_incomplete()
+        if usage.invalid is not None:
+            self._invalid(usage)
         if len(scope.metadata) > _USER_METADATA_LIMIT:
             scope = self._trimmed(scope)
         if self.split_events is None:
@@ -525,9 +534,11 @@ class LLMTracker:
                 metadata["costCents"] = cost_cents(
                     price.input_cost(usage) + price.output_cost(usage)
                 )
+            if len(metadata) > MAX_METADATA_KEYS:
+                metadata = self._fitted(metadata, scope)
             name = self.event_name
             event_id = self._sink.track(
-                scope.customer_id, name, metadata, event_id=_event_id(usage, name)
+                scope.customer_id, name, metadata, event_id=make_event_id(usage, name)
             )
             self.stats._count_event()
             return [event_id]
@@ -547,26 +558,60 @@ class LLMTracker:
         ids = []
         for name, metadata in events:
             ids.append(
-                self._sink.track(scope.customer_id, name, metadata, event_id=_event_id(usage, name))
+                self._sink.track(
+                    scope.customer_id, name, metadata, event_id=make_event_id(usage, name)
+                )
             )
             self.stats._count_event()
         return ids
+
+    def _invalid(self, usage: LLMUsage) -> None:
+        """Count a usage record with impossible values; log each (provider, key) once."""
+        self.stats._count_invalid_usage()
+        new = []
+        for key in usage.invalid or ():
+            seen = (usage.provider, key)
+            if seen not in self._warned_invalid and len(self._warned_invalid) < (
+                _INVALID_WARNINGS_KEPT
+            ):
+                self._warned_invalid.add(seen)
+                new.append(key)
+        if new:
+            logger.warning(
+                "%s reported impossible usage values for %s (model %s): left out of the "
+                "event and named in its invalidUsage",
+                usage.provider,
+                ", ".join(new),
+                usage.model,
+            )
+
+    def _fitted(self, metadata: dict[str, MetadataValue], scope: Scope) -> dict[str, MetadataValue]:
+        """``metadata`` cut to the API's key limit when this event's usage keys and the user
+        keys together exceed it: every usage key stays, the last user keys are left out
+        (counted as a failure, logged once per tracker)."""
+        excess = len(metadata) - MAX_METADATA_KEYS
+        dropped = list(scope.metadata)[-excess:]
+        self._warn_overflow(len(scope.metadata), len(scope.metadata) - excess)
+        return {key: value for key, value in metadata.items() if key not in dropped}
 
     def _trimmed(self, scope: Scope) -> Scope:
         """``scope`` with its user metadata cut to the keys that fit next to the usage keys
         (the first ones in merge order: wrap() keys, then customer() keys); counted as a
         failure, logged once per tracker."""
+        self._warn_overflow(len(scope.metadata), _USER_METADATA_LIMIT)
+        kept = dict(list(scope.metadata.items())[:_USER_METADATA_LIMIT])
+        return Scope(scope.customer_id, kept)
+
+    def _warn_overflow(self, keys: int, fit: int) -> None:
         self.stats._count_failure()
         if not self._warned_overflow:
             self._warned_overflow = True
             logger.warning(
                 "wrap() and customer() metadata together have %d keys (at most %d fit next to "
-                "the LLM usage keys): the extra keys were left out of the event",
-                len(scope.metadata),
-                _USER_METADATA_LIMIT,
+                "the LLM usage keys of this event): the extra keys were left out of the event",
+                keys,
+                fit,
             )
-        kept = dict(list(scope.metadata.items())[:_USER_METADATA_LIMIT])
-        return Scope(scope.customer_id, kept)
 
     def _failure(self, message: str, exc: BaseException | None) -> None:
         self.stats._count_failure()
@@ -574,29 +619,6 @@ class LLMTracker:
             logger.warning("%s", message)
         else:
             logger.warning("%s: %s: %s", message, type(exc).__name__, exc, exc_info=exc)
-
-
-def _event_id(usage: LLMUsage, event_name: str) -> str:
-    """Derived from the provider's response id and the event name; random only without one.
-
-    The API family (by operation: ``openai`` for every OpenAI-shaped API, Groq and
-    OpenAI-compatible servers included; ``anthropic``; ``google``) is hashed rather than the
-    provider name, which manual tracking cannot know. The response's ``created`` time, when
-    known, is hashed too (compatible servers may reuse short ids). Incomplete records hash an
-    extra marker: their ids never take the id the finished response's bill (e.g. a later
-    ``track(responses.retrieve(id))``) needs.
-    """
-    if usage.response_id is None:
-        return f"llm_{uuid.uuid4().hex}"
-    digest = _EVENT_ID_HASH.copy()  # cheaper than building a new hash object
-    family = _OPERATION_FAMILIES.get(usage.operation, "openai")
-    key = f"{family}\x1f{usage.response_id}\x1f{event_name}"
-    if usage.created is not None:
-        key += f"\x1f{usage.created!r}"
-    if not usage.complete:
-        key += "\x1fincomplete"
-    digest.update(key.encode())
-    return "llm_" + digest.hexdigest()
 
 
 def usage_of_response(response: object, provider: str | None = None) -> LLMUsage | None:
@@ -622,12 +644,15 @@ def usage_of_response(response: object, provider: str | None = None) -> LLMUsage
             usage = gemini_usage_from_body(field(field(response, "sdk_http_response"), "body"))
         if usage is None:
             return None
-        return gemini_usage(
-            usage,
-            provider=provider or "google",
-            operation=operation,
-            model=field(response, "model_version"),
-            response_id=field(response, "response_id"),
+        return keyed(
+            gemini_usage(
+                usage,
+                provider=provider or "google",
+                operation=operation,
+                model=field(response, "model_version"),
+                response_id=field(response, "response_id"),
+            ),
+            response,
         )
     return None
 

@@ -10,11 +10,17 @@ Providers count tokens differently; every record here follows one convention:
   Gemini ``candidates_token_count + thoughts_token_count``.
 - ``cached_input_tokens``, ``cache_creation_input_tokens`` and ``reasoning_tokens`` are subsets
   of those totals, reported where the provider gives them.
+
+A value no count can have (negative, fractional, not a number, beyond int64; a cost or a
+duration that is negative or not finite) is never billed: the field is left out and named in
+``invalid`` (``invalidUsage`` on the event). A total built from such a value (Anthropic's
+input, Gemini's output, ``totalTokens``) is left out with it; every other field is kept.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -23,9 +29,11 @@ from typing import Any
 from ...client._models import MetadataValue
 
 __all__ = [
+    "INT64_MAX",
     "LLMUsage",
     "anthropic_usage",
     "as_mapping",
+    "checked_count",
     "count",
     "field",
     "gemini_usage",
@@ -46,8 +54,11 @@ class LLMUsage:
     the credit gate stopped (``LLMTracker(gate_cutoff=True)``), whose counts the provider did
     not report are estimated from the request and the streamed text (``status: "cut_off"``).
     ``created`` is the creation time an
-    OpenAI-shaped response reports (``created``/``created_at``); it is part of the event id,
-    so servers that reuse short response ids still give each response its own event.
+    OpenAI-shaped response reports (``created``/``created_at``); it is part of the event id.
+    ``call_key`` is set when ``response_id`` is not known to be unique (see
+    ``_event_ids``): a key of the response object (or stream) that makes its event id unique
+    per call. ``invalid`` names the metadata keys left out because the provider reported an
+    impossible value for them.
     """
 
     provider: str
@@ -64,6 +75,8 @@ class LLMUsage:
     complete: bool = True
     created: float | None = None
     cut_off: bool = False
+    call_key: str | None = None
+    invalid: tuple[str, ...] | None = None
 
     @property
     def total_tokens(self) -> int | None:
@@ -87,7 +100,7 @@ class LLMUsage:
         if self.output_tokens is not None:
             metadata["outputTokens"] = self.output_tokens
         total = self.total_tokens
-        if total is not None:
+        if total is not None and total <= INT64_MAX:
             metadata["totalTokens"] = total
         if self.cached_input_tokens is not None:
             metadata["cachedInputTokens"] = self.cached_input_tokens
@@ -101,6 +114,13 @@ class LLMUsage:
             metadata["audioSeconds"] = self.audio_seconds
         if not self.complete:
             metadata["status"] = "cut_off" if self.cut_off else "incomplete"
+        invalid = self.invalid
+        total_lost = total is not None and total > INT64_MAX
+        if invalid or total_lost:
+            names = set(invalid or ())
+            if total_lost or "inputTokens" in names or "outputTokens" in names:
+                names.add("totalTokens")
+            metadata["invalidUsage"] = ",".join(sorted(names))
         return metadata
 
 
@@ -155,28 +175,65 @@ def request_id_of(headers: Mapping[str, str] | None) -> str | None:
     return headers.get("x-request-id") or headers.get("request-id")
 
 
+#: The largest count an event can carry (the API's integers are int64).
+INT64_MAX = 2**63 - 1
+
+
 def count(value: Any) -> int | None:
-    """``value`` when it is a token count (an ``int``, not a ``bool``), else ``None``."""
-    return value if type(value) is int else None
+    """``value`` when it is a token count (an ``int`` from 0 to int64, not a ``bool``), else
+    ``None``."""
+    return value if type(value) is int and 0 <= value <= INT64_MAX else None
 
 
-def timestamp(value: Any) -> float | None:
-    """``value`` when it is a creation time (an ``int`` or ``float``, not a ``bool``)."""
-    return value if type(value) is int or type(value) is float else None
-
-
-def _number(value: Any) -> float | None:
-    if type(value) is int or type(value) is float:
-        return float(value)
+def checked_count(value: Any, key: str, invalid: list[str]) -> int | None:
+    """The count in ``value`` (``None`` when absent); an impossible value (negative,
+    fractional, not a number, beyond int64) gives ``None`` and appends ``key`` (the metadata
+    key it would have filled) to ``invalid``. Integral floats (``12.0``) count as integers."""
+    if type(value) is int:
+        if 0 <= value <= INT64_MAX:
+            return value
+    elif value is None:
+        return None
+    elif type(value) is float and value.is_integer() and 0 <= value <= INT64_MAX:
+        return int(value)
+    invalid.append(key)
     return None
 
 
-def _add(a: int | None, b: int | None) -> int | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
+def timestamp(value: Any) -> float | None:
+    """``value`` when it is a creation time (a finite ``int`` or ``float``, not a ``bool``)."""
+    if type(value) is int:
+        return value
+    if type(value) is float and math.isfinite(value):
+        return value
+    return None
+
+
+def _amount(value: Any, key: str, invalid: list[str]) -> float | None:
+    """A cost or a duration: a finite number >= 0; anything else is left out and flagged."""
+    if value is None:
+        return None
+    if (type(value) is int or type(value) is float) and 0 <= value < math.inf:
+        return float(value)
+    invalid.append(key)
+    return None
+
+
+def _total(key: str, invalid: list[str], mark: int, *parts: int | None) -> int | None:
+    """The sum of the known ``parts``; ``None`` (``key`` flagged) when one of the parts read
+    since ``len(invalid) == mark`` was impossible, or when the sum is beyond int64."""
+    if len(invalid) > mark:
+        if key not in invalid:
+            invalid.append(key)
+        return None
+    total: int | None = None
+    for part in parts:
+        if part is not None:
+            total = part if total is None else total + part
+    if total is not None and total > INT64_MAX:
+        invalid.append(key)
+        return None
+    return total
 
 
 def openai_usage(
@@ -195,29 +252,43 @@ def openai_usage(
     """
     values = as_mapping(usage)
     get = values.get
-    input_tokens = get("prompt_tokens")
-    if type(input_tokens) is not int:
-        input_tokens = count(get("input_tokens"))
-    output_tokens = get("completion_tokens")
-    if type(output_tokens) is not int:
-        output_tokens = count(get("output_tokens"))
-        if output_tokens is None and input_tokens is not None and operation == "embeddings":
-            output_tokens = 0
+    invalid: list[str] = []
+    raw = get("prompt_tokens")
+    input_tokens = checked_count(
+        raw if raw is not None else get("input_tokens"), "inputTokens", invalid
+    )
+    raw = get("completion_tokens")
+    output_tokens = checked_count(
+        raw if raw is not None else get("output_tokens"), "outputTokens", invalid
+    )
+    if (
+        output_tokens is None
+        and input_tokens is not None
+        and operation == "embeddings"
+        and "outputTokens" not in invalid
+    ):
+        output_tokens = 0
     cached = cache_write = reasoning = None
     input_details = get("prompt_tokens_details") or get("input_tokens_details")
     if input_details is not None:
         details = as_mapping(input_details)
-        cached = count(details.get("cached_tokens"))
-        cache_write = count(details.get("cache_write_tokens"))
-    if cached is None:
-        cached = count(get("prompt_cache_hit_tokens"))
+        cached = checked_count(details.get("cached_tokens"), "cachedInputTokens", invalid)
+        cache_write = checked_count(
+            details.get("cache_write_tokens"), "cacheCreationInputTokens", invalid
+        )
+    if cached is None and "cachedInputTokens" not in invalid:
+        cached = checked_count(get("prompt_cache_hit_tokens"), "cachedInputTokens", invalid)
     output_details = get("completion_tokens_details") or get("output_tokens_details")
     if output_details is not None:
-        reasoning = count(as_mapping(output_details).get("reasoning_tokens"))
+        reasoning = checked_count(
+            as_mapping(output_details).get("reasoning_tokens"), "reasoningTokens", invalid
+        )
     cost = get("cost")
+    if cost is not None:
+        cost = _amount(cost, "costUsd", invalid)
     audio_seconds = None
     if get("type") == "duration":
-        audio_seconds = _number(get("seconds"))
+        audio_seconds = _amount(get("seconds"), "audioSeconds", invalid)
     return LLMUsage(  # positional (field order): keyword calls cost ~3x on the hot path
         provider,
         operation,
@@ -227,11 +298,14 @@ def openai_usage(
         cached,
         cache_write,
         reasoning,
-        None if cost is None else _number(cost),
+        cost,
         audio_seconds,
         response_id,
         complete,
         created,
+        False,
+        None,
+        tuple(invalid) if invalid else None,
     )
 
 
@@ -249,20 +323,41 @@ def anthropic_usage(
     are added.
     """
     values = as_mapping(usage)
-    read = count(values.get("cache_read_input_tokens"))
-    created = count(values.get("cache_creation_input_tokens"))
-    input_tokens = _add(_add(count(values.get("input_tokens")), read), created)
-    output = count(values.get("output_tokens"))
+    invalid: list[str] = []
+    read = checked_count(values.get("cache_read_input_tokens"), "cachedInputTokens", invalid)
+    created = checked_count(
+        values.get("cache_creation_input_tokens"), "cacheCreationInputTokens", invalid
+    )
+    plain = checked_count(values.get("input_tokens"), "inputTokens", invalid)
+    input_tokens = _total("inputTokens", invalid, 0, plain, read, created)
+    output = checked_count(values.get("output_tokens"), "outputTokens", invalid)
     for iteration in values.get("iterations") or ():
         step = as_mapping(iteration)
-        if step.get("type") == "compaction":
-            step_input = _add(
-                _add(count(step.get("input_tokens")), count(step.get("cache_read_input_tokens"))),
-                count(step.get("cache_creation_input_tokens")),
-            )
-            input_tokens = _add(input_tokens, step_input)
-            output = _add(output, count(step.get("output_tokens")))
-    thinking = count(as_mapping(values.get("output_tokens_details")).get("thinking_tokens"))
+        if step.get("type") != "compaction":
+            continue
+        mark = len(invalid)
+        step_input = _total(
+            "inputTokens",
+            invalid,
+            mark,
+            checked_count(step.get("input_tokens"), "inputTokens", invalid),
+            checked_count(step.get("cache_read_input_tokens"), "inputTokens", invalid),
+            checked_count(step.get("cache_creation_input_tokens"), "inputTokens", invalid),
+        )
+        step_output = checked_count(step.get("output_tokens"), "outputTokens", invalid)
+        if "inputTokens" in invalid:
+            input_tokens = None
+        else:
+            input_tokens = _total("inputTokens", invalid, len(invalid), input_tokens, step_input)
+        if "outputTokens" in invalid:
+            output = None
+        else:
+            output = _total("outputTokens", invalid, len(invalid), output, step_output)
+    thinking = checked_count(
+        as_mapping(values.get("output_tokens_details")).get("thinking_tokens"),
+        "reasoningTokens",
+        invalid,
+    )
     return LLMUsage(  # positional (field order), as in openai_usage
         provider,
         operation,
@@ -276,6 +371,10 @@ def anthropic_usage(
         None,
         response_id,
         complete,
+        None,
+        False,
+        None,
+        tuple(dict.fromkeys(invalid)) if invalid else None,
     )
 
 
@@ -290,26 +389,34 @@ def gemini_usage(
     """Normalise a Gemini usage block: input = prompt + tool-use prompt, output = candidates +
     thoughts (``prompt_token_count`` already includes cached content)."""
     values = as_mapping(usage)
-    thoughts = count(values.get("thoughts_token_count"))
-    output = _add(count(values.get("candidates_token_count")), thoughts)
-    input_tokens = _add(
-        count(values.get("prompt_token_count")), count(values.get("tool_use_prompt_token_count"))
-    )
+    invalid: list[str] = []
+    thoughts = checked_count(values.get("thoughts_token_count"), "reasoningTokens", invalid)
+    candidates = checked_count(values.get("candidates_token_count"), "outputTokens", invalid)
+    output = _total("outputTokens", invalid, 0, candidates, thoughts)
+    mark = len(invalid)
+    prompt = checked_count(values.get("prompt_token_count"), "inputTokens", invalid)
+    tool_prompt = checked_count(values.get("tool_use_prompt_token_count"), "inputTokens", invalid)
+    input_tokens = _total("inputTokens", invalid, mark, prompt, tool_prompt)
     if output is None and input_tokens is not None and operation == "embed_content":
-        output = 0
+        output = None if "outputTokens" in invalid else 0
+    cached = checked_count(values.get("cached_content_token_count"), "cachedInputTokens", invalid)
     return LLMUsage(  # positional (field order), as in openai_usage
         provider,
         operation,
         model,
         input_tokens,
         output,
-        count(values.get("cached_content_token_count")),
+        cached,
         None,
         thoughts,
         None,
         None,
         response_id,
         complete,
+        None,
+        False,
+        None,
+        tuple(dict.fromkeys(invalid)) if invalid else None,
     )
 
 

@@ -1,0 +1,112 @@
+"""Event ids of LLM usage events: the same for the same response, unique per call.
+
+The id is ``llm_`` + a BLAKE2b-160 hash of the API family, the provider's response id, the
+event name and (when known) the response's creation time. A response id is hashed alone only
+when it is *known to be unique*: at least 16 characters after its type prefix (``chatcmpl-``,
+``resp_``, ``msg_``), not all digits. OpenAI, Azure, Groq, Anthropic, Gemini, vLLM, llama.cpp,
+OpenRouter, DeepSeek, Mistral and Together ids are. Other ids (Ollama's ``chatcmpl-<0..998>``,
+counters, timestamps) are hashed with a random key drawn once per response object (or
+stream), so two calls never share an id while billing the same object again (the wrapped
+client, then ``tracker.track()``; a delivery retry) still gives the same one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+import weakref
+from typing import Any
+
+from ._usage import LLMUsage
+
+__all__ = ["MIN_UNIQUE_ID_LENGTH", "event_id", "keyed", "object_key", "trusted_response_id"]
+
+_HASH = hashlib.blake2b(digest_size=20)
+#: The API family of each non-OpenAI-shaped operation (every other one is ``openai``).
+_OPERATION_FAMILIES = {
+    "messages": "anthropic",
+    "generate_content": "google",
+    "embed_content": "google",
+}
+#: Characters a response id needs after its type prefix to be trusted as unique.
+MIN_UNIQUE_ID_LENGTH = 16
+_SEPARATORS = str.maketrans("", "", "-_.:#")
+
+_keys: dict[int, tuple[weakref.ref[Any], str]] = {}
+_keys_lock = threading.Lock()
+
+
+def trusted_response_id(response_id: str) -> bool:
+    """True when ``response_id`` is long and random enough to be unique per response: at
+    least 16 characters after a leading ``letters-``/``letters_`` prefix, not all digits."""
+    dash = response_id.find("-")
+    under = response_id.find("_")
+    cut = dash if under < 0 or 0 <= dash < under else under
+    rest = response_id
+    if cut > 0 and response_id[:cut].isalpha():
+        rest = response_id[cut + 1 :]
+    if len(rest) < MIN_UNIQUE_ID_LENGTH:
+        return False
+    return not rest.translate(_SEPARATORS).isdigit()
+
+
+def object_key(obj: object) -> str:
+    """A random key drawn once per live object (the same key for the same object, from any
+    thread); a fresh one for objects that cannot be weakly referenced."""
+    ident = id(obj)
+    entry = _keys.get(ident)
+    if entry is not None and entry[0]() is obj:
+        return entry[1]
+    with _keys_lock:
+        entry = _keys.get(ident)
+        if entry is not None and entry[0]() is obj:
+            return entry[1]
+        key = uuid.uuid4().hex
+        try:
+            ref = weakref.ref(obj, lambda gone: _forget(ident, gone))
+        except TypeError:
+            return key
+        _keys[ident] = (ref, key)
+        return key
+
+
+def _forget(ident: int, ref: weakref.ref[Any]) -> None:
+    with _keys_lock:
+        entry = _keys.get(ident)
+        if entry is not None and entry[0] is ref:
+            del _keys[ident]
+
+
+def keyed(usage: LLMUsage | None, obj: object) -> LLMUsage | None:
+    """``usage`` with the key of ``obj`` when its response id is not trusted (see the module
+    doc)."""
+    if usage is not None:
+        response_id = usage.response_id
+        if response_id is not None and not trusted_response_id(response_id):
+            usage.call_key = object_key(obj)
+    return usage
+
+
+def event_id(usage: LLMUsage, event_name: str) -> str:
+    """The id of the event named ``event_name`` for ``usage``; random without a response id.
+
+    The API family (by operation: ``openai`` for every OpenAI-shaped API, Groq and
+    OpenAI-compatible servers included; ``anthropic``; ``google``) is hashed rather than the
+    provider name, which manual tracking cannot know. Incomplete records hash an extra
+    marker: their ids never take the id the finished response's bill (e.g. a later
+    ``track(responses.retrieve(id))``) needs.
+    """
+    if usage.response_id is None:
+        return f"llm_{uuid.uuid4().hex}"
+    digest = _HASH.copy()  # cheaper than building a new hash object
+    family = _OPERATION_FAMILIES.get(usage.operation, "openai")
+    key = f"{family}\x1f{usage.response_id}\x1f{event_name}"
+    if usage.created is not None:
+        key += f"\x1f{usage.created!r}"
+    if usage.call_key is not None:
+        key += f"\x1fcall:{usage.call_key}"
+    if not usage.complete:
+        key += "\x1fincomplete"
+    digest.update(key.encode())
+    return "llm_" + digest.hexdigest()
