@@ -200,3 +200,27 @@ def test_asyncio_code_on_a_frozen_redis_store_never_blocks_the_event_loop(
     assert took >= 0.5  # the store was waited for (each call up to its timeout)...
     assert ticks >= 10  # ...while the event loop went on running other tasks
     assert gate.stats.unavailable_allowed >= 1
+
+
+def test_a_renewal_that_cannot_reach_redis_is_tried_again(client, credits, redis_server, caplog):
+    process = redis_server.process
+    assert process is not None
+    lease = 3.0
+    gate = _gate(client, credits, store=RedisStore(redis_server.url, timeout=0.3), lease=lease)
+    with caplog.at_level(logging.WARNING, logger="dodo_ingest"):
+        hold = gate.reserve("cus_1", 6)
+        reserved = time.monotonic()
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 10
+            while "could not extend a hold" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert "could not extend a hold" in caplog.text  # a renewal failed
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        # Past the first lease, the hold still counts: the next round renewed it.
+        while time.monotonic() < reserved + lease + 1.5:
+            assert gate.available("cus_1") == 4, "the hold ended after one failed renewal"
+            time.sleep(0.05)
+    hold.cancel()
+    assert gate.available("cus_1") == 10

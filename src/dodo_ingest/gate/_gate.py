@@ -206,22 +206,26 @@ class Hold:
         by itself: this is for a lease longer than the gate's. Never raises because the store
         cannot be reached (False then)."""
         span = self._gate.lease if seconds is None else _seconds_arg("seconds", seconds)
-        return self._extend(span)
+        return bool(self._extend(span))
 
-    def _extend(self, span: float) -> bool:
+    def _extend(self, span: float) -> bool | None:
+        """Move the end of the lease ``span`` seconds from now: True, False when the hold
+        has ended, ``None`` when the store could not be reached (logged)."""
         if self._counted is not None:
             return False
         gate = self._gate
-        self._renewed_at = time.monotonic()
+        started = time.monotonic()
         try:
-            return gate.store.extend(
+            extended = gate.store.extend(
                 gate._key(self.customer_id), self._hold_id, expires_at=gate._clock() + span
             )
+            self._renewed_at = started
+            return extended
         except Exception as error:
             logger.warning(
                 "credit gate: could not extend a hold of %s (%s)", self.customer_id, error
             )
-            return False
+            return None
 
     def cancel(self) -> None:
         """End the hold without recording usage (the work was not done); nothing once it
@@ -541,10 +545,12 @@ class CreditGate:
         now = time.monotonic()
         with self._lock:
             holds = list(self._live)
+        # A store that cannot be reached now is tried again at the next round.
         ended = [
             hold
             for hold in holds
-            if hold.ended or (now - hold._renewed_at >= period and not hold._extend(self.lease))
+            if hold.ended
+            or (now - hold._renewed_at >= period and hold._extend(self.lease) is False)
         ]
         with self._lock:
             for hold in ended:
