@@ -1,0 +1,25 @@
+"""Known exceptions to the docs checks, in one place.
+
+Each entry names a page whose owner has not brought it within a check yet, and why. The
+docs build (``docs/_hooks/checks.py``) and the snippet test (``tests/docs/``) skip exactly
+what is listed here and nothing else; an entry that no longer fails is reported so that
+it can be removed.
+"""
+
+WIDE_CODE: dict[str, str] = {
+    "credit-gate.md": "code lines wider than 88 columns (comments on long lines)",
+    "devserver.md": "code lines wider than 88 columns (usage line, JSON samples)",
+    "fleet.md": "a code line wider than 88 columns (a YAML comment)",
+    "llm.md": "code lines wider than 88 columns (signature comments, meter setup, output)",
+}
+"""Pages (paths under ``docs/``) allowed code lines wider than ``MAX_CODE_COLUMNS``."""
+
+SNIPPETS: dict[str, str] = {
+    "docs/blueprints.md": "blocks call stand-ins of the reader's code that they do not define",
+    "docs/client.md": "a block reads a credit entitlement that does not exist",
+    "docs/delivery.md": "blocks call stand-ins of the reader's code that they do not define",
+    "docs/troubleshooting.md": "blocks use names they do not import",
+    "docs/webhooks.md": "the block needs DODO_PAYMENTS_WEBHOOK_KEY",
+}
+"""Pages (paths from the repository root) whose Python blocks do not run as written yet:
+``tests/docs/test_snippets.py`` expects them to fail, and fails once they pass."""
