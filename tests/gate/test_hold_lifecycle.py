@@ -224,3 +224,41 @@ def test_a_renewal_that_cannot_reach_redis_is_tried_again(client, credits, redis
             time.sleep(0.05)
     hold.cancel()
     assert gate.available("cus_1") == 10
+
+
+class _SlowStore(MemoryStore):
+    """A ``MemoryStore`` whose reservations wait until the test lets them through (a shared
+    store answering slowly); the gate calls it from worker threads, as it would Redis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def reserve(self, *args, **kwargs):
+        self.entered.set()
+        assert self.go.wait(10)
+        return super().reserve(*args, **kwargs)
+
+
+def test_a_hold_granted_to_a_cancelled_asyncio_caller_is_given_back(client, credits):
+    store = _SlowStore()
+    gate = _gate(client, credits, store=store)
+    assert not gate._inline_store
+    gate.available("cus_1")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(gate.areserve("cus_1", 6).__aenter__())
+        while not store.entered.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        store.go.set()  # the store grants the hold now, to nobody
+        deadline = time.monotonic() + 10
+        while await gate.aavailable("cus_1") != 10 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert gate.available("cus_1") == 10  # given back, not held until its lease ends
+    assert gate.stats.admitted == 1

@@ -380,7 +380,7 @@ class CreditGate:
             )
         self.ingestion = ingestion
         self.store: ReservationStore = store if store is not None else MemoryStore()
-        self._inline_store = isinstance(self.store, MemoryStore)
+        self._inline_store = type(self.store) is MemoryStore
         """Calls to the store are cheap and never block (asyncio code calls it directly)."""
         self._clock = clock
         self._lock = threading.Lock()
@@ -523,7 +523,16 @@ class CreditGate:
 
     async def _areserve(self, customer_id: str, amount: Decimal) -> Hold:
         snapshot = await self._asnapshot(customer_id)
-        return await self._offload(self._hold, customer_id, amount, snapshot)
+        if self._inline_store:
+            return self._hold(customer_id, amount, snapshot)
+        loop = asyncio.get_running_loop()
+        reserving = loop.run_in_executor(None, self._hold, customer_id, amount, snapshot)
+        try:
+            return await asyncio.shield(reserving)
+        except asyncio.CancelledError:
+            # The caller is gone: a hold the store grants meanwhile is given back at once.
+            reserving.add_done_callback(_cancel_unclaimed)
+            raise
 
     # --- renewing the leases of live holds ------------------------------------------------
 
@@ -769,6 +778,18 @@ class CreditGate:
             )
         if deny:
             raise CreditCheckUnavailableError(customer_id, error) from error
+
+
+def _cancel_unclaimed(reserving: asyncio.Future[Hold]) -> None:
+    """Give back a hold granted for a caller that was cancelled (in a worker thread: the
+    store may be a network round trip)."""
+    if reserving.cancelled() or reserving.exception() is not None:
+        return
+    hold = reserving.result()
+    try:
+        reserving.get_loop().run_in_executor(None, hold.cancel)
+    except RuntimeError:  # the loop is closing
+        hold.cancel()
 
 
 def _renew(gate_ref: weakref.ReferenceType[CreditGate]) -> None:
