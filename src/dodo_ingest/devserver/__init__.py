@@ -2,14 +2,15 @@
 
 It serves the API's paths, bodies and status codes over real HTTP (Starlette on uvicorn) from
 SQLite: event ingestion with every documented rule, event listing, meters, credit
-entitlements and balances, plus dev-only endpoints under ``/_dev`` (a usage report and
-meter-to-credits links). Fault injection makes ingestion misbehave on purpose for reliability
+entitlements and balances, plus dev-only endpoints under ``/_dev`` (a usage report,
+meter-to-credits links and a test clock). Fault injection makes ingestion misbehave on purpose for reliability
 tests. Start it in-process with :class:`DevServer`, or with ``dodo-ingest dev-server``.
 
 Needs the ``server`` extra (``pip install 'dodo-ingest[server]'``).
 """
 
 from ._app import MAX_BODY_BYTES, MAX_PAGE_SIZE
+from ._clock import Clock
 from ._connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT
 from ._errors import DatabaseError
 from ._faults import FAULT_KINDS, parse_faults
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_JSON_DEPTH",
     "MAX_PAGE_SIZE",
+    "Clock",
     "DatabaseError",
     "DevServer",
     "parse_faults",

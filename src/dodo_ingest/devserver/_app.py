@@ -7,6 +7,7 @@ import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -30,7 +31,7 @@ from ._json import loads
 from ._meters import check_meter_body
 from ._stats import Stats
 from ._store import Store
-from ._time import now_us, parse_rfc3339_us
+from ._time import format_us, parse_rfc3339_us
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_BODY_BYTES", "MAX_PAGE_SIZE", "AppState", "create_app"]
 
@@ -42,6 +43,8 @@ _INT32_MAX = 2**31 - 1
 """Paging parameters are int32 in the API's document."""
 DEV_PREFIX = "/_dev/"
 _RAW_RECEIVE = "dodo_ingest.devserver.receive"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -63,10 +66,14 @@ class AppState:
     """Seconds after its arrival (by the server's clock) before an event counts against
     credit balances; 0 counts it at once."""
 
+    def clock_moved(self) -> None:
+        """What follows a move of the clock: its offset is saved."""
+        self.store.save_clock()
+
     def usage_cutoff(self) -> int | None:
         """Epoch µs of the latest arrival that credit balances count now (``None``: all)."""
         lag = self.deduction_lag
-        return None if lag <= 0 else now_us() - round(lag * 1_000_000)
+        return None if lag <= 0 else self.store.now_us() - round(lag * 1_000_000)
 
 
 # --- plumbing ----------------------------------------------------------------------------
@@ -267,7 +274,7 @@ def create_app(state: AppState) -> ASGIApp:
             )
         try:
             _check_content_type(request)
-            rows = parse_ingest_body(body)
+            rows = parse_ingest_body(body, now=store.now_us())
         except APIError:
             if fault == "lost_ack":
                 return _DropConnection()
@@ -341,7 +348,7 @@ def create_app(state: AppState) -> ASGIApp:
     # credit entitlements
 
     async def create_entitlement(request: Request) -> Response:
-        entitlement = check_entitlement_body(await _read_json(request))
+        entitlement = check_entitlement_body(await _read_json(request), store.now_us())
         store.create_entitlement(entitlement)
         return _json(entitlement, 201)
 
@@ -423,6 +430,41 @@ def create_app(state: AppState) -> ASGIApp:
                 )
         return _json({"items": items})
 
+    def clock_body() -> dict[str, Any]:
+        clock = store.clock
+        return {
+            "now": format_us(clock.now_us()),
+            "offset_seconds": clock.offset_us / 1_000_000,
+        }
+
+    async def get_clock(request: Request) -> Response:
+        return _json(clock_body())
+
+    async def move_clock(request: Request) -> Response:
+        body = await _read_json(request)
+        if type(body) is not dict or len(body.keys() & {"now", "advance"}) != 1:
+            raise APIError(
+                422,
+                "invalid_request",
+                'the body must be {"now": "<RFC 3339 date-time>"} or '
+                '{"advance": {"days": n, "hours": n, "minutes": n, "seconds": n}}',
+            )
+        try:
+            if "now" in body:
+                if type(body["now"]) is not str:
+                    raise ValueError("now must be an RFC 3339 date-time string")
+                micros = parse_rfc3339_us(body["now"])
+                store.clock.set(_EPOCH + timedelta(microseconds=micros))
+            else:
+                amounts = body["advance"]
+                units = ("days", "hours", "minutes", "seconds")
+                if type(amounts) is not dict or not amounts.keys() <= set(units):
+                    raise ValueError(f"advance must be an object with any of {', '.join(units)}")
+                store.clock.advance(**amounts)
+        except ValueError as error:
+            raise APIError(422, "invalid_request", str(error)) from None
+        return _json(clock_body())
+
     async def create_link(request: Request) -> Response:
         body = await _read_json(request)
         if type(body) is not dict:
@@ -473,6 +515,8 @@ def create_app(state: AppState) -> ASGIApp:
         ),
         Route("/_dev/health", health, methods=["GET"]),
         Route("/_dev/usage", usage, methods=["GET"]),
+        Route("/_dev/clock", get_clock, methods=["GET"]),
+        Route("/_dev/clock", move_clock, methods=["POST"]),
         Route("/_dev/credit-links", list_links, methods=["GET"]),
         Route("/_dev/credit-links", create_link, methods=["POST"]),
     ]

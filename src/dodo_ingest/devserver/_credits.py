@@ -15,7 +15,7 @@ from typing import Any
 
 from ._errors import APIError
 from ._store import BUSINESS_ID, Store, new_id
-from ._time import format_us, now_us
+from ._time import format_us
 
 __all__ = [
     "OVERAGE_BEHAVIORS",
@@ -62,7 +62,7 @@ def _plain(number: Decimal) -> str:
     return format(number, "f")
 
 
-def check_entitlement_body(body: object) -> dict[str, Any]:
+def check_entitlement_body(body: object, now_us: int) -> dict[str, Any]:
     """Check a ``POST /credit-entitlements`` body; return the new entitlement as the API does.
 
     Required: ``name``, ``unit`` (strings), ``precision`` (0 to 10), ``overage_enabled`` and
@@ -94,7 +94,7 @@ def check_entitlement_body(body: object) -> dict[str, Any]:
     if limit is not None:
         number = _decimal(limit, "overage_limit")
         overage_limit = int(number) if number == number.to_integral_value() else _plain(number)
-    now = format_us(now_us())
+    now = format_us(now_us)
     return {
         "id": new_id("cent"),
         "business_id": BUSINESS_ID,
@@ -226,7 +226,7 @@ def make_ledger_entry(
         "id": new_id("cle"),
         "customer_id": customer_id,
         "credit_entitlement_id": entitlement["id"],
-        "created_at": format_us(now_us()),
+        "created_at": format_us(store.now_us()),
         "entry_type": entry_type,
         "is_credit": is_credit,
         "amount": _plain(amount),

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from ._app import AppState, create_app
+from ._clock import Clock
 from ._connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, guarded_protocol
 from ._credits import link_meter
 from ._faults import FaultInjector
@@ -99,6 +100,7 @@ class DevServer:
             faults, retry_after=retry_after, seed=seed, slow_delay=slow_delay
         )
         self._stats = Stats()
+        self._clock = Clock()
         self._state: AppState | None = None
         self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -116,7 +118,7 @@ class DevServer:
         """
         if self._thread is not None:
             raise RuntimeError("the dev server is already running")
-        store = Store(self._db)
+        store = Store(self._db, self._clock)
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         # IPPROTO_TCP (not 0) makes asyncio set TCP_NODELAY on accepted connections; without
         # it every answer waits for the client's delayed ACK (about 40 ms).
@@ -144,6 +146,7 @@ class DevServer:
         self._thread = threading.Thread(
             target=self._serve, args=(sock,), name=f"dodo-devserver-{self._bound_port}", daemon=True
         )
+        self._clock.on_change(self._state.clock_moved)
         self._thread.start()
         try:
             self._wait_until_up()
@@ -192,6 +195,7 @@ class DevServer:
             self._thread.join(STOP_TIMEOUT)
         self._thread = None
         self._uvicorn = None
+        self._clock.on_change(None)
         if self._state is not None:
             self._state.store.close()
             self._state = None
@@ -265,6 +269,14 @@ class DevServer:
         )
         if self._state is not None:
             self._state.faults = self._faults
+
+    @property
+    def clock(self) -> Clock:
+        """The server's test clock: ``server.clock.advance(days=30)``, ``server.clock.set(...)``,
+        ``server.clock.now()``. It runs with the system clock until moved forward; what the
+        server does at the new time happens before ``advance``/``set`` return. The same clock
+        is served at ``/_dev/clock``; a file database keeps its offset across restarts."""
+        return self._clock
 
     @property
     def deduction_lag(self) -> float:

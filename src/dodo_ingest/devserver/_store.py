@@ -20,10 +20,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ._clock import Clock
 from ._errors import DatabaseError
 from ._ingest import EventRow
 from ._meters import Aggregate, aggregate, compile_filter
-from ._time import format_us, now_us
+from ._time import format_us
 
 __all__ = ["BUSINESS_ID", "Store", "new_id"]
 
@@ -70,6 +71,10 @@ CREATE TABLE IF NOT EXISTS ledger (
     idempotency_key TEXT,
     data TEXT NOT NULL,
     UNIQUE (entitlement_id, customer_id, idempotency_key)
+);
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS credit_links (
     meter_id TEXT NOT NULL,
@@ -131,7 +136,9 @@ class Store:
     Raises :class:`DatabaseError` when ``db`` cannot be opened or is not a SQLite database.
     """
 
-    def __init__(self, db: str | Path = ":memory:") -> None:
+    def __init__(self, db: str | Path = ":memory:", clock: Clock | None = None) -> None:
+        self.clock = Clock() if clock is None else clock
+        """The server's clock; a saved offset (a file database) is restored when opened."""
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(str(db), check_same_thread=False, isolation_level=None)
@@ -155,6 +162,23 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
         if "ingested_us" not in columns:  # a database written before arrival times were kept
             self._db.execute("ALTER TABLE events ADD COLUMN ingested_us INTEGER NOT NULL DEFAULT 0")
+        row = self._db.execute(
+            "SELECT value FROM settings WHERE name = 'clock_offset_us'"
+        ).fetchone()
+        if row is not None:
+            self.clock.restore(int(row[0]))
+
+    def now_us(self) -> int:
+        """The server clock's time (epoch µs)."""
+        return self.clock.now_us()
+
+    def save_clock(self) -> None:
+        """Keep the clock's offset, so that a restart on the same file resumes at its time."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO settings (name, value) VALUES ('clock_offset_us', ?)",
+                (str(self.clock.offset_us),),
+            )
 
     def close(self) -> None:
         """Close the database."""
@@ -169,7 +193,7 @@ class Store:
         ``ingested_us`` is their time of arrival (now by default); a known id keeps the
         arrival time it was first stored with.
         """
-        arrived = now_us() if ingested_us is None else ingested_us
+        arrived = self.now_us() if ingested_us is None else ingested_us
         params = [
             (
                 event_id,
@@ -300,7 +324,7 @@ class Store:
 
     def create_meter(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Store a checked meter; return it as the API does."""
-        now = format_us(now_us())
+        now = format_us(self.now_us())
         meter = {
             "id": new_id("mtr"),
             "business_id": BUSINESS_ID,
@@ -424,7 +448,7 @@ class Store:
 
     def add_ledger_entry(self, entry: dict[str, Any], idempotency_key: str | None) -> None:
         """Store a ledger entry and create or touch the customer's balance record."""
-        now = now_us()
+        now = self.now_us()
         with self._lock:
             self._db.execute("BEGIN")
             try:
