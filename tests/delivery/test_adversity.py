@@ -73,7 +73,7 @@ def test_timed_out_flushes_take_no_queue_room_and_are_forgotten(make_ingestion):
         queue = ingestion._pipeline.queue
         assert queue.waiting_flushes() == 0  # every timed-out flush gave its share back
         assert ingestion.stats.dropped == 0
-        assert len(ingestion._pipeline.memory.items) == 10  # nothing but events in the queue
+        assert len(ingestion._pipeline.memory) == 10  # nothing but events in the queue
         gate.open()
         assert ingestion.flush(10)
         assert sorted(sink.event_ids()) == sorted(ids)

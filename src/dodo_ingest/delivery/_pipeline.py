@@ -163,10 +163,10 @@ class Pipeline:
         if self.closed:
             self._drop_closed(QueuedEvent(event_id, timestamp, body, 0))
             return
-        appended = memory.put(event_id, timestamp, body)
+        appended = memory.put(timestamp, body)
         if appended != 1:
             while appended == 0 and self._wait_for_room(len(body)):
-                appended = memory.put(event_id, timestamp, body)
+                appended = memory.put(timestamp, body)
             if appended != 1:
                 item = QueuedEvent(event_id, timestamp, body, 0)
                 if appended < 0:
@@ -178,7 +178,7 @@ class Pipeline:
                 return
         if self._thread is None:
             self._start()
-        if len(memory.items) >= self._batch_size and not self._wakeup.is_set():
+        if len(memory.bodies) >= self._batch_size and not self._wakeup.is_set():
             self._wakeup.set()
 
     def put_outbox(self, event_id: str, timestamp: float, body: str) -> None:
@@ -583,9 +583,7 @@ class Pipeline:
         store does not tell."""
         oldest: float | None = None
         if self.memory is not None:
-            with self.memory.lock:
-                if self.memory.items:
-                    oldest = self.memory.items[0].timestamp
+            oldest = self.memory.oldest_timestamp()
             with self._sender.lock:
                 in_flight = [item.timestamp for item in self._sender.unsettled()]
             if in_flight:

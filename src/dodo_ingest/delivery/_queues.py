@@ -6,6 +6,7 @@ waiters beside the events (:class:`~._waiter.Waiters`), never among them.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import deque
@@ -33,6 +34,16 @@ __all__ = [
 logger = logging.getLogger("dodo_ingest")
 
 _new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
+_ID_START = len('{"event_id":"')
+
+
+def _event_id(body: str) -> str:
+    """The id an encoded event starts with (its JSON string decoded when it has escapes)."""
+    end = body.index('"', _ID_START)
+    if "\\" not in body[_ID_START:end]:
+        return body[_ID_START:end]
+    return str(json.JSONDecoder().raw_decode(body, _ID_START - 1)[0])
+
 
 DEAD_LETTER_MEMORY = 10_000
 """Dead letters kept in memory without an outbox (the oldest are forgotten first)."""
@@ -92,13 +103,24 @@ class EventQueue(Protocol):
 class MemoryQueue:
     """A FIFO in memory, bounded by count and by the size of the encoded events.
 
-    Producers append under :attr:`lock` (a few hundred nanoseconds), which keeps the deque
+    Events are kept compactly: the encoded body (which starts with the event's id) and the
+    timestamp, in two parallel deques; the :class:`QueuedEvent` items are built when the sender
+    takes them (the id read back from the body, the sequence number from the position). About
+    240 bytes per small event instead of 460 with a tuple of four objects. Items put back by
+    :meth:`requeue` (a sender failure) wait whole in front of the others.
+
+    Producers append under :attr:`lock` (a few hundred nanoseconds), which keeps the deques
     in sequence order and makes the bounds and the close check exact. The lock is re-entrant
     so that ``track()`` from a signal handler that interrupted a ``track()`` cannot deadlock.
     """
 
     def __init__(self, max_events: int, max_bytes: int) -> None:
-        self.items: deque[QueuedEvent] = deque()
+        self.bodies: deque[str] = deque()
+        self.stamps: deque[float] = deque()
+        self.head_seq = 1
+        """The sequence number of ``bodies[0]`` (guarded by :attr:`lock`)."""
+        self.requeued: deque[QueuedEvent] = deque()
+        """Items put back by the sender, taken before the others (guarded by :attr:`lock`)."""
         self.lock = threading.RLock()
         self.max_events = max_events
         self.max_bytes = max_bytes
@@ -113,41 +135,60 @@ class MemoryQueue:
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
         self._waiters = Waiters()
 
-    def put(self, event_id: str, timestamp: float, body: str) -> int:
-        """Append one event; 1 when appended, 0 when full, -1 when closed (nothing appended)."""
+    def __len__(self) -> int:
+        return len(self.bodies) + len(self.requeued)
+
+    def put(self, timestamp: float, body: str) -> int:
+        """Append one event (``body`` as :func:`~._encoding.encode_event` made it, starting
+        with its id); 1 when appended, 0 when full, -1 when closed (nothing appended)."""
         size = len(body)
         with self.lock:
             if self.closed:
                 return -1
-            if self.items and (
-                len(self.items) >= self.max_events or self.bytes + size > self.max_bytes
-            ):
+            count = len(self.bodies) + len(self.requeued)
+            if count and (count >= self.max_events or self.bytes + size > self.max_bytes):
                 return 0
-            seq = self.next_seq
-            self.next_seq = seq + 1
-            self.items.append(_new_tuple(QueuedEvent, (event_id, timestamp, body, seq)))
+            self.next_seq += 1
+            self.bodies.append(body)
+            self.stamps.append(timestamp)
             self.bytes += size
             return 1
 
+    def oldest_timestamp(self) -> float | None:
+        """The timestamp of the oldest event waiting (``None``: none)."""
+        with self.lock:
+            stamps = [item.timestamp for item in self.requeued]
+            if self.stamps:
+                stamps.append(self.stamps[0])
+            return min(stamps) if stamps else None
+
     def has_room(self, size: int) -> bool:
         """True when an event of ``size`` characters would fit now."""
-        return not self.items or (
-            len(self.items) < self.max_events and self.bytes + size <= self.max_bytes
-        )
+        count = len(self)
+        return not count or (count < self.max_events and self.bytes + size <= self.max_bytes)
 
     def take(self, limit: int) -> list[QueuedEvent]:
         with self.lock:
-            items = self.items
-            count = min(limit, len(items))
-            if not count:
-                return []
-            batch = [items.popleft() for _ in range(count)]
+            requeued = self.requeued
+            batch = [requeued.popleft() for _ in range(min(limit, len(requeued)))]
+            bodies, stamps = self.bodies, self.stamps
+            count = min(limit - len(batch), len(bodies))
+            seq = self.head_seq
+            self.head_seq = seq + count
+            for _ in range(count):
+                body = bodies.popleft()
+                batch.append(
+                    _new_tuple(QueuedEvent, (_event_id(body), stamps.popleft(), body, seq))
+                )
+                seq += 1
             self.bytes -= sum([len(item.body) for item in batch])
             return batch
 
     def settle(self, items: Sequence[QueuedEvent], *, drained: bool) -> None:
         with self.lock:
-            low = self.items[0].seq if self.items else self.next_seq
+            low = self.head_seq if self.bodies else self.next_seq
+            if self.requeued:
+                low = min(low, *[item.seq for item in self.requeued])
         if low - 1 > self.settled_through:
             self.settled_through = low - 1
         self._waiters.fire_through(self.settled_through)
@@ -177,11 +218,11 @@ class MemoryQueue:
             self.dead_letters.append(DeadLetter(event, reason, status_code, now))
 
     def backlog(self) -> int:
-        return len(self.items)
+        return len(self)
 
     def requeue(self, items: Sequence[QueuedEvent]) -> None:
         with self.lock:
-            self.items.extendleft(reversed(items))
+            self.requeued.extendleft(reversed(items))
             self.bytes += sum([len(item.body) for item in items])
 
     def close(self, *, ok: bool = True) -> list[QueuedEvent]:
@@ -189,8 +230,7 @@ class MemoryQueue:
         ``ok`` when events are removed here or ``ok`` is False: those events are lost)."""
         with self.lock:
             self.closed = True
-            items = list(self.items)
-            self.items.clear()
+            items = self.take(len(self))
             self.bytes = 0
             self.settled_through = max(self.settled_through, self.next_seq - 1)
         self._waiters.fire_through(None, ok=ok and not items)

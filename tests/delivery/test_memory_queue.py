@@ -1,0 +1,83 @@
+"""The compact in-memory queue: what goes in comes out as the same ``QueuedEvent`` items
+(ids read back from the encoded bodies, sequence numbers from positions), requeued items
+first, and the flush bookkeeping still exact."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dodo_ingest.client import EventInput
+from dodo_ingest.delivery._encoding import encode_event
+from dodo_ingest.delivery._queues import MemoryQueue, QueuedEvent
+
+NOW = time.time()
+
+
+def _put(queue: MemoryQueue, event_id: str, offset: float = 0.0) -> QueuedEvent:
+    event = EventInput(event_id=event_id, customer_id="cus_1", event_name="e")
+    body = encode_event(event, NOW + offset)
+    assert queue.put(NOW + offset, body) == 1
+    return QueuedEvent(event_id, NOW + offset, body, queue.next_seq - 1)
+
+
+def test_items_come_out_as_they_went_in_with_their_sequence_numbers():
+    queue = MemoryQueue(100, 1 << 20)
+    expected = [_put(queue, f"evt_{i}", i) for i in range(7)]
+    assert len(queue) == 7
+    assert queue.take(3) == expected[:3]
+    assert queue.take(10) == expected[3:]
+    assert queue.take(10) == []
+    assert queue.bytes == 0
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_any_event_id_is_read_back_from_its_body(event_id):
+    queue = MemoryQueue(10, 1 << 20)
+    try:
+        expected = _put(queue, event_id)
+    except ValueError:
+        return  # an id the API refuses never reaches the queue
+    (item,) = queue.take(1)
+    assert item == expected
+    assert json.loads(item.body)["event_id"] == item.event_id
+
+
+def test_ids_with_quotes_backslashes_and_non_ascii_characters():
+    queue = MemoryQueue(10, 1 << 20)
+    ids = ['a"b', "c\\d", "é\u2028x", 'end\\"', "\\"]
+    expected = [_put(queue, event_id) for event_id in ids]
+    assert [item.event_id for item in queue.take(10)] == ids
+    assert expected  # built with the same ids
+
+
+def test_requeued_items_come_first_and_hold_back_the_settled_mark():
+    queue = MemoryQueue(100, 1 << 20)
+    items = [_put(queue, f"evt_{i}", i) for i in range(6)]
+    batch = queue.take(4)
+    # The sender puts back two of them out of order (a part rotated behind its sibling).
+    queue.requeue([batch[3], batch[1]])
+    queue.settle([batch[0], batch[2]], drained=False)
+    assert queue.settled_through == 1  # evt_1 (seq 2) waits again
+    assert queue.oldest_timestamp() == items[1].timestamp
+    assert len(queue) == 4
+    assert queue.take(3) == [batch[3], batch[1], items[4]]
+    queue.settle([], drained=False)
+    assert queue.settled_through == 5  # evt_5 (seq 6) waits
+    assert queue.close() == [items[5]]
+    assert queue.put(NOW, items[5].body) == -1
+
+
+def test_bounds_count_requeued_items():
+    queue = MemoryQueue(3, 1 << 20)
+    for i in range(3):
+        _put(queue, f"evt_{i}")
+    assert queue.put(NOW, queue.take(1)[0].body) == 1  # room for one
+    taken = queue.take(3)
+    queue.requeue(taken)
+    assert len(queue) == 3
+    assert not queue.has_room(1)
+    assert queue.put(NOW, taken[0].body) == 0
