@@ -97,6 +97,17 @@ def resolve(target: str, scope: griffe.Object) -> str | None:
     except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
         return path
     try:
-        return str(found.canonical_path)
+        target_object = found.final_target if found.is_alias else found
     except (griffe.AliasResolutionError, griffe.CyclicAliasError):
         return path
+    return public_path(target_object)
+
+
+def public_path(obj: griffe.Object) -> str:
+    """The path users import ``obj`` from: the most specific public alias (the package that
+    re-exports it, ``dodo_ingest.client.ConfigurationError``), else where it is defined."""
+    paths = [obj.path, *obj.aliases]
+    public = [p for p in paths if not any(part.startswith("_") for part in p.split("."))]
+    if not public:
+        return obj.path
+    return max(public, key=lambda p: (p.count("."), p))

@@ -8,6 +8,10 @@ billing API (:class:`DodoClient`, :class:`AsyncDodoClient`).
 from __future__ import annotations
 
 import importlib
+import sys
+import types
+import typing
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -159,6 +163,37 @@ __all__ = [
     "__version__",
     "install_signal_handlers",
 ]
+
+
+def _present_as(module: str, namespace: dict[str, Any], names: Iterable[str]) -> None:
+    """Give the classes and functions ``names`` of ``namespace`` defined in a private module
+    under ``module`` (``dodo_ingest.client._errors``) the public path ``module`` as their
+    ``__module__``, as tracebacks, reprs and pickles then show it.
+
+    A class's own string annotations are evaluated first, where they can be, in the module
+    that defines it, so that ``typing.get_type_hints`` keeps working on it.
+    """
+    private = module + "._"
+    for name in names:
+        value = namespace.get(name)
+        if not isinstance(value, type | types.FunctionType):
+            continue
+        if not value.__module__.startswith(private):
+            continue
+        if isinstance(value, type):
+            _resolve_annotations(value)
+        value.__module__ = module
+
+
+def _resolve_annotations(cls: type) -> None:
+    own = cls.__dict__.get("__annotations__")  # noqa: RUF063 (inspect: a slow import)
+    if not own or not any(isinstance(hint, str | typing.ForwardRef) for hint in own.values()):
+        return
+    try:
+        hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]), include_extras=True)
+    except Exception:  # a name imported only for type checkers: left as the author wrote it
+        return
+    cls.__annotations__ = {key: hints.get(key, hint) for key, hint in own.items()}
 
 
 def __getattr__(name: str) -> Any:

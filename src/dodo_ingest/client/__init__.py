@@ -1,5 +1,6 @@
 """Typed client of the Dodo Payments billing API (usage events, meters, credit balances)."""
 
+from .. import _present_as
 from ._client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, AsyncDodoClient, DodoClient
 from ._errors import (
     APIConnectionError,
@@ -72,3 +73,5 @@ __all__ = [
     "WebhookPayloadError",
     "WebhookVerificationError",
 ]
+
+_present_as(__name__, globals(), __all__)

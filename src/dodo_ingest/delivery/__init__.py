@@ -6,6 +6,7 @@ Redis stream. The Redis names need the ``redis`` extra and import it on first us
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .. import _present_as
 from ._dead_letter import DeadLetter
 from ._errors import DeliveryError, EventExpiredError, EventsDroppedError
 from ._ids import new_event_id
@@ -53,6 +54,8 @@ __all__ = [
     "new_event_id",
 ]
 
+_present_as(__name__, globals(), __all__)
+
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
@@ -60,4 +63,5 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'dodo_ingest.delivery' has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
+    _present_as(__name__, globals(), [name])
     return value

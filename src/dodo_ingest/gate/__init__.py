@@ -6,6 +6,7 @@ first use)."""
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .. import _present_as
 from ._errors import CreditCheckUnavailableError, InsufficientCreditsError
 from ._gate import CreditGate, GateStats, Hold, headroom_of
 from ._store import MemoryStore, Reservation, ReservationStore, Snapshot, StaleSnapshotError
@@ -28,10 +29,13 @@ __all__ = [
     "headroom_of",
 ]
 
+_present_as(__name__, globals(), __all__)
+
 
 def __getattr__(name: str) -> Any:
     if name != "RedisStore":
         raise AttributeError(f"module 'dodo_ingest.gate' has no attribute {name!r}")
     value = importlib.import_module("._redis_store", __name__).RedisStore  # needs redis
     globals()[name] = value
+    _present_as(__name__, globals(), [name])
     return value
