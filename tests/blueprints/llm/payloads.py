@@ -61,6 +61,8 @@ CHAT_USAGE = {
     },
 }
 CHAT_METADATA = {
+    "usageSource": "provider",
+    "serviceTier": "default",
     "provider": "openai",
     "operation": "chat.completions",
     "model": OPENAI_MODEL,
@@ -102,6 +104,7 @@ STREAM_USAGE = {
     "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
 }
 STREAM_METADATA = {
+    "usageSource": "provider",
     "provider": "openai",
     "operation": "chat.completions",
     "model": OPENAI_MODEL,
@@ -179,6 +182,7 @@ RESPONSES_USAGE = {
     "total_tokens": 2348,
 }
 RESPONSES_METADATA = {
+    "usageSource": "provider",
     "provider": "openai",
     "operation": "responses",
     "model": OPENAI_MODEL,
@@ -386,6 +390,7 @@ ANTHROPIC_USAGE = {
     "service_tier": "standard",
 }
 ANTHROPIC_METADATA = {
+    "usageSource": "provider",
     "provider": "anthropic",
     "operation": "messages",
     "model": CLAUDE,
@@ -394,6 +399,9 @@ ANTHROPIC_METADATA = {
     "totalTokens": 12 + 4096 + 2048 + 58,
     "cachedInputTokens": 4096,
     "cacheCreationInputTokens": 2048,
+    "cacheWrite5mTokens": 2048,
+    "cacheWrite1hTokens": 0,
+    "serviceTier": "standard",
 }
 
 
@@ -411,6 +419,7 @@ def anthropic_message(text: str = '{"answer": "Hello"}') -> dict[str, Any]:
 
 
 ANTHROPIC_STREAM_METADATA = {
+    "usageSource": "provider",
     "provider": "anthropic",
     "operation": "messages",
     "model": CLAUDE,
@@ -494,6 +503,7 @@ GEMINI_USAGE = {
     "toolUsePromptTokenCount": 30,
 }
 GEMINI_METADATA = {
+    "usageSource": "provider",
     "provider": "google",
     "operation": "generate_content",
     "model": GEMINI,
@@ -547,6 +557,7 @@ def gemini_chunks() -> list[dict[str, Any]]:
 
 
 GEMINI_STREAM_METADATA = {
+    "usageSource": "provider",
     "provider": "google",
     "operation": "generate_content",
     "model": GEMINI,

@@ -124,6 +124,7 @@ def providers() -> Iterator[respx.MockRouter]:
 
 EMBED_OPENAI = {
     "provider": "openai",
+    "usageSource": "provider",
     "operation": "embeddings",
     "model": "text-embedding-3-small",
     "inputTokens": 8,
@@ -134,6 +135,7 @@ EMBED_GOOGLE = {**EMBED_OPENAI, "provider": "google", "operation": "embed_conten
 EMBED_GOOGLE["model"] = "text-embedding-004"
 COMPLETIONS = {
     "provider": "openai",
+    "usageSource": "provider",
     "operation": "completions",
     "model": "gpt-3.5",
     "inputTokens": 5,

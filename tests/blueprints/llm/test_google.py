@@ -55,6 +55,7 @@ def test_embed_content(
     first, second = sink.events
     assert first.metadata == {
         "provider": "google",
+        "usageSource": "provider",
         "operation": "embed_content",
         "model": "text-embedding-004",
         "inputTokens": 8,

@@ -16,18 +16,25 @@ from .conftest import RecordingSink
 MESSAGES = [{"role": "user", "content": "hi"}]
 GROQ_METADATA = {
     "provider": "groq",
+    "usageSource": "provider",
     "operation": "chat.completions",
     "model": payloads.GROQ_MODEL,
     "inputTokens": 41,
     "outputTokens": 3,
     "totalTokens": 44,
 }
+#: Groq states its service tier on non-stream completions only.
+GROQ_COMPLETION_METADATA = {**GROQ_METADATA, "serviceTier": "on_demand"}
 
 
 def _completion() -> dict[str, object]:
     usage = {"prompt_tokens": 41, "completion_tokens": 3, "total_tokens": 44, "queue_time": 0.02}
     return payloads.chat_completion(
-        usage, id=payloads.GROQ_ID, model=payloads.GROQ_MODEL, created=payloads.GROQ_CREATED
+        usage,
+        id=payloads.GROQ_ID,
+        model=payloads.GROQ_MODEL,
+        created=payloads.GROQ_CREATED,
+        service_tier="on_demand",
     )
 
 
@@ -53,7 +60,7 @@ def test_groq_client_create_and_stream(
     assert completion.id == payloads.GROQ_ID
     chunks = list(client.chat.completions.create(model="llama", messages=MESSAGES, stream=True))  # type: ignore[arg-type]
     assert len(chunks) == 3
-    assert sink.metadata() == [GROQ_METADATA, GROQ_METADATA]
+    assert sink.metadata() == [GROQ_COMPLETION_METADATA, GROQ_METADATA]
     assert sink.events[0].event_id == sink.events[1].event_id  # same response id and time
 
 
@@ -65,4 +72,4 @@ async def test_async_groq_client(
     await client.chat.completions.create(model="llama", messages=MESSAGES)  # type: ignore[arg-type]
     stream = await client.chat.completions.create(model="llama", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
     assert len([chunk async for chunk in stream]) == 3
-    assert sink.metadata() == [GROQ_METADATA, GROQ_METADATA]
+    assert sink.metadata() == [GROQ_COMPLETION_METADATA, GROQ_METADATA]

@@ -109,6 +109,7 @@ def test_injection_can_be_turned_off(sink: RecordingSink, provider_mock: respx.M
         "operation": "chat.completions",
         "model": payloads.OPENAI_MODEL,
         "status": "incomplete",
+        "usageSource": "incomplete",
     }
 
 
@@ -157,6 +158,7 @@ def test_legacy_completions(
     assert sent_body(provider_mock)["stream_options"] == {"include_usage": True}
     expected = {
         "provider": "openai",
+        "usageSource": "provider",
         "operation": "completions",
         "model": "gpt-3.5",
         "inputTokens": 5,
@@ -176,6 +178,7 @@ def test_embeddings_use_the_request_id(
     first, second = sink.events
     assert first.metadata == {
         "provider": "openai",
+        "usageSource": "provider",
         "operation": "embeddings",
         "model": "text-embedding-3-small",
         "inputTokens": 8,
@@ -202,6 +205,7 @@ def test_images_and_transcriptions(client: openai.OpenAI, sink: RecordingSink) -
     assert sink.metadata() == [
         {
             "provider": "openai",
+            "usageSource": "provider",
             "operation": "images",
             "model": "gpt-image-1",
             "inputTokens": 50,
@@ -211,6 +215,7 @@ def test_images_and_transcriptions(client: openai.OpenAI, sink: RecordingSink) -
         },
         {
             "provider": "openai",
+            "usageSource": "provider",
             "operation": "audio.transcriptions",
             "model": "gpt-4o-transcribe",
             "inputTokens": 14,
@@ -339,6 +344,7 @@ def test_openrouter_cost_and_cache_writes(tracker: LLMTracker, sink: RecordingSi
         client.chat.completions.create(model="anthropic/claude-sonnet-4.6", messages=MESSAGES)  # type: ignore[arg-type]
     assert sink.only().metadata == {
         "provider": "openrouter",
+        "usageSource": "provider",
         "operation": "chat.completions",
         "model": "anthropic/claude-sonnet-4.6",
         "inputTokens": 194,
@@ -368,6 +374,7 @@ def test_groq_usage_in_x_groq_through_the_openai_client(
     assert len(chunks) == 3
     assert sink.only().metadata == {
         "provider": "groq",
+        "usageSource": "provider",
         "operation": "chat.completions",
         "model": payloads.GROQ_MODEL,
         "inputTokens": 41,

@@ -31,6 +31,7 @@ CHAT_INCOMPLETE = {
     "operation": "chat.completions",
     "model": payloads.OPENAI_MODEL,
     "status": "incomplete",
+    "usageSource": "incomplete",
 }
 
 
@@ -162,6 +163,7 @@ def test_openai_responses_break_before_terminal_event(
         "operation": "responses",
         "model": payloads.OPENAI_MODEL,
         "status": "incomplete",
+        "usageSource": "incomplete",
     }
 
 
@@ -224,6 +226,7 @@ ANTHROPIC_INCOMPLETE = {
     "cachedInputTokens": 1024,
     "cacheCreationInputTokens": 0,
     "status": "incomplete",
+    "usageSource": "incomplete",
 }
 
 
@@ -294,6 +297,7 @@ GEMINI_INCOMPLETE = {
     "totalTokens": 73,
     "reasoningTokens": 64,
     "status": "incomplete",
+    "usageSource": "incomplete",
 }
 
 

@@ -221,7 +221,13 @@ def test_split_events_per_direction(sink: RecordingSink, provider_mock: respx.Mo
     )
     client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     inputs, outputs = sink.events
-    shared = {"provider": "openai", "operation": "chat.completions", "model": payloads.OPENAI_MODEL}
+    shared = {
+        "provider": "openai",
+        "operation": "chat.completions",
+        "model": payloads.OPENAI_MODEL,
+        "usageSource": "provider",
+        "serviceTier": "default",
+    }
     assert inputs.event_name == "llm.input_tokens"
     assert inputs.metadata == {
         **shared,
@@ -313,6 +319,7 @@ def test_usage_metadata_leaves_unknown_counts_out() -> None:
         "operation": "o",
         "inputTokens": 3,
         "status": "incomplete",
+        "usageSource": "incomplete",
     }
     assert usage.total_tokens is None
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._event_ids import keyed
+from ._known_fields import ANTHROPIC_USAGE_FIELDS, unknown_fields
 from ._usage import LLMUsage, anthropic_usage, as_mapping, field, request_id_of
 
 __all__ = ["ANTHROPIC_ROUTES", "MessageStreamUsage", "usage_of_message"]
@@ -14,7 +15,17 @@ __all__ = ["ANTHROPIC_ROUTES", "MessageStreamUsage", "usage_of_message"]
 #: ``count_tokens`` and batches are not billed per call.
 ANTHROPIC_ROUTES = {"/v1/messages": "messages"}
 
-_INPUT_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+#: Fields a ``message_delta`` may restate (its value wins) or be the only one to carry.
+_MERGED_FIELDS = (
+    "input_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation",
+    "server_tool_use",
+    "service_tier",
+    "speed",
+    "inference_geo",
+)
 
 
 def usage_of_message(
@@ -82,7 +93,7 @@ class MessageStreamUsage:
         if self.start is None and self.delta is None:
             return None
         merged: dict[str, Any] = {}
-        for name in _INPUT_FIELDS:
+        for name in _MERGED_FIELDS:
             value = field(self.delta, name)
             merged[name] = value if value is not None else field(self.start, name)
         if self.delta is not None:
@@ -92,4 +103,11 @@ class MessageStreamUsage:
         usage = anthropic_usage(
             merged, self.provider, self.operation, self.model, response_id, self.delta is not None
         )
+        unknown = dict.fromkeys(usage.unknown or ())
+        for block in (self.start, self.delta):
+            if block is not None:
+                unknown.update(
+                    dict.fromkeys(unknown_fields(as_mapping(block), ANTHROPIC_USAGE_FIELDS))
+                )
+        usage.unknown = tuple(unknown) or None
         return keyed(usage, self)

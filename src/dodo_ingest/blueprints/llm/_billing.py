@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Generic, TypeVar
 
 from ...client._errors import EventValidationError
@@ -36,20 +37,39 @@ Number = Decimal | int | float | str
 
 
 class Price:
-    """Prices of one model in currency units (e.g. US dollars) per million tokens.
+    """Prices of one model in currency units (e.g. US dollars) per million tokens, and its
+    per-request fees.
 
     ``cached_input_per_million`` applies to ``cachedInputTokens`` and
     ``cache_creation_input_per_million`` to ``cacheCreationInputTokens``; each defaults to
-    ``input_per_million``. Values may be ``Decimal``, ``int``, ``str`` or ``float`` (converted
-    through ``str``, so ``0.15`` is exactly ``Decimal("0.15")``); negative or non-finite values
-    raise :class:`EventValidationError`.
+    ``input_per_million``. ``cache_write_1h_input_per_million`` applies to the cache writes
+    with a one-hour lifetime (``cacheWrite1hTokens``, Anthropic), the rest of the cache
+    writes staying at ``cache_creation_input_per_million`` (its default).
+
+    Fees, in currency units each: ``per_request`` (every request), ``web_search_per_request``
+    (``webSearchRequests``), ``web_fetch_per_request`` (``webFetchRequests``),
+    ``file_search_per_request`` (``fileSearchCalls``), ``grounding_per_query``
+    (``groundingQueries``). ``tiers`` maps a service tier the provider reports
+    (``serviceTier``: ``batch``, ``flex``, ``priority``, ``scale``…) to the ``Price`` used
+    instead for requests served on it.
+
+    Values may be ``Decimal``, ``int``, ``str`` or ``float`` (converted through ``str``, so
+    ``0.15`` is exactly ``Decimal("0.15")``); negative or non-finite values raise
+    :class:`EventValidationError`.
     """
 
     __slots__ = (
         "cache_creation_input_per_million",
+        "cache_write_1h_input_per_million",
         "cached_input_per_million",
+        "file_search_per_request",
+        "grounding_per_query",
         "input_per_million",
         "output_per_million",
+        "per_request",
+        "tiers",
+        "web_fetch_per_request",
+        "web_search_per_request",
     )
 
     def __init__(
@@ -58,6 +78,14 @@ class Price:
         output_per_million: Number,
         cached_input_per_million: Number | None = None,
         cache_creation_input_per_million: Number | None = None,
+        *,
+        cache_write_1h_input_per_million: Number | None = None,
+        per_request: Number = 0,
+        web_search_per_request: Number = 0,
+        web_fetch_per_request: Number = 0,
+        file_search_per_request: Number = 0,
+        grounding_per_query: Number = 0,
+        tiers: Mapping[str, Price] | None = None,
     ) -> None:
         self.input_per_million = to_decimal(input_per_million, "prices.input_per_million")
         self.output_per_million = to_decimal(output_per_million, "prices.output_per_million")
@@ -73,38 +101,112 @@ class Price:
                 cache_creation_input_per_million, "prices.cache_creation_input_per_million"
             )
         )
+        self.cache_write_1h_input_per_million = (
+            self.cache_creation_input_per_million
+            if cache_write_1h_input_per_million is None
+            else to_decimal(
+                cache_write_1h_input_per_million, "prices.cache_write_1h_input_per_million"
+            )
+        )
+        self.per_request = to_decimal(per_request, "prices.per_request")
+        self.web_search_per_request = to_decimal(
+            web_search_per_request, "prices.web_search_per_request"
+        )
+        self.web_fetch_per_request = to_decimal(
+            web_fetch_per_request, "prices.web_fetch_per_request"
+        )
+        self.file_search_per_request = to_decimal(
+            file_search_per_request, "prices.file_search_per_request"
+        )
+        self.grounding_per_query = to_decimal(grounding_per_query, "prices.grounding_per_query")
+        self.tiers: Mapping[str, Price] | None = None
+        if tiers:
+            for tier, price in tiers.items():
+                if not isinstance(tier, str) or not tier:
+                    raise EventValidationError("prices.tiers", "keys must be non-empty strings")
+                if not isinstance(price, Price):
+                    raise EventValidationError(f"prices.tiers.{tier}", "must be a Price")
+            self.tiers = MappingProxyType(dict(tiers))
+
+    def _values(self) -> tuple[object, ...]:
+        tiers = tuple(sorted(self.tiers.items())) if self.tiers else ()
+        return (*(getattr(self, name) for name in self.__slots__ if name != "tiers"), tiers)
 
     def __repr__(self) -> str:
-        return (
-            f"Price(input_per_million={self.input_per_million}, "
-            f"output_per_million={self.output_per_million}, "
-            f"cached_input_per_million={self.cached_input_per_million}, "
-            f"cache_creation_input_per_million={self.cache_creation_input_per_million})"
+        fields = ", ".join(
+            f"{name}={getattr(self, name)}"
+            for name in self.__slots__
+            if name != "tiers" and (name in _ALWAYS_SHOWN or getattr(self, name))
         )
+        if self.tiers:
+            fields += f", tiers={dict(self.tiers)!r}"
+        return f"Price({fields})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Price):
             return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+        return self._values() == other._values()
 
     def __hash__(self) -> int:
-        return hash(tuple(getattr(self, name) for name in self.__slots__))
+        return hash(self._values())
+
+    def for_usage(self, usage: LLMUsage) -> Price:
+        """The price of ``usage``: the one of its service tier when ``tiers`` has it."""
+        if self.tiers is not None and usage.dimensions:
+            tier = usage.dimensions.get("serviceTier")
+            if tier is not None:
+                return self.tiers.get(tier, self)
+        return self
 
     def input_cost(self, usage: LLMUsage) -> Decimal:
-        """Cost of the usage's input tokens in currency units (exact, not rounded)."""
+        """Cost of the usage's input side in currency units (exact, not rounded): its input
+        tokens and its per-request fees."""
+        if self.tiers is not None:
+            price = self.for_usage(usage)
+            if price is not self:
+                return price.input_cost(usage)
         cached = usage.cached_input_tokens or 0
         created = usage.cache_creation_input_tokens or 0
         plain = max((usage.input_tokens or 0) - cached - created, 0)
-        total = (
-            plain * self.input_per_million
-            + cached * self.cached_input_per_million
-            + created * self.cache_creation_input_per_million
+        total = plain * self.input_per_million + cached * self.cached_input_per_million
+        if created:
+            hour = min(usage.cache_write_1h_tokens or 0, created)
+            total += (created - hour) * self.cache_creation_input_per_million
+            total += hour * self.cache_write_1h_input_per_million
+        cost = total / _MILLION
+        if self.per_request:
+            cost += self.per_request
+        if usage.fees:
+            cost += self.fee_cost(usage)
+        return cost
+
+    def fee_cost(self, usage: LLMUsage) -> Decimal:
+        """Cost of the usage's per-call tool fees in currency units (``per_request`` aside)."""
+        fees = usage.fees or {}
+        return (
+            fees.get("webSearchRequests", 0) * self.web_search_per_request
+            + fees.get("webFetchRequests", 0) * self.web_fetch_per_request
+            + fees.get("fileSearchCalls", 0) * self.file_search_per_request
+            + fees.get("groundingQueries", 0) * self.grounding_per_query
         )
-        return total / _MILLION
 
     def output_cost(self, usage: LLMUsage) -> Decimal:
         """Cost of the usage's output tokens in currency units (exact, not rounded)."""
+        if self.tiers is not None:
+            price = self.for_usage(usage)
+            if price is not self:
+                return price.output_cost(usage)
         return (usage.output_tokens or 0) * self.output_per_million / _MILLION
+
+
+_ALWAYS_SHOWN = frozenset(
+    {
+        "input_per_million",
+        "output_per_million",
+        "cached_input_per_million",
+        "cache_creation_input_per_million",
+    }
+)
 
 
 def cost_cents(amount: Decimal) -> float:

@@ -24,7 +24,7 @@ from ._swap import swap_class
 from ._tracker import Binding, Scope
 from ._usage import LLMUsage, field, gemini_usage, gemini_usage_from_body
 
-__all__ = ["GenerateStreamUsage", "instrument_client"]
+__all__ = ["GenerateStreamUsage", "add_grounding", "instrument_client"]
 
 
 class ModelsState:
@@ -81,6 +81,7 @@ class ModelsState:
                 field(result, "model_version") or _model_name(kwargs),
                 _response_key(field(result, "response_id"), kwargs),
             )
+            add_grounding(normalised, result)
             keyed(normalised, result)
             if admission is not None:
                 admission.settle(normalised)
@@ -116,6 +117,7 @@ class GenerateStreamUsage:
         "__weakref__",
         "continuation",
         "final",
+        "grounded",
         "model",
         "provider",
         "response_id",
@@ -128,6 +130,7 @@ class GenerateStreamUsage:
         self.continuation = continuation
         self.response_id: str | None = None
         self.usage: Any = None
+        self.grounded: Any = None
         self.final = False
 
     def observe(self, chunk: Any) -> bool:
@@ -138,8 +141,11 @@ class GenerateStreamUsage:
         if usage is not None:
             self.usage = usage
         candidates = chunk.candidates
-        if candidates and candidates[0].finish_reason is not None:
-            self.final = True
+        if candidates:
+            if candidates[0].grounding_metadata is not None:
+                self.grounded = chunk
+            if candidates[0].finish_reason is not None:
+                self.final = True
         return False
 
     def result(self, exhausted: bool) -> LLMUsage | None:
@@ -153,7 +159,21 @@ class GenerateStreamUsage:
             _response_key(self.response_id, None, self.continuation),
             self.final or exhausted,
         )
+        if self.grounded is not None:
+            add_grounding(usage, self.grounded)
         return keyed(usage, self)
+
+
+def add_grounding(usage: LLMUsage, response: Any) -> None:
+    """Count the Google Search queries a grounded response ran (``groundingQueries``: the
+    ``web_search_queries`` of its candidates' grounding metadata), billed per query."""
+    queries = 0
+    for candidate in field(response, "candidates") or ():
+        grounding = field(candidate, "grounding_metadata")
+        if grounding is not None:
+            queries += len(field(grounding, "web_search_queries") or ())
+    if queries:
+        usage.fees = {**(usage.fees or {}), "groundingQueries": queries}
 
 
 def _model_name(kwargs: dict[str, Any]) -> str | None:

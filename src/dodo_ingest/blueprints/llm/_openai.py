@@ -6,7 +6,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._event_ids import keyed
-from ._usage import LLMUsage, as_mapping, field, openai_usage, request_id_of, timestamp
+from ._known_fields import OPENAI_TOOL_USAGE_FIELDS, unknown_fields
+from ._usage import (
+    LLMUsage,
+    as_mapping,
+    checked_count,
+    field,
+    openai_usage,
+    request_id_of,
+    timestamp,
+)
 
 __all__ = [
     "GROQ_ROUTES",
@@ -15,6 +24,7 @@ __all__ = [
     "OPENAI_ROUTES",
     "ChatStreamUsage",
     "EventStreamUsage",
+    "add_response_details",
     "provider_for_host",
     "stream_accumulator",
     "usage_of_object",
@@ -105,18 +115,56 @@ def usage_of_object(
     created = values.get("created")
     if created is None:
         created = values.get("created_at")
-    return keyed(
-        openai_usage(
-            usage,
-            provider,
-            operation,
-            values.get("model") or model,
-            response_id,
-            True,
-            timestamp(created),
-        ),
-        obj,
+    normalised = openai_usage(
+        usage,
+        provider,
+        operation,
+        values.get("model") or model,
+        response_id,
+        True,
+        timestamp(created),
     )
+    add_response_details(normalised, values)
+    return keyed(normalised, obj)
+
+
+#: Responses output items billed per call, and the metadata key that counts them.
+_TOOL_CALL_FEES = {"web_search_call": "webSearchRequests", "file_search_call": "fileSearchCalls"}
+
+
+def add_response_details(usage: LLMUsage, values: Mapping[str, Any]) -> None:
+    """Add what the response object (not its usage block) says about the price: the service
+    tier that served it; for Responses, hosted-tool calls billed per call (``tool_usage``'s
+    billable web searches, else one per ``web_search_call`` item; ``file_search_call`` items)
+    and the ``tool_usage`` fields the tracker does not know."""
+    tier = values.get("service_tier")
+    if type(tier) is str and tier:
+        usage.dimensions = {"serviceTier": tier}
+    if usage.operation != "responses":
+        return
+    fees: dict[str, int] = {}
+    for item in values.get("output") or ():
+        key = _TOOL_CALL_FEES.get(field(item, "type"))
+        if key is not None:
+            fees[key] = fees.get(key, 0) + 1
+    tool_usage = values.get("tool_usage")
+    if tool_usage is not None:
+        tools = as_mapping(tool_usage)
+        invalid: list[str] = []
+        searches = checked_count(
+            as_mapping(tools.get("web_search")).get("num_requests"), "webSearchRequests", invalid
+        )
+        if searches is not None:
+            fees["webSearchRequests"] = searches
+        elif invalid:
+            fees.pop("webSearchRequests", None)
+            usage.invalid = (*(usage.invalid or ()), *invalid)
+        unknown = unknown_fields(tools, OPENAI_TOOL_USAGE_FIELDS, "tool_usage.")
+        if unknown:
+            usage.unknown = (*(usage.unknown or ()), *unknown)
+    fees = {key: number for key, number in fees.items() if number}
+    if fees:
+        usage.fees = fees
 
 
 class ChatStreamUsage:
@@ -138,6 +186,7 @@ class ChatStreamUsage:
         "operation",
         "provider",
         "response_id",
+        "tier",
         "usage",
     )
 
@@ -155,6 +204,7 @@ class ChatStreamUsage:
         self.hide = hide
         self.headers = headers
         self.groq = provider == "groq"
+        self.tier: Any = None
         self.created: float | None = None
         self.response_id: str | None = None
         self.usage: Any = None
@@ -167,6 +217,8 @@ class ChatStreamUsage:
             self.created = timestamp(chunk.created)
         usage = chunk.usage
         if usage is None:
+            if self.tier is None:
+                self.tier = field(chunk, "service_tier")
             if self.groq:
                 usage = field(field(chunk, "x_groq"), "usage")
                 if usage is not None:
@@ -174,6 +226,7 @@ class ChatStreamUsage:
                     self.final = True
             return False
         self.usage = usage
+        self.tier = field(chunk, "service_tier") or self.tier
         if chunk.choices:
             return False
         self.final = True
@@ -195,6 +248,7 @@ class EventStreamUsage:
         "model",
         "operation",
         "provider",
+        "response",
         "response_id",
         "usage",
     )
@@ -213,12 +267,14 @@ class EventStreamUsage:
         self.created: float | None = None
         self.response_id: str | None = None
         self.usage: Any = None
+        self.response: Any = None
         self.final = False
 
     def observe(self, event: Any) -> bool:
         kind = field(event, "type")
         if kind in _TERMINAL_RESPONSE_EVENTS:
             self._started(event.response)
+            self.response = event.response
             self.usage = event.response.usage
             self.final = self.usage is not None
         elif kind in _STARTED_RESPONSE_EVENTS:
@@ -262,6 +318,11 @@ def _stream_result(stream: ChatStreamUsage | EventStreamUsage, complete: bool) -
             complete,
             stream.created,
         )
+        if isinstance(stream, EventStreamUsage):
+            if stream.response is not None:
+                add_response_details(usage, as_mapping(stream.response))
+        elif type(stream.tier) is str and stream.tier:
+            usage.dimensions = {"serviceTier": stream.tier}
     return keyed(usage, stream)
 
 

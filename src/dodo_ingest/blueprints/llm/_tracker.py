@@ -57,17 +57,53 @@ RESERVED_METADATA_KEYS = frozenset(
         "requestCredits",
         "costCents",
         "invalidUsage",
+        "usageSource",
+        "unknownUsage",
+        "cacheWrite5mTokens",
+        "cacheWrite1hTokens",
+        "webSearchRequests",
+        "webFetchRequests",
+        "fileSearchCalls",
+        "groundingQueries",
+        "serviceTier",
+        "speed",
+        "inferenceGeo",
+        "trafficType",
     }
 )
-_INPUT_KEYS = ("inputTokens", "cachedInputTokens", "cacheCreationInputTokens", "costUsd")
 _OUTPUT_KEYS = ("outputTokens", "reasoningTokens", "audioSeconds")
-_SHARED_KEYS = ("provider", "operation", "model", "status", "invalidUsage")
+_INPUT_KEYS = (
+    "inputTokens",
+    "cachedInputTokens",
+    "cacheCreationInputTokens",
+    "cacheWrite5mTokens",
+    "cacheWrite1hTokens",
+    "costUsd",
+    "webSearchRequests",
+    "webFetchRequests",
+    "fileSearchCalls",
+    "groundingQueries",
+)
+_SHARED_KEYS = (
+    "provider",
+    "operation",
+    "model",
+    "status",
+    "usageSource",
+    "invalidUsage",
+    "unknownUsage",
+    "serviceTier",
+    "speed",
+    "inferenceGeo",
+    "trafficType",
+)
 #: The keys most events carry; user metadata may fill the rest of the API's 50 keys. Rarer
 #: keys (flags such as ``invalidUsage``) that would not fit push out the last user keys.
 _COMMON_KEY_COUNT = 14
 #: User metadata keys an event can carry next to the usage keys.
 _USER_METADATA_LIMIT = 50 - _COMMON_KEY_COUNT
-#: Distinct (provider, key) pairs whose impossible values are logged (each once).
+#: Distinct (provider, key) pairs logged for impossible values and for unknown fields (each
+#: once).
 _INVALID_WARNINGS_KEPT = 256
 #: Distinct wrap() metadata key sets a tracker remembers to check customer() metadata against.
 _WRAP_KEY_SETS_KEPT = 64
@@ -80,10 +116,12 @@ class LLMTrackerStats:
     whose final usage was never seen. ``failures``: tracking failures (logged on the
     ``dodo_ingest`` logger); the LLM call itself was never affected. ``invalid_usage``: usage
     records that carried an impossible value (left out of the event, named in its
-    ``invalidUsage``; logged once per provider and key).
+    ``invalidUsage``; logged once per provider and key). ``unknown_usage``: usage records
+    carrying a billable-looking field the tracker does not know (named in the event's
+    ``unknownUsage``; logged once per provider and field).
     """
 
-    __slots__ = ("_lock", "events", "failures", "incomplete", "invalid_usage")
+    __slots__ = ("_lock", "events", "failures", "incomplete", "invalid_usage", "unknown_usage")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -91,6 +129,11 @@ class LLMTrackerStats:
         self.incomplete = 0
         self.failures = 0
         self.invalid_usage = 0
+        self.unknown_usage = 0
+
+    def _count_unknown_usage(self) -> None:
+        with self._lock:
+            self.unknown_usage += 1
 
     def _count_invalid_usage(self) -> None:
         with self._lock:
@@ -111,7 +154,8 @@ class LLMTrackerStats:
     def __repr__(self) -> str:
         return (
             f"LLMTrackerStats(events={self.events}, incomplete={self.incomplete}, "
-            f"failures={self.failures}, invalid_usage={self.invalid_usage})"
+            f"failures={self.failures}, invalid_usage={self.invalid_usage}, "
+            f"unknown_usage={self.unknown_usage})"
         )
 
 
@@ -329,6 +373,7 @@ class LLMTracker:
         self._wrap_key_sets: set[frozenset[str]] = set()
         self._warned_overflow = False
         self._warned_invalid: set[tuple[str, str]] = set()
+        self._warned_unknown: set[tuple[str, str]] = set()
         self._gating: GatePolicy | None = None
         if gate is not None:
             self._gating = self._gate_policy(gate, gate_rate, gate_default_max_output, gate_cutoff)
@@ -524,6 +569,8 @@ class LLMTracker:
             self.stats._count_incomplete()
         if usage.invalid is not None:
             self._invalid(usage)
+        if usage.unknown is not None:
+            self._unknown(usage)
         if len(scope.metadata) > _USER_METADATA_LIMIT:
             scope = self._trimmed(scope)
         if self.split_events is None:
@@ -580,6 +627,27 @@ class LLMTracker:
             logger.warning(
                 "%s reported impossible usage values for %s (model %s): left out of the "
                 "event and named in its invalidUsage",
+                usage.provider,
+                ", ".join(new),
+                usage.model,
+            )
+
+    def _unknown(self, usage: LLMUsage) -> None:
+        """Count a usage record with fields the tracker does not know; log each (provider,
+        field) once."""
+        self.stats._count_unknown_usage()
+        new = []
+        for name in usage.unknown or ():
+            seen = (usage.provider, name)
+            if seen not in self._warned_unknown and len(self._warned_unknown) < (
+                _INVALID_WARNINGS_KEPT
+            ):
+                self._warned_unknown.add(seen)
+                new.append(name)
+        if new:
+            logger.warning(
+                "%s usage carries fields the tracker does not know (%s, model %s): they may be "
+                "a charge this event does not bill; the event names them in unknownUsage",
                 usage.provider,
                 ", ".join(new),
                 usage.model,
@@ -644,16 +712,17 @@ def usage_of_response(response: object, provider: str | None = None) -> LLMUsage
             usage = gemini_usage_from_body(field(field(response, "sdk_http_response"), "body"))
         if usage is None:
             return None
-        return keyed(
-            gemini_usage(
-                usage,
-                provider=provider or "google",
-                operation=operation,
-                model=field(response, "model_version"),
-                response_id=field(response, "response_id"),
-            ),
-            response,
+        from ._google import add_grounding
+
+        normalised = gemini_usage(
+            usage,
+            provider=provider or "google",
+            operation=operation,
+            model=field(response, "model_version"),
+            response_id=field(response, "response_id"),
         )
+        add_grounding(normalised, response)
+        return keyed(normalised, response)
     return None
 
 

@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ...client._models import MetadataValue
+from ...client._models import MAX_METADATA_VALUE_LENGTH, MetadataValue
+from ._known_fields import (
+    ANTHROPIC_USAGE_FIELDS,
+    GEMINI_USAGE_FIELDS,
+    OPENAI_USAGE_FIELDS,
+    unknown_fields,
+    unknown_iterations,
+)
 
 __all__ = [
     "INT64_MAX",
@@ -58,7 +65,12 @@ class LLMUsage:
     ``call_key`` is set when ``response_id`` is not known to be unique (see
     ``_event_ids``): a key of the response object (or stream) that makes its event id unique
     per call. ``invalid`` names the metadata keys left out because the provider reported an
-    impossible value for them.
+    impossible value for them; ``unknown`` the usage fields the tracker does not know that
+    carried an amount (see ``_known_fields``). ``cache_write_5m_tokens`` and
+    ``cache_write_1h_tokens`` split ``cache_creation_input_tokens`` by cache lifetime
+    (Anthropic). ``fees`` counts per-request charges by metadata key (``webSearchRequests``,
+    ``webFetchRequests``, ``fileSearchCalls``, ``groundingQueries``); ``dimensions`` holds
+    what else sets the price (``serviceTier``, ``speed``, ``inferenceGeo``, ``trafficType``).
     """
 
     provider: str
@@ -77,6 +89,20 @@ class LLMUsage:
     cut_off: bool = False
     call_key: str | None = None
     invalid: tuple[str, ...] | None = None
+    unknown: tuple[str, ...] | None = None
+    cache_write_5m_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    fees: dict[str, int] | None = None
+    dimensions: dict[str, str] | None = None
+
+    @property
+    def source(self) -> str:
+        """Where the counts come from: ``provider`` (read from the response), ``incomplete``
+        (what the provider reported before the stream ended early) or ``estimated`` (a
+        stream the credit gate cut off: the counts the provider never sent are estimated)."""
+        if self.cut_off:
+            return "estimated"
+        return "provider" if self.complete else "incomplete"
 
     @property
     def total_tokens(self) -> int | None:
@@ -112,8 +138,19 @@ class LLMUsage:
             metadata["costUsd"] = self.cost_usd
         if self.audio_seconds is not None:
             metadata["audioSeconds"] = self.audio_seconds
+        if self.cache_write_5m_tokens is not None:
+            metadata["cacheWrite5mTokens"] = self.cache_write_5m_tokens
+        if self.cache_write_1h_tokens is not None:
+            metadata["cacheWrite1hTokens"] = self.cache_write_1h_tokens
+        if self.fees:
+            metadata.update(self.fees)
+        if self.dimensions:
+            metadata.update(self.dimensions)
         if not self.complete:
             metadata["status"] = "cut_off" if self.cut_off else "incomplete"
+        metadata["usageSource"] = self.source
+        if self.unknown:
+            metadata["unknownUsage"] = ",".join(self.unknown)[:MAX_METADATA_VALUE_LENGTH]
         invalid = self.invalid
         total_lost = total is not None and total > INT64_MAX
         if invalid or total_lost:
@@ -289,7 +326,7 @@ def openai_usage(
     audio_seconds = None
     if get("type") == "duration":
         audio_seconds = _amount(get("seconds"), "audioSeconds", invalid)
-    return LLMUsage(  # positional (field order): keyword calls cost ~3x on the hot path
+    normalised = LLMUsage(  # positional (field order): keyword calls cost ~3x on the hot path
         provider,
         operation,
         model,
@@ -307,6 +344,10 @@ def openai_usage(
         None,
         tuple(invalid) if invalid else None,
     )
+    unknown = unknown_fields(values, OPENAI_USAGE_FIELDS)
+    if unknown:
+        normalised.unknown = tuple(unknown)
+    return normalised
 
 
 def anthropic_usage(
@@ -358,7 +399,7 @@ def anthropic_usage(
         "reasoningTokens",
         invalid,
     )
-    return LLMUsage(  # positional (field order), as in openai_usage
+    normalised = LLMUsage(  # positional (field order), as in openai_usage
         provider,
         operation,
         model,
@@ -371,11 +412,51 @@ def anthropic_usage(
         None,
         response_id,
         complete,
-        None,
-        False,
-        None,
-        tuple(dict.fromkeys(invalid)) if invalid else None,
     )
+    split = values.get("cache_creation")
+    if split is not None:
+        ttl = as_mapping(split)
+        normalised.cache_write_5m_tokens = checked_count(
+            ttl.get("ephemeral_5m_input_tokens"), "cacheWrite5mTokens", invalid
+        )
+        normalised.cache_write_1h_tokens = checked_count(
+            ttl.get("ephemeral_1h_input_tokens"), "cacheWrite1hTokens", invalid
+        )
+    tools = values.get("server_tool_use")
+    if tools is not None:
+        requests = as_mapping(tools)
+        fees = {}
+        for name, key in _ANTHROPIC_FEES:
+            number = checked_count(requests.get(name), key, invalid)
+            if number:
+                fees[key] = number
+        normalised.fees = fees or None
+    dimensions = {}
+    for name, key in _ANTHROPIC_DIMENSIONS:
+        value = values.get(name)
+        if type(value) is str and value:
+            dimensions[key] = value
+    normalised.dimensions = dimensions or None
+    if invalid:
+        normalised.invalid = tuple(dict.fromkeys(invalid))
+    unknown = unknown_fields(values, ANTHROPIC_USAGE_FIELDS)
+    iterations = values.get("iterations")
+    if iterations:
+        unknown += unknown_iterations(iterations)
+    if unknown:
+        normalised.unknown = tuple(unknown)
+    return normalised
+
+
+_ANTHROPIC_FEES = (
+    ("web_search_requests", "webSearchRequests"),
+    ("web_fetch_requests", "webFetchRequests"),
+)
+_ANTHROPIC_DIMENSIONS = (
+    ("service_tier", "serviceTier"),
+    ("speed", "speed"),
+    ("inference_geo", "inferenceGeo"),
+)
 
 
 def gemini_usage(
@@ -400,7 +481,7 @@ def gemini_usage(
     if output is None and input_tokens is not None and operation == "embed_content":
         output = None if "outputTokens" in invalid else 0
     cached = checked_count(values.get("cached_content_token_count"), "cachedInputTokens", invalid)
-    return LLMUsage(  # positional (field order), as in openai_usage
+    normalised = LLMUsage(  # positional (field order), as in openai_usage
         provider,
         operation,
         model,
@@ -418,6 +499,21 @@ def gemini_usage(
         None,
         tuple(dict.fromkeys(invalid)) if invalid else None,
     )
+    dimensions = {}
+    for name, key in _GEMINI_DIMENSIONS:
+        value = values.get(name)
+        if value is not None:
+            value = getattr(value, "value", value)  # the SDK's enums
+            if type(value) is str and value:
+                dimensions[key] = value
+    normalised.dimensions = dimensions or None
+    unknown = unknown_fields(values, GEMINI_USAGE_FIELDS)
+    if unknown:
+        normalised.unknown = tuple(unknown)
+    return normalised
+
+
+_GEMINI_DIMENSIONS = (("traffic_type", "trafficType"), ("service_tier", "serviceTier"))
 
 
 def gemini_usage_from_body(body: str | None) -> dict[str, Any] | None:

@@ -1,0 +1,373 @@
+"""Tool and server fees, and the dimensions that set a price (service tier, cache lifetime),
+as event keys and in ``Price`` (real SDKs, HTTP mocked by respx; payloads checked against the
+SDK's own response models)."""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+import respx
+from anthropic.types import Message
+from google import genai
+from google.genai import types as genai_types
+from openai.types.chat import ChatCompletion
+from openai.types.responses import Response
+
+from dodo_ingest import EventValidationError
+from dodo_ingest.blueprints.llm import LLMTracker, LLMUsage, Price
+
+from . import payloads
+from .conftest import RecordingSink
+from .test_exactness import verified
+
+MESSAGES: Any = [{"role": "user", "content": "hi"}]
+WEB_SEARCH_CALL = {
+    "id": "ws_1",
+    "type": "web_search_call",
+    "status": "completed",
+    "action": {"type": "search", "query": "weather"},
+}
+FILE_SEARCH_CALL = {
+    "id": "fs_1",
+    "type": "file_search_call",
+    "status": "completed",
+    "queries": ["refund policy"],
+    "results": None,
+}
+NO_IMAGES = {
+    "input_tokens": 0,
+    "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},
+    "output_tokens": 0,
+    "total_tokens": 0,
+}
+ANTHROPIC_TOOLS_USAGE = {
+    "input_tokens": 100,
+    "cache_creation_input_tokens": 3000,
+    "cache_read_input_tokens": 0,
+    "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000},
+    "output_tokens": 50,
+    "server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 1},
+    "service_tier": "priority",
+    "inference_geo": "us",
+}
+
+
+def _anthropic_body(usage: dict[str, Any]) -> dict[str, Any]:
+    return verified(Message, {**payloads.anthropic_message(), "usage": usage})
+
+
+def test_anthropic_server_tools_cache_lifetimes_and_tier(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    client = tracker.wrap(anthropic.Anthropic(api_key="k", max_retries=0), customer_id="c")
+    with respx.mock() as router:
+        router.post(url__regex=r"/v1/messages$").respond(
+            200, json=_anthropic_body(ANTHROPIC_TOOLS_USAGE)
+        )
+        message = client.messages.create(model="c", max_tokens=5, messages=MESSAGES)
+    metadata = sink.only().metadata
+    assert {key: metadata.get(key) for key in FEE_AND_DIMENSION_KEYS} == {
+        "webSearchRequests": 3,
+        "webFetchRequests": 1,
+        "cacheWrite5mTokens": 1000,
+        "cacheWrite1hTokens": 2000,
+        "cacheCreationInputTokens": 3000,
+        "inputTokens": 3100,
+        "serviceTier": "priority",
+        "inferenceGeo": "us",
+        "fileSearchCalls": None,
+        "groundingQueries": None,
+    }
+    assert tracker.track(message, customer_id="c") == [sink.events[0].event_id]
+    assert sink.events[1].metadata == metadata  # manual tracking reads the same keys
+
+
+FEE_AND_DIMENSION_KEYS = (
+    "webSearchRequests",
+    "webFetchRequests",
+    "cacheWrite5mTokens",
+    "cacheWrite1hTokens",
+    "cacheCreationInputTokens",
+    "inputTokens",
+    "serviceTier",
+    "inferenceGeo",
+    "fileSearchCalls",
+    "groundingQueries",
+)
+
+
+def test_anthropic_stream_reads_fees_from_message_delta(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    frames = payloads.anthropic_events()
+    frames[0]["message"]["usage"]["cache_creation"] = {
+        "ephemeral_5m_input_tokens": 0,
+        "ephemeral_1h_input_tokens": 0,
+    }
+    frames[0]["message"]["usage"]["service_tier"] = "standard"
+    delta = next(frame for frame in frames if frame["type"] == "message_delta")
+    delta["usage"]["server_tool_use"] = {"web_search_requests": 2, "web_fetch_requests": 0}
+    client = tracker.wrap(anthropic.Anthropic(api_key="k", max_retries=0), customer_id="c")
+    with respx.mock() as router:
+        router.post(url__regex=r"/v1/messages$").mock(
+            side_effect=lambda request: payloads.sse_response(frames, named=True)
+        )
+        with client.messages.stream(model="c", max_tokens=5, messages=MESSAGES) as stream:
+            final = stream.get_final_message()
+    assert final.usage.server_tool_use is not None  # the SDK's own accumulator agrees
+    assert final.usage.server_tool_use.web_search_requests == 2
+    metadata = sink.only().metadata
+    assert metadata["webSearchRequests"] == 2
+    assert "webFetchRequests" not in metadata  # zero fees are left out
+    assert (metadata["cacheWrite5mTokens"], metadata["serviceTier"]) == (0, "standard")
+
+
+def _response(*items: dict[str, Any], tool_usage: Any = None, tier: str = "flex") -> Any:
+    body = payloads.response_object(usage=payloads.RESPONSES_USAGE)
+    body["output"] = [*items, *body["output"]]
+    body["service_tier"] = tier
+    if tool_usage is not None:
+        body["tool_usage"] = tool_usage
+    return verified(Response, body)
+
+
+def test_openai_responses_hosted_tool_calls(tracker: LLMTracker, sink: RecordingSink) -> None:
+    client = tracker.wrap(openai.OpenAI(api_key="k", max_retries=0), customer_id="c")
+    second_search = {**WEB_SEARCH_CALL, "id": "ws_2"}
+    bodies = iter(
+        [
+            _response(WEB_SEARCH_CALL, second_search, FILE_SEARCH_CALL),
+            # tool_usage counts billable searches only (opening a page is not one)
+            _response(
+                WEB_SEARCH_CALL,
+                second_search,
+                tool_usage={"web_search": {"num_requests": 1}, "image_gen": NO_IMAGES},
+                tier="priority",
+            ),
+        ]
+    )
+    with respx.mock() as router:
+        router.post(url__regex=r"/responses$").mock(
+            side_effect=lambda request: payloads.json_response(next(bodies))
+        )
+        client.responses.create(model="m", input="hi")
+        client.responses.create(model="m", input="hi")
+    first, second = sink.metadata()
+    assert (first["webSearchRequests"], first["fileSearchCalls"], first["serviceTier"]) == (
+        2,
+        1,
+        "flex",
+    )
+    assert (second["webSearchRequests"], second["serviceTier"]) == (1, "priority")
+    assert "fileSearchCalls" not in second
+
+
+def test_openai_responses_stream_reads_the_terminal_response(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    frames = payloads.responses_events()
+    terminal = frames[-1]
+    assert isinstance(terminal, dict)
+    terminal["response"]["output"].insert(0, WEB_SEARCH_CALL)
+    terminal["response"]["service_tier"] = "default"
+    Response.model_validate(terminal["response"])
+    client = tracker.wrap(openai.OpenAI(api_key="k", max_retries=0), customer_id="c")
+    with respx.mock() as router:
+        router.post(url__regex=r"/responses$").mock(
+            side_effect=lambda request: payloads.sse_response(frames, named=True)
+        )
+        for _event in client.responses.create(model="m", input="hi", stream=True):
+            pass
+    metadata = sink.only().metadata
+    assert (metadata["webSearchRequests"], metadata["serviceTier"]) == (1, "default")
+
+
+def test_openai_chat_service_tier_streamed_or_not(tracker: LLMTracker, sink: RecordingSink) -> None:
+    client = tracker.wrap(openai.OpenAI(api_key="k", max_retries=0), customer_id="c")
+    body = verified(ChatCompletion, payloads.chat_completion(service_tier="flex"))
+
+    def stream(request: Any) -> Any:
+        chunks = payloads.chat_chunks(with_usage=True)
+        for chunk in chunks:
+            if isinstance(chunk, dict):
+                chunk["service_tier"] = "priority"
+        return payloads.sse_response(chunks)
+
+    with respx.mock() as router:
+        router.post(url__regex=r"/chat/completions$").mock(
+            side_effect=lambda request: (
+                stream(request)
+                if b'"stream":true' in request.content
+                else payloads.json_response(body)
+            )
+        )
+        client.chat.completions.create(model="m", messages=MESSAGES)
+        for _chunk in client.chat.completions.create(model="m", messages=MESSAGES, stream=True):
+            pass
+    assert [m["serviceTier"] for m in sink.metadata()] == ["flex", "priority"]
+
+
+def _grounded(queries: list[str]) -> dict[str, Any]:
+    body = payloads.gemini_response(usage={**payloads.GEMINI_USAGE, "trafficType": "ON_DEMAND"})
+    body["candidates"][0]["groundingMetadata"] = {
+        "webSearchQueries": queries,
+        "searchEntryPoint": {"renderedContent": "<div></div>"},
+    }
+    genai_types.GenerateContentResponse._from_response(response=copy.deepcopy(body), kwargs={})
+    return body
+
+
+def test_gemini_grounding_queries_and_traffic_type(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    client = genai.Client(api_key="k")
+    tracker.wrap(client, customer_id="c")
+    body = _grounded(["weather paris", "weather lyon"])
+    chunk = _grounded(["weather paris"])
+    with respx.mock() as router:
+        router.post(url__regex=r":generateContent$").respond(200, json=body)
+        router.post(url__regex=r":streamGenerateContent\?alt=sse$").mock(
+            side_effect=lambda request: payloads.sse_response([chunk])
+        )
+        response = client.models.generate_content(model=payloads.GEMINI, contents="hi")
+        for _chunk in client.models.generate_content_stream(model=payloads.GEMINI, contents="hi"):
+            pass
+    plain, streamed = sink.metadata()
+    assert (plain["groundingQueries"], plain["trafficType"]) == (2, "ON_DEMAND")
+    assert streamed["groundingQueries"] == 1
+    assert tracker.track(response, customer_id="c") == [sink.events[0].event_id]
+    assert sink.events[2].metadata["groundingQueries"] == 2
+
+
+# ----------------------------------------------------------------------------- Price
+
+
+def _usage(**values: Any) -> LLMUsage:
+    usage = LLMUsage("anthropic", "messages", "claude", **values)
+    return usage
+
+
+def test_price_bills_cache_lifetimes_fees_and_tiers_in_decimal() -> None:
+    price = Price(
+        input_per_million="3",
+        output_per_million="15",
+        cached_input_per_million="0.30",
+        cache_creation_input_per_million="3.75",
+        cache_write_1h_input_per_million="6",
+        per_request="0.001",
+        web_search_per_request="0.01",
+        web_fetch_per_request="0.002",
+        file_search_per_request="0.0025",
+        grounding_per_query="0.014",
+        tiers={"batch": Price(input_per_million="1.5", output_per_million="7.5")},
+    )
+    usage = _usage(
+        input_tokens=3100,
+        output_tokens=50,
+        cache_creation_input_tokens=3000,
+        cache_write_1h_tokens=2000,
+        fees={
+            "webSearchRequests": 3,
+            "webFetchRequests": 1,
+            "fileSearchCalls": 2,
+            "groundingQueries": 1,
+        },
+    )
+    tokens = (100 * Decimal(3) + 1000 * Decimal("3.75") + 2000 * Decimal(6)) / 1_000_000
+    fees = Decimal("0.001") + 3 * Decimal("0.01") + Decimal("0.002") + Decimal("0.005")
+    fees += Decimal("0.014")
+    assert price.input_cost(usage) == tokens + fees
+    assert price.output_cost(usage) == 50 * Decimal(15) / 1_000_000
+    usage.dimensions = {"serviceTier": "batch"}
+    assert price.input_cost(usage) == 3100 * Decimal("1.5") / 1_000_000
+    assert price.output_cost(usage) == 50 * Decimal("7.5") / 1_000_000
+    usage.dimensions = {"serviceTier": "standard"}  # not in tiers: the model's own price
+    assert price.input_cost(usage) == tokens + fees
+
+
+def test_cost_cents_include_fees_and_the_tier_price(sink: RecordingSink) -> None:
+    tracker = LLMTracker(
+        sink,
+        prices={
+            "*": Price(
+                input_per_million=3,
+                output_per_million=15,
+                cache_creation_input_per_million="3.75",
+                cache_write_1h_input_per_million=6,
+                web_search_per_request="0.01",
+                tiers={"priority": Price(input_per_million=6, output_per_million=30)},
+            )
+        },
+    )
+    client = tracker.wrap(anthropic.Anthropic(api_key="k", max_retries=0), customer_id="c")
+    standard = {**ANTHROPIC_TOOLS_USAGE, "service_tier": "standard"}
+    bodies = iter([_anthropic_body(standard), _anthropic_body(ANTHROPIC_TOOLS_USAGE)])
+    with respx.mock() as router:
+        router.post(url__regex=r"/v1/messages$").mock(
+            side_effect=lambda request: payloads.json_response(next(bodies))
+        )
+        client.messages.create(model="c", max_tokens=5, messages=MESSAGES)
+        client.messages.create(model="c", max_tokens=5, messages=MESSAGES)
+    on_standard, on_priority = (m["costCents"] for m in sink.metadata())
+    # 100 x 3 + 1000 x 3.75 + 2000 x 6 + 50 x 15 per million, + 3 searches x 0.01, in cents
+    assert on_standard == pytest.approx(float((Decimal("16800") / 10**6 + Decimal("0.03")) * 100))
+    # priority: every input token at 6, output at 30, no search fee in that price
+    assert on_priority == pytest.approx(float(Decimal(3100 * 6 + 50 * 30) / 10**6 * 100))
+
+
+def test_price_arguments_are_validated() -> None:
+    with pytest.raises(EventValidationError, match="web_search_per_request"):
+        Price(1, 1, web_search_per_request="-1")
+    with pytest.raises(EventValidationError, match=r"tiers\.flex"):
+        Price(1, 1, tiers={"flex": 0.5})  # type: ignore[dict-item]
+    flex = Price(1, 1, tiers={"flex": Price("0.5", "0.5")})
+    assert flex == Price(1, 1, tiers={"flex": Price("0.5", "0.5")})
+    assert flex != Price(1, 1)
+    assert len({flex, Price(1, 1, tiers={"flex": Price("0.5", "0.5")})}) == 1
+    assert "tiers={'flex': Price(" in repr(flex)
+
+
+def test_an_event_with_many_usage_keys_keeps_them_and_drops_the_last_user_keys(
+    sink: RecordingSink,
+) -> None:
+    tracker = LLMTracker(sink, request_weights={"*": 1}, prices={"*": Price(1, 1)})
+    user = {f"k{n:02}": n for n in range(36)}
+    client = tracker.wrap(
+        anthropic.Anthropic(api_key="k", max_retries=0), customer_id="c", metadata=user
+    )
+    with respx.mock() as router:
+        router.post(url__regex=r"/v1/messages$").respond(
+            200, json=_anthropic_body(ANTHROPIC_TOOLS_USAGE)
+        )
+        client.messages.create(model="c", max_tokens=5, messages=MESSAGES)
+    metadata = sink.only().metadata
+    assert len(metadata) == 50
+    assert all(key in metadata for key in ("webSearchRequests", "costCents", "requestCredits"))
+    kept = [key for key in user if key in metadata]
+    assert kept == list(user)[: len(kept)] and len(kept) == 50 - 17
+    assert tracker.stats.failures == 1
+
+
+def test_a_message_batch_result_tracked_by_hand_carries_the_batch_tier(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    from anthropic.types.messages import MessageBatchIndividualResponse
+
+    line = MessageBatchIndividualResponse.model_validate(
+        {
+            "custom_id": "cus_7:req_1",
+            "result": {
+                "type": "succeeded",
+                "message": _anthropic_body({**ANTHROPIC_TOOLS_USAGE, "service_tier": "batch"}),
+            },
+        }
+    )
+    assert line.result.type == "succeeded"
+    tracker.track(line.result.message, customer_id="cus_7")
+    metadata = sink.only().metadata
+    assert (metadata["serviceTier"], metadata["usageSource"]) == ("batch", "provider")
