@@ -95,7 +95,8 @@ def test_csv_quoted_cells_tsv_and_ragged_rows(tmp_path: Path) -> None:
     assert isinstance(quoted, Record)
     assert quoted.metadata == {"note": "two\nlines, and a comma"}
     assert isinstance(ragged, RowError)
-    assert (ragged.line, ragged.problem) == (4, "has 2 cells, the header 3")
+    assert (ragged.line, ragged.field, ragged.problem) == (4, None, "2 cells, the header has 3")
+    assert str(ragged) == "line 4: 2 cells, the header has 3"
 
     tsv = tmp_path / "u.tsv"
     tsv.write_text("customer_id\tevent_name\ttokens\nc\te\t10\n")

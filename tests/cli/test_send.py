@@ -150,16 +150,23 @@ def test_invalid_records_stop_the_command_before_anything_is_sent(
     bad_metadata = {**good[0], "event_id": "too-long", "metadata": {"prompt": "x" * 501}}
     file = write_jsonl(
         tmp_path / "usage.jsonl",
-        [*good, "{not json", {"event_name": "e", "event_id": "no-customer"}, bad_metadata],
+        [
+            *good,
+            "{not json",
+            {"event_name": "e", "event_id": "no-customer"},
+            bad_metadata,
+            {"event_name": "e", "event_id": "empty-customer", "customer_id": " "},
+        ],
     )
 
     refused = cli("send", str(file))
 
     assert refused.exit_code == 2
     assert server.event_ids() == []
-    assert "3 record(s) cannot be sent" in refused.stderr
-    assert "line 6: line: not valid JSON" in refused.stderr
+    assert "4 record(s) cannot be sent" in refused.stderr
+    assert "line 6: not valid JSON (Expecting property name" in refused.stderr
     assert "line 7: customer_id: missing" in refused.stderr
+    assert "line 9: customer_id: empty" in refused.stderr
     assert "line 8: metadata.prompt: string values must be at most 500 characters" in (
         refused.stderr
     )
@@ -167,8 +174,8 @@ def test_invalid_records_stop_the_command_before_anything_is_sent(
 
     summary = cli.json("send", str(file), "--skip-invalid")
     assert summary["ok"] is True
-    assert summary["skipped"] == 3
-    assert [entry["line"] for entry in summary["skipped_lines"]] == [6, 7, 8]
+    assert summary["skipped"] == 4
+    assert [entry["line"] for entry in summary["skipped_lines"]] == [6, 7, 8, 9]
     assert sorted(server.event_ids()) == sorted(e["event_id"] for e in good)
 
 

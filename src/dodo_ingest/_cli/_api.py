@@ -15,11 +15,11 @@ import click
 from ._common import (
     Connection,
     api_errors,
-    cells,
     connection_options,
     console,
     echo_json,
     format_time,
+    print_records,
 )
 
 if TYPE_CHECKING:
@@ -107,22 +107,18 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _events_table(items: Iterable[Event], title: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=cells(title)[0], title_justify="left")
-    for column in ("event_id", "customer_id", "event_name", "timestamp", "metadata"):
-        table.add_column(column, overflow="fold")
-    for event in items:
-        table.add_row(
-            *cells(
-                event.event_id,
-                event.customer_id,
-                event.event_name,
-                format_time(event.timestamp),
-                _metadata_text(event.metadata),
-            )
+    rows = [
+        (
+            event.event_id,
+            event.customer_id,
+            event.event_name,
+            format_time(event.timestamp),
+            _metadata_text(event.metadata),
         )
-    console().print(table)
+        for event in items
+    ]
+    columns = ("event_id", "customer_id", "event_name", "timestamp", "metadata")
+    print_records(console(), title, columns, rows)
 
 
 @click.group()
@@ -238,25 +234,25 @@ def _filter_text(meter: Meter) -> str:
 
 
 def _meters_table(items: Iterable[Meter], title: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=cells(title)[0], title_justify="left")
-    for column in ("id", "name", "event_name", "aggregation", "unit", "filter", "created_at"):
-        table.add_column(column, overflow="fold")
-    for meter in items:
-        agg = meter.aggregation
-        table.add_row(
-            *cells(
-                meter.id,
-                meter.name,
-                meter.event_name,
-                agg.type if agg.key is None else f"{agg.type}({agg.key})",
-                meter.measurement_unit,
-                _filter_text(meter),
-                format_time(meter.created_at),
-            )
+    rows = [
+        (
+            meter.id,
+            meter.name,
+            meter.event_name,
+            _aggregation_text(meter),
+            meter.measurement_unit,
+            _filter_text(meter),
+            format_time(meter.created_at),
         )
-    console().print(table)
+        for meter in items
+    ]
+    columns = ("id", "name", "event_name", "aggregation", "unit", "filter", "created_at")
+    print_records(console(), title, columns, rows)
+
+
+def _aggregation_text(meter: Meter) -> str:
+    agg = meter.aggregation
+    return agg.type if agg.key is None else f"{agg.type}({agg.key})"
 
 
 @click.command("balance")
@@ -266,23 +262,18 @@ def _meters_table(items: Iterable[Meter], title: str) -> None:
 @connection_options
 def balance(entitlement: str, customer: str, as_json: bool, conn: Connection) -> None:
     """Show CUSTOMER's balance of the credit entitlement ENTITLEMENT."""
-    from rich.table import Table
-
     with conn.client() as client, api_errors(conn):
         result = client.credits.balance(entitlement, customer)
     if as_json:
         echo_json(result)
         return
-    table = Table(title=cells(f"credit balance of {customer}")[0], title_justify="left")
-    for column in ("entitlement", "customer", "balance", "overage", "last transaction"):
-        table.add_column(column, overflow="fold")
-    table.add_row(
-        *cells(
-            result.credit_entitlement_id,
-            result.customer_id,
-            str(result.balance),
-            str(result.overage),
-            format_time(result.last_transaction_at) if result.last_transaction_at else "",
-        )
+    last = result.last_transaction_at
+    row = (
+        result.credit_entitlement_id,
+        result.customer_id,
+        str(result.balance),
+        str(result.overage),
+        format_time(last) if last else "",
     )
-    console().print(table)
+    columns = ("entitlement", "customer", "balance", "overage", "last transaction")
+    print_records(console(), f"credit balance of {customer}", columns, [row])

@@ -39,7 +39,7 @@ from ..client import (
 from ..delivery import DeadLetter, Ingestion, Outbox
 from ..delivery._batch_sender import SPLIT_STATUSES
 from ..delivery._settings import API_MAX_FUTURE_SKEW, Settings
-from ._common import cells
+from ._common import print_records, print_title
 from ._resume import SendProgress
 from ._rows import ColumnMapping, Format, Record, RowError, read_records
 
@@ -74,7 +74,7 @@ class Scan:
 
     def skipped_lines(self, skip_old: bool) -> dict[int, str]:
         """The lines the second pass leaves out, with the reason."""
-        lines = {error.line: f"{error.field}: {error.problem}" for error in self.invalid}
+        lines = {error.line: error.detail for error in self.invalid}
         if skip_old:
             lines.update((line, f"old event ({_age(age)})") for line, age in self.old)
         return lines
@@ -500,9 +500,8 @@ def _reasons(letters: list[DeadLetter]) -> list[dict[str, Any]]:
 
 def print_summary(out: Console, outcome: Outcome) -> None:
 
-    table = Table(
-        title=cells(f"dodo-ingest send {outcome.file}")[0], show_header=False, title_justify="left"
-    )
+    print_title(out, f"dodo-ingest send {outcome.file}")
+    table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     if outcome.resumed_from_line:
@@ -529,12 +528,12 @@ def print_summary(out: Console, outcome: Outcome) -> None:
     table.add_row("seconds", f"{outcome.seconds:.1f}")
     out.print(table)
     if outcome.reasons:
-        reasons = Table("dead letters", "reason", "example event ids", title_justify="left")
-        for entry in outcome.reasons:
-            reasons.add_row(
-                *cells(str(entry["count"]), entry["reason"], ", ".join(entry["event_ids"]))
-            )
-        out.print(reasons)
+        rows = [
+            (entry["reason"], f"{entry['count']:,}", ", ".join(entry["event_ids"]))
+            for entry in outcome.reasons
+        ]
+        columns = ("reason", "events", "example event ids")
+        print_records(out, "why events were dead-lettered", columns, rows)
     for entry in outcome.failed_to_queue[:SHOWN_PROBLEMS]:
         out.print(f"not queued: line {entry['line']}: {entry['reason']}", markup=False)
     if outcome.stopped_by == "interrupted":

@@ -6,7 +6,8 @@ import dataclasses
 import functools
 import json
 import os
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -27,8 +28,11 @@ __all__ = [
     "connection_options",
     "console",
     "echo_json",
+    "fold",
     "format_time",
     "jsonable",
+    "print_records",
+    "print_title",
 ]
 
 API_KEY_ENV = "DODO_PAYMENTS_API_KEY"
@@ -127,6 +131,84 @@ def console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
+
+
+_PIECE = re.compile(r"[^ /,]*[ /,]?")
+"""A piece of text up to and including a place where a line may break (after a space, a
+slash or a comma): paths and JSON break between their parts, not inside a name."""
+
+
+def fold(text: str, width: int) -> list[str]:
+    """``text`` cut into lines of at most ``width`` columns, breaking after spaces, slashes
+    and commas where it can, inside a piece only when the piece alone is wider."""
+    width = max(width, 1)
+    lines: list[str] = []
+    line = ""
+    for piece in _PIECE.findall(text):
+        if not piece:
+            continue
+        if len(line) + len(piece.rstrip()) <= width:
+            line += piece
+            continue
+        if line.strip():
+            lines.append(line.rstrip())
+        line = ""
+        while len(piece.rstrip()) > width:
+            lines.append(piece[:width])
+            piece = piece[width:]
+        line = piece
+    if line.strip() or not lines:
+        lines.append(line.rstrip())
+    return lines
+
+
+def print_title(out: Console, title: str) -> None:
+    """A table's title on lines of its own, folded to the console's width (a title inside
+    a narrow table would be cut mid-word at the table's width)."""
+    from rich.text import Text
+
+    for line in fold(title, out.width):
+        out.print(Text(line, style="italic"), soft_wrap=True)
+
+
+def print_records(
+    out: Console,
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+) -> None:
+    """Rows as a table when it fits the console's width (80 columns when the output is not
+    a terminal and ``COLUMNS`` is unset), else one block per row, its first value then a
+    ``column  value`` line per other column, values folded: no line is wider than the
+    console. Values are shown as they are, never read as rich markup."""
+    from rich.table import Table
+    from rich.text import Text
+
+    print_title(out, title)
+    if not rows:
+        return
+    widths = [
+        max(len(column), *(len(row[index]) for row in rows)) for index, column in enumerate(columns)
+    ]
+    if sum(widths) + 3 * len(widths) + 1 <= out.width:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*cells(*row))
+        out.print(table)
+        return
+    label_width = max(len(column) for column in columns[1:])
+    indent = 2 + label_width + 2
+    for number, row in enumerate(rows):
+        if number:
+            out.print()
+        for line in fold(row[0], out.width):
+            out.print(Text(line, style="bold"), soft_wrap=True)
+        for column, value in zip(columns[1:], row[1:], strict=True):
+            lines = fold(value, out.width - indent) if value else [""]
+            label = f"  {column:<{label_width}}  "
+            for index, line in enumerate(lines):
+                lead = label if index == 0 else " " * indent
+                out.print(Text(lead + line), soft_wrap=True)
 
 
 def cells(*values: str) -> list[Text]:

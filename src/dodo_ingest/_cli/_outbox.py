@@ -21,6 +21,8 @@ from ._common import (
     console,
     echo_json,
     format_time,
+    print_records,
+    print_title,
 )
 
 if TYPE_CHECKING:
@@ -94,12 +96,14 @@ def status(path: str, as_json: bool) -> None:
     if as_json:
         echo_json({"path": str(path), "pending": pending, "dead_letters": dead})
         return
-    table = Table(title=cells(f"outbox {path}")[0], show_header=False, title_justify="left")
+    out = console()
+    print_title(out, f"outbox {path}")
+    table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("pending", f"{pending:,}")
     table.add_row("dead letters", f"{dead:,}")
-    console().print(table)
+    out.print(table)
 
 
 @outbox.command("dead-letters")
@@ -114,8 +118,6 @@ def status(path: str, as_json: bool) -> None:
 @json_option
 def dead_letters(path: str, limit: int, as_json: bool) -> None:
     """List the events of PATH|URL that were given up on, with the reason."""
-    from rich.table import Table
-
     with _opened(path) as box:
         letters = box.dead_letters(limit or None)
         total = box.count_dead_letters()
@@ -132,24 +134,28 @@ def dead_letters(path: str, limit: int, as_json: bool) -> None:
             ]
         )
         return
-    table = Table(title=cells(f"{total} dead letter(s) in {path}")[0], title_justify="left")
-    for column in ("event_id", "customer_id", "event_name", "timestamp", "status", "reason"):
-        table.add_column(column, overflow="fold")
-    table.add_column("failed_at")
-    for letter in letters:
-        event = letter.event
-        table.add_row(
-            *cells(
-                event.event_id,
-                event.customer_id,
-                event.event_name,
-                format_time(event.timestamp) if event.timestamp else "",
-                "" if letter.status_code is None else str(letter.status_code),
-                letter.reason,
-                format_time(letter.failed_at),
-            )
+    rows = [
+        (
+            letter.event.event_id,
+            letter.event.customer_id,
+            letter.event.event_name,
+            format_time(letter.event.timestamp) if letter.event.timestamp else "",
+            "" if letter.status_code is None else str(letter.status_code),
+            letter.reason,
+            format_time(letter.failed_at),
         )
-    console().print(table)
+        for letter in letters
+    ]
+    columns = (
+        "event_id",
+        "customer_id",
+        "event_name",
+        "timestamp",
+        "status",
+        "reason",
+        "failed_at",
+    )
+    print_records(console(), f"{total} dead letter(s) in {path}", columns, rows)
     if len(letters) < total:
         console().print(f"({total - len(letters)} more: use --limit 0 to list all)")
 
@@ -245,11 +251,9 @@ def _stream_status(url: str, as_json: bool) -> None:
     if as_json:
         echo_json({"url": where, **asdict(state)})
         return
-    table = Table(
-        title=cells(f"outbox {where} stream {state.stream} group {state.group}")[0],
-        show_header=False,
-        title_justify="left",
-    )
+    out = console()
+    print_title(out, f"outbox {where} stream {state.stream} group {state.group}")
+    table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("pending", f"{state.pending:,}")
@@ -258,7 +262,6 @@ def _stream_status(url: str, as_json: bool) -> None:
     table.add_row("dead letters", f"{state.dead_letters:,}")
     age = "-" if state.oldest_age is None else f"{state.oldest_age:.1f} s"
     table.add_row("oldest entry age", age)
-    out = console()
     out.print(table)
     if state.consumers:
         consumers = Table(title="consumers", title_justify="left")

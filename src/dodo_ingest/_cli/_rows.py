@@ -78,13 +78,19 @@ class FileFormatError(ValueError):
 
 
 class RowError(Exception):
-    """A record that cannot become an event: ``line`` (1-based), ``field`` and ``problem``."""
+    """A record that cannot become an event: ``line`` (1-based), ``field`` (``None`` when the
+    whole line or row is at fault) and ``problem``."""
 
-    def __init__(self, line: int, field: str, problem: str) -> None:
+    def __init__(self, line: int, field: str | None, problem: str) -> None:
         self.line = line
         self.field = field
         self.problem = problem
-        super().__init__(f"line {line}: {field}: {problem}")
+        super().__init__(f"line {line}: {self.detail}")
+
+    @property
+    def detail(self) -> str:
+        """``field: problem``, or the problem alone when it is the whole line's."""
+        return self.problem if self.field is None else f"{self.field}: {self.problem}"
 
 
 def detect_format(path: Path) -> Format:
@@ -130,10 +136,10 @@ def _read_jsonl(path: Path, mapping: ColumnMapping, start_line: int) -> Iterator
             try:
                 data = loads(text)
             except ValueError as error:
-                yield RowError(number, "line", f"not valid JSON ({error})")
+                yield RowError(number, None, f"not valid JSON ({error})")
                 continue
             if not isinstance(data, dict):
-                yield RowError(number, "line", f"must be a JSON object, got {type(data).__name__}")
+                yield RowError(number, None, f"not a JSON object (got {type(data).__name__})")
                 continue
             try:
                 yield _record(number, text.rstrip("\r\n"), data, mapping, _jsonl_metadata)
@@ -163,7 +169,7 @@ def _read_csv(path: Path, mapping: ColumnMapping, start_line: int) -> Iterator[R
             if number <= start_line or not any(cell.strip() for cell in row):
                 continue
             if len(row) != width:
-                yield RowError(number, "row", f"has {len(row)} cells, the header {width}")
+                yield RowError(number, None, f"{len(row)} cells, the header has {width}")
                 continue
             data = dict(zip(columns, row, strict=True))
             try:
@@ -186,12 +192,15 @@ def _record(
         event_id = _scalar_text(number, mapping.event_id, event_id)
     event_name = data.get(mapping.event_name)
     if event_name is None or event_name == "":
+        if mapping.default_event_name is None:
+            problem = "missing" if event_name is None else "empty"
+            raise RowError(number, mapping.event_name, f"{problem} (or give --event-name)")
         event_name = mapping.default_event_name
-        if event_name is None:
-            raise RowError(number, mapping.event_name, "missing (give the column, or --event-name)")
     customer_id = data.get(mapping.customer_id)
-    if customer_id is None or customer_id == "":
+    if customer_id is None:
         raise RowError(number, mapping.customer_id, "missing")
+    if isinstance(customer_id, str) and not customer_id.strip():
+        raise RowError(number, mapping.customer_id, "empty")
     if not isinstance(customer_id, str):
         customer_id = _scalar_text(number, mapping.customer_id, customer_id)
     raw_time = data.get(mapping.timestamp)
