@@ -169,7 +169,11 @@ def test_the_lag_can_change_while_running_and_applies_to_stored_events(
     assert lagging.deduction_lag == 0
     assert credits.left(customer) == Decimal("7.50")  # at once, no waiting
     lagging.set_deduction_lag(3600)
-    assert credits.left(customer) == Decimal("10.00")  # arrived less than an hour ago
+    assert credits.left(customer) == Decimal("7.50")  # a deduction made is never taken back
+    credits.use(customer, "1")  # arrives under the new lag
+    assert credits.left(customer) == Decimal("7.50")
+    lagging.clock.advance(hours=1)
+    assert credits.left(customer) == Decimal("6.50")
 
 
 def test_without_a_lag_usage_counts_at_once() -> None:

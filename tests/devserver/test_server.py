@@ -29,7 +29,7 @@ def test_start_answers_http_and_stop_joins_the_thread() -> None:
         assert server.running
         assert server.base_url == f"http://127.0.0.1:{server.port}"
         assert httpx2.get(f"{server.base_url}/_dev/health").json() == {"status": "ok"}
-        assert len(server_threads()) == before + 1
+        assert len(server_threads()) == before + 2  # serving, and delivering webhooks
     finally:
         server.stop()
     assert not server.running

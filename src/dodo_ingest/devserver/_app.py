@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,10 +28,18 @@ from ._errors import APIError
 from ._faults import FaultInjector
 from ._ingest import parse_ingest_body
 from ._json import loads
+from ._lifecycle import GRANT_STATUSES, CreditLedger, grant_body, grant_status
 from ._meters import check_meter_body
 from ._stats import Stats
 from ._store import Store
 from ._time import format_us, parse_rfc3339_us
+from ._webhooks import (
+    DEFAULT_RETRY_DELAYS,
+    WebhookDispatcher,
+    check_webhook_body,
+    patch_webhook,
+    webhook_body,
+)
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_BODY_BYTES", "MAX_PAGE_SIZE", "AppState", "create_app"]
 
@@ -52,10 +60,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 @dataclass
 class AppState:
     """What the application serves from: its store, accepted key, fault injector, counters,
-    and how late credit balances count usage.
+    how late credit balances count usage, and the credit ledger.
 
     ``faults`` and ``deduction_lag`` may be replaced at any time (the next request uses the
-    new value).
+    new value). The ledger reports every credit event to the webhook dispatcher.
     """
 
     store: Store
@@ -65,15 +73,42 @@ class AppState:
     deduction_lag: float = 0.0
     """Seconds after its arrival (by the server's clock) before an event counts against
     credit balances; 0 counts it at once."""
+    retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    """Seconds (by the server's clock) before each retry of a failed webhook delivery."""
+    ledger: CreditLedger = field(init=False)
+    webhooks: WebhookDispatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.webhooks = WebhookDispatcher(
+            self.store, self.retry_delays, settle=lambda: self.ledger.settle_all()
+        )
+        self.ledger = CreditLedger(self.store, self.webhooks.emit, self._lag_us)
+
+    def _lag_us(self) -> int:
+        return max(0, round(self.deduction_lag * 1_000_000))
 
     def clock_moved(self) -> None:
-        """What follows a move of the clock: its offset is saved."""
+        """What follows a move of the clock: its offset is saved and every balance settled
+        (grants expire, usage whose lag passed is deducted)."""
         self.store.save_clock()
+        self.ledger.settle_all()
+        self.webhooks.wake()
 
-    def usage_cutoff(self) -> int | None:
-        """Epoch µs of the latest arrival that credit balances count now (``None``: all)."""
-        lag = self.deduction_lag
-        return None if lag <= 0 else self.store.now_us() - round(lag * 1_000_000)
+    def settle_after_ingest(self, rows: list[list[Any]]) -> None:
+        """Settle the balances that the usage in ``rows`` draws on."""
+        store = self.store
+        names = {row[2] for row in rows}
+        customers = {row[1] for row in rows}
+        for meter_id, entitlement_id, _ in store.links():
+            meter = store.get_meter(meter_id)
+            if meter is None or meter["event_name"] not in names:
+                continue
+            entitlement = store.get_entitlement(entitlement_id)
+            if entitlement is None:
+                continue
+            for _, customer_id in store.balance_owners(entitlement_id):
+                if customer_id in customers:
+                    self.ledger.settle(entitlement, customer_id)
 
 
 # --- plumbing ----------------------------------------------------------------------------
@@ -281,6 +316,8 @@ def create_app(state: AppState) -> ASGIApp:
             raise
         ingested = store.insert_events(rows)
         state.stats.count_ingest(ingested, len(rows) - ingested)
+        if ingested:
+            state.settle_after_ingest(rows)
         if fault == "lost_ack":
             return _DropConnection()
         if fault == "slow":
@@ -368,12 +405,9 @@ def create_app(state: AppState) -> ASGIApp:
             offset=offset,
             limit=limit,
         )
-        cutoff = state.usage_cutoff()
-        return _json(
-            {"items": [balance_of(store, entitlement, r, arrived_by_us=cutoff) for r in records]}
-        )
+        return _json({"items": [balance_of(state.ledger, entitlement, r) for r in records]})
 
-    async def get_balance(request: Request) -> Response:
+    def balance_or_404(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         entitlement = entitlement_or_404(request.path_params["entitlement_id"])
         customer_id = request.path_params["customer_id"]
         record = store.get_balance_row(entitlement["id"], customer_id)
@@ -383,21 +417,119 @@ def create_app(state: AppState) -> ASGIApp:
                 "not_found",
                 f"customer {customer_id!r} has no balance of {entitlement['id']!r}",
             )
-        return _json(balance_of(store, entitlement, record, arrived_by_us=state.usage_cutoff()))
+        return entitlement, record
+
+    async def get_balance(request: Request) -> Response:
+        entitlement, record = balance_or_404(request)
+        return _json(balance_of(state.ledger, entitlement, record))
 
     async def create_ledger_entry(request: Request) -> Response:
         entitlement = entitlement_or_404(request.path_params["entitlement_id"])
         body = await _read_json(request)
         entry = make_ledger_entry(
-            store,
-            entitlement,
-            request.path_params["customer_id"],
-            body,
-            arrived_by_us=state.usage_cutoff(),
+            state.ledger, entitlement, request.path_params["customer_id"], body
         )
         return _json(entry, 201)
 
+    async def list_grants(request: Request) -> Response:
+        entitlement, record = balance_or_404(request)
+        status = request.query_params.get("status") or None
+        if status is not None and status not in GRANT_STATUSES:
+            raise APIError(
+                422,
+                "invalid_query",
+                f"status must be one of {', '.join(GRANT_STATUSES)}, got {status!r}",
+            )
+        offset, limit = _page(request)
+        customer_id = record["customer_id"]
+        state.ledger.settle(entitlement, customer_id)
+        grants = [
+            grant_body(grant, entitlement["precision"])
+            for grant in store.grants(entitlement["id"], customer_id)
+            if status is None or grant_status(grant) == status
+        ]
+        return _json({"items": grants[offset : offset + limit]})
+
+    async def list_ledger(request: Request) -> Response:
+        entitlement, record = balance_or_404(request)
+        offset, limit = _page(request)
+        start = _time_param(request, "start_date")
+        end = _time_param(request, "end_date")
+        kind = request.query_params.get("transaction_type") or None
+        customer_id = record["customer_id"]
+        state.ledger.settle(entitlement, customer_id)
+        entries = []
+        for entry in reversed(store.ledger(entitlement["id"], customer_id)):
+            if "transaction_type" not in entry:  # written before the ledger kept its types
+                continue
+            created = parse_rfc3339_us(entry["created_at"])
+            if kind is not None and entry["transaction_type"] != kind:
+                continue
+            if (start is not None and created < start) or (end is not None and created > end):
+                continue
+            entries.append(entry)
+        return _json({"items": entries[offset : offset + limit]})
+
+    # webhooks
+
+    def webhook_or_404(webhook_id: str) -> dict[str, Any]:
+        webhook = store.get_webhook(webhook_id)
+        if webhook is None:
+            raise APIError(404, "not_found", f"no webhook {webhook_id!r}")
+        return webhook
+
+    async def create_webhook(request: Request) -> Response:
+        webhook = check_webhook_body(await _read_json(request), store.now_us())
+        store.save_webhook(webhook)
+        return _json(webhook_body(webhook))
+
+    async def list_webhooks(request: Request) -> Response:
+        limit = _int_param(request, "limit", MAX_PAGE_SIZE, MAX_PAGE_SIZE) or MAX_PAGE_SIZE
+        webhooks = store.list_webhooks()
+        iterator = request.query_params.get("iterator") or None
+        if iterator is not None:
+            ids = [webhook["id"] for webhook in webhooks]
+            if iterator not in ids:
+                raise APIError(422, "invalid_query", f"iterator {iterator!r} is not a webhook id")
+            webhooks = webhooks[ids.index(iterator) + 1 :]
+        page = webhooks[:limit]
+        done = len(webhooks) <= limit
+        return _json(
+            {
+                "data": [webhook_body(webhook) for webhook in page],
+                "done": done,
+                "iterator": None if done or not page else page[-1]["id"],
+                "prev_iterator": iterator,
+            }
+        )
+
+    async def get_webhook(request: Request) -> Response:
+        return _json(webhook_body(webhook_or_404(request.path_params["webhook_id"])))
+
+    async def update_webhook(request: Request) -> Response:
+        webhook = webhook_or_404(request.path_params["webhook_id"])
+        patched = patch_webhook(webhook, await _read_json(request), store.now_us())
+        store.save_webhook(patched)
+        return _json(webhook_body(patched))
+
+    async def delete_webhook(request: Request) -> Response:
+        if not store.delete_webhook(request.path_params["webhook_id"]):
+            raise APIError(404, "not_found", f"no webhook {request.path_params['webhook_id']!r}")
+        return Response(status_code=200)
+
+    async def get_webhook_secret(request: Request) -> Response:
+        return _json({"secret": webhook_or_404(request.path_params["webhook_id"])["secret"]})
+
     # dev-only
+
+    async def webhook_deliveries(request: Request) -> Response:
+        params = request.query_params
+        items = state.webhooks.deliveries(
+            webhook_id=params.get("webhook_id") or None,
+            event_type=params.get("event_type") or None,
+        )
+        status = params.get("status") or None
+        return _json({"items": [i for i in items if status is None or i["status"] == status]})
 
     async def health(request: Request) -> Response:
         return _json({"status": "ok"})
@@ -513,7 +645,24 @@ def create_app(state: AppState) -> ASGIApp:
             api(create_ledger_entry),
             methods=["POST"],
         ),
+        Route(
+            "/credit-entitlements/{entitlement_id}/balances/{customer_id}/grants",
+            api(list_grants),
+            methods=["GET"],
+        ),
+        Route(
+            "/credit-entitlements/{entitlement_id}/balances/{customer_id}/ledger",
+            api(list_ledger),
+            methods=["GET"],
+        ),
+        Route("/webhooks", api(list_webhooks), methods=["GET"]),
+        Route("/webhooks", api(create_webhook), methods=["POST"]),
+        Route("/webhooks/{webhook_id}", api(get_webhook), methods=["GET"]),
+        Route("/webhooks/{webhook_id}", api(update_webhook), methods=["PATCH"]),
+        Route("/webhooks/{webhook_id}", api(delete_webhook), methods=["DELETE"]),
+        Route("/webhooks/{webhook_id}/secret", api(get_webhook_secret), methods=["GET"]),
         Route("/_dev/health", health, methods=["GET"]),
+        Route("/_dev/webhook-deliveries", webhook_deliveries, methods=["GET"]),
         Route("/_dev/usage", usage, methods=["GET"]),
         Route("/_dev/clock", get_clock, methods=["GET"]),
         Route("/_dev/clock", move_clock, methods=["POST"]),

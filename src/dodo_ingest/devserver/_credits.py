@@ -1,11 +1,7 @@
-"""Credit entitlements: checking requests, and computing a customer's balance and overage.
+"""Credit entitlements: checking requests, ledger entries and balances as the API shows them.
 
-A customer's balance is its grants (``credit`` ledger entries) minus its debits minus the usage
-of every meter linked to the entitlement, divided by the link's meter units per credit. What is
-left is ``balance``; usage beyond the grants is ``overage`` (one of them is zero). Both are
-rounded half-up to the entitlement's ``precision``. Usage counts all of the customer's events
-of a linked meter, from any time, that arrived at or before a cut-off: now, or ``deduction_lag``
-seconds ago on a server that deducts late (as the real API deducts asynchronously).
+The lifecycle behind a balance (grants, FIFO draws, usage, expiry) is in ``_lifecycle``.
+Amounts are shown rounded half-up to the entitlement's ``precision``.
 """
 
 from __future__ import annotations
@@ -14,8 +10,9 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from ._errors import APIError
+from ._lifecycle import CreditLedger
 from ._store import BUSINESS_ID, Store, new_id
-from ._time import format_us
+from ._time import format_us, parse_rfc3339_us
 
 __all__ = [
     "OVERAGE_BEHAVIORS",
@@ -125,42 +122,12 @@ def parse_units_per_credit(value: Decimal | str | int) -> Decimal:
     return number
 
 
-def _net(store: Store, entitlement_id: str, customer_id: str, arrived_by_us: int | None) -> Decimal:
-    """Grants minus debits minus linked usage, in credits (unrounded). Usage counts the
-    events that arrived at or before ``arrived_by_us`` (all of them when ``None``)."""
-    credits, debits = store.ledger_totals(entitlement_id, customer_id)
-    used = Decimal(0)
-    for meter_id, _, units_per_credit in store.links(entitlement_id):
-        meter = store.get_meter(meter_id)
-        if meter is None:
-            continue
-        usage = store.meter_usage(meter, customer_id=customer_id, arrived_by_us=arrived_by_us).get(
-            customer_id
-        )
-        if usage is not None:
-            used += usage.total() / units_per_credit
-    return credits - debits - used
-
-
-def _split(net: Decimal, precision: int) -> tuple[str, str]:
-    """``(balance, overage)`` strings of a net amount rounded to ``precision`` places."""
-    quantum = Decimal(1).scaleb(-precision)
-    balance = max(net, Decimal(0)).quantize(quantum, ROUND_HALF_UP)
-    overage = max(-net, Decimal(0)).quantize(quantum, ROUND_HALF_UP)
-    return _plain(balance), _plain(overage)
-
-
 def balance_of(
-    store: Store,
-    entitlement: dict[str, Any],
-    record: dict[str, Any],
-    *,
-    arrived_by_us: int | None = None,
+    ledger: CreditLedger, entitlement: dict[str, Any], record: dict[str, Any]
 ) -> dict[str, Any]:
-    """A ``CustomerCreditBalance`` for a balance record of ``store.get_balance_row``; usage
-    counts the events that arrived at or before ``arrived_by_us`` (all when ``None``)."""
-    net = _net(store, entitlement["id"], record["customer_id"], arrived_by_us)
-    balance, overage = _split(net, entitlement["precision"])
+    """A ``CustomerCreditBalance`` for a balance record of ``store.get_balance_row``, settled
+    to the server's time."""
+    balance, overage = ledger.balance_of(entitlement, record["customer_id"])
     return {
         **record,
         "credit_entitlement_id": entitlement["id"],
@@ -171,23 +138,20 @@ def balance_of(
 
 
 def make_ledger_entry(
-    store: Store,
+    ledger: CreditLedger,
     entitlement: dict[str, Any],
     customer_id: str,
     body: object,
-    *,
-    arrived_by_us: int | None = None,
 ) -> dict[str, Any]:
-    """Apply a credit (a new grant) or debit to a customer's balance; return the stored entry.
-
-    The balance before and after counts the usage that arrived at or before
-    ``arrived_by_us`` (all of it when ``None``), as :func:`balance_of` does.
+    """Apply a credit (a new grant) or debit (drawn from the oldest grants) to a customer's
+    balance; return the answer of ``POST .../ledger-entries``.
 
     Raises :class:`APIError`: 422 for a bad body (``amount`` must be a positive decimal string
     with at most 9 integer digits and at most ``precision`` decimal places; ``entry_type`` is
-    ``credit`` or ``debit``), 409 when the ``idempotency_key`` was used before, 400 when a
-    debit exceeds the balance.
+    ``credit`` or ``debit``; ``expires_at``, for a credit, an RFC 3339 date-time after now),
+    409 when the ``idempotency_key`` was used before, 400 when a debit exceeds the balance.
     """
+    store = ledger.store
     if type(body) is not dict:
         raise _invalid("the body must be a JSON object")
     entry_type = body.get("entry_type")
@@ -206,40 +170,73 @@ def make_ledger_entry(
     key = body.get("idempotency_key")
     if type(metadata) is not dict or (reason is not None and type(reason) is not str):
         raise _invalid("metadata must be an object and reason a string")
+    expires_us = _expires_at(body.get("expires_at"), entry_type, store.now_us())
     if key is not None:
         if type(key) is not str:
             raise _invalid("idempotency_key must be a string")
         if store.find_ledger_entry(entitlement["id"], customer_id, key) is not None:
             raise APIError(409, "idempotency_key_exists", f"idempotency key {key!r} already used")
-    before = _net(store, entitlement["id"], customer_id, arrived_by_us)
-    is_credit = entry_type == "credit"
-    if not is_credit and amount > before:
-        raise APIError(
-            400,
-            "insufficient_balance",
-            f"cannot debit {_plain(amount)}: the balance is {_split(before, precision)[0]}",
+    if entry_type == "credit":
+        entry = ledger.grant(
+            entitlement,
+            customer_id,
+            amount,
+            expires_us=expires_us,
+            lifetime_days=entitlement.get("expires_after_days"),
+            metadata=metadata,
+            description=reason,
+            idempotency_key=key,
         )
-    after = before + amount if is_credit else before - amount
-    balance_before, overage_before = _split(before, precision)
-    balance_after, overage_after = _split(after, precision)
-    entry = {
-        "id": new_id("cle"),
+    else:
+        debited = ledger.debit(
+            entitlement,
+            customer_id,
+            amount,
+            metadata=metadata,
+            description=reason,
+            idempotency_key=key,
+        )
+        if debited is None:
+            balance, _ = ledger.balance_of(entitlement, customer_id)
+            raise APIError(
+                400,
+                "insufficient_balance",
+                f"cannot debit {_plain(amount)}: the balance is {balance}",
+            )
+        entry = debited
+    return {
+        "id": entry["id"],
         "customer_id": customer_id,
         "credit_entitlement_id": entitlement["id"],
-        "created_at": format_us(store.now_us()),
+        "created_at": entry["created_at"],
         "entry_type": entry_type,
-        "is_credit": is_credit,
+        "is_credit": entry["is_credit"],
         "amount": _plain(amount),
-        "balance_before": balance_before,
-        "balance_after": balance_after,
-        "overage_before": overage_before,
-        "overage_after": overage_after,
-        "grant_id": new_id("cgr") if is_credit else None,
+        "balance_before": entry["balance_before"],
+        "balance_after": entry["balance_after"],
+        "overage_before": entry["overage_before"],
+        "overage_after": entry["overage_after"],
+        "grant_id": entry["grant_id"] if entry_type == "credit" else None,
         "reason": reason,
         "metadata": metadata,
     }
-    store.add_ledger_entry(entry, key)
-    return entry
+
+
+def _expires_at(value: object, entry_type: str, now_us: int) -> int | None:
+    """The ``expires_at`` of a credit, checked (``None`` when not given)."""
+    if value is not None:
+        if entry_type != "credit":
+            raise _invalid("expires_at applies to credits only")
+        if type(value) is not str:
+            raise _invalid("expires_at must be an RFC 3339 date-time")
+        try:
+            moment = parse_rfc3339_us(value)
+        except ValueError:
+            raise _invalid(f"expires_at must be an RFC 3339 date-time, got {value!r}") from None
+        if moment <= now_us:
+            raise _invalid(f"expires_at must be after the server's time {format_us(now_us)}")
+        return moment
+    return None
 
 
 def link_meter(

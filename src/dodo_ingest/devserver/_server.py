@@ -8,6 +8,7 @@ import math
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +23,7 @@ from ._credits import link_meter
 from ._faults import FaultInjector
 from ._stats import Stats
 from ._store import Store
+from ._webhooks import DEFAULT_RETRY_DELAYS
 
 __all__ = ["DevServer"]
 
@@ -48,6 +50,10 @@ class DevServer:
     server waits for one; a connection that stalls longer is closed. ``max_connections``
     bounds the connections served at once: one more is closed as soon as it is accepted.
 
+    Credit events are delivered to the endpoints registered at ``/webhooks``, signed;
+    ``webhook_retry_delays`` are the seconds (by the server's clock) before each retry of a
+    failed delivery (default 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
+
     ``start()`` raises :class:`DatabaseError` when ``db`` is not a SQLite database it can
     use (the file is left untouched).
 
@@ -71,6 +77,7 @@ class DevServer:
         deduction_lag: float = 0.0,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        webhook_retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
     ) -> None:
         if api_key is not None and not api_key.strip():
             raise ValueError("api_key must be None (accept any token) or a non-empty string")
@@ -90,6 +97,15 @@ class DevServer:
             or max_connections < 1
         ):
             raise ValueError(f"max_connections must be an integer >= 1, got {max_connections!r}")
+        delays = tuple(webhook_retry_delays)
+        if any(
+            isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0
+            for d in delays
+        ):
+            raise ValueError(
+                f"webhook_retry_delays must be finite numbers of seconds >= 0, got {delays!r}"
+            )
+        self._retry_delays = tuple(float(d) for d in delays)
         self._read_timeout = float(read_timeout)
         self._max_connections = max_connections
         self._api_key = api_key
@@ -131,7 +147,14 @@ class DevServer:
             store.close()
             raise
         self._bound_port = int(sock.getsockname()[1])
-        self._state = AppState(store, self._api_key, self._faults, self._stats, self._deduction_lag)
+        self._state = AppState(
+            store,
+            self._api_key,
+            self._faults,
+            self._stats,
+            self._deduction_lag,
+            retry_delays=self._retry_delays,
+        )
         config = uvicorn.Config(
             create_app(self._state),
             http=guarded_protocol(self._read_timeout, self._max_connections),
@@ -147,6 +170,7 @@ class DevServer:
             target=self._serve, args=(sock,), name=f"dodo-devserver-{self._bound_port}", daemon=True
         )
         self._clock.on_change(self._state.clock_moved)
+        self._state.webhooks.start(name=f"dodo-devserver-{self._bound_port}-webhooks")
         self._thread.start()
         try:
             self._wait_until_up()
@@ -197,6 +221,7 @@ class DevServer:
         self._uvicorn = None
         self._clock.on_change(None)
         if self._state is not None:
+            self._state.webhooks.stop()
             self._state.store.close()
             self._state = None
 

@@ -16,6 +16,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,7 +25,7 @@ from ._clock import Clock
 from ._errors import DatabaseError
 from ._ingest import EventRow
 from ._meters import Aggregate, aggregate, compile_filter
-from ._time import format_us
+from ._time import format_us, parse_rfc3339_us
 
 __all__ = ["BUSINESS_ID", "Store", "new_id"]
 
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS balances (
     customer_id TEXT NOT NULL,
     created_us INTEGER NOT NULL,
     updated_us INTEGER NOT NULL,
+    overage TEXT NOT NULL DEFAULT '0',
     UNIQUE (entitlement_id, customer_id)
 );
 CREATE TABLE IF NOT EXISTS ledger (
@@ -71,6 +73,26 @@ CREATE TABLE IF NOT EXISTS ledger (
     idempotency_key TEXT,
     data TEXT NOT NULL,
     UNIQUE (entitlement_id, customer_id, idempotency_key)
+);
+CREATE TABLE IF NOT EXISTS grants (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    entitlement_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS grants_owner ON grants (entitlement_id, customer_id);
+CREATE TABLE IF NOT EXISTS usage_applied (
+    entitlement_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    meter_id TEXT NOT NULL,
+    units TEXT NOT NULL,
+    PRIMARY KEY (entitlement_id, customer_id, meter_id)
+);
+CREATE TABLE IF NOT EXISTS webhooks (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settings (
     name TEXT PRIMARY KEY,
@@ -162,11 +184,67 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
         if "ingested_us" not in columns:  # a database written before arrival times were kept
             self._db.execute("ALTER TABLE events ADD COLUMN ingested_us INTEGER NOT NULL DEFAULT 0")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(balances)")}
+        if "overage" not in columns:  # a database written before the ledger was kept per grant
+            self._db.execute("ALTER TABLE balances ADD COLUMN overage TEXT NOT NULL DEFAULT '0'")
+            self._grant_old_credits()
         row = self._db.execute(
             "SELECT value FROM settings WHERE name = 'clock_offset_us'"
         ).fetchone()
         if row is not None:
             self.clock.restore(int(row[0]))
+
+    def _grant_old_credits(self) -> None:
+        """Give the credits of a database written before grants were kept their grants
+        (never expiring, debits drawn from the oldest first); its usage is deducted when
+        the balances are next settled."""
+        grants: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        rows = self._db.execute("SELECT id, data FROM ledger ORDER BY seq").fetchall()
+        for entry_id, data in rows:
+            entry = json.loads(data)
+            owner = (entry["credit_entitlement_id"], entry["customer_id"])
+            created_us = parse_rfc3339_us(entry["created_at"])
+            amount = Decimal(entry["amount"])
+            owned = grants.setdefault(owner, [])
+            if entry["is_credit"]:
+                owned.append(
+                    {
+                        "id": entry.get("grant_id") or new_id("cgr"),
+                        "credit_entitlement_id": owner[0],
+                        "customer_id": owner[1],
+                        "created_us": created_us,
+                        "updated_us": created_us,
+                        "expires_us": None,
+                        "initial": str(amount),
+                        "remaining": str(amount),
+                        "expired": False,
+                        "rolled_over": False,
+                        "rollover_count": 0,
+                        "source_type": "api",
+                        "source_id": None,
+                        "parent_grant_id": None,
+                        "metadata": entry.get("metadata") or {},
+                    }
+                )
+            else:
+                for grant in owned:
+                    taken = min(Decimal(grant["remaining"]), amount)
+                    grant["remaining"] = str(Decimal(grant["remaining"]) - taken)
+                    amount -= taken
+            entry.update(
+                transaction_type="credit_added" if entry["is_credit"] else "manual_adjustment",
+                business_id=BUSINESS_ID,
+                brand_id="brand_devserver",
+                description=entry.get("reason"),
+                reference_id=None,
+                reference_type=None,
+            )
+            self._db.execute(
+                "UPDATE ledger SET data = ? WHERE id = ?", (json.dumps(entry), entry_id)
+            )
+        for owned in grants.values():
+            for grant in owned:
+                self.save_grant(grant)
 
     def now_us(self) -> int:
         """The server clock's time (epoch µs)."""
@@ -420,20 +498,6 @@ class Store:
             )
             return [_balance_row(row) for row in rows]
 
-    def ledger_totals(self, entitlement_id: str, customer_id: str) -> tuple[Decimal, Decimal]:
-        """Sums of the customer's credits (grants) and debits."""
-        credits, debits = Decimal(0), Decimal(0)
-        with self._lock:
-            for is_credit, amount in self._db.execute(
-                "SELECT is_credit, amount FROM ledger WHERE entitlement_id = ? AND customer_id = ?",
-                (entitlement_id, customer_id),
-            ):
-                if is_credit:
-                    credits += Decimal(amount)
-                else:
-                    debits += Decimal(amount)
-        return credits, debits
-
     def find_ledger_entry(
         self, entitlement_id: str, customer_id: str, idempotency_key: str
     ) -> dict[str, Any] | None:
@@ -446,41 +510,159 @@ class Store:
             ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    def add_ledger_entry(self, entry: dict[str, Any], idempotency_key: str | None) -> None:
-        """Store a ledger entry and create or touch the customer's balance record."""
-        now = self.now_us()
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Hold the lock and run the block in one transaction (rolled back if it raises)."""
         with self._lock:
+            if self._db.in_transaction:  # nested: part of the outer transaction
+                yield
+                return
             self._db.execute("BEGIN")
             try:
-                self._db.execute(
-                    "INSERT INTO balances (id, entitlement_id, customer_id, created_us, "
-                    "updated_us) VALUES (?, ?, ?, ?, ?) ON CONFLICT (entitlement_id, customer_id) "
-                    "DO UPDATE SET updated_us = excluded.updated_us",
-                    (
-                        new_id("cbal"),
-                        entry["credit_entitlement_id"],
-                        entry["customer_id"],
-                        now,
-                        now,
-                    ),
-                )
-                self._db.execute(
-                    "INSERT INTO ledger (id, entitlement_id, customer_id, is_credit, amount, "
-                    "idempotency_key, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        entry["id"],
-                        entry["credit_entitlement_id"],
-                        entry["customer_id"],
-                        int(entry["is_credit"]),
-                        entry["amount"],
-                        idempotency_key,
-                        json.dumps(entry),
-                    ),
-                )
+                yield
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def ensure_balance(self, entitlement_id: str, customer_id: str) -> None:
+        """Create the customer's balance record if it has none, and touch it."""
+        now = self.now_us()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO balances (id, entitlement_id, customer_id, created_us, "
+                "updated_us) VALUES (?, ?, ?, ?, ?) ON CONFLICT (entitlement_id, customer_id) "
+                "DO UPDATE SET updated_us = excluded.updated_us",
+                (new_id("cbal"), entitlement_id, customer_id, now, now),
+            )
+
+    def balance_owners(self, entitlement_id: str | None = None) -> list[tuple[str, str]]:
+        """``(entitlement_id, customer_id)`` of every balance record (of one entitlement)."""
+        sql = "SELECT entitlement_id, customer_id FROM balances"
+        params: tuple[str, ...] = ()
+        if entitlement_id is not None:
+            sql += " WHERE entitlement_id = ?"
+            params = (entitlement_id,)
+        with self._lock:
+            return [(row[0], row[1]) for row in self._db.execute(f"{sql} ORDER BY seq", params)]
+
+    def overage(self, entitlement_id: str, customer_id: str) -> Decimal:
+        """The customer's overage (usage beyond its grants), unrounded."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT overage FROM balances WHERE entitlement_id = ? AND customer_id = ?",
+                (entitlement_id, customer_id),
+            ).fetchone()
+        return Decimal(0) if row is None else Decimal(row[0])
+
+    def set_overage(self, entitlement_id: str, customer_id: str, overage: Decimal) -> None:
+        """Store the customer's overage (its balance record exists)."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE balances SET overage = ?, updated_us = ? "
+                "WHERE entitlement_id = ? AND customer_id = ?",
+                (str(overage), self.now_us(), entitlement_id, customer_id),
+            )
+
+    def grants(self, entitlement_id: str, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's grants, oldest first (their stored form)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM grants WHERE entitlement_id = ? AND customer_id = ? ORDER BY seq",
+                (entitlement_id, customer_id),
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def save_grant(self, grant: dict[str, Any]) -> None:
+        """Insert a grant, or replace the stored one with the same ``id``."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO grants (id, entitlement_id, customer_id, data) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                (
+                    grant["id"],
+                    grant["credit_entitlement_id"],
+                    grant["customer_id"],
+                    json.dumps(grant),
+                ),
+            )
+
+    def usage_applied(self, entitlement_id: str, customer_id: str, meter_id: str) -> Decimal:
+        """Meter units of the customer's usage already deducted from the entitlement."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT units FROM usage_applied WHERE entitlement_id = ? AND customer_id = ? "
+                "AND meter_id = ?",
+                (entitlement_id, customer_id, meter_id),
+            ).fetchone()
+        return Decimal(0) if row is None else Decimal(row[0])
+
+    def set_usage_applied(
+        self, entitlement_id: str, customer_id: str, meter_id: str, units: Decimal
+    ) -> None:
+        """Record the meter units of usage deducted so far."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO usage_applied (entitlement_id, customer_id, meter_id, "
+                "units) VALUES (?, ?, ?, ?)",
+                (entitlement_id, customer_id, meter_id, str(units)),
+            )
+
+    def add_ledger_entry(self, entry: dict[str, Any], idempotency_key: str | None = None) -> None:
+        """Store a ledger entry (a ``CreditLedgerEntry``) and touch the balance record."""
+        with self.transaction():
+            self.ensure_balance(entry["credit_entitlement_id"], entry["customer_id"])
+            self._db.execute(
+                "INSERT INTO ledger (id, entitlement_id, customer_id, is_credit, amount, "
+                "idempotency_key, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry["id"],
+                    entry["credit_entitlement_id"],
+                    entry["customer_id"],
+                    int(entry["is_credit"]),
+                    entry["amount"],
+                    idempotency_key,
+                    json.dumps(entry),
+                ),
+            )
+
+    def ledger(self, entitlement_id: str, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's ledger entries, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM ledger WHERE entitlement_id = ? AND customer_id = ? ORDER BY seq",
+                (entitlement_id, customer_id),
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def save_webhook(self, webhook: dict[str, Any]) -> None:
+        """Insert a webhook endpoint, or replace the stored one with the same ``id``."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO webhooks (id, data) VALUES (?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                (webhook["id"], json.dumps(webhook)),
+            )
+
+    def get_webhook(self, webhook_id: str) -> dict[str, Any] | None:
+        """A webhook endpoint (with its secret), or ``None``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM webhooks WHERE id = ?", (webhook_id,)
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook endpoint, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM webhooks ORDER BY seq").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def delete_webhook(self, webhook_id: str) -> bool:
+        """Delete an endpoint; ``False`` if it does not exist."""
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
+        return cursor.rowcount == 1
 
     def link_meter(self, meter_id: str, entitlement_id: str, units_per_credit: Decimal) -> None:
         """Link a meter to an entitlement (replacing an earlier link of the same pair)."""

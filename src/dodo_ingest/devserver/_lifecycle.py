@@ -1,0 +1,454 @@
+"""The credit lifecycle of a customer's balance: grants, FIFO draws, usage, expiry, ledger.
+
+A balance is a list of **grants** (each credit ledger entry makes one, with an optional
+``expires_at``) and an **overage** (what was used beyond them). Usage of linked meters and
+debits draw on the oldest grants first (FIFO); what no grant covers becomes overage, and a
+new grant first pays off the overage. When the server's clock passes a grant's
+``expires_at`` the grant expires and what was left of it leaves the balance.
+
+Nothing runs on its own: :meth:`CreditLedger.settle` brings a balance up to the server's time,
+replaying in order what happened since it last ran (usage that became due, then each expiry
+in turn), and every read and write of a balance settles it first. Each change is a ledger
+entry (a ``CreditLedgerEntry``) and is reported to ``emit`` as a webhook event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from ._store import BUSINESS_ID, Store, new_id
+from ._time import format_us
+
+__all__ = [
+    "BRAND_ID",
+    "DEFAULT_LOW_BALANCE_PERCENT",
+    "GRANT_STATUSES",
+    "TRANSACTION_WEBHOOKS",
+    "CreditLedger",
+    "Emit",
+    "grant_body",
+    "grant_status",
+    "plain",
+    "rounded",
+]
+
+BRAND_ID = "brand_devserver"
+"""The ``brand_id`` of ledger entries and credit webhooks."""
+DEFAULT_LOW_BALANCE_PERCENT = 10
+"""``credit.balance_low`` fires when a balance falls below this share of its grants."""
+
+TRANSACTION_WEBHOOKS = {
+    "credit_added": "credit.added",
+    "credit_deducted": "credit.deducted",
+    "credit_expired": "credit.expired",
+    "credit_rolled_over": "credit.rolled_over",
+    "rollover_forfeited": "credit.rollover_forfeited",
+    "overage_charged": "credit.overage_charged",
+    "overage_reset": "credit.overage_reset",
+    "manual_adjustment": "credit.manual_adjustment",
+}
+"""The webhook event each ledger transaction type sends."""
+
+GRANT_STATUSES = ("active", "expired", "depleted")
+"""The ``status`` filter of ``GET .../grants``."""
+
+Emit = Callable[[str, dict[str, Any], int], None]
+"""Called with a webhook event type, its ``data`` and the server time (epoch µs) it happened."""
+
+_ZERO = Decimal(0)
+_US_PER_DAY = 86_400 * 1_000_000
+
+
+def plain(number: Decimal) -> str:
+    """A decimal as a plain string (no exponent)."""
+    return format(number, "f")
+
+
+def rounded(number: Decimal, precision: int) -> str:
+    """A decimal rounded half-up to ``precision`` places, as a plain string."""
+    return plain(number.quantize(Decimal(1).scaleb(-precision), ROUND_HALF_UP))
+
+
+def grant_body(grant: dict[str, Any], precision: int) -> dict[str, Any]:
+    """A grant as ``GET .../grants`` returns it (a ``BalanceListGrantsResponse``)."""
+    expires = grant["expires_us"]
+    return {
+        "id": grant["id"],
+        "credit_entitlement_id": grant["credit_entitlement_id"],
+        "customer_id": grant["customer_id"],
+        "created_at": format_us(grant["created_us"]),
+        "updated_at": format_us(grant["updated_us"]),
+        "initial_amount": rounded(Decimal(grant["initial"]), precision),
+        "remaining_amount": rounded(Decimal(grant["remaining"]), precision),
+        "is_expired": grant["expired"],
+        "is_rolled_over": grant["rolled_over"],
+        "rollover_count": grant["rollover_count"],
+        "source_type": grant["source_type"],
+        "source_id": grant["source_id"],
+        "parent_grant_id": grant["parent_grant_id"],
+        "expires_at": None if expires is None else format_us(expires),
+        "metadata": grant["metadata"],
+    }
+
+
+def grant_status(grant: dict[str, Any]) -> str:
+    """``expired``, ``depleted`` (nothing left) or ``active``."""
+    if grant["expired"]:
+        return "expired"
+    return "depleted" if Decimal(grant["remaining"]) <= 0 else "active"
+
+
+class _Balance:
+    """One customer's balance of one entitlement, loaded for a change."""
+
+    def __init__(self, store: Store, entitlement: dict[str, Any], customer_id: str) -> None:
+        self.store = store
+        self.entitlement = entitlement
+        self.customer_id = customer_id
+        self.grants = store.grants(entitlement["id"], customer_id)
+        self.overage = store.overage(entitlement["id"], customer_id)
+
+    def live(self) -> list[dict[str, Any]]:
+        """Unexpired grants with something left, oldest first."""
+        return [g for g in self.grants if not g["expired"] and Decimal(g["remaining"]) > 0]
+
+    def balance(self) -> Decimal:
+        return sum((Decimal(g["remaining"]) for g in self.grants if not g["expired"]), _ZERO)
+
+    def granted(self) -> Decimal:
+        """What the unexpired grants gave (the base of the low-balance threshold)."""
+        return sum((Decimal(g["initial"]) for g in self.grants if not g["expired"]), _ZERO)
+
+    def save(self, grant: dict[str, Any], at_us: int) -> None:
+        grant["updated_us"] = at_us
+        self.store.save_grant(grant)
+
+    def draw(self, amount: Decimal, at_us: int) -> tuple[Decimal, str | None]:
+        """Take ``amount`` from the oldest grants first; return what no grant covered and
+        the id of the first grant drawn on."""
+        first: str | None = None
+        for grant in self.live():
+            if amount <= 0:
+                break
+            remaining = Decimal(grant["remaining"])
+            taken = min(remaining, amount)
+            grant["remaining"] = plain(remaining - taken)
+            amount -= taken
+            first = first or grant["id"]
+            self.save(grant, at_us)
+        return amount, first
+
+
+class CreditLedger:
+    """Applies the credit lifecycle to the balances in ``store``.
+
+    ``lag_us()`` is the deduction lag in microseconds (usage counts once it arrived that long
+    ago); ``emit`` receives a webhook event for every ledger entry and low-balance crossing;
+    ``low_balance_percent`` sets that threshold.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        emit: Emit,
+        lag_us: Callable[[], int],
+        low_balance_percent: int = DEFAULT_LOW_BALANCE_PERCENT,
+    ) -> None:
+        self.store = store
+        self.emit = emit
+        self.lag_us = lag_us
+        self.low_balance_percent = low_balance_percent
+
+    # --- reading ---------------------------------------------------------------------
+
+    def totals(self, entitlement: dict[str, Any], customer_id: str) -> tuple[Decimal, Decimal]:
+        """``(balance, overage)`` after settling, unrounded."""
+        self.settle(entitlement, customer_id)
+        state = _Balance(self.store, entitlement, customer_id)
+        return state.balance(), state.overage
+
+    # --- settling --------------------------------------------------------------------
+
+    def settle(self, entitlement: dict[str, Any], customer_id: str) -> None:
+        """Bring the customer's balance up to the server's time: usage that became due and
+        each expiry that passed, in the order they happened."""
+        store = self.store
+        with store.transaction():
+            if store.get_balance_row(entitlement["id"], customer_id) is None:
+                return
+            now = store.now_us()
+            state = _Balance(store, entitlement, customer_id)
+            due = sorted(
+                {
+                    g["expires_us"]
+                    for g in state.grants
+                    if not g["expired"] and g["expires_us"] is not None and g["expires_us"] <= now
+                }
+            )
+            for moment in due:
+                self._deduct_usage(state, moment)
+                self._expire(state, moment)
+            self._deduct_usage(state, now)
+
+    def settle_all(self, entitlement_id: str | None = None) -> None:
+        """Settle every balance (of one entitlement)."""
+        for owner_entitlement, customer_id in self.store.balance_owners(entitlement_id):
+            entitlement = self.store.get_entitlement(owner_entitlement)
+            if entitlement is not None:
+                self.settle(entitlement, customer_id)
+
+    def _deduct_usage(self, state: _Balance, at_us: int) -> None:
+        """Deduct the usage of linked meters that arrived by ``at_us`` minus the lag and is
+        not deducted yet: one ``credit_deducted`` entry per meter."""
+        store = self.store
+        entitlement_id = state.entitlement["id"]
+        cutoff = at_us - self.lag_us()
+        for meter_id, _, units_per_credit in store.links(entitlement_id):
+            meter = store.get_meter(meter_id)
+            if meter is None:
+                continue
+            usage = store.meter_usage(
+                meter, customer_id=state.customer_id, arrived_by_us=cutoff
+            ).get(state.customer_id)
+            total = _ZERO if usage is None else usage.total()
+            applied = store.usage_applied(entitlement_id, state.customer_id, meter_id)
+            if total <= applied:  # a max or last meter that fell: nothing is given back
+                continue
+            store.set_usage_applied(entitlement_id, state.customer_id, meter_id, total)
+            credits = (total - applied) / units_per_credit
+            self._use(
+                state,
+                credits,
+                at_us,
+                transaction_type="credit_deducted",
+                description=f"usage of meter {meter_id}",
+                reference=("meter", meter_id),
+            )
+
+    def _use(
+        self,
+        state: _Balance,
+        amount: Decimal,
+        at_us: int,
+        *,
+        transaction_type: str,
+        description: str | None,
+        reference: tuple[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        entry_id: str | None = None,
+    ) -> dict[str, Any]:
+        before = (state.balance(), state.overage)
+        uncovered, grant_id = state.draw(amount, at_us)
+        if uncovered > 0:
+            state.overage += uncovered
+            self.store.set_overage(state.entitlement["id"], state.customer_id, state.overage)
+        return self._record(
+            state,
+            transaction_type,
+            False,
+            amount,
+            before,
+            at_us,
+            grant_id=grant_id,
+            description=description,
+            reference=reference,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+            entry_id=entry_id,
+        )
+
+    def _expire(self, state: _Balance, at_us: int) -> None:
+        for grant in state.grants:
+            if grant["expired"] or grant["expires_us"] is None or grant["expires_us"] > at_us:
+                continue
+            before = (state.balance(), state.overage)
+            left = Decimal(grant["remaining"])
+            grant["expired"] = True
+            state.save(grant, at_us)
+            if left > 0:
+                self._record(
+                    state,
+                    "credit_expired",
+                    False,
+                    left,
+                    before,
+                    at_us,
+                    grant_id=grant["id"],
+                    description="grant expired",
+                    reference=("grant", grant["id"]),
+                )
+
+    # --- changes requested over the API ----------------------------------------------
+
+    def grant(
+        self,
+        entitlement: dict[str, Any],
+        customer_id: str,
+        amount: Decimal,
+        *,
+        expires_us: int | None,
+        lifetime_days: object = None,
+        source_type: str = "api",
+        source_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+        entry_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A new grant of ``amount`` (it first pays off the overage); return its
+        ``credit_added`` ledger entry. It expires at ``expires_us``, else ``lifetime_days``
+        (an entitlement's ``expires_after_days``) after it is made, else never."""
+        store = self.store
+        with store.transaction():
+            store.ensure_balance(entitlement["id"], customer_id)
+            self.settle(entitlement, customer_id)
+            now = store.now_us()
+            if expires_us is None and isinstance(lifetime_days, int) and lifetime_days > 0:
+                expires_us = now + lifetime_days * _US_PER_DAY
+            state = _Balance(store, entitlement, customer_id)
+            before = (state.balance(), state.overage)
+            repaid = min(state.overage, amount)
+            if repaid > 0:
+                state.overage -= repaid
+                store.set_overage(entitlement["id"], customer_id, state.overage)
+            grant = {
+                "id": new_id("cgr"),
+                "credit_entitlement_id": entitlement["id"],
+                "customer_id": customer_id,
+                "created_us": now,
+                "updated_us": now,
+                "expires_us": expires_us,
+                "initial": plain(amount),
+                "remaining": plain(amount - repaid),
+                "expired": False,
+                "rolled_over": False,
+                "rollover_count": 0,
+                "source_type": source_type,
+                "source_id": source_id,
+                "parent_grant_id": None,
+                "metadata": metadata or {},
+            }
+            store.save_grant(grant)
+            state.grants.append(grant)
+            return self._record(
+                state,
+                "credit_added",
+                True,
+                amount,
+                before,
+                now,
+                grant_id=grant["id"],
+                description=description,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+                entry_id=entry_id,
+            )
+
+    def debit(
+        self,
+        entitlement: dict[str, Any],
+        customer_id: str,
+        amount: Decimal,
+        *,
+        metadata: dict[str, Any] | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+        entry_id: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Draw ``amount`` from the oldest grants (a ``manual_adjustment`` entry, returned);
+        ``None`` (nothing changed) when it exceeds the balance."""
+        store = self.store
+        with store.transaction():
+            store.ensure_balance(entitlement["id"], customer_id)
+            self.settle(entitlement, customer_id)
+            state = _Balance(store, entitlement, customer_id)
+            if amount > state.balance():
+                return None
+            return self._use(
+                state,
+                amount,
+                store.now_us(),
+                transaction_type="manual_adjustment",
+                description=description,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+                entry_id=entry_id,
+            )
+
+    def balance_of(self, entitlement: dict[str, Any], customer_id: str) -> tuple[str, str]:
+        """``(balance, overage)`` after settling, rounded to the entitlement's precision."""
+        balance, overage = self.totals(entitlement, customer_id)
+        precision = entitlement["precision"]
+        return rounded(balance, precision), rounded(overage, precision)
+
+    # --- recording -------------------------------------------------------------------
+
+    def _record(
+        self,
+        state: _Balance,
+        transaction_type: str,
+        is_credit: bool,
+        amount: Decimal,
+        before: tuple[Decimal, Decimal],
+        at_us: int,
+        *,
+        grant_id: str | None = None,
+        description: str | None = None,
+        reference: tuple[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        entry_id: str | None = None,
+    ) -> dict[str, Any]:
+        precision = state.entitlement["precision"]
+        after = (state.balance(), state.overage)
+        entry = {
+            "id": entry_id or new_id("cle"),
+            "business_id": BUSINESS_ID,
+            "brand_id": BRAND_ID,
+            "customer_id": state.customer_id,
+            "credit_entitlement_id": state.entitlement["id"],
+            "transaction_type": transaction_type,
+            "is_credit": is_credit,
+            "amount": rounded(amount, precision),
+            "balance_before": rounded(before[0], precision),
+            "balance_after": rounded(after[0], precision),
+            "overage_before": rounded(before[1], precision),
+            "overage_after": rounded(after[1], precision),
+            "created_at": format_us(at_us),
+            "grant_id": grant_id,
+            "description": description,
+            "reference_type": None if reference is None else reference[0],
+            "reference_id": None if reference is None else reference[1],
+            "metadata": metadata or {},
+        }
+        self.store.add_ledger_entry(entry, idempotency_key)
+        self.emit(TRANSACTION_WEBHOOKS[transaction_type], entry, at_us)
+        self._check_low_balance(state, before[0], after[0], at_us)
+        return entry
+
+    def _check_low_balance(
+        self, state: _Balance, before: Decimal, after: Decimal, at_us: int
+    ) -> None:
+        granted = state.granted()
+        threshold = granted * self.low_balance_percent / 100
+        if granted <= 0 or not before >= threshold > after:
+            return
+        precision = state.entitlement["precision"]
+        self.emit(
+            "credit.balance_low",
+            {
+                "customer_id": state.customer_id,
+                "credit_entitlement_id": state.entitlement["id"],
+                "credit_entitlement_name": state.entitlement["name"],
+                "brand_id": BRAND_ID,
+                "subscription_id": "",
+                "available_balance": rounded(after, precision),
+                "subscription_credits_amount": rounded(granted, precision),
+                "threshold_amount": rounded(threshold, precision),
+                "threshold_percent": self.low_balance_percent,
+            },
+            at_us,
+        )

@@ -1,0 +1,261 @@
+"""Webhook endpoints and signed deliveries of credit events, over real HTTP: a receiver on
+127.0.0.1 gets them, ``standardwebhooks`` and our own verifier both accept them, failures are
+retried by the server's clock, and the contract's shapes hold for the endpoints' answers.
+Every wait polls ``GET /_dev/webhook-deliveries`` (or the receiver) until a deadline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx2
+import pytest
+import standardwebhooks
+from openapi_core import OpenAPI
+
+from dodo_ingest.client.webhooks import (
+    CreditAddedEvent,
+    CreditBalanceLowEvent,
+    CreditDeductedEvent,
+    CreditExpiredEvent,
+    CreditManualAdjustmentEvent,
+    Webhook,
+)
+from dodo_ingest.devserver import DevServer
+from tests.devserver._openapi import response_problems
+from tests.devserver._receiver import receiver, wait_for
+from tests.devserver.test_lifecycle import API_KEY, Billing
+
+
+@pytest.fixture
+def http(server: DevServer) -> Iterator[httpx2.Client]:
+    with httpx2.Client(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+    ) as client:
+        yield client
+
+
+def register(http: httpx2.Client, url: str, **fields: Any) -> tuple[dict[str, Any], str]:
+    created = http.post("/webhooks", json={"url": url, **fields})
+    assert created.status_code == 200, created.text
+    webhook = created.json()
+    secret = http.get(f"/webhooks/{webhook['id']}/secret").json()["secret"]
+    return webhook, secret
+
+
+def deliveries(http: httpx2.Client, **params: Any) -> list[dict[str, Any]]:
+    return http.get("/_dev/webhook-deliveries", params=params).json()["items"]  # type: ignore[no-any-return]
+
+
+def settled(http: httpx2.Client, count: int, **params: Any) -> list[dict[str, Any]]:
+    """Wait until ``count`` deliveries exist and none is pending; return them."""
+    return wait_for(  # type: ignore[no-any-return]
+        lambda: deliveries(http, **params),
+        lambda items: len(items) >= count and all(i["status"] != "pending" for i in items),
+    )
+
+
+def test_endpoints_are_created_listed_patched_and_deleted(
+    http: httpx2.Client, openapi_spec: OpenAPI
+) -> None:
+    created = http.post(
+        "/webhooks",
+        json={
+            "url": "http://127.0.0.1:9/hooks",
+            "description": "credits",
+            "filter_types": ["credit.added", "credit.balance_low"],
+            "metadata": {"team": "billing"},
+        },
+    )
+    assert created.status_code == 200
+    assert response_problems(openapi_spec, created) == []
+    webhook = created.json()
+    assert webhook["filter_types"] == ["credit.added", "credit.balance_low"]
+    assert "secret" not in webhook
+    other = http.post("/webhooks", json={"url": "https://example.test/h"}).json()
+
+    listed = http.get("/webhooks")
+    assert response_problems(openapi_spec, listed) == []
+    assert [w["id"] for w in listed.json()["data"]] == [webhook["id"], other["id"]]
+    first = http.get("/webhooks", params={"limit": 1}).json()
+    assert (first["done"], first["iterator"]) == (False, webhook["id"])
+    rest = http.get("/webhooks", params={"limit": 1, "iterator": first["iterator"]}).json()
+    assert ([w["id"] for w in rest["data"]], rest["done"]) == ([other["id"]], True)
+
+    got = http.get(f"/webhooks/{webhook['id']}")
+    assert response_problems(openapi_spec, got) == []
+    assert got.json() == webhook
+    secret = http.get(f"/webhooks/{webhook['id']}/secret")
+    assert response_problems(openapi_spec, secret) == []
+    assert secret.json()["secret"].startswith("whsec_")
+
+    patched = http.patch(
+        f"/webhooks/{webhook['id']}", json={"disabled": True, "filter_types": ["credit.expired"]}
+    )
+    assert response_problems(openapi_spec, patched) == []
+    assert (patched.json()["disabled"], patched.json()["filter_types"]) == (
+        True,
+        ["credit.expired"],
+    )
+    assert patched.json()["description"] == "credits"
+
+    assert http.delete(f"/webhooks/{webhook['id']}").status_code == 200
+    assert http.get(f"/webhooks/{webhook['id']}").status_code == 404
+    assert http.delete(f"/webhooks/{webhook['id']}").status_code == 404
+    assert http.get(f"/webhooks/{webhook['id']}/secret").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({}, "url"),
+        ({"url": "ftp://x/y"}, "url"),
+        ({"url": "http://x/y", "filter_types": ["credit.nope"]}, "credit.nope"),
+        ({"url": "http://x/y", "filter_types": "credit.added"}, "filter_types"),
+        ({"url": "http://x/y", "metadata": {"a": 1}}, "metadata"),
+        ({"url": "http://x/y", "rate_limit": -1}, "rate_limit"),
+        ({"url": "http://x/y", "disabled": "yes"}, "disabled"),
+    ],
+)
+def test_bad_endpoints_are_422(http: httpx2.Client, body: dict[str, Any], needle: str) -> None:
+    answer = http.post("/webhooks", json=body)
+    assert answer.status_code == 422
+    assert needle in answer.json()["message"]
+
+
+def verify_both(secret: str, got: Any) -> Any:
+    """Verify a received delivery with standardwebhooks and with our verifier; return our
+    typed event."""
+    standardwebhooks.Webhook(secret).verify(got.body, got.headers)
+    return Webhook(secret).unwrap(got.body, got.headers)
+
+
+def test_credit_events_are_delivered_signed(server: DevServer, http: httpx2.Client) -> None:
+    with receiver() as hooks:
+        _, secret = register(http, hooks.url)
+        billing = Billing(server, http, expires_after_days=30)
+        billing.credit("cus_1", "100")
+        billing.use("cus_1", "85")
+        billing.use("cus_1", "10")  # 5 left: below 10 % of 100
+        billing.use("cus_1", "1")  # still below: no second balance_low
+        assert billing.debit("cus_1", "2").status_code == 201
+        server.clock.advance(days=31)
+        items = settled(http, 7)
+        assert [i["event_type"] for i in items] == [
+            "credit.added",
+            "credit.deducted",
+            "credit.deducted",
+            "credit.balance_low",
+            "credit.deducted",
+            "credit.manual_adjustment",
+            "credit.expired",
+        ]
+        assert {i["status"] for i in items} == {"delivered"}
+        got = wait_for(hooks.snapshot, lambda r: len(r) >= 7)
+        events = [verify_both(secret, request) for request in got]
+        assert [type(e) for e in events] == [
+            CreditAddedEvent,
+            CreditDeductedEvent,
+            CreditDeductedEvent,
+            CreditBalanceLowEvent,
+            CreditDeductedEvent,
+            CreditManualAdjustmentEvent,
+            CreditExpiredEvent,
+        ]
+        low = events[3]
+        assert isinstance(low, CreditBalanceLowEvent)
+        assert (str(low.data.available_balance), str(low.data.threshold_amount)) == (
+            "5.00",
+            "10.00",
+        )
+        assert low.data.threshold_percent == 10
+        expired = events[-1]
+        assert isinstance(expired, CreditExpiredEvent)
+        assert str(expired.data.amount) == "2.00"
+        # The payload's timestamp is the server's clock; the signature's is the real time.
+        assert expired.timestamp - events[0].timestamp >= timedelta(days=30)
+        ledger_ids = {e["id"] for e in billing.ledger("cus_1")}
+        assert {e.data.id for e in events if not isinstance(e, CreditBalanceLowEvent)} == ledger_ids
+        assert len({request.headers["webhook-id"] for request in got}) == 7
+
+
+def test_balance_low_fires_once_per_crossing(server: DevServer, http: httpx2.Client) -> None:
+    with receiver() as hooks:
+        register(http, hooks.url, filter_types=["credit.balance_low"])
+        billing = Billing(server, http)
+        billing.credit("cus_1", "10")
+        billing.use("cus_1", "9.5")  # crosses 1.00
+        billing.use("cus_1", "0.1")
+        billing.credit("cus_1", "10")  # back above 10 % of 20
+        billing.use("cus_1", "9")  # 1.40 left: crosses 2.00 again
+        items = settled(http, 2)
+        assert [i["payload"]["data"]["available_balance"] for i in items] == [
+            "0.50",
+            "1.40",
+        ]
+        assert len(wait_for(hooks.snapshot, lambda r: len(r) >= 2)) == 2
+
+
+def test_filters_and_disabled_endpoints(server: DevServer, http: httpx2.Client) -> None:
+    with receiver() as wanted, receiver() as disabled:
+        register(http, wanted.url, filter_types=["credit.manual_adjustment"])
+        register(http, disabled.url, disabled=True)
+        billing = Billing(server, http)
+        billing.credit("cus_1", "10")
+        assert billing.debit("cus_1", "1").status_code == 201
+        items = settled(http, 1)
+        assert [(i["event_type"], i["url"]) for i in items] == [
+            ("credit.manual_adjustment", wanted.url)
+        ]
+        assert disabled.snapshot() == []
+
+
+def test_a_failing_endpoint_is_retried_by_the_clock() -> None:
+    with (
+        DevServer(webhook_retry_delays=(600, 3600)) as server,
+        httpx2.Client(
+            base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+        ) as http,
+        receiver(statuses=[500, 503]) as hooks,
+    ):
+        _, secret = register(http, hooks.url, filter_types=["credit.added"])
+        Billing(server, http).credit("cus_1", "10")
+        [first] = wait_for(lambda: deliveries(http), lambda d: d and len(d[0]["attempts"]) == 1)
+        assert first["status"] == "pending"
+        assert first["attempts"][0]["status_code"] == 500
+        server.clock.advance(seconds=599)
+        server.clock.advance(seconds=1)
+        [second] = wait_for(lambda: deliveries(http), lambda d: len(d[0]["attempts"]) == 2)
+        assert second["attempts"][1]["status_code"] == 503
+        server.clock.advance(hours=1)
+        [done] = settled(http, 1)
+        assert done["status"] == "delivered"
+        assert [a["status_code"] for a in done["attempts"]] == [500, 503, 204]
+        got = hooks.snapshot()
+        assert len({r.headers["webhook-id"] for r in got}) == 1  # one message, three tries
+        for request in got:
+            verify_both(secret, request)
+
+
+def test_a_delivery_fails_after_the_last_retry(hooks_down: str) -> None:
+    with (
+        DevServer(webhook_retry_delays=(0, 0)) as server,
+        httpx2.Client(
+            base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+        ) as http,
+    ):
+        register(http, hooks_down)
+        Billing(server, http).credit("cus_1", "10")
+        [failed] = settled(http, 1)
+        assert failed["status"] == "failed"
+        assert len(failed["attempts"]) == 3
+        assert all(a["status_code"] is None and a["error"] for a in failed["attempts"])
+
+
+@pytest.fixture
+def hooks_down() -> str:
+    """The URL of a receiver that is no longer listening (connections are refused)."""
+    with receiver() as gone:
+        url = gone.url
+    return url
