@@ -70,7 +70,7 @@ def list_events(
     conn: Connection,
 ) -> None:
     """List events (at most --limit), filtered by customer, name, meter or time."""
-    with conn.client() as client, api_errors(conn):
+    with conn.client() as client, api_errors(conn, client):
         items = list(
             client.events.list(
                 customer_id=customer_id,
@@ -93,7 +93,7 @@ def list_events(
 @connection_options
 def get_event(event_id: str, as_json: bool, conn: Connection) -> None:
     """Show one event by its id."""
-    with conn.client() as client, api_errors(conn):
+    with conn.client() as client, api_errors(conn, client):
         event = client.events.retrieve(event_id)
     if as_json:
         echo_json(event)
@@ -133,7 +133,7 @@ def meters() -> None:
 @connection_options
 def list_meters(archived: bool, limit: int, as_json: bool, conn: Connection) -> None:
     """List meters."""
-    with conn.client() as client, api_errors(conn):
+    with conn.client() as client, api_errors(conn, client):
         items = list(client.meters.list(archived=archived or None, limit=limit or None))
     if as_json:
         echo_json(items)
@@ -212,7 +212,7 @@ def create_meter(
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    with conn.client() as client, api_errors(conn):
+    with conn.client() as client, api_errors(conn, client):
         meter = client.meters.create(
             name=name,
             event_name=event_name,
@@ -262,7 +262,7 @@ def _aggregation_text(meter: Meter) -> str:
 @connection_options
 def balance(entitlement: str, customer: str, as_json: bool, conn: Connection) -> None:
     """Show CUSTOMER's balance of the credit entitlement ENTITLEMENT."""
-    with conn.client() as client, api_errors(conn):
+    with conn.client() as client, api_errors(conn, client):
         result = client.credits.balance(entitlement, customer)
     if as_json:
         echo_json(result)

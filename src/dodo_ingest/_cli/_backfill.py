@@ -31,12 +31,13 @@ from rich.progress import (
 from rich.table import Table
 
 from ..client import (
+    APIConnectionError,
     APIStatusError,
     DodoClient,
     EventInput,
     EventValidationError,
 )
-from ..delivery import DeadLetter, Ingestion, Outbox
+from ..delivery import DEFAULT_DELIVERY_TIMEOUT, ClientTransport, DeadLetter, Ingestion, Outbox
 from ..delivery._batch_sender import SPLIT_STATUSES
 from ..delivery._settings import API_MAX_FUTURE_SKEW, Settings
 from ._common import print_records, print_title
@@ -86,6 +87,10 @@ class Tally:
 
     refusal: str | None = None
     """Why the API refuses every request (a wrong key or URL), once it did."""
+    unreachable: str | None = None
+    """The last request that got no answer, with the URL (delivery retries it)."""
+    warned: bool = False
+    """Whether :attr:`unreachable` was shown while delivering."""
 
 
 @dataclass
@@ -105,6 +110,8 @@ class Outcome:
     unsettled: int = 0
     reasons: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str | None = None
+    last_error: str | None = None
+    """Why delivery was still being retried when the run ended without finishing."""
     outbox: str | None = None
     seconds: float = 0.0
 
@@ -138,6 +145,7 @@ class Outcome:
             "dropped": self.dropped,
             "unsettled": self.unsettled,
             "stopped_by": self.stopped_by,
+            "last_error": self.last_error,
             "outbox": self.outbox,
             "seconds": round(self.seconds, 3),
         }
@@ -235,6 +243,8 @@ def run(
         outcome.unsettled = stats.queued
         outcome.taken_over = stats.enqueued - outcome.read
         outcome.stored = stats.ingested
+        if (outcome.unsettled or outcome.dropped) and outcome.stopped_by is not None:
+            outcome.last_error = tally.unreachable
         letters = ingestion.dead_letters() if outbox is None else outbox.dead_letters()
         outcome.reasons = _reasons(
             [letter for letter in letters if letter.failed_at.timestamp() >= started_at]
@@ -348,7 +358,8 @@ def _ingestion(
     *,
     max_event_age: float,
 ) -> Ingestion:
-    """An :class:`Ingestion` that notes in ``tally`` when the API refuses the key or the URL."""
+    """An :class:`Ingestion` that notes in ``tally`` when the API refuses the key or the URL,
+    and when a request gets no answer."""
 
     def on_error(error: BaseException, events: list[EventInput]) -> None:
         if isinstance(error, APIStatusError) and error.status_code not in SPLIT_STATUSES:
@@ -356,13 +367,39 @@ def _ingestion(
                 f"the API refused delivery: HTTP {error.status_code}: {error.message}"
             )
 
+    sender = client.with_options(max_retries=0, timeout=DEFAULT_DELIVERY_TIMEOUT)
     return Ingestion(
-        client=client,
+        transport=_WatchedTransport(ClientTransport(sender, owns_client=False), tally, redact),
+        api_key=client._config.api_key,  # only to redact it from what errors say
         outbox=outbox,
         batch_size=batch_size,
         max_event_age=max_event_age,
         on_error=on_error,
     )
+
+
+class _WatchedTransport:
+    """The pipeline's transport, noting in ``tally`` why the last request got no answer
+    (the pipeline retries those without telling ``on_error``), and forgetting it once a
+    request is answered."""
+
+    def __init__(self, inner: ClientTransport, tally: Tally, redact: Callable[[str], str]):
+        self._inner = inner
+        self._tally = tally
+        self._redact = redact
+
+    def send(self, body: bytes) -> int:
+        try:
+            ingested = self._inner.send(body)
+        except APIConnectionError as error:
+            url = self._inner.client.base_url
+            self._tally.unreachable = self._redact(f"no answer from {url}: {error}")
+            raise
+        self._tally.unreachable = None
+        return ingested
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def _deliver(
@@ -394,60 +431,70 @@ def _deliver(
     ) as bar:
         read_task = bar.add_task("read", total=to_send)
         sent_task = bar.add_task("delivered", total=to_send)
-        if start_line is not None:
-            track = ingestion.track
-            last_line = start_line
-            items: Iterable[Record | RowError] = (
-                scan.kept
-                if scan.kept is not None
-                else read_records(file, file_format, mapping, start_line=start_line)
-            )
-            scan.kept = None
-            for item in items:
-                last_line = item.line
-                reason = skipped.get(item.line)
-                if reason is not None:
-                    outcome.skipped.append({"line": item.line, "reason": reason})
-                    continue
-                if isinstance(item, RowError):  # the file changed since the first pass
-                    outcome.failed_to_queue.append({"line": item.line, "reason": str(item)})
-                    continue
-                assert isinstance(item, Record)
-                try:
-                    track(
-                        item.customer_id,
-                        item.event_name,
-                        item.metadata,
-                        event_id=item.event_id,
-                        timestamp=item.timestamp,
-                    )
-                except EventValidationError as error:
-                    outcome.failed_to_queue.append({"line": item.line, "reason": str(error)})
-                    continue
-                outcome.read += 1
-                if outcome.read % PROGRESS_EVERY == 0:
+        try:
+            if start_line is not None:
+                track = ingestion.track
+                last_line = start_line
+                items: Iterable[Record | RowError] = (
+                    scan.kept
+                    if scan.kept is not None
+                    else read_records(file, file_format, mapping, start_line=start_line)
+                )
+                scan.kept = None
+                for item in items:
+                    last_line = item.line
+                    reason = skipped.get(item.line)
+                    if reason is not None:
+                        outcome.skipped.append({"line": item.line, "reason": reason})
+                        continue
+                    if isinstance(item, RowError):  # the file changed since the first pass
+                        outcome.failed_to_queue.append({"line": item.line, "reason": str(item)})
+                        continue
+                    assert isinstance(item, Record)
+                    try:
+                        track(
+                            item.customer_id,
+                            item.event_name,
+                            item.metadata,
+                            event_id=item.event_id,
+                            timestamp=item.timestamp,
+                        )
+                    except EventValidationError as error:
+                        outcome.failed_to_queue.append({"line": item.line, "reason": str(error)})
+                        continue
+                    outcome.read += 1
+                    if outcome.read % PROGRESS_EVERY == 0:
+                        if progress_store is not None:
+                            progress_store.record(item.line)
+                        if _stopped(tally, outcome):
+                            break
+                        _update(bar, read_task, sent_task, ingestion, outcome, to_send)
+                        _wait_for_room(
+                            ingestion,
+                            tally,
+                            outcome,
+                            lambda: _update(bar, read_task, sent_task, ingestion, outcome, to_send),
+                        )
+                else:
                     if progress_store is not None:
-                        progress_store.record(item.line)
-                    if _stopped(tally, outcome):
-                        break
-                    _update(bar, read_task, sent_task, ingestion, outcome, to_send)
-                    _wait_for_room(
-                        ingestion,
-                        tally,
-                        outcome,
-                        lambda: _update(bar, read_task, sent_task, ingestion, outcome, to_send),
-                    )
-            else:
-                if progress_store is not None:
-                    progress_store.record(max(last_line, scan.last_line), finished=True)
-        _update(bar, read_task, sent_task, ingestion, outcome, to_send)
-        deadline = time.monotonic() + timeout
-        while not ingestion.flush(timeout=0.2):
+                        progress_store.record(max(last_line, scan.last_line), finished=True)
             _update(bar, read_task, sent_task, ingestion, outcome, to_send)
-            if _stopped(tally, outcome) or time.monotonic() >= deadline:
-                outcome.stopped_by = outcome.stopped_by or "timeout"
-                break
+            deadline = time.monotonic() + timeout
+            while not ingestion.flush(timeout=0.2):
+                _update(bar, read_task, sent_task, ingestion, outcome, to_send)
+                if tally.unreachable is not None and not tally.warned:
+                    tally.warned = True
+                    bar.console.print(f"Retrying: {tally.unreachable}", markup=False)
+                if _stopped(tally, outcome) or time.monotonic() >= deadline:
+                    outcome.stopped_by = outcome.stopped_by or "timeout"
+                    break
+        except KeyboardInterrupt:
+            # Stop delivering now, inside the progress display, so that its last frame
+            # shows the counts the summary will (the sender has stopped once closed).
+            outcome.stopped_by = "interrupted"
+            ingestion.close(timeout=1.0)
         _update(bar, read_task, sent_task, ingestion, outcome, to_send)
+        bar.refresh()
     if outcome.failed_to_queue:
         err.print(f"{len(outcome.failed_to_queue)} record(s) could not be queued.")
 
@@ -542,6 +589,8 @@ def print_summary(out: Console, outcome: Outcome) -> None:
         out.print("[yellow]Delivery did not finish within --timeout.[/]")
     elif outcome.stopped_by:
         out.print(f"Stopped: {outcome.stopped_by}", style="red", markup=False)
+    if outcome.last_error:
+        out.print(f"Last delivery error: {outcome.last_error}", markup=False)
     if not outcome.ok and outcome.outbox and (outcome.unsettled or outcome.stopped_by):
         out.print(f"Run the same command again to resume from {outcome.outbox}.")
     elif outcome.unsettled or outcome.stopped_by:

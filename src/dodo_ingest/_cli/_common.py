@@ -116,14 +116,18 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def api_errors(conn: Connection) -> Iterator[None]:
-    """Turn the library's errors into a one-line ``Error: ...`` and exit status 1."""
-    from ..client import DodoError
+def api_errors(conn: Connection, client: DodoClient | None = None) -> Iterator[None]:
+    """Turn the library's errors into a one-line ``Error: ...`` and exit status 1; one
+    that got no answer names the URL it was sent to (``client``'s)."""
+    from ..client import APIConnectionError, DodoError
 
     try:
         yield
     except DodoError as error:
-        raise click.ClickException(conn.redact(str(error) or type(error).__name__)) from None
+        message = str(error) or type(error).__name__
+        if isinstance(error, APIConnectionError) and client is not None:
+            message = f"no answer from {client.base_url}: {message}"
+        raise click.ClickException(conn.redact(message)) from None
 
 
 def console(*, stderr: bool = False) -> Console:

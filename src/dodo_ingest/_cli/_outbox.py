@@ -196,7 +196,7 @@ def retry(
         result: dict[str, Any] = {"path": str(path), "retried": moved}
         if client is not None:
             try:
-                with api_errors(conn):
+                with api_errors(conn, client):
                     result.update(_deliver(box, client, timeout))
             finally:
                 client.close()

@@ -143,7 +143,7 @@ def send(
     client = conn.client()
     err = console(stderr=True)
     try:
-        with api_errors(conn):
+        with api_errors(conn, client):
             outcome = run(
                 file=file,
                 file_format=file_format,
