@@ -14,12 +14,6 @@ WIDE_CODE: dict[str, str] = {
 }
 """Pages (paths under ``docs/``) allowed code lines wider than ``MAX_CODE_COLUMNS``."""
 
-SNIPPETS: dict[str, str] = {
-    "docs/blueprints.md": "blocks call stand-ins of the reader's code that they do not define",
-    "docs/client.md": "a block reads a credit entitlement that does not exist",
-    "docs/delivery.md": "blocks call stand-ins of the reader's code that they do not define",
-    "docs/troubleshooting.md": "blocks use names they do not import",
-    "docs/webhooks.md": "the block needs DODO_PAYMENTS_WEBHOOK_KEY",
-}
+SNIPPETS: dict[str, str] = {}
 """Pages (paths from the repository root) whose Python blocks do not run as written yet:
 ``tests/docs/test_snippets.py`` expects them to fail, and fails once they pass."""

@@ -9,6 +9,7 @@ do not pass yet are listed, with the reason, in ``docs/_hooks/known_exceptions.p
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
 import subprocess
@@ -25,6 +26,7 @@ from ._provider import provider_server
 from ._snippets import ROOT, Snippet, runner_script, snippets
 
 API_KEY = "sk_test_docs_snippets_0123456789"
+WEBHOOK_KEY = "whsec_" + base64.b64encode(b"docs snippets webhook key").decode()
 PAGES = [
     "README.md",
     "docs/index.md",
@@ -85,6 +87,7 @@ def run_blocks(
         OPENAI_BASE_URL=f"{provider}/v1",
         ANTHROPIC_API_KEY="sk-ant-docs-offline",
         ANTHROPIC_BASE_URL=provider,
+        DODO_PAYMENTS_WEBHOOK_KEY=WEBHOOK_KEY,
     )
     return subprocess.run(
         [sys.executable, str(script)],
