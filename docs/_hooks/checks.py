@@ -1,7 +1,7 @@
 """MkDocs hook: checks the docs build fails on.
 
-- **No raw roles.** A Sphinx role such as ``:class:`X``` left in the built HTML means a
-  docstring was not converted (see ``griffe_roles.py``).
+- **No raw roles.** A Sphinx role such as ``:class:`X``` (or a reST ``text::`` marker) left
+  in the built HTML means a docstring was not converted (see ``griffe_roles.py``).
 - **Code fits the page.** No line of a code block is wider than ``MAX_CODE_COLUMNS``, the
   width the theme shows without a sideways scroll at 1280 px; checked on every rendered
   page (docstrings included) and on the README's fenced blocks.
@@ -27,6 +27,8 @@ RAW_ROLE = re.compile(
     r":(?:py:)?(?:class|meth|func|attr|data|exc|mod|obj|const|type|ref|doc|term):"
     r"(?:<code>|`)"
 )
+LITERAL_MARKER = re.compile(r"::</p>")
+"""A reST literal-block marker (``text::``) left in a rendered paragraph."""
 _PRE = re.compile(r"<pre\b(?P<attrs>[^>]*)>(?P<body>.*?)</pre>", re.S)
 _TAG = re.compile(r"<[^>]+>")
 _FENCE = re.compile(r"^(?P<fence>```+|~~~+)[^\n]*\n(?P<body>.*?)^(?P=fence)\s*$", re.S | re.M)
@@ -95,6 +97,8 @@ def on_post_build(config: Any) -> None:
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
             if RAW_ROLE.search(line):
                 _problems.append(f"{page.relative_to(site)}:{number}: unrendered role: {line[:80]}")
+            if LITERAL_MARKER.search(line):
+                _problems.append(f"{page.relative_to(site)}:{number}: reST '::' left: {line[:80]}")
     for source in sorted(set(known_exceptions.WIDE_CODE) - _excused):
         log.info("known_exceptions.WIDE_CODE lists %s, which now passes: remove it", source)
     for source in sorted(_excused):

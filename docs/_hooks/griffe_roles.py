@@ -26,6 +26,8 @@ ROLE = re.compile(
 """A Sphinx role of the Python domain, as the docstrings write them."""
 
 _EXPLICIT_TITLE = re.compile(r"^(?P<title>.+?)\s*<(?P<target>[^<>]+)>$")
+_LITERAL_MARKER = re.compile(r"(?m)^(?P<text>.*\S)?::[ \t]*$")
+"""A reST literal-block marker: ``text::`` (shown as ``text:``) or ``::`` alone (dropped)."""
 
 
 def is_internal(obj: griffe.Object | griffe.Alias) -> bool:
@@ -40,7 +42,8 @@ class RolesExtension(griffe.Extension):
     def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
         for obj in _walk(pkg):
             if obj.docstring is not None:
-                obj.docstring.value = convert_roles(obj.docstring.value, obj)
+                text = convert_roles(obj.docstring.value, obj)
+                obj.docstring.value = convert_literal_markers(text)
         for obj in list(_walk(pkg)):
             for name, member in list(obj.members.items()):
                 if not member.is_alias and is_internal(member):
@@ -79,6 +82,12 @@ def convert_roles(text: str, scope: griffe.Object) -> str:
         return f'<autoref identifier="{html.escape(identifier)}" optional>{code}</autoref>'
 
     return ROLE.sub(replace, text)
+
+
+def convert_literal_markers(text: str) -> str:
+    """``text::`` before an indented block becomes ``text:``, a lone ``::`` goes: the
+    indented block after it is already a code block in Markdown."""
+    return _LITERAL_MARKER.sub(lambda m: f"{m['text']}:" if m["text"] else "", text)
 
 
 def resolve(target: str, scope: griffe.Object) -> str | None:

@@ -70,12 +70,18 @@ def test_roles_became_links(site: Path) -> None:
     assert ":class:" not in text and ":meth:" not in text
 
 
+def test_rest_literal_blocks_became_code(site: Path) -> None:
+    text = (site / "reference/devserver/index.html").read_text()
+    assert "Several servers may run at once in one process:</p>" in text
+    assert "::</p>" not in text
+
+
 def test_checks_fail_on_a_raw_role_and_on_wide_code(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     (tmp_path / "README.md").write_text("```python\nx = 1\n```\n")
     wide = "y = " + "1 + " * 25 + "1"
     (tmp_path / "docs" / "index.md").write_text(
-        f"# Page\n\nSee :class:`Thing`.\n\n```python\n{wide}\n```\n"
+        f"# Page\n\nSee :class:`Thing`.\n\nLike this::\n\n```python\n{wide}\n```\n"
     )
     (tmp_path / "mkdocs.yml").write_text(
         "site_name: t\nhooks:\n  - " + str(ROOT / "docs" / "_hooks" / "checks.py") + "\n"
@@ -84,3 +90,4 @@ def test_checks_fail_on_a_raw_role_and_on_wide_code(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert f"index.md: code line of {len(wide)} columns (max 88)" in done.stderr
     assert "unrendered role" in done.stderr
+    assert "reST '::' left" in done.stderr
