@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import os
 import signal
 import threading
@@ -144,15 +145,126 @@ def test_a_hold_nobody_references_is_not_renewed_and_ends_with_its_lease(client,
     assert gate.available("cus_1") == 10
 
 
-def test_the_renewer_stops_when_no_hold_is_live(client, credits):
-    gate = _gate(client, credits, lease=1)
-    with gate.reserve("cus_1", 1):
-        renewer = gate._renewer
-        assert renewer is not None and renewer.is_alive()
-    renewer.join(5)
-    assert not renewer.is_alive()
-    with gate.reserve("cus_1", 1):  # a new hold starts another
-        assert gate._renewer is not None and gate._renewer.is_alive()
+def test_one_renewer_thread_serves_every_gate(client, credits):
+    gates = [_gate(client, credits, lease=1) for _ in range(20)]
+    holds = [gate.reserve("cus_1", Decimal("0.1")) for gate in gates]
+    names = [thread.name for thread in threading.enumerate()]
+    assert names.count("dodo-gate-renewer") == 1
+    for hold in holds:
+        hold.cancel()
+
+
+def test_the_renewer_keeps_a_longer_lease_asked_with_extend(client, credits):
+    store = MemoryStore()
+    gate = _gate(client, credits, lease=1, store=store)
+    hold = gate.reserve("cus_1", 6)
+    assert hold.extend(3600)
+    ledger = store._ledgers[gate._key("cus_1")]
+    assert ledger.holds[hold._hold_id][1] > time.time() + 3500
+    renewed = hold.renewal_due
+    deadline = time.monotonic() + 10
+    while hold.renewal_due == renewed and time.monotonic() < deadline:
+        time.sleep(0.02)  # the renewer looks at it at least once
+    assert gate.available("cus_1") == 4
+    assert ledger.holds[hold._hold_id][1] > time.time() + 3500  # not cut back to 1 s
+    hold.cancel()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_settling_higher_after_the_end_adds_on_every_store(kind, client, credits, request):
+    store = (
+        MemoryStore()
+        if kind == "memory"
+        else RedisStore(request.getfixturevalue("redis_server").url)
+    )
+    gate = _gate(client, credits, store=store)
+    hold = gate.reserve("cus_1", 3)
+    hold.settle(2)
+    hold.settle(5)  # a stream reporting running totals
+    assert gate.available("cus_1") == 5
+    other = gate.reserve("cus_1", 1)
+    other.release()  # the estimate (1) counts
+    other.settle(3)
+    assert gate.available("cus_1") == 2
+    assert [gate.would_fit("cus_1", n) for n in (2, 3)] == [True, False]
+
+
+def test_a_settlement_awaited_by_a_cancelled_task_still_happens(client, credits):
+    store = _SlowRelease()
+    gate = _gate(client, credits, store=store)
+    gate.available("cus_1")
+
+    async def scenario() -> None:
+        hold = await gate.areserve("cus_1", 3)
+        task = asyncio.create_task(hold.asettle(8))
+        while not store.entered.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()  # a request timeout while the store answers slowly
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        store.go.set()
+        deadline = time.monotonic() + 10
+        while await gate.aavailable("cus_1") != 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert gate.available("cus_1") == 2  # settled at 8, not released at the estimate of 3
+
+
+def test_a_hold_granted_after_its_caller_and_loop_are_gone_is_given_back(client, credits):
+    store = _SlowStore()
+    gate = _gate(client, credits, store=store)
+    gate.available("cus_1")
+    loop = asyncio.new_event_loop()
+
+    async def reserve() -> None:
+        await asyncio.wait_for(gate.areserve("cus_1", 6).__aenter__(), timeout=0.2)
+
+    with pytest.raises(TimeoutError):
+        loop.run_until_complete(reserve())
+    loop.close()
+    store.go.set()  # the store grants it now, with no loop left to hand it to
+    deadline = time.monotonic() + 10
+    while gate.available("cus_1") != 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert gate.available("cus_1") == 10
+
+
+def test_a_huge_lease_does_not_break_the_renewer(client, credits):
+    from dodo_ingest.gate._renewer import LONGEST_WAIT, renewer
+
+    gate = _gate(client, credits, lease=1e11)
+    with gate.reserve("cus_1", 6):
+        deadline = time.monotonic() + 10
+        while renewer._wake_at == math.inf and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the thread has planned its next round
+        thread = renewer._thread
+        assert thread is not None and thread.is_alive()
+        assert renewer._wake_at <= time.monotonic() + LONGEST_WAIT
+        assert gate.available("cus_1") == 4
+    assert gate.available("cus_1") == 4
+
+
+def test_a_forked_child_can_reserve_whatever_locks_the_parent_held(client, credits):
+    store = MemoryStore()
+    gate = _gate(client, credits, store=store)
+    hold = gate.reserve("cus_1", 6)
+    with gate._lock, store._lock:  # as if other threads were inside the gate at the fork
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 1
+            try:
+                signal.alarm(20)
+                from dodo_ingest.gate._renewer import renewer
+
+                child_hold = gate.reserve("cus_1", 4)  # the parent's hold counts: 4 left
+                code = 0 if renewer.live() == 1 and gate.available("cus_1") == 0 else 2
+                child_hold.cancel()
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    hold.cancel()
 
 
 def _stopped(pid: int) -> bool:
@@ -213,9 +325,9 @@ def test_a_renewal_that_cannot_reach_redis_is_tried_again(client, credits, redis
         os.kill(process.pid, signal.SIGSTOP)
         try:
             deadline = time.monotonic() + 10
-            while "could not extend a hold" not in caplog.text and time.monotonic() < deadline:
+            while "could not renew" not in caplog.text and time.monotonic() < deadline:
                 time.sleep(0.02)
-            assert "could not extend a hold" in caplog.text  # a renewal failed
+            assert "could not renew" in caplog.text  # a renewal failed
         finally:
             os.kill(process.pid, signal.SIGCONT)
         # Past the first lease, the hold still counts: the next round renewed it.
@@ -224,6 +336,20 @@ def test_a_renewal_that_cannot_reach_redis_is_tried_again(client, credits, redis
             time.sleep(0.05)
     hold.cancel()
     assert gate.available("cus_1") == 10
+
+
+class _SlowRelease(MemoryStore):
+    """A ``MemoryStore`` whose releases wait until the test lets them through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def release(self, *args, **kwargs):
+        self.entered.set()
+        assert self.go.wait(10)
+        return super().release(*args, **kwargs)
 
 
 class _SlowStore(MemoryStore):

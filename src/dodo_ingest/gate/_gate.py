@@ -28,6 +28,7 @@ from ..client import (
     NotFoundError,
 )
 from ._errors import CreditCheckUnavailableError, InsufficientCreditsError
+from ._renewer import renewer
 from ._store import MemoryStore, ReservationStore, Snapshot, StaleSnapshotError
 
 __all__ = ["CreditGate", "GateStats", "Hold"]
@@ -54,6 +55,8 @@ _STALE_RETRIES = 3
 UNDELIVERED_SLACK = 1.0
 """Seconds between a release and the tracking of its usage event that still count as one
 (the LLM tracker releases, then tracks)."""
+_RETRY_RENEWAL = 1.0
+"""Seconds, at most, before a renewal that could not reach the store is tried again."""
 ENTITLEMENT_REFRESH = 60.0
 """Seconds an entitlement's overage settings are reused before they are read again."""
 
@@ -143,9 +146,10 @@ class Hold:
     - leaving the block (or :meth:`release`) without settling: the reserved estimate counts;
     - :meth:`cancel`: nothing counts (the work did not happen).
 
-    While the hold lives, the gate renews its lease in the background (every third of a
-    lease), so work of any length keeps its credits; the lease only bounds how long the hold of
-    a process that died keeps counting. Ending a hold never raises because the store cannot be
+    While the hold lives, the process renews its lease in the background (once a third of it
+    has passed), so work of any length keeps its credits; the lease only bounds how long the
+    hold of a process that died (or was frozen, or cut off from the store, for most of a lease)
+    keeps counting. Ending a hold never raises because the store cannot be
     reached (logged; the hold then ends with its lease). A hold is safe to end from any
     thread: the first ending counts, later ones do nothing (a later :meth:`settle` with a
     higher cost records the difference).
@@ -162,8 +166,12 @@ class Hold:
         self._lock = threading.Lock()
         self._counted: Decimal | None = None
         """The usage recorded for this hold once it ended (``None``: live)."""
-        self._renewed_at = 0.0
-        """When (monotonic seconds) its lease was last set; read by the gate's renewer."""
+        self._more = 0
+        """Higher settlements recorded after the hold ended (each under its own id)."""
+        self._span = gate.lease
+        """The length of its lease (the gate's, or what :meth:`extend` asked for)."""
+        self._due = math.inf
+        """When (monotonic seconds) the renewer should move its lease next."""
 
     @property
     def ended(self) -> bool:
@@ -194,11 +202,13 @@ class Hold:
                     )
                 return
             self.actual = self._counted = cost
-            self._end(cost - counted)  # records more usage for the ended hold
+            self._more += 1  # its own entry: a store may keep one usage entry per id
+            self._end(cost - counted, f"{self._hold_id}+{self._more}")
 
     async def asettle(self, actual: Decimal | int | str) -> None:
-        """:meth:`settle` for asyncio code: a shared store is written from a worker thread."""
-        await self._gate._offload(self.settle, actual)
+        """:meth:`settle` for asyncio code: a shared store is written from a worker thread,
+        and the settlement happens even if the awaiting task is cancelled."""
+        await self._gate._offload_ending(self.settle, actual)
 
     def extend(self, seconds: float | None = None) -> bool:
         """Make the hold last ``seconds`` (default: the gate's ``lease``) from now; False when
@@ -206,11 +216,6 @@ class Hold:
         by itself: this is for a lease longer than the gate's. Never raises because the store
         cannot be reached (False then)."""
         span = self._gate.lease if seconds is None else _seconds_arg("seconds", seconds)
-        return bool(self._extend(span))
-
-    def _extend(self, span: float) -> bool | None:
-        """Move the end of the lease ``span`` seconds from now: True, False when the hold
-        has ended, ``None`` when the store could not be reached (logged)."""
         if self._counted is not None:
             return False
         gate = self._gate
@@ -219,13 +224,36 @@ class Hold:
             extended = gate.store.extend(
                 gate._key(self.customer_id), self._hold_id, expires_at=gate._clock() + span
             )
-            self._renewed_at = started
-            return extended
         except Exception as error:
             logger.warning(
                 "credit gate: could not extend a hold of %s (%s)", self.customer_id, error
             )
+            return False
+        self.lease_renewed(started, span, extended)
+        return bool(extended)
+
+    # --- what the lease renewer uses (see _renewer.Renewable) --------------------------------
+
+    @property
+    def renewal_due(self) -> float:
+        """When (monotonic seconds) the lease should be renewed next."""
+        return self._due
+
+    def lease_request(self) -> tuple[ReservationStore, str, str, float, float] | None:
+        """What renewing the lease now takes: store, key, hold id, new end, span."""
+        if self._counted is not None:
             return None
+        gate = self._gate
+        span = self._span
+        return gate.store, gate._key(self.customer_id), self._hold_id, gate._clock() + span, span
+
+    def lease_renewed(self, started: float, span: float, extended: bool | None) -> None:
+        """Note the answer to a renewal started at ``started`` (monotonic seconds)."""
+        if extended:
+            self._span = span
+            self._due = started + span / 3
+        elif extended is None:  # the store could not be reached: try again soon
+            self._due = time.monotonic() + min(_RETRY_RENEWAL, span / 10)
 
     def cancel(self) -> None:
         """End the hold without recording usage (the work was not done); nothing once it
@@ -244,12 +272,14 @@ class Hold:
                 self._end(self.amount)
 
     async def arelease(self) -> None:
-        """:meth:`release` for asyncio code: a shared store is written from a worker thread."""
-        await self._gate._offload(self.release)
+        """:meth:`release` for asyncio code: a shared store is written from a worker thread,
+        and the release happens even if the awaiting task is cancelled."""
+        await self._gate._offload_ending(self.release)
 
-    def _end(self, usage: Decimal) -> None:
-        """End the hold in the store, recording ``usage``; never raises."""
-        self._gate._release(self.customer_id, self._hold_id, usage)
+    def _end(self, usage: Decimal, hold_id: str | None = None) -> None:
+        """End the hold in the store (or record more usage under ``hold_id``), recording
+        ``usage``; never raises."""
+        self._gate._release(self.customer_id, hold_id or self._hold_id, usage)
 
     def __enter__(self) -> Hold:
         return self
@@ -396,9 +426,7 @@ class CreditGate:
         self._allowed_blind = 0
         self._denied_blind = 0
         self._failing = False
-        self._live: weakref.WeakSet[Hold] = weakref.WeakSet()
-        """Holds not ended yet, renewed by the renewer thread (while one lives)."""
-        self._renewer: threading.Thread | None = None
+        _GATES.add(self)
 
     # --- the public surface --------------------------------------------------------------
 
@@ -476,6 +504,7 @@ class CreditGate:
         return boundary
 
     def _hold(self, customer_id: str, amount: Decimal, snapshot: Snapshot | None) -> Hold:
+        started = time.monotonic()  # the lease is counted from before the store's answer
         now = self._clock()
         hold_id = f"{_HOLD_PREFIX}{next(_hold_numbers)}"
         if snapshot is None:  # balance unknown, on_unavailable="allow": held, unchecked
@@ -517,57 +546,27 @@ class CreditGate:
             raise InsufficientCreditsError(customer_id, amount, reservation[1])
         next(self._admitted)
         hold = Hold(self, customer_id, hold_id, amount)
-        hold._renewed_at = time.monotonic()
-        self._renew_later(hold)
+        hold._due = started + self.lease / 3
+        renewer.add(hold)
         return hold
 
     async def _areserve(self, customer_id: str, amount: Decimal) -> Hold:
         snapshot = await self._asnapshot(customer_id)
         if self._inline_store:
             return self._hold(customer_id, amount, snapshot)
-        loop = asyncio.get_running_loop()
-        reserving = loop.run_in_executor(None, self._hold, customer_id, amount, snapshot)
+        claim = _Claim()
+
+        def reserve() -> Hold:
+            hold = self._hold(customer_id, amount, snapshot)
+            claim.deliver(hold)
+            return hold
+
+        reserving = asyncio.get_running_loop().run_in_executor(None, reserve)
         try:
             return await asyncio.shield(reserving)
         except asyncio.CancelledError:
-            # The caller is gone: a hold the store grants meanwhile is given back at once.
-            reserving.add_done_callback(_cancel_unclaimed)
+            claim.abandon()  # a hold granted meanwhile is given back, by whichever comes last
             raise
-
-    # --- renewing the leases of live holds ------------------------------------------------
-
-    def _renew_later(self, hold: Hold) -> None:
-        """Keep ``hold``'s lease renewed until it ends (or is garbage-collected)."""
-        with self._lock:
-            self._live.add(hold)
-            renewer = self._renewer
-            if renewer is None or not renewer.is_alive():  # none yet, or lost in a fork
-                renewer = self._renewer = threading.Thread(
-                    target=_renew, args=(weakref.ref(self),), name="dodo-gate-renewer", daemon=True
-                )
-                renewer.start()
-
-    def _renew_due(self) -> bool:
-        """Renew the live holds whose lease was set a third of a lease ago or more; False
-        (and the renewer ends) when no hold is live."""
-        period = self.lease / 3
-        now = time.monotonic()
-        with self._lock:
-            holds = list(self._live)
-        # A store that cannot be reached now is tried again at the next round.
-        ended = [
-            hold
-            for hold in holds
-            if hold.ended
-            or (now - hold._renewed_at >= period and hold._extend(self.lease) is False)
-        ]
-        with self._lock:
-            for hold in ended:
-                self._live.discard(hold)
-            if len(self._live) == 0:
-                self._renewer = None
-                return False
-            return True
 
     def _release(self, customer_id: str, hold_id: str, usage: Decimal) -> None:
         try:
@@ -613,6 +612,14 @@ class CreditGate:
         if self._inline_store:
             return call(*args)
         return await asyncio.to_thread(call, *args)
+
+    async def _offload_ending(self, call: Callable[..., None], *args: Any) -> None:
+        """:meth:`_offload` for what ends a hold: once started it runs to the end, even if
+        the awaiting task is cancelled (a queued call is not dropped)."""
+        if self._inline_store:
+            call(*args)
+            return
+        await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, call, *args))
 
     def _fresh(self, customer_id: str) -> Snapshot | None:
         """A snapshot younger than ``refresh_interval``: this process's copy (no round trip
@@ -780,32 +787,47 @@ class CreditGate:
             raise CreditCheckUnavailableError(customer_id, error) from error
 
 
-def _cancel_unclaimed(reserving: asyncio.Future[Hold]) -> None:
-    """Give back a hold granted for a caller that was cancelled (in a worker thread: the
-    store may be a network round trip)."""
-    if reserving.cancelled() or reserving.exception() is not None:
-        return
-    hold = reserving.result()
-    try:
-        reserving.get_loop().run_in_executor(None, hold.cancel)
-    except RuntimeError:  # the loop is closing
-        hold.cancel()
+class _Claim:
+    """A hold reserved in a worker thread for an asyncio caller that may be cancelled: the
+    hold is given back by the worker when the caller gave up first, or by the caller when
+    the hold came first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hold: Hold | None = None
+        self._abandoned = False
+
+    def deliver(self, hold: Hold) -> None:
+        with self._lock:
+            self._hold = hold
+            abandoned = self._abandoned
+        if abandoned:
+            hold.cancel()
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            hold = self._hold
+        if hold is None:
+            return  # the worker gives it back when it gets it
+        try:
+            asyncio.get_running_loop().run_in_executor(None, hold.cancel)
+        except RuntimeError:  # no running loop any more
+            hold.cancel()
 
 
-def _renew(gate_ref: weakref.ReferenceType[CreditGate]) -> None:
-    """The renewer thread of one gate: every third of a lease, renew its live holds; ends
-    when it has none (the next hold starts another) or the gate is gone."""
-    while True:
-        gate = gate_ref()
-        if gate is None:
-            return
-        period = gate.lease / 3
-        del gate
-        time.sleep(period)
-        gate = gate_ref()
-        if gate is None or not gate._renew_due():
-            return
-        del gate
+def _forget_locks_after_fork() -> None:
+    """In a forked child: locks another thread held at the fork stay held forever in the
+    child's copy; every gate gets new ones (and no reads in progress)."""
+    for gate in list(_GATES):
+        gate._lock = threading.Lock()
+        gate._fetching = {}
+        gate._areading = {}
+
+
+_GATES: weakref.WeakSet[CreditGate] = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_after_fork)
 
 
 def _unreachable(error: BaseException) -> bool:
@@ -825,9 +847,10 @@ class _DetachedHold(Hold):
     through all the same (an answer lost on the way back): ending it is still tried, quietly
     (ending an unknown hold only records the usage), and it is not renewed."""
 
-    def _end(self, usage: Decimal) -> None:
+    def _end(self, usage: Decimal, hold_id: str | None = None) -> None:
         gate = self._gate
+        key = gate._key(self.customer_id)
         try:
-            gate.store.release(gate._key(self.customer_id), self._hold_id, usage, now=gate._clock())
+            gate.store.release(key, hold_id or self._hold_id, usage, now=gate._clock())
         except Exception:
             logger.debug("credit gate: a hold admitted blind could not be ended either")

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from typing import Any, NoReturn
 
@@ -732,6 +733,21 @@ class RedisStore:
         except (redis.ConnectionError, redis.TimeoutError) as error:
             self._failed("extend", error)
         return bool(extended)
+
+    def extend_many(self, leases: Sequence[tuple[str, str, float]]) -> list[bool]:
+        """:meth:`extend` (without ``now``) for each ``(key, hold_id, expires_at)``, in one
+        round trip (a pipeline; each script is still atomic on its own)."""
+        if not leases:
+            return []
+        pipeline = self._client.pipeline(transaction=False)
+        for key, hold_id, expires_at in leases:
+            args = [hold_id, _time("expires_at", expires_at), "", str(self._ttl_ms())]
+            self._extend(keys=self._keys(key), args=args, client=pipeline)
+        try:
+            answers = pipeline.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            self._failed("extend", error)
+        return [bool(answer) for answer in answers]
 
     def outstanding(self, key: str, *, reflected_before: float, now: float) -> Decimal:
         """See :meth:`~dodo_ingest.gate.ReservationStore.outstanding`."""

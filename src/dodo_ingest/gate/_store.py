@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import os
 import threading
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -176,6 +179,13 @@ class _Ledger:
         self.consumed = max(Decimal(0), self.consumed - base)
 
 
+def _new_locks_after_fork() -> None:
+    """In a forked child: a lock another thread held at the fork stays held forever in the
+    child's copy; every in-process store gets a new one."""
+    for store in list(_STORES):
+        store._lock = threading.Lock()
+
+
 class MemoryStore:
     """A :class:`ReservationStore` for one process: per key, running totals under one lock.
 
@@ -186,6 +196,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ledgers: dict[str, _Ledger] = {}
+        _STORES.add(self)
 
     def _ledger(self, key: str) -> _Ledger:
         ledger = self._ledgers.get(key)
@@ -260,13 +271,25 @@ class MemoryStore:
     def extend(self, key: str, hold_id: str, *, expires_at: float) -> bool:
         """See :meth:`ReservationStore.extend`."""
         with self._lock:
-            ledger = self._ledger(key)
-            held = ledger.holds.get(hold_id)
-            if held is None:
-                return False
-            ledger.holds[hold_id] = (held[0], expires_at)
-            heapq.heappush(ledger.expiries, (expires_at, hold_id))
-            return True
+            return self._extend(key, hold_id, expires_at)
+
+    def extend_many(self, leases: Sequence[tuple[str, str, float]]) -> list[bool]:
+        """:meth:`extend` for each ``(key, hold_id, expires_at)``, under one lock."""
+        with self._lock:
+            return [self._extend(key, hold_id, at) for key, hold_id, at in leases]
+
+    def _extend(self, key: str, hold_id: str, expires_at: float) -> bool:
+        ledger = self._ledger(key)
+        held = ledger.holds.get(hold_id)
+        if held is None:
+            return False
+        ledger.holds[hold_id] = (held[0], expires_at)
+        expiries = ledger.expiries
+        heapq.heappush(expiries, (expires_at, hold_id))
+        if len(expiries) > 2 * len(ledger.holds) + 64:  # renewals leave stale entries
+            ledger.expiries = [(until, held_id) for held_id, (_, until) in ledger.holds.items()]
+            heapq.heapify(ledger.expiries)
+        return True
 
     def outstanding(self, key: str, *, reflected_before: float, now: float) -> Decimal:
         """See :meth:`ReservationStore.outstanding`."""
@@ -275,3 +298,8 @@ class MemoryStore:
             ledger.expire(now)
             ledger.prune(reflected_before - PRUNE_MARGIN)
             return ledger.held + ledger.unreflected(reflected_before)
+
+
+_STORES: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_locks_after_fork)
