@@ -39,8 +39,14 @@ PAGES = [
     "docs/troubleshooting.md",
     "docs/blueprints.md",
     "docs/webhooks.md",
+    "docs/llm.md",
+    "docs/devserver.md",
+    "docs/credit-gate.md",
+    "docs/fleet.md",
+    "docs/examples.md",
+    "docs/benchmarks.md",
 ]
-"""The pages whose blocks are run (the others' owners run theirs)."""
+"""Every page with Python blocks, the README first."""
 TIMEOUT = 120.0
 
 
