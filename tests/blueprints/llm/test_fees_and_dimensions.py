@@ -270,7 +270,7 @@ def test_price_bills_cache_lifetimes_fees_and_tiers_in_decimal() -> None:
         input_tokens=3100,
         output_tokens=50,
         cache_creation_input_tokens=3000,
-        cache_write_1h_tokens=2000,
+        cache_writes={"cacheWrite5mTokens": 1000, "cacheWrite1hTokens": 2000},
         fees={
             "webSearchRequests": 3,
             "webFetchRequests": 1,
@@ -371,3 +371,38 @@ def test_a_message_batch_result_tracked_by_hand_carries_the_batch_tier(
     tracker.track(line.result.message, customer_id="cus_7")
     metadata = sink.only().metadata
     assert (metadata["serviceTier"], metadata["usageSource"]) == ("batch", "provider")
+
+
+def test_openai_cache_writes_by_lifetime_and_their_price(sink: RecordingSink) -> None:
+    tracker = LLMTracker(
+        sink,
+        prices={
+            "*": Price(
+                input_per_million=1,
+                output_per_million=4,
+                cache_creation_input_per_million="1.25",
+                cache_write_12h_input_per_million=2,
+            )
+        },
+    )
+    usage = {
+        **payloads.RESPONSES_USAGE,
+        "input_tokens_details": {
+            "cached_tokens": 0,
+            "cache_write_tokens": 1500,
+            "cache_write_tokens_details": {"ttl_30m_tokens": 500, "ttl_12h_tokens": 1000},
+        },
+    }
+    body = verified(Response, payloads.response_object(usage=usage))
+    client = tracker.wrap(openai.OpenAI(api_key="k", max_retries=0), customer_id="c")
+    with respx.mock() as router:
+        router.post(url__regex=r"/responses$").respond(200, json=body)
+        client.responses.create(model="m", input="hi")
+    metadata = sink.only().metadata
+    assert (metadata["cacheWrite30mTokens"], metadata["cacheWrite12hTokens"]) == (500, 1000)
+    assert "unknownUsage" not in metadata
+    plain = usage["input_tokens"] - 1500
+    expected = (
+        plain * Decimal(1) + 500 * Decimal("1.25") + 1000 * Decimal(2) + usage["output_tokens"] * 4
+    ) / 10**6
+    assert metadata["costCents"] == pytest.approx(float(expected * 100))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._event_ids import keyed
+from ._event_ids import keyed, keyed_once
 from ._known_fields import ANTHROPIC_USAGE_FIELDS, unknown_fields
-from ._usage import LLMUsage, anthropic_usage, as_mapping, field, request_id_of
+from ._usage import LLMUsage, anthropic_usage, as_mapping, request_id_of
 
 __all__ = ["ANTHROPIC_ROUTES", "MessageStreamUsage", "usage_of_message"]
 
@@ -52,7 +52,6 @@ class MessageStreamUsage:
     """
 
     __slots__ = (
-        "__weakref__",
         "delta",
         "headers",
         "model",
@@ -92,22 +91,27 @@ class MessageStreamUsage:
         response_id = self.response_id or request_id_of(self.headers)
         if self.start is None and self.delta is None:
             return None
+        start = as_mapping(self.start)
+        delta = as_mapping(self.delta)
         merged: dict[str, Any] = {}
         for name in _MERGED_FIELDS:
-            value = field(self.delta, name)
-            merged[name] = value if value is not None else field(self.start, name)
+            value = delta.get(name)
+            merged[name] = value if value is not None else start.get(name)
         if self.delta is not None:
-            merged["output_tokens"] = field(self.delta, "output_tokens")
-            merged["output_tokens_details"] = field(self.delta, "output_tokens_details")
-            merged["iterations"] = field(self.delta, "iterations")
+            merged["output_tokens"] = delta.get("output_tokens")
+            merged["output_tokens_details"] = delta.get("output_tokens_details")
+            merged["iterations"] = delta.get("iterations")
         usage = anthropic_usage(
-            merged, self.provider, self.operation, self.model, response_id, self.delta is not None
+            merged,
+            self.provider,
+            self.operation,
+            self.model,
+            response_id,
+            self.delta is not None,
+            check_fields=False,  # checked on the events' own usage blocks below
         )
-        unknown = dict.fromkeys(usage.unknown or ())
-        for block in (self.start, self.delta):
-            if block is not None:
-                unknown.update(
-                    dict.fromkeys(unknown_fields(as_mapping(block), ANTHROPIC_USAGE_FIELDS))
-                )
-        usage.unknown = tuple(unknown) or None
-        return keyed(usage, self)
+        unknown = [*unknown_fields(self.start, ANTHROPIC_USAGE_FIELDS)]
+        unknown += unknown_fields(self.delta, ANTHROPIC_USAGE_FIELDS)
+        if unknown:
+            usage.unknown = tuple(dict.fromkeys((*(usage.unknown or ()), *unknown)))
+        return keyed_once(usage)

@@ -43,8 +43,10 @@ class Price:
     ``cached_input_per_million`` applies to ``cachedInputTokens`` and
     ``cache_creation_input_per_million`` to ``cacheCreationInputTokens``; each defaults to
     ``input_per_million``. ``cache_write_1h_input_per_million`` applies to the cache writes
-    with a one-hour lifetime (``cacheWrite1hTokens``, Anthropic), the rest of the cache
-    writes staying at ``cache_creation_input_per_million`` (its default).
+    with a one-hour lifetime (``cacheWrite1hTokens``, Anthropic) and
+    ``cache_write_12h_input_per_million`` to those with a twelve-hour one
+    (``cacheWrite12hTokens``, OpenAI); the rest of the cache writes stays at
+    ``cache_creation_input_per_million`` (their default).
 
     Fees, in currency units each: ``per_request`` (every request), ``web_search_per_request``
     (``webSearchRequests``), ``web_fetch_per_request`` (``webFetchRequests``),
@@ -61,6 +63,7 @@ class Price:
     __slots__ = (
         "cache_creation_input_per_million",
         "cache_write_1h_input_per_million",
+        "cache_write_12h_input_per_million",
         "cached_input_per_million",
         "file_search_per_request",
         "grounding_per_query",
@@ -80,6 +83,7 @@ class Price:
         cache_creation_input_per_million: Number | None = None,
         *,
         cache_write_1h_input_per_million: Number | None = None,
+        cache_write_12h_input_per_million: Number | None = None,
         per_request: Number = 0,
         web_search_per_request: Number = 0,
         web_fetch_per_request: Number = 0,
@@ -106,6 +110,13 @@ class Price:
             if cache_write_1h_input_per_million is None
             else to_decimal(
                 cache_write_1h_input_per_million, "prices.cache_write_1h_input_per_million"
+            )
+        )
+        self.cache_write_12h_input_per_million = (
+            self.cache_creation_input_per_million
+            if cache_write_12h_input_per_million is None
+            else to_decimal(
+                cache_write_12h_input_per_million, "prices.cache_write_12h_input_per_million"
             )
         )
         self.per_request = to_decimal(per_request, "prices.per_request")
@@ -170,9 +181,15 @@ class Price:
         plain = max((usage.input_tokens or 0) - cached - created, 0)
         total = plain * self.input_per_million + cached * self.cached_input_per_million
         if created:
-            hour = min(usage.cache_write_1h_tokens or 0, created)
-            total += (created - hour) * self.cache_creation_input_per_million
-            total += hour * self.cache_write_1h_input_per_million
+            long_lived = 0
+            writes = usage.cache_writes
+            if writes:
+                hour = min(writes.get("cacheWrite1hTokens", 0), created)
+                half_day = min(writes.get("cacheWrite12hTokens", 0), created - hour)
+                long_lived = hour + half_day
+                total += hour * self.cache_write_1h_input_per_million
+                total += half_day * self.cache_write_12h_input_per_million
+            total += (created - long_lived) * self.cache_creation_input_per_million
         cost = total / _MILLION
         if self.per_request:
             cost += self.per_request

@@ -3,7 +3,7 @@
 The id is ``llm_`` + a BLAKE2b-160 hash of the API family, the provider's response id, the
 event name and (when known) the response's creation time. A response id is hashed alone only
 when it is *known to be unique*: at least 16 characters after its type prefix (``chatcmpl-``,
-``resp_``, ``msg_``), not all digits. OpenAI, Azure, Groq, Anthropic, Gemini, vLLM, llama.cpp,
+``resp_``, ``msg_``), letters among them. OpenAI, Azure, Groq, Anthropic, Gemini, vLLM, llama.cpp,
 OpenRouter, DeepSeek, Mistral and Together ids are. Other ids (Ollama's ``chatcmpl-<0..998>``,
 counters, timestamps) are hashed with a random key drawn once per response object (or
 stream), so two calls never share an id while billing the same object again (the wrapped
@@ -12,7 +12,10 @@ client, then ``tracker.track()``; a delivery retry) still gives the same one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
+import re
 import threading
 import uuid
 import weakref
@@ -20,7 +23,15 @@ from typing import Any
 
 from ._usage import LLMUsage
 
-__all__ = ["MIN_UNIQUE_ID_LENGTH", "event_id", "keyed", "object_key", "trusted_response_id"]
+__all__ = [
+    "MIN_UNIQUE_ID_LENGTH",
+    "event_id",
+    "keyed",
+    "keyed_once",
+    "new_key",
+    "object_key",
+    "trusted_response_id",
+]
 
 _HASH = hashlib.blake2b(digest_size=20)
 #: The API family of each non-OpenAI-shaped operation (every other one is ``openai``).
@@ -31,28 +42,36 @@ _OPERATION_FAMILIES = {
 }
 #: Characters a response id needs after its type prefix to be trusted as unique.
 MIN_UNIQUE_ID_LENGTH = 16
-_SEPARATORS = str.maketrans("", "", "-_.:#")
+_LETTER = re.compile("[A-Za-z]")
 
+_PROCESS_TOKEN = uuid.uuid4().hex
+_counter = itertools.count()
 _keys: dict[int, tuple[weakref.ref[Any], str]] = {}
 _keys_lock = threading.Lock()
 
 
 def trusted_response_id(response_id: str) -> bool:
     """True when ``response_id`` is long and random enough to be unique per response: at
-    least 16 characters after a leading ``letters-``/``letters_`` prefix, not all digits."""
+    least 16 characters after a leading ``letters-``/``letters_`` prefix, letters among them
+    (not only digits: counters, timestamps)."""
     dash = response_id.find("-")
     under = response_id.find("_")
     cut = dash if under < 0 or 0 <= dash < under else under
-    rest = response_id
     if cut > 0 and response_id[:cut].isalpha():
-        rest = response_id[cut + 1 :]
-    if len(rest) < MIN_UNIQUE_ID_LENGTH:
-        return False
-    return not rest.translate(_SEPARATORS).isdigit()
+        return len(response_id) - cut > MIN_UNIQUE_ID_LENGTH and (
+            _LETTER.search(response_id, cut + 1) is not None
+        )
+    return len(response_id) >= MIN_UNIQUE_ID_LENGTH and _LETTER.search(response_id) is not None
+
+
+def new_key() -> str:
+    """A key no other call of any process shares: this process's random token and a
+    counter (cheaper than a random draw per call)."""
+    return f"{_PROCESS_TOKEN}.{next(_counter)}"
 
 
 def object_key(obj: object) -> str:
-    """A random key drawn once per live object (the same key for the same object, from any
+    """A key drawn once per live object (the same key for the same object, from any
     thread); a fresh one for objects that cannot be weakly referenced."""
     ident = id(obj)
     entry = _keys.get(ident)
@@ -62,9 +81,9 @@ def object_key(obj: object) -> str:
         entry = _keys.get(ident)
         if entry is not None and entry[0]() is obj:
             return entry[1]
-        key = uuid.uuid4().hex
+        key = new_key()
         try:
-            ref = weakref.ref(obj, lambda gone: _forget(ident, gone))
+            ref = weakref.ref(obj, functools.partial(_forget, ident))
         except TypeError:
             return key
         _keys[ident] = (ref, key)
@@ -85,6 +104,16 @@ def keyed(usage: LLMUsage | None, obj: object) -> LLMUsage | None:
         response_id = usage.response_id
         if response_id is not None and not trusted_response_id(response_id):
             usage.call_key = object_key(obj)
+    return usage
+
+
+def keyed_once(usage: LLMUsage | None) -> LLMUsage | None:
+    """``usage`` with a fresh key when its response id is not trusted: for a record made once
+    per call (a stream's)."""
+    if usage is not None:
+        response_id = usage.response_id
+        if response_id is not None and not trusted_response_id(response_id):
+            usage.call_key = new_key()
     return usage
 
 

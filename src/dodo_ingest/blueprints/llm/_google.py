@@ -17,7 +17,7 @@ import hashlib
 import inspect
 from typing import Any
 
-from ._event_ids import keyed
+from ._event_ids import keyed, keyed_once
 from ._gating import Admission, GatePolicy
 from ._streams import StreamTap, tap_async_iterator, tap_iterator
 from ._swap import swap_class
@@ -114,7 +114,6 @@ class GenerateStreamUsage:
     """``usage_metadata`` of each chunk is a running total: keep the last, never sum."""
 
     __slots__ = (
-        "__weakref__",
         "continuation",
         "final",
         "grounded",
@@ -161,7 +160,7 @@ class GenerateStreamUsage:
         )
         if self.grounded is not None:
             add_grounding(usage, self.grounded)
-        return keyed(usage, self)
+        return keyed_once(usage)
 
 
 def add_grounding(usage: LLMUsage, response: Any) -> None:

@@ -51,6 +51,7 @@ OPENAI_USAGE_FIELDS: Known = {
     "input_tokens_details": {
         "cached_tokens": None,
         "cache_write_tokens": None,
+        "cache_write_tokens_details": {"ttl_30m_tokens": None, "ttl_12h_tokens": None},
         "audio_tokens": None,
         "image_tokens": None,
         "text_tokens": None,
@@ -127,27 +128,59 @@ GEMINI_USAGE_FIELDS: Known = {
 }
 
 
-def unknown_fields(values: Mapping[str, Any], known: Known, prefix: str = "") -> list[str]:
-    """Dotted paths of the keys of ``values`` (a usage block read with ``as_mapping``) that
+def unknown_fields(block: Any, known: Known, prefix: str = "") -> list[str]:
+    """Dotted paths of the keys of the usage block ``block`` (an SDK model or a mapping) that
     ``known`` does not list and that carry an amount; nested blocks are checked against their
-    own tables."""
-    found: list[str] = []
-    if values.keys() <= known.keys():
-        for name, table in known.items():
-            if table is not None:
-                nested = values.get(name)
-                if nested is not None:
-                    found += unknown_fields(_usage.as_mapping(nested), table, f"{prefix}{name}.")
+    own tables.
+
+    An SDK model whose declared fields are all known and that has no extras only has its
+    nested blocks checked (the answer per model type is cached)."""
+    if block is None:
+        return []
+    cls = type(block)
+    entry = _PLAIN.get(cls)
+    if entry is None or entry[0] is not known:
+        declared = getattr(cls, "__pydantic_fields__", None)
+        entry = (known, None if declared is None else _plain_nested(declared, known))
+        if len(_PLAIN) < _PLAIN_KEPT:
+            _PLAIN[cls] = entry
+    nested = entry[1]
+    if nested is not None and not block.__pydantic_extra__:
+        if not nested:
+            return []
+        found: list[str] = []
+        values = block.__dict__
+        for name, table in nested:
+            value = values.get(name)
+            if value is not None:
+                found += unknown_fields(value, table, f"{prefix}{name}.")
         return found
-    for name, value in values.items():
+    found = []
+    for name, value in _usage.as_mapping(block).items():
         if name not in known:
             if _carries(value):
                 found.append(prefix + name)
         else:
-            table = known[name]
-            if table is not None and value is not None:
-                found += unknown_fields(_usage.as_mapping(value), table, f"{prefix}{name}.")
+            block_table = known[name]
+            if block_table is not None and value is not None:
+                found += unknown_fields(value, block_table, f"{prefix}{name}.")
     return found
+
+
+#: Usage block type -> (the table it was last checked against, the nested blocks to check
+#: when it is an SDK model type declaring only fields of that table, else ``None``).
+_PLAIN: dict[type[Any], tuple[Known, tuple[tuple[str, Known], ...] | None]] = {}
+_PLAIN_KEPT = 1024
+
+
+def _plain_nested(
+    declared: Mapping[str, Any], known: Known
+) -> tuple[tuple[str, Known], ...] | None:
+    """For a model type declaring ``declared``: ``None`` when it declares a field ``known``
+    does not list, else the declared fields that are nested blocks, with their tables."""
+    if not declared.keys() <= known.keys():
+        return None
+    return tuple((name, table) for name in declared if (table := known[name]) is not None)
 
 
 def unknown_iterations(iterations: Any) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._event_ids import keyed
+from ._event_ids import keyed, keyed_once
 from ._known_fields import OPENAI_TOOL_USAGE_FIELDS, unknown_fields
 from ._usage import (
     LLMUsage,
@@ -159,7 +159,7 @@ def add_response_details(usage: LLMUsage, values: Mapping[str, Any]) -> None:
         elif invalid:
             fees.pop("webSearchRequests", None)
             usage.invalid = (*(usage.invalid or ()), *invalid)
-        unknown = unknown_fields(tools, OPENAI_TOOL_USAGE_FIELDS, "tool_usage.")
+        unknown = unknown_fields(tool_usage, OPENAI_TOOL_USAGE_FIELDS, "tool_usage.")
         if unknown:
             usage.unknown = (*(usage.unknown or ()), *unknown)
     fees = {key: number for key, number in fees.items() if number}
@@ -176,7 +176,6 @@ class ChatStreamUsage:
     """
 
     __slots__ = (
-        "__weakref__",
         "created",
         "final",
         "groq",
@@ -215,10 +214,9 @@ class ChatStreamUsage:
             self.response_id = chunk.id or None
             self.model = chunk.model or self.model
             self.created = timestamp(chunk.created)
+            self.tier = field(chunk, "service_tier")
         usage = chunk.usage
         if usage is None:
-            if self.tier is None:
-                self.tier = field(chunk, "service_tier")
             if self.groq:
                 usage = field(field(chunk, "x_groq"), "usage")
                 if usage is not None:
@@ -241,7 +239,6 @@ class EventStreamUsage:
     generation and transcription streams (usage on their completion event)."""
 
     __slots__ = (
-        "__weakref__",
         "created",
         "final",
         "headers",
@@ -323,7 +320,7 @@ def _stream_result(stream: ChatStreamUsage | EventStreamUsage, complete: bool) -
                 add_response_details(usage, as_mapping(stream.response))
         elif type(stream.tier) is str and stream.tier:
             usage.dimensions = {"serviceTier": stream.tier}
-    return keyed(usage, stream)
+    return keyed_once(usage)
 
 
 def stream_accumulator(

@@ -66,9 +66,10 @@ class LLMUsage:
     ``_event_ids``): a key of the response object (or stream) that makes its event id unique
     per call. ``invalid`` names the metadata keys left out because the provider reported an
     impossible value for them; ``unknown`` the usage fields the tracker does not know that
-    carried an amount (see ``_known_fields``). ``cache_write_5m_tokens`` and
-    ``cache_write_1h_tokens`` split ``cache_creation_input_tokens`` by cache lifetime
-    (Anthropic). ``fees`` counts per-request charges by metadata key (``webSearchRequests``,
+    carried an amount (see ``_known_fields``). ``cache_writes`` splits
+    ``cache_creation_input_tokens`` by cache lifetime, by metadata key
+    (``cacheWrite5mTokens``/``cacheWrite1hTokens``: Anthropic; ``cacheWrite30mTokens``/
+    ``cacheWrite12hTokens``: OpenAI Responses). ``fees`` counts per-request charges by metadata key (``webSearchRequests``,
     ``webFetchRequests``, ``fileSearchCalls``, ``groundingQueries``); ``dimensions`` holds
     what else sets the price (``serviceTier``, ``speed``, ``inferenceGeo``, ``trafficType``).
     """
@@ -90,8 +91,7 @@ class LLMUsage:
     call_key: str | None = None
     invalid: tuple[str, ...] | None = None
     unknown: tuple[str, ...] | None = None
-    cache_write_5m_tokens: int | None = None
-    cache_write_1h_tokens: int | None = None
+    cache_writes: dict[str, int] | None = None
     fees: dict[str, int] | None = None
     dimensions: dict[str, str] | None = None
 
@@ -138,17 +138,17 @@ class LLMUsage:
             metadata["costUsd"] = self.cost_usd
         if self.audio_seconds is not None:
             metadata["audioSeconds"] = self.audio_seconds
-        if self.cache_write_5m_tokens is not None:
-            metadata["cacheWrite5mTokens"] = self.cache_write_5m_tokens
-        if self.cache_write_1h_tokens is not None:
-            metadata["cacheWrite1hTokens"] = self.cache_write_1h_tokens
+        if self.cache_writes:
+            metadata.update(self.cache_writes)
         if self.fees:
             metadata.update(self.fees)
         if self.dimensions:
             metadata.update(self.dimensions)
         if not self.complete:
             metadata["status"] = "cut_off" if self.cut_off else "incomplete"
-        metadata["usageSource"] = self.source
+        metadata["usageSource"] = (
+            "provider" if self.complete else "estimated" if self.cut_off else "incomplete"
+        )
         if self.unknown:
             metadata["unknownUsage"] = ",".join(self.unknown)[:MAX_METADATA_VALUE_LENGTH]
         invalid = self.invalid
@@ -291,12 +291,21 @@ def openai_usage(
     get = values.get
     invalid: list[str] = []
     raw = get("prompt_tokens")
-    input_tokens = checked_count(
-        raw if raw is not None else get("input_tokens"), "inputTokens", invalid
+    if raw is None:
+        raw = get("input_tokens")
+    # ints in range inline (the common case), everything else through checked_count
+    input_tokens = (
+        raw
+        if type(raw) is int and 0 <= raw <= INT64_MAX
+        else checked_count(raw, "inputTokens", invalid)
     )
     raw = get("completion_tokens")
-    output_tokens = checked_count(
-        raw if raw is not None else get("output_tokens"), "outputTokens", invalid
+    if raw is None:
+        raw = get("output_tokens")
+    output_tokens = (
+        raw
+        if type(raw) is int and 0 <= raw <= INT64_MAX
+        else checked_count(raw, "outputTokens", invalid)
     )
     if (
         output_tokens is None
@@ -305,7 +314,7 @@ def openai_usage(
         and "outputTokens" not in invalid
     ):
         output_tokens = 0
-    cached = cache_write = reasoning = None
+    cached = cache_write = reasoning = writes = None
     input_details = get("prompt_tokens_details") or get("input_tokens_details")
     if input_details is not None:
         details = as_mapping(input_details)
@@ -313,6 +322,9 @@ def openai_usage(
         cache_write = checked_count(
             details.get("cache_write_tokens"), "cacheCreationInputTokens", invalid
         )
+        ttl = details.get("cache_write_tokens_details")
+        if ttl is not None:
+            writes = cache_writes(as_mapping(ttl), _OPENAI_CACHE_WRITES, invalid)
     if cached is None and "cachedInputTokens" not in invalid:
         cached = checked_count(get("prompt_cache_hit_tokens"), "cachedInputTokens", invalid)
     output_details = get("completion_tokens_details") or get("output_tokens_details")
@@ -344,7 +356,9 @@ def openai_usage(
         None,
         tuple(invalid) if invalid else None,
     )
-    unknown = unknown_fields(values, OPENAI_USAGE_FIELDS)
+    if writes is not None:
+        normalised.cache_writes = writes
+    unknown = unknown_fields(usage, OPENAI_USAGE_FIELDS)
     if unknown:
         normalised.unknown = tuple(unknown)
     return normalised
@@ -357,22 +371,36 @@ def anthropic_usage(
     model: str | None,
     response_id: str | None,
     complete: bool = True,
+    *,
+    check_fields: bool = True,
 ) -> LLMUsage:
     """Normalise an Anthropic ``Usage``: input = input + cache reads + cache writes.
 
     Beta ``iterations`` of type ``compaction`` are not part of the top-level counts, so they
-    are added.
+    are added. ``check_fields=False`` leaves the unknown-field check of ``usage`` itself to
+    the caller (its ``iterations`` types are still checked).
     """
     values = as_mapping(usage)
     invalid: list[str] = []
-    read = checked_count(values.get("cache_read_input_tokens"), "cachedInputTokens", invalid)
-    created = checked_count(
-        values.get("cache_creation_input_tokens"), "cacheCreationInputTokens", invalid
-    )
-    plain = checked_count(values.get("input_tokens"), "inputTokens", invalid)
-    input_tokens = _total("inputTokens", invalid, 0, plain, read, created)
-    output = checked_count(values.get("output_tokens"), "outputTokens", invalid)
-    for iteration in values.get("iterations") or ():
+    plain = values.get("input_tokens")
+    read = values.get("cache_read_input_tokens")
+    created = values.get("cache_creation_input_tokens")
+    output = values.get("output_tokens")
+    if (  # the common case inline: every count an int in range (or absent)
+        (plain is None or (type(plain) is int and 0 <= plain <= INT64_MAX))
+        and (read is None or (type(read) is int and 0 <= read <= INT64_MAX))
+        and (created is None or (type(created) is int and 0 <= created <= INT64_MAX))
+        and (output is None or (type(output) is int and 0 <= output <= INT64_MAX))
+    ):
+        input_tokens = _total("inputTokens", invalid, 0, plain, read, created)
+    else:
+        read = checked_count(read, "cachedInputTokens", invalid)
+        created = checked_count(created, "cacheCreationInputTokens", invalid)
+        plain = checked_count(plain, "inputTokens", invalid)
+        input_tokens = _total("inputTokens", invalid, 0, plain, read, created)
+        output = checked_count(output, "outputTokens", invalid)
+    iterations = values.get("iterations")
+    for iteration in iterations or ():
         step = as_mapping(iteration)
         if step.get("type") != "compaction":
             continue
@@ -394,10 +422,11 @@ def anthropic_usage(
             output = None
         else:
             output = _total("outputTokens", invalid, len(invalid), output, step_output)
-    thinking = checked_count(
-        as_mapping(values.get("output_tokens_details")).get("thinking_tokens"),
-        "reasoningTokens",
-        invalid,
+    details = values.get("output_tokens_details")
+    thinking = (
+        None
+        if details is None
+        else checked_count(as_mapping(details).get("thinking_tokens"), "reasoningTokens", invalid)
     )
     normalised = LLMUsage(  # positional (field order), as in openai_usage
         provider,
@@ -415,13 +444,7 @@ def anthropic_usage(
     )
     split = values.get("cache_creation")
     if split is not None:
-        ttl = as_mapping(split)
-        normalised.cache_write_5m_tokens = checked_count(
-            ttl.get("ephemeral_5m_input_tokens"), "cacheWrite5mTokens", invalid
-        )
-        normalised.cache_write_1h_tokens = checked_count(
-            ttl.get("ephemeral_1h_input_tokens"), "cacheWrite1hTokens", invalid
-        )
+        normalised.cache_writes = cache_writes(as_mapping(split), _ANTHROPIC_CACHE_WRITES, invalid)
     tools = values.get("server_tool_use")
     if tools is not None:
         requests = as_mapping(tools)
@@ -431,21 +454,45 @@ def anthropic_usage(
             if number:
                 fees[key] = number
         normalised.fees = fees or None
-    dimensions = {}
+    dimensions = None
     for name, key in _ANTHROPIC_DIMENSIONS:
         value = values.get(name)
         if type(value) is str and value:
+            if dimensions is None:
+                dimensions = {}
             dimensions[key] = value
-    normalised.dimensions = dimensions or None
+    normalised.dimensions = dimensions
     if invalid:
         normalised.invalid = tuple(dict.fromkeys(invalid))
-    unknown = unknown_fields(values, ANTHROPIC_USAGE_FIELDS)
-    iterations = values.get("iterations")
+    unknown = unknown_fields(usage, ANTHROPIC_USAGE_FIELDS) if check_fields else []
     if iterations:
         unknown += unknown_iterations(iterations)
     if unknown:
         normalised.unknown = tuple(unknown)
     return normalised
+
+
+_ANTHROPIC_CACHE_WRITES = (
+    ("ephemeral_5m_input_tokens", "cacheWrite5mTokens"),
+    ("ephemeral_1h_input_tokens", "cacheWrite1hTokens"),
+)
+_OPENAI_CACHE_WRITES = (
+    ("ttl_30m_tokens", "cacheWrite30mTokens"),
+    ("ttl_12h_tokens", "cacheWrite12hTokens"),
+)
+
+
+def cache_writes(
+    split: Mapping[str, Any], names: tuple[tuple[str, str], ...], invalid: list[str]
+) -> dict[str, int] | None:
+    """The cache writes of ``split`` per lifetime, by metadata key (impossible values are
+    left out and flagged)."""
+    writes = {}
+    for name, key in names:
+        number = checked_count(split.get(name), key, invalid)
+        if number is not None:
+            writes[key] = number
+    return writes or None
 
 
 _ANTHROPIC_FEES = (
@@ -471,16 +518,31 @@ def gemini_usage(
     thoughts (``prompt_token_count`` already includes cached content)."""
     values = as_mapping(usage)
     invalid: list[str] = []
-    thoughts = checked_count(values.get("thoughts_token_count"), "reasoningTokens", invalid)
-    candidates = checked_count(values.get("candidates_token_count"), "outputTokens", invalid)
+    thoughts = values.get("thoughts_token_count")
+    candidates = values.get("candidates_token_count")
+    prompt = values.get("prompt_token_count")
+    tool_prompt = values.get("tool_use_prompt_token_count")
+    cached = values.get("cached_content_token_count")
+    checked = not (  # the common case inline: every count an int in range (or absent)
+        (thoughts is None or (type(thoughts) is int and 0 <= thoughts <= INT64_MAX))
+        and (candidates is None or (type(candidates) is int and 0 <= candidates <= INT64_MAX))
+        and (prompt is None or (type(prompt) is int and 0 <= prompt <= INT64_MAX))
+        and (tool_prompt is None or (type(tool_prompt) is int and 0 <= tool_prompt <= INT64_MAX))
+        and (cached is None or (type(cached) is int and 0 <= cached <= INT64_MAX))
+    )
+    if checked:
+        thoughts = checked_count(thoughts, "reasoningTokens", invalid)
+        candidates = checked_count(candidates, "outputTokens", invalid)
     output = _total("outputTokens", invalid, 0, candidates, thoughts)
     mark = len(invalid)
-    prompt = checked_count(values.get("prompt_token_count"), "inputTokens", invalid)
-    tool_prompt = checked_count(values.get("tool_use_prompt_token_count"), "inputTokens", invalid)
+    if checked:
+        prompt = checked_count(prompt, "inputTokens", invalid)
+        tool_prompt = checked_count(tool_prompt, "inputTokens", invalid)
     input_tokens = _total("inputTokens", invalid, mark, prompt, tool_prompt)
+    if checked:
+        cached = checked_count(cached, "cachedInputTokens", invalid)
     if output is None and input_tokens is not None and operation == "embed_content":
         output = None if "outputTokens" in invalid else 0
-    cached = checked_count(values.get("cached_content_token_count"), "cachedInputTokens", invalid)
     normalised = LLMUsage(  # positional (field order), as in openai_usage
         provider,
         operation,
@@ -507,7 +569,7 @@ def gemini_usage(
             if type(value) is str and value:
                 dimensions[key] = value
     normalised.dimensions = dimensions or None
-    unknown = unknown_fields(values, GEMINI_USAGE_FIELDS)
+    unknown = unknown_fields(usage, GEMINI_USAGE_FIELDS)
     if unknown:
         normalised.unknown = tuple(unknown)
     return normalised
