@@ -171,7 +171,7 @@ class _Ledger:
     def prune(self, older_than: float) -> None:
         """Forget usage recorded before ``older_than`` (reflected in every snapshot in use)."""
         index = bisect.bisect_left(self.times, older_than)
-        if index < 1024 or index * 2 < len(self.times):
+        if index < 64 or index * 2 < len(self.times):
             return  # rarely: dropping a prefix costs a copy
         base = self.cumulative[index - 1]
         del self.times[:index]
