@@ -2,9 +2,12 @@
 
 It serves the API's paths, bodies and status codes over real HTTP (Starlette on uvicorn) from
 SQLite: event ingestion with every documented rule, event listing, meters, credit
-entitlements and balances, plus dev-only endpoints under ``/_dev`` (a usage report,
-meter-to-credits links and a test clock). Fault injection makes ingestion misbehave on purpose for reliability
-tests. Start it in-process with :class:`DevServer`, or with ``dodo-ingest dev-server``.
+entitlements with their lifecycle (grants that expire, FIFO draws, a ledger, dev-only billing
+cycles with rollover and overage handling), webhook endpoints with signed deliveries of credit
+events, plus dev-only endpoints under ``/_dev`` (a usage report, meter-to-credits links,
+billing cycles, webhook deliveries and a test clock). Fault injection makes ingestion
+misbehave on purpose for reliability tests. Start it in-process with :class:`DevServer`, or
+with ``dodo-ingest dev-server``.
 
 Needs the ``server`` extra (``pip install 'dodo-ingest[server]'``).
 """

@@ -20,9 +20,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._credits import (
     balance_of,
     check_entitlement_body,
+    cycle_body,
     link_body,
     link_meter,
     make_ledger_entry,
+    start_cycle,
 )
 from ._errors import APIError
 from ._faults import FaultInjector
@@ -522,6 +524,16 @@ def create_app(state: AppState) -> ASGIApp:
 
     # dev-only
 
+    async def create_cycle(request: Request) -> Response:
+        return _json(start_cycle(state.ledger, await _read_json(request)), 201)
+
+    async def list_cycles(request: Request) -> Response:
+        for owner in {(c["credit_entitlement_id"], c["customer_id"]) for c in store.cycles()}:
+            entitlement = store.get_entitlement(owner[0])
+            if entitlement is not None:
+                state.ledger.settle(entitlement, owner[1])
+        return _json({"items": [cycle_body(cycle) for cycle in store.cycles()]})
+
     async def webhook_deliveries(request: Request) -> Response:
         params = request.query_params
         items = state.webhooks.deliveries(
@@ -663,6 +675,8 @@ def create_app(state: AppState) -> ASGIApp:
         Route("/webhooks/{webhook_id}/secret", api(get_webhook_secret), methods=["GET"]),
         Route("/_dev/health", health, methods=["GET"]),
         Route("/_dev/webhook-deliveries", webhook_deliveries, methods=["GET"]),
+        Route("/_dev/credit-cycles", list_cycles, methods=["GET"]),
+        Route("/_dev/credit-cycles", create_cycle, methods=["POST"]),
         Route("/_dev/usage", usage, methods=["GET"]),
         Route("/_dev/clock", get_clock, methods=["GET"]),
         Route("/_dev/clock", move_clock, methods=["POST"]),

@@ -157,14 +157,7 @@ def make_ledger_entry(
     entry_type = body.get("entry_type")
     if entry_type not in ("credit", "debit"):
         raise _invalid(f"entry_type must be 'credit' or 'debit', got {entry_type!r}")
-    amount = _decimal(body.get("amount"), "amount")
-    precision = entitlement["precision"]
-    if amount <= 0 or amount.adjusted() >= MAX_AMOUNT_INTEGER_DIGITS:
-        raise _invalid(
-            f"amount must be positive with at most {MAX_AMOUNT_INTEGER_DIGITS} integer digits"
-        )
-    if amount != amount.quantize(Decimal(1).scaleb(-precision), ROUND_HALF_UP):
-        raise _invalid(f"amount has more than the entitlement's {precision} decimal places")
+    amount = check_amount(body.get("amount"), "amount", entitlement["precision"])
     metadata = body.get("metadata") or {}
     reason = body.get("reason")
     key = body.get("idempotency_key")
@@ -237,6 +230,64 @@ def _expires_at(value: object, entry_type: str, now_us: int) -> int | None:
             raise _invalid(f"expires_at must be after the server's time {format_us(now_us)}")
         return moment
     return None
+
+
+def check_amount(value: object, name: str, precision: int) -> Decimal:
+    """A positive decimal string with at most 9 integer digits and ``precision`` decimals;
+    422 naming the field otherwise."""
+    amount = _decimal(value, name)
+    if amount <= 0 or amount.adjusted() >= MAX_AMOUNT_INTEGER_DIGITS:
+        raise _invalid(
+            f"{name} must be positive with at most {MAX_AMOUNT_INTEGER_DIGITS} integer digits"
+        )
+    if amount != amount.quantize(Decimal(1).scaleb(-precision), ROUND_HALF_UP):
+        raise _invalid(f"{name} has more than the entitlement's {precision} decimal places")
+    return amount
+
+
+MAX_CYCLE_DAYS = 3660
+
+
+def start_cycle(ledger: CreditLedger, body: object) -> dict[str, Any]:
+    """Check a ``POST /_dev/credit-cycles`` body and start the cycle; return it as shown.
+
+    ``credit_entitlement_id``, ``customer_id`` and ``amount`` are required; ``cycle_days``
+    (1 to 3660, default 30) and ``daily_amount`` are optional. Raises :class:`APIError` 422
+    naming the field, 404 for an unknown entitlement.
+    """
+    if type(body) is not dict:
+        raise _invalid("the body must be a JSON object")
+    for name in ("credit_entitlement_id", "customer_id"):
+        if type(body.get(name)) is not str or not body[name]:
+            raise _invalid(f"{name} is required: a non-empty string")
+    entitlement = ledger.store.get_entitlement(body["credit_entitlement_id"])
+    if entitlement is None:
+        raise APIError(404, "not_found", f"no credit entitlement {body['credit_entitlement_id']!r}")
+    precision = entitlement["precision"]
+    amount = check_amount(body.get("amount"), "amount", precision)
+    days = body.get("cycle_days", 30)
+    if type(days) is not int or not 1 <= days <= MAX_CYCLE_DAYS:
+        raise _invalid(f"cycle_days must be an integer from 1 to {MAX_CYCLE_DAYS}, got {days!r}")
+    daily = body.get("daily_amount")
+    daily_amount = None if daily is None else check_amount(daily, "daily_amount", precision)
+    cycle = ledger.start_cycle(entitlement, body["customer_id"], amount, days, daily_amount)
+    return cycle_body(cycle)
+
+
+def cycle_body(cycle: dict[str, Any]) -> dict[str, Any]:
+    """A credit cycle as ``/_dev/credit-cycles`` shows it."""
+    drip = cycle["next_drip_us"]
+    return {
+        "id": cycle["id"],
+        "credit_entitlement_id": cycle["credit_entitlement_id"],
+        "customer_id": cycle["customer_id"],
+        "amount": cycle["amount"],
+        "cycle_days": cycle["cycle_days"],
+        "daily_amount": cycle["daily_amount"],
+        "current_period_start": format_us(cycle["period_start_us"]),
+        "current_period_end": format_us(cycle["period_end_us"]),
+        "next_daily_grant_at": None if drip is None else format_us(drip),
+    }
 
 
 def link_meter(

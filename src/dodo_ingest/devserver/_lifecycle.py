@@ -100,6 +100,45 @@ def grant_status(grant: dict[str, Any]) -> str:
     return "depleted" if Decimal(grant["remaining"]) <= 0 else "active"
 
 
+_INTERVAL_DAYS = {"Day": 1, "Week": 7, "Month": 30, "Year": 365}
+"""Days of a ``rollover_timeframe_interval`` (a month is 30 days, a year 365)."""
+
+
+def _next_moment(state: _Balance, cycles: list[dict[str, Any]], now_us: int) -> int | None:
+    """The earliest expiry, cycle reset or daily grant due at or before ``now_us``."""
+    moments = [
+        g["expires_us"] for g in state.grants if not g["expired"] and g["expires_us"] is not None
+    ]
+    for cycle in cycles:
+        moments.append(cycle["period_end_us"])
+        if cycle["next_drip_us"] is not None:
+            moments.append(cycle["next_drip_us"])
+    due = [moment for moment in moments if moment <= now_us]
+    return min(due, default=None)
+
+
+def _rolls_at(grant: dict[str, Any], cycle: dict[str, Any], at_us: int) -> bool:
+    """Whether ``grant`` is credit of ``cycle`` (its cycle grant or a rollover) ending at
+    ``at_us`` with something left, and the entitlement may roll it over."""
+    return (
+        not grant["expired"]
+        and grant["source_id"] == cycle["id"]
+        and grant.get("kind") in ("cycle", "rollover")
+        and grant["expires_us"] == at_us
+        and Decimal(grant["remaining"]) > 0
+    )
+
+
+def _rollover_expiry(entitlement: dict[str, Any], at_us: int) -> int | None:
+    """When a grant rolled over at ``at_us`` expires by the entitlement's rollover timeframe
+    (``None``: at the end of the next cycle)."""
+    count = entitlement.get("rollover_timeframe_count")
+    days = _INTERVAL_DAYS.get(entitlement.get("rollover_timeframe_interval") or "")
+    if not isinstance(count, int) or count <= 0 or days is None:
+        return None
+    return at_us + count * days * _US_PER_DAY
+
+
 class _Balance:
     """One customer's balance of one entitlement, loaded for a change."""
 
@@ -172,24 +211,24 @@ class CreditLedger:
     # --- settling --------------------------------------------------------------------
 
     def settle(self, entitlement: dict[str, Any], customer_id: str) -> None:
-        """Bring the customer's balance up to the server's time: usage that became due and
-        each expiry that passed, in the order they happened."""
+        """Bring the customer's balance up to the server's time: usage that became due, each
+        cycle reset, expiry and daily grant that passed, in the order they happened."""
         store = self.store
         with store.transaction():
             if store.get_balance_row(entitlement["id"], customer_id) is None:
                 return
             now = store.now_us()
             state = _Balance(store, entitlement, customer_id)
-            due = sorted(
-                {
-                    g["expires_us"]
-                    for g in state.grants
-                    if not g["expired"] and g["expires_us"] is not None and g["expires_us"] <= now
-                }
-            )
-            for moment in due:
+            cycles = store.cycles(entitlement["id"], customer_id)
+            while (moment := _next_moment(state, cycles, now)) is not None:
                 self._deduct_usage(state, moment)
+                for cycle in cycles:
+                    if cycle["period_end_us"] == moment:
+                        self._reset(state, cycle, moment)
                 self._expire(state, moment)
+                for cycle in cycles:
+                    if cycle["next_drip_us"] == moment:
+                        self._drip(state, cycle, moment)
             self._deduct_usage(state, now)
 
     def settle_all(self, entitlement_id: str | None = None) -> None:
@@ -291,12 +330,9 @@ class CreditLedger:
         *,
         expires_us: int | None,
         lifetime_days: object = None,
-        source_type: str = "api",
-        source_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         description: str | None = None,
         idempotency_key: str | None = None,
-        entry_id: str | None = None,
     ) -> dict[str, Any]:
         """A new grant of ``amount`` (it first pays off the overage); return its
         ``credit_added`` ledger entry. It expires at ``expires_us``, else ``lifetime_days``
@@ -309,42 +345,219 @@ class CreditLedger:
             if expires_us is None and isinstance(lifetime_days, int) and lifetime_days > 0:
                 expires_us = now + lifetime_days * _US_PER_DAY
             state = _Balance(store, entitlement, customer_id)
-            before = (state.balance(), state.overage)
-            repaid = min(state.overage, amount)
-            if repaid > 0:
-                state.overage -= repaid
-                store.set_overage(entitlement["id"], customer_id, state.overage)
-            grant = {
-                "id": new_id("cgr"),
+            _, entry = self._add_grant(
+                state,
+                amount,
+                now,
+                expires_us=expires_us,
+                source_type="api",
+                metadata=metadata,
+                description=description,
+                idempotency_key=idempotency_key,
+            )
+            return entry
+
+    def _add_grant(
+        self,
+        state: _Balance,
+        amount: Decimal,
+        at_us: int,
+        *,
+        expires_us: int | None,
+        source_type: str,
+        source_id: str | None = None,
+        kind: str = "grant",
+        parent: dict[str, Any] | None = None,
+        transaction_type: str = "credit_added",
+        metadata: dict[str, Any] | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Add a grant (a new one first pays off the overage; a rolled-over one does not)
+        and its ledger entry."""
+        before = (state.balance(), state.overage)
+        repaid = _ZERO if parent is not None else min(state.overage, amount)
+        if repaid > 0:
+            state.overage -= repaid
+            self.store.set_overage(state.entitlement["id"], state.customer_id, state.overage)
+        grant = {
+            "id": new_id("cgr"),
+            "credit_entitlement_id": state.entitlement["id"],
+            "customer_id": state.customer_id,
+            "created_us": at_us,
+            "updated_us": at_us,
+            "expires_us": expires_us,
+            "initial": plain(amount),
+            "remaining": plain(amount - repaid),
+            "expired": False,
+            "rolled_over": False,
+            "rollover_count": 0 if parent is None else parent["rollover_count"] + 1,
+            "source_type": source_type,
+            "source_id": source_id,
+            "parent_grant_id": None if parent is None else parent["id"],
+            "metadata": metadata or {},
+            "kind": kind,
+        }
+        self.store.save_grant(grant)
+        state.grants.append(grant)
+        if parent is not None:  # the parent's credits now live in this grant
+            parent["expired"] = parent["rolled_over"] = True
+            state.save(parent, at_us)
+            before = (state.balance() - amount + Decimal(parent["remaining"]), state.overage)
+        entry = self._record(
+            state,
+            transaction_type,
+            True,
+            amount,
+            before,
+            at_us,
+            grant_id=grant["id"],
+            description=description,
+            reference=None if parent is None else ("grant", parent["id"]),
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+        )
+        return grant, entry
+
+    # --- billing cycles (dev-only) -----------------------------------------------------
+
+    def start_cycle(
+        self,
+        entitlement: dict[str, Any],
+        customer_id: str,
+        amount: Decimal,
+        cycle_days: int,
+        daily_amount: Decimal | None,
+    ) -> dict[str, Any]:
+        """Attach a recurring grant to a customer: ``amount`` now and at every reset
+        (``cycle_days`` apart), and ``daily_amount`` every day if given; return the cycle."""
+        store = self.store
+        with store.transaction():
+            store.ensure_balance(entitlement["id"], customer_id)
+            self.settle(entitlement, customer_id)
+            now = store.now_us()
+            cycle = {
+                "id": new_id("cyc"),
                 "credit_entitlement_id": entitlement["id"],
                 "customer_id": customer_id,
+                "amount": plain(amount),
+                "cycle_days": cycle_days,
+                "daily_amount": None if daily_amount is None else plain(daily_amount),
+                "period_start_us": now,
+                "period_end_us": now + cycle_days * _US_PER_DAY,
+                "next_drip_us": None,
                 "created_us": now,
-                "updated_us": now,
-                "expires_us": expires_us,
-                "initial": plain(amount),
-                "remaining": plain(amount - repaid),
-                "expired": False,
-                "rolled_over": False,
-                "rollover_count": 0,
-                "source_type": source_type,
-                "source_id": source_id,
-                "parent_grant_id": None,
-                "metadata": metadata or {},
             }
-            store.save_grant(grant)
-            state.grants.append(grant)
-            return self._record(
+            state = _Balance(store, entitlement, customer_id)
+            self._cycle_grant(state, cycle, now)
+            if daily_amount is not None:
+                self._drip(state, cycle, now)
+            store.save_cycle(cycle)
+            return cycle
+
+    def _cycle_grant(self, state: _Balance, cycle: dict[str, Any], at_us: int) -> None:
+        self._add_grant(
+            state,
+            Decimal(cycle["amount"]),
+            at_us,
+            expires_us=cycle["period_end_us"],
+            source_type="subscription",
+            source_id=cycle["id"],
+            kind="cycle",
+            description="billing cycle credits",
+        )
+
+    def _drip(self, state: _Balance, cycle: dict[str, Any], at_us: int) -> None:
+        """The daily grant of a cycle: it lasts one day."""
+        self._add_grant(
+            state,
+            Decimal(cycle["daily_amount"]),
+            at_us,
+            expires_us=at_us + _US_PER_DAY,
+            source_type="subscription",
+            source_id=cycle["id"],
+            kind="daily",
+            description="daily credits",
+        )
+        cycle["next_drip_us"] = at_us + _US_PER_DAY
+        self.store.save_cycle(cycle)
+
+    def _reset(self, state: _Balance, cycle: dict[str, Any], at_us: int) -> None:
+        """The end of a cycle: its credits roll over (or not), the overage is handled by the
+        entitlement's ``overage_behavior``, and the next cycle's grant is made."""
+        entitlement = state.entitlement
+        next_end = at_us + cycle["cycle_days"] * _US_PER_DAY
+        if entitlement["rollover_enabled"]:  # otherwise the cycle's credits simply expire
+            for grant in [g for g in state.grants if _rolls_at(g, cycle, at_us)]:
+                self._roll_over(state, grant, at_us, next_end)
+        if state.overage > 0 and entitlement["overage_behavior"] in (
+            "forgive_at_reset",
+            "invoice_at_billing",
+        ):
+            kind = (
+                "overage_reset"
+                if entitlement["overage_behavior"] == "forgive_at_reset"
+                else "overage_charged"
+            )
+            before = (state.balance(), state.overage)
+            amount = state.overage
+            state.overage = _ZERO
+            self.store.set_overage(entitlement["id"], state.customer_id, _ZERO)
+            self._record(
                 state,
-                "credit_added",
+                kind,
                 True,
                 amount,
                 before,
-                now,
+                at_us,
+                description=f"overage at the end of cycle {cycle['id']}",
+                reference=("cycle", cycle["id"]),
+            )
+        self._expire(state, at_us)  # what did not roll over, before the new credits
+        cycle["period_start_us"] = at_us
+        cycle["period_end_us"] = next_end
+        self.store.save_cycle(cycle)
+        self._cycle_grant(state, cycle, at_us)
+
+    def _roll_over(self, state: _Balance, grant: dict[str, Any], at_us: int, next_end: int) -> None:
+        """Carry what is left of a cycle grant into a new grant (``rollover_percentage`` of
+        it, at most ``max_rollover_count`` times); the rest is forfeited."""
+        entitlement = state.entitlement
+        left = Decimal(grant["remaining"])
+        limit = entitlement.get("max_rollover_count")
+        percentage = entitlement.get("rollover_percentage")
+        share = Decimal(100 if percentage is None else percentage) / 100
+        rolled = left * share if limit is None or grant["rollover_count"] < limit else _ZERO
+        forfeited = left - rolled
+        if forfeited > 0:
+            before = (state.balance(), state.overage)
+            grant["remaining"] = plain(rolled)
+            if rolled <= 0:
+                grant["expired"] = True
+            state.save(grant, at_us)
+            self._record(
+                state,
+                "rollover_forfeited",
+                False,
+                forfeited,
+                before,
+                at_us,
                 grant_id=grant["id"],
-                description=description,
-                metadata=metadata,
-                idempotency_key=idempotency_key,
-                entry_id=entry_id,
+                description="credits beyond the rollover limit",
+                reference=("grant", grant["id"]),
+            )
+        if rolled > 0:
+            self._add_grant(
+                state,
+                rolled,
+                at_us,
+                expires_us=_rollover_expiry(entitlement, at_us) or next_end,
+                source_type="rollover",
+                source_id=grant["source_id"],
+                kind="rollover",
+                parent=grant,
+                transaction_type="credit_rolled_over",
+                description="credits rolled over",
             )
 
     def debit(

@@ -19,7 +19,8 @@ import uvicorn
 from ._app import AppState, create_app
 from ._clock import Clock
 from ._connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, guarded_protocol
-from ._credits import link_meter
+from ._credits import link_meter, start_cycle
+from ._errors import APIError
 from ._faults import FaultInjector
 from ._stats import Stats
 from ._store import Store
@@ -338,6 +339,37 @@ class DevServer:
         units use one credit. Raises :class:`LookupError` for an unknown meter or entitlement,
         :class:`ValueError` for a units value that is not a positive decimal."""
         link_meter(self._running_store(), meter_id, credit_entitlement_id, meter_units_per_credit)
+
+    def start_credit_cycle(
+        self,
+        credit_entitlement_id: str,
+        customer_id: str,
+        amount: Decimal | str | int,
+        *,
+        cycle_days: int = 30,
+        daily_amount: Decimal | str | int | None = None,
+    ) -> dict[str, Any]:
+        """Attach a recurring grant to a customer (a stand-in for a subscription): ``amount``
+        now and at every reset, ``cycle_days`` apart, plus ``daily_amount`` every day if
+        given; return the cycle as ``GET /_dev/credit-cycles`` shows it. At each reset the
+        cycle's credits roll over or expire and the overage is handled as the entitlement
+        says. Raises :class:`LookupError` for an unknown entitlement and :class:`ValueError`
+        for a bad amount or cycle length."""
+        self._running_store()  # RuntimeError when not running
+        body = {
+            "credit_entitlement_id": credit_entitlement_id,
+            "customer_id": customer_id,
+            "amount": str(amount),
+            "cycle_days": cycle_days,
+            "daily_amount": None if daily_amount is None else str(daily_amount),
+        }
+        assert self._state is not None
+        try:
+            return start_cycle(self._state.ledger, body)
+        except APIError as error:
+            if error.status == 404:
+                raise LookupError(error.message) from None
+            raise ValueError(error.message) from None
 
 
 def _check_lag(seconds: object) -> float:

@@ -89,6 +89,13 @@ CREATE TABLE IF NOT EXISTS usage_applied (
     units TEXT NOT NULL,
     PRIMARY KEY (entitlement_id, customer_id, meter_id)
 );
+CREATE TABLE IF NOT EXISTS cycles (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    entitlement_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS webhooks (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -633,6 +640,33 @@ class Store:
                 "SELECT data FROM ledger WHERE entitlement_id = ? AND customer_id = ? ORDER BY seq",
                 (entitlement_id, customer_id),
             ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def save_cycle(self, cycle: dict[str, Any]) -> None:
+        """Insert a credit cycle, or replace the stored one with the same ``id``."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO cycles (id, entitlement_id, customer_id, data) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                (
+                    cycle["id"],
+                    cycle["credit_entitlement_id"],
+                    cycle["customer_id"],
+                    json.dumps(cycle),
+                ),
+            )
+
+    def cycles(
+        self, entitlement_id: str | None = None, customer_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The credit cycles (of one customer's balance), oldest first."""
+        sql = "SELECT data FROM cycles"
+        params: tuple[str, ...] = ()
+        if entitlement_id is not None and customer_id is not None:
+            sql += " WHERE entitlement_id = ? AND customer_id = ?"
+            params = (entitlement_id, customer_id)
+        with self._lock:
+            rows = self._db.execute(f"{sql} ORDER BY seq", params).fetchall()
         return [json.loads(row[0]) for row in rows]
 
     def save_webhook(self, webhook: dict[str, Any]) -> None:
