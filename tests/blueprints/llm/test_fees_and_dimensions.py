@@ -406,3 +406,107 @@ def test_openai_cache_writes_by_lifetime_and_their_price(sink: RecordingSink) ->
         plain * Decimal(1) + 500 * Decimal("1.25") + 1000 * Decimal(2) + usage["output_tokens"] * 4
     ) / 10**6
     assert metadata["costCents"] == pytest.approx(float(expected * 100))
+
+
+def test_audio_and_image_tokens_are_priced_at_their_rates(sink: RecordingSink) -> None:
+    """gpt-image: text and image input priced apart, image output; gpt-4o-audio: audio in
+    and out. The split keys are subsets of the totals and only written when non-zero."""
+    tracker = LLMTracker(
+        sink,
+        prices={
+            "gpt-image": Price(
+                input_per_million=5,
+                output_per_million=10,
+                image_input_per_million=10,
+                image_output_per_million=40,
+            ),
+            "gpt-4o-audio": Price(
+                input_per_million="2.5",
+                output_per_million=10,
+                audio_input_per_million=40,
+                audio_output_per_million=80,
+            ),
+        },
+    )
+    images = {
+        "created": 1767225800,
+        "data": [{"b64_json": "aGVsbG8="}],
+        "usage": {
+            "input_tokens": 50,
+            "input_tokens_details": {"image_tokens": 40, "text_tokens": 10},
+            "output_tokens": 4200,
+            "output_tokens_details": {"image_tokens": 4160, "text_tokens": 40},
+            "total_tokens": 4250,
+        },
+    }
+    verified(openai.types.ImagesResponse, images)
+    audio_usage = {
+        "prompt_tokens": 120,
+        "completion_tokens": 300,
+        "total_tokens": 420,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 100},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 250},
+    }
+    chat = verified(
+        ChatCompletion, payloads.chat_completion(usage=audio_usage, model="gpt-4o-audio-preview")
+    )
+    client = tracker.wrap(openai.OpenAI(api_key="k", max_retries=0), customer_id="c")
+    with respx.mock() as router:
+        router.post(url__regex=r"/images/generations$").respond(
+            200, json=images, headers={"x-request-id": payloads.EMBEDDINGS_REQUEST_ID}
+        )
+        router.post(url__regex=r"/chat/completions$").respond(200, json=chat)
+        client.images.generate(model="gpt-image-1", prompt="a cat")
+        client.chat.completions.create(model="gpt-4o-audio-preview", messages=MESSAGES)
+    image_event, audio_event = sink.metadata()
+    assert (image_event["imageInputTokens"], image_event["imageOutputTokens"]) == (40, 4160)
+    assert "audioInputTokens" not in image_event
+    image_cost = (10 * 5 + 40 * 10 + 40 * 10 + 4160 * 40) / 10**6
+    assert image_event["costCents"] == pytest.approx(image_cost * 100)
+    assert (audio_event["audioInputTokens"], audio_event["audioOutputTokens"]) == (100, 250)
+    audio_cost = (20 * Decimal("2.5") + 100 * 40 + 50 * 10 + 250 * 80) / 10**6
+    assert audio_event["costCents"] == pytest.approx(float(audio_cost * 100))
+
+
+def test_gemini_audio_tokens_from_the_modality_details(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    usage = {
+        **payloads.GEMINI_USAGE,
+        "promptTokensDetails": [
+            {"modality": "TEXT", "tokenCount": 50},
+            {"modality": "AUDIO", "tokenCount": 1000},
+        ],
+        "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 4}],
+    }
+    body = payloads.gemini_response(usage=usage)
+    genai_types.GenerateContentResponse._from_response(response=copy.deepcopy(body), kwargs={})
+    client = genai.Client(api_key="k")
+    tracker.wrap(client, customer_id="c")
+    with respx.mock() as router:
+        router.post(url__regex=r":generateContent$").respond(200, json=body)
+        client.models.generate_content(model=payloads.GEMINI, contents="hi")
+    metadata = sink.only().metadata
+    assert metadata["audioInputTokens"] == 1000
+    assert "imageInputTokens" not in metadata and "audioOutputTokens" not in metadata
+
+
+def test_long_context_price_above_the_threshold() -> None:
+    pro = Price(
+        input_per_million="1.25",
+        output_per_million=10,
+        long_context_threshold=200_000,
+        long_context=Price(input_per_million="2.5", output_per_million=15),
+    )
+    short = _usage(input_tokens=200_000, output_tokens=1000)
+    long = _usage(input_tokens=200_001, output_tokens=1000)
+    assert pro.input_cost(short) == 200_000 * Decimal("1.25") / 10**6
+    assert pro.output_cost(short) == 1000 * Decimal(10) / 10**6
+    assert pro.input_cost(long) == 200_001 * Decimal("2.5") / 10**6
+    assert pro.output_cost(long) == 1000 * Decimal(15) / 10**6
+    with pytest.raises(EventValidationError, match="go together"):
+        Price(1, 1, long_context_threshold=10)
+    with pytest.raises(EventValidationError, match="long_context_threshold"):
+        Price(1, 1, long_context_threshold=-1, long_context=Price(2, 2))
+    assert "long_context_threshold=200000" in repr(pro)
+    assert "audio_input_per_million" not in repr(pro)  # still the input price

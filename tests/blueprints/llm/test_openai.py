@@ -211,6 +211,7 @@ def test_images_and_transcriptions(client: openai.OpenAI, sink: RecordingSink) -
             "inputTokens": 50,
             "outputTokens": 4160,
             "totalTokens": 4210,
+            "imageInputTokens": 40,  # image input tokens are priced apart
             "f": "x",
         },
         {
@@ -221,6 +222,7 @@ def test_images_and_transcriptions(client: openai.OpenAI, sink: RecordingSink) -
             "inputTokens": 14,
             "outputTokens": 4,
             "totalTokens": 18,
+            "audioInputTokens": 14,
             "f": "x",
         },
     ]

@@ -48,6 +48,13 @@ class Price:
     (``cacheWrite12hTokens``, OpenAI); the rest of the cache writes stays at
     ``cache_creation_input_per_million`` (their default).
 
+    ``audio_input_per_million``/``image_input_per_million`` apply to the non-cached input
+    tokens of those modalities (``audioInputTokens``, ``imageInputTokens``) and
+    ``audio_output_per_million``/``image_output_per_million`` to ``audioOutputTokens``/
+    ``imageOutputTokens``; each defaults to the input or output price. ``long_context`` is the
+    ``Price`` used instead for requests whose ``inputTokens`` exceed
+    ``long_context_threshold`` (Gemini Pro above 200k tokens, Claude's 1M context).
+
     Fees, in currency units each: ``per_request`` (every request), ``web_search_per_request``
     (``webSearchRequests``), ``web_fetch_per_request`` (``webFetchRequests``),
     ``file_search_per_request`` (``fileSearchCalls``), ``grounding_per_query``
@@ -61,13 +68,19 @@ class Price:
     """
 
     __slots__ = (
+        "audio_input_per_million",
+        "audio_output_per_million",
         "cache_creation_input_per_million",
         "cache_write_1h_input_per_million",
         "cache_write_12h_input_per_million",
         "cached_input_per_million",
         "file_search_per_request",
         "grounding_per_query",
+        "image_input_per_million",
+        "image_output_per_million",
         "input_per_million",
+        "long_context",
+        "long_context_threshold",
         "output_per_million",
         "per_request",
         "tiers",
@@ -89,6 +102,12 @@ class Price:
         web_fetch_per_request: Number = 0,
         file_search_per_request: Number = 0,
         grounding_per_query: Number = 0,
+        audio_input_per_million: Number | None = None,
+        audio_output_per_million: Number | None = None,
+        image_input_per_million: Number | None = None,
+        image_output_per_million: Number | None = None,
+        long_context_threshold: int | None = None,
+        long_context: Price | None = None,
         tiers: Mapping[str, Price] | None = None,
     ) -> None:
         self.input_per_million = to_decimal(input_per_million, "prices.input_per_million")
@@ -130,6 +149,33 @@ class Price:
             file_search_per_request, "prices.file_search_per_request"
         )
         self.grounding_per_query = to_decimal(grounding_per_query, "prices.grounding_per_query")
+        self.audio_input_per_million = self._rate(
+            audio_input_per_million, self.input_per_million, "audio_input_per_million"
+        )
+        self.image_input_per_million = self._rate(
+            image_input_per_million, self.input_per_million, "image_input_per_million"
+        )
+        self.audio_output_per_million = self._rate(
+            audio_output_per_million, self.output_per_million, "audio_output_per_million"
+        )
+        self.image_output_per_million = self._rate(
+            image_output_per_million, self.output_per_million, "image_output_per_million"
+        )
+        if (long_context is None) != (long_context_threshold is None):
+            raise EventValidationError(
+                "prices.long_context", "long_context and long_context_threshold go together"
+            )
+        if long_context_threshold is not None and (
+            type(long_context_threshold) is not int or long_context_threshold < 0
+        ):
+            raise EventValidationError(
+                "prices.long_context_threshold",
+                f"must be an int >= 0 (input tokens), got {long_context_threshold!r}",
+            )
+        if long_context is not None and not isinstance(long_context, Price):
+            raise EventValidationError("prices.long_context", "must be a Price")
+        self.long_context_threshold = long_context_threshold
+        self.long_context = long_context
         self.tiers: Mapping[str, Price] | None = None
         if tiers:
             for tier, price in tiers.items():
@@ -139,19 +185,35 @@ class Price:
                     raise EventValidationError(f"prices.tiers.{tier}", "must be a Price")
             self.tiers = MappingProxyType(dict(tiers))
 
+    @staticmethod
+    def _rate(value: Number | None, default: Decimal, name: str) -> Decimal:
+        return default if value is None else to_decimal(value, f"prices.{name}")
+
     def _values(self) -> tuple[object, ...]:
         tiers = tuple(sorted(self.tiers.items())) if self.tiers else ()
         return (*(getattr(self, name) for name in self.__slots__ if name != "tiers"), tiers)
 
     def __repr__(self) -> str:
-        fields = ", ".join(
-            f"{name}={getattr(self, name)}"
-            for name in self.__slots__
-            if name != "tiers" and (name in _ALWAYS_SHOWN or getattr(self, name))
-        )
+        defaults = {
+            "cache_write_1h_input_per_million": self.cache_creation_input_per_million,
+            "cache_write_12h_input_per_million": self.cache_creation_input_per_million,
+            "audio_input_per_million": self.input_per_million,
+            "image_input_per_million": self.input_per_million,
+            "audio_output_per_million": self.output_per_million,
+            "image_output_per_million": self.output_per_million,
+        }
+        shown = []
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if name == "tiers" or value is None:
+                continue
+            if name in _ALWAYS_SHOWN or (
+                value != defaults[name] if name in defaults else bool(value)
+            ):
+                shown.append(f"{name}={value}")
         if self.tiers:
-            fields += f", tiers={dict(self.tiers)!r}"
-        return f"Price({fields})"
+            shown.append(f"tiers={dict(self.tiers)!r}")
+        return f"Price({', '.join(shown)})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Price):
@@ -162,24 +224,38 @@ class Price:
         return hash(self._values())
 
     def for_usage(self, usage: LLMUsage) -> Price:
-        """The price of ``usage``: the one of its service tier when ``tiers`` has it."""
+        """The price of ``usage``: the one of its service tier when ``tiers`` has it, then
+        that price's ``long_context`` when the input passes its threshold."""
+        price = self
         if self.tiers is not None and usage.dimensions:
             tier = usage.dimensions.get("serviceTier")
             if tier is not None:
-                return self.tiers.get(tier, self)
-        return self
+                price = self.tiers.get(tier, self)
+        threshold = price.long_context_threshold
+        if threshold is not None and (usage.input_tokens or 0) > threshold:
+            assert price.long_context is not None
+            return price.long_context
+        return price
 
     def input_cost(self, usage: LLMUsage) -> Decimal:
         """Cost of the usage's input side in currency units (exact, not rounded): its input
         tokens and its per-request fees."""
-        if self.tiers is not None:
+        if self.tiers is not None or self.long_context is not None:
             price = self.for_usage(usage)
             if price is not self:
                 return price.input_cost(usage)
         cached = usage.cached_input_tokens or 0
         created = usage.cache_creation_input_tokens or 0
         plain = max((usage.input_tokens or 0) - cached - created, 0)
-        total = plain * self.input_per_million + cached * self.cached_input_per_million
+        modalities = usage.modalities
+        if modalities:
+            audio = min(modalities.get("audioInputTokens", 0), plain)
+            image = min(modalities.get("imageInputTokens", 0), plain - audio)
+            plain -= audio + image
+            total = audio * self.audio_input_per_million + image * self.image_input_per_million
+            total += plain * self.input_per_million + cached * self.cached_input_per_million
+        else:
+            total = plain * self.input_per_million + cached * self.cached_input_per_million
         if created:
             long_lived = 0
             writes = usage.cache_writes
@@ -209,11 +285,19 @@ class Price:
 
     def output_cost(self, usage: LLMUsage) -> Decimal:
         """Cost of the usage's output tokens in currency units (exact, not rounded)."""
-        if self.tiers is not None:
+        if self.tiers is not None or self.long_context is not None:
             price = self.for_usage(usage)
             if price is not self:
                 return price.output_cost(usage)
-        return (usage.output_tokens or 0) * self.output_per_million / _MILLION
+        output = usage.output_tokens or 0
+        modalities = usage.modalities
+        if not modalities:
+            return output * self.output_per_million / _MILLION
+        audio = min(modalities.get("audioOutputTokens", 0), output)
+        image = min(modalities.get("imageOutputTokens", 0), output - audio)
+        total = (output - audio - image) * self.output_per_million
+        total += audio * self.audio_output_per_million + image * self.image_output_per_million
+        return total / _MILLION
 
 
 _ALWAYS_SHOWN = frozenset(

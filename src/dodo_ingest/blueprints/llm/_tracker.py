@@ -71,9 +71,19 @@ RESERVED_METADATA_KEYS = frozenset(
         "speed",
         "inferenceGeo",
         "trafficType",
+        "audioInputTokens",
+        "imageInputTokens",
+        "audioOutputTokens",
+        "imageOutputTokens",
     }
 )
-_OUTPUT_KEYS = ("outputTokens", "reasoningTokens", "audioSeconds")
+_OUTPUT_KEYS = (
+    "outputTokens",
+    "reasoningTokens",
+    "audioSeconds",
+    "audioOutputTokens",
+    "imageOutputTokens",
+)
 _INPUT_KEYS = (
     "inputTokens",
     "cachedInputTokens",
@@ -87,6 +97,8 @@ _INPUT_KEYS = (
     "webFetchRequests",
     "fileSearchCalls",
     "groundingQueries",
+    "audioInputTokens",
+    "imageInputTokens",
 )
 _SHARED_KEYS = (
     "provider",

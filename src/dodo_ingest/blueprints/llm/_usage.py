@@ -71,7 +71,10 @@ class LLMUsage:
     (``cacheWrite5mTokens``/``cacheWrite1hTokens``: Anthropic; ``cacheWrite30mTokens``/
     ``cacheWrite12hTokens``: OpenAI Responses). ``fees`` counts per-request charges by metadata key (``webSearchRequests``,
     ``webFetchRequests``, ``fileSearchCalls``, ``groundingQueries``); ``dimensions`` holds
-    what else sets the price (``serviceTier``, ``speed``, ``inferenceGeo``, ``trafficType``).
+    what else sets the price (``serviceTier``, ``speed``, ``inferenceGeo``, ``trafficType``);
+    ``modalities`` the non-zero audio and image token counts inside the totals
+    (``audioInputTokens``, ``imageInputTokens``, ``audioOutputTokens``,
+    ``imageOutputTokens``).
     """
 
     provider: str
@@ -94,6 +97,7 @@ class LLMUsage:
     cache_writes: dict[str, int] | None = None
     fees: dict[str, int] | None = None
     dimensions: dict[str, str] | None = None
+    modalities: dict[str, int] | None = None
 
     @property
     def source(self) -> str:
@@ -144,6 +148,8 @@ class LLMUsage:
             metadata.update(self.fees)
         if self.dimensions:
             metadata.update(self.dimensions)
+        if self.modalities:
+            metadata.update(self.modalities)
         if not self.complete:
             metadata["status"] = "cut_off" if self.cut_off else "incomplete"
         metadata["usageSource"] = (
@@ -314,7 +320,7 @@ def openai_usage(
         and "outputTokens" not in invalid
     ):
         output_tokens = 0
-    cached = cache_write = reasoning = writes = None
+    cached = cache_write = reasoning = writes = modalities = None
     input_details = get("prompt_tokens_details") or get("input_tokens_details")
     if input_details is not None:
         details = as_mapping(input_details)
@@ -325,13 +331,22 @@ def openai_usage(
         ttl = details.get("cache_write_tokens_details")
         if ttl is not None:
             writes = cache_writes(as_mapping(ttl), _OPENAI_CACHE_WRITES, invalid)
+        if details.get("audio_tokens") or details.get("image_tokens"):
+            modalities = _modalities(details, _INPUT_MODALITIES, modalities, invalid)
+    else:
+        transcribed = get("input_token_details")  # transcriptions billed by tokens
+        if transcribed is not None:
+            details = as_mapping(transcribed)
+            if details.get("audio_tokens"):
+                modalities = _modalities(details, _INPUT_MODALITIES, modalities, invalid)
     if cached is None and "cachedInputTokens" not in invalid:
         cached = checked_count(get("prompt_cache_hit_tokens"), "cachedInputTokens", invalid)
     output_details = get("completion_tokens_details") or get("output_tokens_details")
     if output_details is not None:
-        reasoning = checked_count(
-            as_mapping(output_details).get("reasoning_tokens"), "reasoningTokens", invalid
-        )
+        details = as_mapping(output_details)
+        reasoning = checked_count(details.get("reasoning_tokens"), "reasoningTokens", invalid)
+        if details.get("audio_tokens") or details.get("image_tokens"):
+            modalities = _modalities(details, _OUTPUT_MODALITIES, modalities, invalid)
     cost = get("cost")
     if cost is not None:
         cost = _amount(cost, "costUsd", invalid)
@@ -358,6 +373,8 @@ def openai_usage(
     )
     if writes is not None:
         normalised.cache_writes = writes
+    if modalities:
+        normalised.modalities = modalities
     unknown = unknown_fields(usage, OPENAI_USAGE_FIELDS)
     if unknown:
         normalised.unknown = tuple(unknown)
@@ -472,6 +489,49 @@ def anthropic_usage(
     return normalised
 
 
+_INPUT_MODALITIES = (("audio_tokens", "audioInputTokens"), ("image_tokens", "imageInputTokens"))
+_OUTPUT_MODALITIES = (("audio_tokens", "audioOutputTokens"), ("image_tokens", "imageOutputTokens"))
+
+
+def _modalities(
+    details: Mapping[str, Any],
+    names: tuple[tuple[str, str], ...],
+    found: dict[str, int] | None,
+    invalid: list[str],
+) -> dict[str, int] | None:
+    """``found`` with the non-zero audio and image counts of a token-details block."""
+    for name, key in names:
+        number = checked_count(details.get(name), key, invalid)
+        if number:
+            found = {**(found or {}), key: number}
+    return found
+
+
+_GEMINI_MODALITIES: dict[tuple[str, Any], str] = {
+    ("prompt_tokens_details", "AUDIO"): "audioInputTokens",
+    ("prompt_tokens_details", "IMAGE"): "imageInputTokens",
+    ("candidates_tokens_details", "AUDIO"): "audioOutputTokens",
+    ("candidates_tokens_details", "IMAGE"): "imageOutputTokens",
+}
+
+
+def _gemini_modalities(values: Mapping[str, Any], invalid: list[str]) -> dict[str, int] | None:
+    """The audio and image token counts of Gemini's per-modality details (non-zero only)."""
+    found: dict[str, int] | None = None
+    for name in ("prompt_tokens_details", "candidates_tokens_details"):
+        for entry in values.get(name) or ():
+            entry_values = as_mapping(entry)
+            modality = entry_values.get("modality")
+            modality = getattr(modality, "value", modality)
+            key = _GEMINI_MODALITIES.get((name, modality))
+            if key is not None:
+                number = checked_count(entry_values.get("token_count"), key, invalid)
+                if number:
+                    found = found or {}
+                    found[key] = found.get(key, 0) + number
+    return found
+
+
 _ANTHROPIC_CACHE_WRITES = (
     ("ephemeral_5m_input_tokens", "cacheWrite5mTokens"),
     ("ephemeral_1h_input_tokens", "cacheWrite1hTokens"),
@@ -569,6 +629,10 @@ def gemini_usage(
             if type(value) is str and value:
                 dimensions[key] = value
     normalised.dimensions = dimensions or None
+    if values.get("prompt_tokens_details") or values.get("candidates_tokens_details"):
+        normalised.modalities = _gemini_modalities(values, invalid)
+        if invalid and normalised.invalid is None:
+            normalised.invalid = tuple(dict.fromkeys(invalid))
     unknown = unknown_fields(usage, GEMINI_USAGE_FIELDS)
     if unknown:
         normalised.unknown = tuple(unknown)
