@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from dodo_ingest import DodoClient, EventInput, FilterCondition, MeterAggregation, MeterFilter
+from dodo_ingest._cli._common import fold
 from dodo_ingest.devserver import DevServer
 
 from .conftest import API_KEY, COMMAND, write_jsonl
@@ -166,3 +167,17 @@ def test_json_output_is_unchanged_by_the_width(server: DevServer) -> None:
     narrow = run(server, "events", "list", "--json")
     wide = run(server, "events", "list", "--json", columns=250)
     assert json.loads(narrow.stdout) == json.loads(wide.stdout)
+
+
+@pytest.mark.parametrize("width", [10, 23, 40, 80])
+def test_fold_breaks_between_parts_and_keeps_every_character(width: int) -> None:
+    text = (
+        "outbox /var/lib/a-service-with-a-long-name/outboxes/usage-outbox.db, "
+        "reason: HTTP 400: a_very_long_identifier_without_any_place_to_break_it_at_all"
+    )
+    lines = fold(text, width)
+    assert all(len(line) <= width for line in lines)
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+    if width >= 40:  # names fit: no name is cut
+        for name in ("a-service-with-a-long-name", "usage-outbox.db", "reason:"):
+            assert any(name in line for line in lines), lines
