@@ -510,3 +510,29 @@ def test_long_context_price_above_the_threshold() -> None:
         Price(1, 1, long_context_threshold=-1, long_context=Price(2, 2))
     assert "long_context_threshold=200000" in repr(pro)
     assert "audio_input_per_million" not in repr(pro)  # still the input price
+
+
+def test_split_events_with_many_usage_keys_keep_them(sink: RecordingSink) -> None:
+    tracker = LLMTracker(
+        sink,
+        split_events=("llm.in", "llm.out"),
+        request_weights={"*": 1},
+        prices={"*": Price(1, 1)},
+    )
+    user = {f"k{n:02}": n for n in range(36)}
+    client = tracker.wrap(
+        anthropic.Anthropic(api_key="k", max_retries=0), customer_id="c", metadata=user
+    )
+    usage = {
+        **ANTHROPIC_TOOLS_USAGE,
+        "speed": "fast",
+        "output_tokens_details": {"thinking_tokens": 9},
+    }
+    with respx.mock() as router:
+        router.post(url__regex=r"/v1/messages$").respond(200, json=_anthropic_body(usage))
+        client.messages.create(model="c", max_tokens=5, messages=MESSAGES)
+    inputs, outputs = sink.metadata()
+    assert len(inputs) == 50 and len(outputs) < 50
+    assert inputs["webSearchRequests"] == 3 and inputs["speed"] == "fast"
+    assert outputs["reasoningTokens"] == 9 and len([k for k in outputs if k in user]) == 36
+    assert tracker.stats.failures == 1

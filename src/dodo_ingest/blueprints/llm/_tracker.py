@@ -620,6 +620,8 @@ class LLMTracker:
             events = [(self.split_events[0], inputs), (self.split_events[1], outputs)]
         ids = []
         for name, metadata in events:
+            if len(metadata) > MAX_METADATA_KEYS:
+                metadata = self._fitted(metadata, scope)
             ids.append(
                 self._sink.track(
                     scope.customer_id, name, metadata, event_id=make_event_id(usage, name)
