@@ -71,7 +71,7 @@ def wait_for(condition, what: str) -> None:
 
 def test_holds_of_one_store_are_renewed_in_one_call():
     store = CountingStore()
-    renewer = LeaseRenewer()
+    renewer = LeaseRenewer(idle=0.2)
     due = time.monotonic() + 0.5  # all due together, after they were all added
     holds = [FakeHold(store, f"h{i}", due=due) for i in range(200)]
     for hold in holds:
@@ -83,14 +83,14 @@ def test_holds_of_one_store_are_renewed_in_one_call():
     thread = renewer._thread
     assert thread is not None
     thread.join(DEADLINE)
-    assert not thread.is_alive()  # no live hold left: the thread ends
+    assert not thread.is_alive()  # no live hold left for a while: the thread ends
     assert renewer.live() == 0
 
 
 def test_a_store_that_cannot_be_reached_is_tried_again_soon_and_logged_once(caplog):
     store = CountingStore()
     store.failing.set()
-    renewer = LeaseRenewer()
+    renewer = LeaseRenewer(idle=0.2)
     hold = FakeHold(store, "h", span=60)
     with caplog.at_level(logging.DEBUG, logger="dodo_ingest"):
         renewer.add(hold)
@@ -106,7 +106,7 @@ def test_a_store_that_cannot_be_reached_is_tried_again_soon_and_logged_once(capl
 
 def test_a_hold_the_store_no_longer_has_is_dropped_with_a_warning(caplog):
     store = MemoryStore()
-    renewer = LeaseRenewer()
+    renewer = LeaseRenewer(idle=0.2)
     hold = FakeHold(store, "h")
     store.release("k", "h", Decimal(0), now=time.time())  # ended in the store, not here
     with caplog.at_level(logging.WARNING, logger="dodo_ingest"):
@@ -122,7 +122,7 @@ def test_the_thread_survives_a_hold_that_raises():
             raise RuntimeError("a bug")
 
     store = MemoryStore()
-    renewer = LeaseRenewer()
+    renewer = LeaseRenewer(idle=0.2)
     broken = Broken(store, "broken")
     good = FakeHold(store, "good")
     renewer.add(broken)

@@ -5,8 +5,8 @@ process lives, the renewer moves each live hold's lease forward once a third of 
 passed, so work of any length keeps its credits. Holds are weakly referenced: one nobody
 references any more is not renewed (it ends with its lease).
 
-- One thread per process, for every gate (started with the first live hold, ended when none
-  is left); a forked child starts with no holds and its own thread.
+- One thread per process, for every gate (started with the first live hold, ended after a
+  minute without any); a forked child starts with no holds and its own thread.
 - Renewals of one store are sent together (``extend_many`` when the store has it: one round
   trip to Redis), so a round costs one request per store, not one per hold.
 - A renewal that cannot reach the store is tried again soon (a tenth of the lease, at most a
@@ -60,7 +60,11 @@ class Renewable(Protocol):
 class LeaseRenewer:
     """Renews live holds' leases from one background thread (see the module)."""
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, idle: float = LONGEST_WAIT, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._idle = idle
+        """Seconds the thread stays without live holds before it ends."""
         self._monotonic = monotonic
         self._condition = threading.Condition(threading.Lock())
         self._holds: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -96,6 +100,7 @@ class LeaseRenewer:
         self._wake_at = math.inf
 
     def _run(self) -> None:
+        idle = False
         while True:
             try:
                 wait = self._round()
@@ -104,10 +109,15 @@ class LeaseRenewer:
                 wait = _RETRY
             with self._condition:
                 if wait is None:
-                    if len(self._holds) == 0:
+                    if len(self._holds):
+                        continue  # a hold arrived after the round
+                    if idle:  # nothing to renew for a whole wait: end (add() starts another)
                         self._thread = None
                         return
-                    continue  # a hold arrived after the round
+                    wait = self._idle  # short holds come and go: stay for the next ones
+                    idle = True
+                else:
+                    idle = False
                 self._wake_at = self._monotonic() + wait
                 self._condition.wait(wait)
                 self._wake_at = math.inf
