@@ -166,19 +166,20 @@ __all__ = [
 
 
 def _present_as(module: str, namespace: dict[str, Any], names: Iterable[str]) -> None:
-    """Give the classes and functions ``names`` of ``namespace`` defined in a private module
-    under ``module`` (``dodo_ingest.client._errors``) the public path ``module`` as their
-    ``__module__``, as tracebacks, reprs and pickles then show it.
+    """Give the classes and functions ``names`` of ``namespace`` that are defined in a
+    private module of this package (``dodo_ingest.client._errors``) the public path
+    ``module`` as their ``__module__``, as tracebacks, reprs and pickles then show it. A
+    name already presented by another package (imported first) keeps that path.
 
     A class's own string annotations are evaluated first, where they can be, in the module
     that defines it, so that ``typing.get_type_hints`` keeps working on it.
     """
-    private = module + "._"
     for name in names:
         value = namespace.get(name)
         if not isinstance(value, type | types.FunctionType):
             continue
-        if not value.__module__.startswith(private):
+        path = value.__module__
+        if not path.startswith(__name__ + ".") or "._" not in path:
             continue
         if isinstance(value, type):
             _resolve_annotations(value)
