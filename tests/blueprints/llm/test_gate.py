@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import math
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
@@ -319,6 +320,51 @@ async def test_an_admitted_async_call_reaches_the_provider_and_settles_its_real_
         assert len(provider.requests) == 1
         assert sink.only().metadata["totalTokens"] == cost
         assert await gate.aavailable(customer) == GRANT - cost
+
+
+class SlowSharedStore(MemoryStore):
+    """A store the gate treats as shared (a network round trip): its releases wait until the
+    test lets them through, so a release made on the event loop would stall the call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+        self.loop_threads: list[bool] = []
+
+    def release(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            asyncio.get_running_loop()
+            self.loop_threads.append(True)
+        except RuntimeError:
+            self.loop_threads.append(False)
+        assert self.go.wait(10)
+        super().release(*args, **kwargs)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "case", ["openai-chat", "openai-chat-stream", "anthropic-stream", "google-generate"]
+)
+async def test_async_calls_settle_a_shared_store_off_the_event_loop(
+    case: str, server: DevServer, dodo: DodoClient, credits: str, customer: str
+) -> None:
+    family, call, cost = ASYNC_CALLS[case]
+    grant(dodo, credits, customer, GRANT)
+    store = SlowSharedStore()
+    async with AsyncDodoClient(api_key=API_KEY, base_url=server.base_url) as adodo:
+        gate = CreditGate(adodo, credit_entitlement_id=credits, store=store)
+        sink = RecordingSink()
+        client = gated(sink, gate).wrap(
+            Provider().client(family, asynchronous=True), customer_id=customer
+        )
+        await asyncio.wait_for(call(client), timeout=5)  # returns while the store waits
+        assert sink.only().metadata["totalTokens"] == cost
+        store.go.set()
+        deadline = asyncio.get_running_loop().time() + 10
+        while await gate.aavailable(customer) != GRANT - cost:
+            assert asyncio.get_running_loop().time() < deadline, "the settlement never landed"
+            await asyncio.sleep(0.01)
+    assert store.loop_threads == [False]  # one release, from a worker thread
 
 
 @pytest.mark.parametrize("case", sorted(SYNC_CALLS))

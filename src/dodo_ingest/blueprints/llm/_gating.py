@@ -25,6 +25,7 @@ and counted, and a hold whose cost could not be worked out releases with its est
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
@@ -404,30 +405,29 @@ class Admission:
         ``None``: release with no cost)."""
         if next(self._once):
             return
+        if usage is None:
+            self._off_the_loop(self._cancel)
+            return
         try:
-            if usage is None:
-                self.hold.cancel()
-                return
-            self.hold.settle(self.policy.cost(usage))
+            cost = self.policy.cost(usage)
         except Exception as exc:
             self.policy.tracker._failure("could not settle a credit hold", exc)
-        self._release()
+            self._off_the_loop(self._release)
+            return
+        self._off_the_loop(self._settle, cost)
 
     def cancel(self) -> None:
         """Release with no cost: the request failed, nothing is billed."""
         if next(self._once):
             return
-        try:
-            self.hold.cancel()
-        except Exception as exc:
-            self.policy.tracker._failure("could not release a credit hold", exc)
+        self._off_the_loop(self._cancel)
 
     def close(self) -> None:
         """Release with the estimate unless settled or owned by a stream tap: tracking failed,
         so the cost is unknown and the worst case counts (until the API's balance catches up)."""
         if self.handed_off or next(self._once):
             return
-        self._release()
+        self._off_the_loop(self._release)
 
     def abandon(self) -> None:
         """Release with no cost unless settled or owned by a stream tap: a response whose body
@@ -450,6 +450,35 @@ class Admission:
         if not self.policy.cutoff or self.estimate.limited:
             return None
         return OutputMeter(self, provider, operation, model, _reader(family, operation))
+
+    def _off_the_loop(self, end: Callable[..., None], *args: Any) -> None:
+        """Run ``end(*args)`` now, or in a worker thread when called on a running event loop
+        with a shared store (a network round trip must not block the loop); never raises."""
+        if not self.policy.gate._inline_store:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+            else:
+                try:
+                    loop.run_in_executor(None, end, *args)
+                    return
+                except RuntimeError:  # the loop is closing: end it here
+                    pass
+        end(*args)
+
+    def _settle(self, cost: Decimal) -> None:
+        try:
+            self.hold.settle(cost)
+        except Exception as exc:
+            self.policy.tracker._failure("could not settle a credit hold", exc)
+        self._release()
+
+    def _cancel(self) -> None:
+        try:
+            self.hold.cancel()
+        except Exception as exc:
+            self.policy.tracker._failure("could not release a credit hold", exc)
 
     def _release(self) -> None:
         try:
