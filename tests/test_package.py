@@ -103,7 +103,8 @@ def _public_objects(module_name: str) -> list[tuple[str, Any]]:
     [
         pytest.param(
             name,
-            marks=[pytest.mark.xfail(strict=True, reason=NOT_YET_PUBLIC_PATHS[name])]
+            # Not strict: adopting it must not break the suite (the run reports XPASS).
+            marks=[pytest.mark.xfail(strict=False, reason=NOT_YET_PUBLIC_PATHS[name])]
             if name in NOT_YET_PUBLIC_PATHS
             else [],
         )

@@ -2,8 +2,8 @@
 
 Each entry names a page whose owner has not brought it within a check yet, and why. The
 docs build (``docs/_hooks/checks.py``) and the snippet test (``tests/docs/``) skip exactly
-what is listed here and nothing else; an entry that no longer fails is reported so that
-it can be removed.
+what is listed here and nothing else; an entry that no longer fails is reported (build log,
+XPASS) so that it can be removed.
 """
 
 WIDE_CODE: dict[str, str] = {
@@ -21,4 +21,5 @@ SNIPPETS: dict[str, str] = {
     "docs/llm.md": "the first block has 'async with' outside an async function",
 }
 """Pages (paths from the repository root) whose Python blocks do not run as written yet:
-``tests/docs/test_snippets.py`` expects them to fail, and fails once they pass."""
+``tests/docs/test_snippets.py`` expects them to fail, and reports XPASS once one passes
+(the cue to remove its entry)."""

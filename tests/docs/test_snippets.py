@@ -111,7 +111,9 @@ def _page_params() -> list[object]:
     for page in PAGES:
         marks = []
         if page in KNOWN:
-            marks.append(pytest.mark.xfail(strict=True, reason=KNOWN[page]))
+            # Not strict: the page's owner fixing it must not break the suite; the run then
+            # reports XPASS, the cue to remove the entry.
+            marks.append(pytest.mark.xfail(strict=False, reason=KNOWN[page]))
         params.append(pytest.param(page, marks=marks, id=page))
     return params
 
