@@ -7,9 +7,7 @@ XPASS) so that it can be removed.
 """
 
 WIDE_CODE: dict[str, str] = {
-    "credit-gate.md": "code lines wider than 88 columns (comments on long lines)",
     "devserver.md": "code lines wider than 88 columns (usage line, JSON samples)",
-    "fleet.md": "a code line wider than 88 columns (a YAML comment)",
     "llm.md": "code lines wider than 88 columns (signature comments, meter setup, output)",
 }
 """Pages (paths under ``docs/``) allowed code lines wider than ``MAX_CODE_COLUMNS``."""
