@@ -259,3 +259,20 @@ def hooks_down() -> str:
     with receiver() as gone:
         url = gone.url
     return url
+
+
+def test_only_the_newest_finished_deliveries_are_kept(
+    server: DevServer, http: httpx2.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dodo_ingest.devserver import _webhooks
+
+    monkeypatch.setattr(_webhooks, "MAX_DELIVERIES_KEPT", 3)
+    with receiver() as hooks:
+        register(http, hooks.url, filter_types=["credit.added"])
+        billing = Billing(server, http)
+        for amount in ("1", "2", "3", "4", "5"):
+            billing.credit("cus_1", amount)
+            settled(http, 1)  # each is delivered before the next event
+        items = settled(http, 3)
+        assert [i["payload"]["data"]["amount"] for i in items] == ["3.00", "4.00", "5.00"]
+        assert len(wait_for(hooks.snapshot, lambda r: len(r) >= 5)) == 5

@@ -20,10 +20,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._credits import (
     balance_of,
     check_entitlement_body,
+    credit_usage,
     cycle_body,
     link_body,
     link_meter,
     make_ledger_entry,
+    patch_entitlement,
     start_cycle,
 )
 from ._errors import APIError
@@ -393,7 +395,71 @@ def create_app(state: AppState) -> ASGIApp:
 
     async def list_entitlements(request: Request) -> Response:
         offset, limit = _page(request)
-        return _json({"items": store.list_entitlements(offset=offset, limit=limit)})
+        deleted = _bool_param(request, "deleted") or False
+        return _json(
+            {"items": store.list_entitlements(offset=offset, limit=limit, deleted=deleted)}
+        )
+
+    async def update_entitlement(request: Request) -> Response:
+        entitlement = entitlement_or_404(request.path_params["entitlement_id"])
+        patched = patch_entitlement(entitlement, await _read_json(request), store.now_us())
+        store.update_entitlement(patched)
+        return Response(status_code=204)
+
+    async def delete_entitlement(request: Request) -> Response:
+        entitlement = entitlement_or_404(request.path_params["entitlement_id"])
+        store.set_entitlement_deleted(entitlement["id"], True)
+        return Response(status_code=204)
+
+    async def undelete_entitlement(request: Request) -> Response:
+        entitlement = entitlement_or_404(request.path_params["entitlement_id"])
+        store.set_entitlement_deleted(entitlement["id"], False)
+        return Response(status_code=204)
+
+    def live_entitlement_or_404(entitlement_id: str) -> dict[str, Any]:
+        entitlement = entitlement_or_404(entitlement_id)
+        if store.entitlement_deleted(entitlement_id):
+            raise APIError(404, "not_found", f"credit entitlement {entitlement_id!r} is deleted")
+        return entitlement
+
+    async def customer_entitlements(request: Request) -> Response:
+        customer_id = request.path_params["customer_id"]
+        items = []
+        for entitlement_id, owner in store.balance_owners():
+            entitlement = store.get_entitlement(entitlement_id)
+            if owner != customer_id or entitlement is None:
+                continue
+            if store.entitlement_deleted(entitlement_id):
+                continue
+            balance, overage = state.ledger.balance_of(entitlement, customer_id)
+            items.append(
+                {
+                    "credit_entitlement_id": entitlement_id,
+                    "name": entitlement["name"],
+                    "unit": entitlement["unit"],
+                    "description": entitlement["description"],
+                    "balance": balance,
+                    "overage": overage,
+                }
+            )
+        return _json({"items": items})
+
+    async def subscription_credit_usage(request: Request) -> Response:
+        subscription_id = request.path_params["subscription_id"]
+        cycles = [c for c in store.cycles() if c["id"] == subscription_id]
+        if not cycles:
+            raise APIError(
+                404, "not_found", f"no subscription (dev credit cycle) {subscription_id!r}"
+            )
+        cycle = cycles[0]
+        entitlement = entitlement_or_404(cycle["credit_entitlement_id"])
+        balance, overage = state.ledger.totals(entitlement, cycle["customer_id"])
+        return _json(
+            {
+                "subscription_id": subscription_id,
+                "items": [credit_usage(entitlement, balance, overage)],
+            }
+        )
 
     async def get_entitlement(request: Request) -> Response:
         return _json(entitlement_or_404(request.path_params["entitlement_id"]))
@@ -426,7 +492,7 @@ def create_app(state: AppState) -> ASGIApp:
         return _json(balance_of(state.ledger, entitlement, record))
 
     async def create_ledger_entry(request: Request) -> Response:
-        entitlement = entitlement_or_404(request.path_params["entitlement_id"])
+        entitlement = live_entitlement_or_404(request.path_params["entitlement_id"])
         body = await _read_json(request)
         entry = make_ledger_entry(
             state.ledger, entitlement, request.path_params["customer_id"], body
@@ -644,6 +710,23 @@ def create_app(state: AppState) -> ASGIApp:
         Route("/credit-entitlements", api(list_entitlements), methods=["GET"]),
         Route("/credit-entitlements", api(create_entitlement), methods=["POST"]),
         Route("/credit-entitlements/{entitlement_id}", api(get_entitlement), methods=["GET"]),
+        Route("/credit-entitlements/{entitlement_id}", api(update_entitlement), methods=["PATCH"]),
+        Route("/credit-entitlements/{entitlement_id}", api(delete_entitlement), methods=["DELETE"]),
+        Route(
+            "/credit-entitlements/{entitlement_id}/undelete",
+            api(undelete_entitlement),
+            methods=["POST"],
+        ),
+        Route(
+            "/customers/{customer_id}/credit-entitlements",
+            api(customer_entitlements),
+            methods=["GET"],
+        ),
+        Route(
+            "/subscriptions/{subscription_id}/credit-usage",
+            api(subscription_credit_usage),
+            methods=["GET"],
+        ),
         Route(
             "/credit-entitlements/{entitlement_id}/balances", api(list_balances), methods=["GET"]
         ),

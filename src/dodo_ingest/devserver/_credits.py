@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from ._errors import APIError
-from ._lifecycle import CreditLedger
+from ._lifecycle import CreditLedger, rounded
 from ._store import BUSINESS_ID, Store, new_id
 from ._time import format_us, parse_rfc3339_us
 
@@ -108,6 +108,47 @@ def check_entitlement_body(body: object, now_us: int) -> dict[str, Any]:
         **{name: body.get(name) for name in (*_OPTIONAL_INTS, "rollover_timeframe_interval")},
         "created_at": now,
         "updated_at": now,
+    }
+
+
+_FIXED = ("id", "business_id", "created_at")
+
+
+def patch_entitlement(entitlement: dict[str, Any], body: object, now_us: int) -> dict[str, Any]:
+    """Apply a ``PATCH /credit-entitlements/{id}`` body: the fields given replace the stored
+    ones, and the result is checked as a new entitlement would be (422 naming the field)."""
+    if type(body) is not dict:
+        raise _invalid("the body must be a JSON object")
+    fixed = [name for name in _FIXED if name in body]
+    if fixed:
+        raise _invalid(f"{fixed[0]} cannot be changed")
+    merged = {**entitlement, **body}
+    checked = check_entitlement_body(merged, now_us)
+    return {**checked, **{name: entitlement[name] for name in _FIXED}}
+
+
+def credit_usage(entitlement: dict[str, Any], balance: Decimal, overage: Decimal) -> dict[str, Any]:
+    """An item of ``GET /subscriptions/{id}/credit-usage``: ``limit_reached`` when the
+    balance is used up and overage is off, or the overage reached ``overage_limit``;
+    ``remaining_headroom`` is the overage still allowed (``None`` when overage is off or
+    unlimited)."""
+    precision = entitlement["precision"]
+    limit = entitlement["overage_limit"]
+    enabled = entitlement["overage_enabled"]
+    headroom: Decimal | None = None
+    if enabled and limit is not None:
+        headroom = max(Decimal(str(limit)) - overage, Decimal(0))
+    reached = (balance <= 0 and not enabled) or (headroom is not None and headroom <= 0)
+    return {
+        "credit_entitlement_id": entitlement["id"],
+        "credit_entitlement_name": entitlement["name"],
+        "unit": entitlement["unit"],
+        "balance": rounded(balance, precision),
+        "overage": rounded(overage, precision),
+        "overage_enabled": enabled,
+        "overage_limit": None if limit is None else str(limit),
+        "limit_reached": reached,
+        "remaining_headroom": None if headroom is None else rounded(headroom, precision),
     }
 
 
@@ -261,7 +302,7 @@ def start_cycle(ledger: CreditLedger, body: object) -> dict[str, Any]:
         if type(body.get(name)) is not str or not body[name]:
             raise _invalid(f"{name} is required: a non-empty string")
     entitlement = ledger.store.get_entitlement(body["credit_entitlement_id"])
-    if entitlement is None:
+    if entitlement is None or ledger.store.entitlement_deleted(entitlement["id"]):
         raise APIError(404, "not_found", f"no credit entitlement {body['credit_entitlement_id']!r}")
     precision = entitlement["precision"]
     amount = check_amount(body.get("amount"), "amount", precision)

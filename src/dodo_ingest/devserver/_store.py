@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS meters (
 CREATE TABLE IF NOT EXISTS entitlements (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS balances (
     seq INTEGER PRIMARY KEY,
@@ -191,6 +192,11 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
         if "ingested_us" not in columns:  # a database written before arrival times were kept
             self._db.execute("ALTER TABLE events ADD COLUMN ingested_us INTEGER NOT NULL DEFAULT 0")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(entitlements)")}
+        if "deleted" not in columns:  # a database written before entitlements were deleted
+            self._db.execute(
+                "ALTER TABLE entitlements ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0"
+            )
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(balances)")}
         if "overage" not in columns:  # a database written before the ledger was kept per grant
             self._db.execute("ALTER TABLE balances ADD COLUMN overage TEXT NOT NULL DEFAULT '0'")
@@ -470,13 +476,39 @@ class Store:
             ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    def list_entitlements(self, *, offset: int, limit: int) -> list[dict[str, Any]]:
-        """One page of entitlements, oldest first."""
+    def list_entitlements(
+        self, *, offset: int, limit: int, deleted: bool = False
+    ) -> list[dict[str, Any]]:
+        """One page of entitlements (deleted ones, or the others), oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT data FROM entitlements ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
+                "SELECT data FROM entitlements WHERE deleted = ? ORDER BY seq LIMIT ? OFFSET ?",
+                (int(deleted), limit, offset),
             ).fetchall()
         return [json.loads(row[0]) for row in rows]
+
+    def update_entitlement(self, entitlement: dict[str, Any]) -> None:
+        """Replace a stored entitlement's fields."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE entitlements SET data = ? WHERE id = ?",
+                (json.dumps(entitlement), entitlement["id"]),
+            )
+
+    def entitlement_deleted(self, entitlement_id: str) -> bool:
+        """Whether the entitlement is deleted (``False`` for an unknown one)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT deleted FROM entitlements WHERE id = ?", (entitlement_id,)
+            ).fetchone()
+        return bool(row and row[0])
+
+    def set_entitlement_deleted(self, entitlement_id: str, deleted: bool) -> None:
+        """Delete or undelete an entitlement."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE entitlements SET deleted = ? WHERE id = ?", (int(deleted), entitlement_id)
+            )
 
     def get_balance_row(self, entitlement_id: str, customer_id: str) -> dict[str, Any] | None:
         """The balance record (id and times) of a customer, or ``None`` if it has none."""

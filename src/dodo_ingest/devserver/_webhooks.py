@@ -34,6 +34,7 @@ from ._time import format_us, now_us
 __all__ = [
     "DEFAULT_RETRY_DELAYS",
     "EVENT_TYPES",
+    "MAX_DELIVERIES_KEPT",
     "Delivery",
     "WebhookDispatcher",
     "check_webhook_body",
@@ -102,6 +103,10 @@ EVENT_TYPES = (
 )
 """Event types an endpoint may filter on (the SDK's ``WebhookEventType``); the dev server
 sends the ``credit.*`` ones."""
+
+MAX_DELIVERIES_KEPT = 10_000
+"""Deliveries kept for ``GET /_dev/webhook-deliveries``; beyond it the oldest finished ones
+(delivered or failed) are forgotten."""
 
 _US_PER_SECOND = 1_000_000
 
@@ -288,6 +293,15 @@ class WebhookDispatcher:
                 self._deliveries.append(
                     Delivery(new_id("whd"), message_id, webhook["id"], event_type, body, now, now)
                 )
+            excess = len(self._deliveries) - MAX_DELIVERIES_KEPT
+            if excess > 0:  # forget the oldest finished deliveries
+                kept = []
+                for delivery in self._deliveries:
+                    if excess > 0 and delivery.status != "pending":
+                        excess -= 1
+                        continue
+                    kept.append(delivery)
+                self._deliveries = kept
             self._condition.notify_all()
 
     def wake(self) -> None:
