@@ -15,9 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from dodo_ingest import DodoClient, EventInput, FilterCondition, MeterAggregation, MeterFilter
 from dodo_ingest._cli._common import fold
+from dodo_ingest.cli import main
 from dodo_ingest.devserver import DevServer
 
 from .conftest import API_KEY, COMMAND, write_jsonl
@@ -181,3 +183,29 @@ def test_fold_breaks_between_parts_and_keeps_every_character(width: int) -> None
     if width >= 40:  # names fit: no name is cut
         for name in ("a-service-with-a-long-name", "usage-outbox.db", "reason:"):
             assert any(name in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["send"],
+        ["events", "list"],
+        ["events", "get"],
+        ["meters", "list"],
+        ["meters", "create"],
+        ["balance"],
+        ["outbox", "status"],
+        ["outbox", "dead-letters"],
+        ["outbox", "retry"],
+        ["relay"],
+        ["dev-server"],
+        ["demo"],
+    ],
+    ids=lambda command: " ".join(command) or "dodo-ingest",
+)
+def test_help_fits(command: list[str]) -> None:
+    result = CliRunner().invoke(main, [*command, "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    assert len(result.output.splitlines()) > 3
+    assert_fits(result.output)
