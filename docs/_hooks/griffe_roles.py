@@ -8,7 +8,8 @@ site, plain code otherwise (a builtin, a private helper). Names resolve as Pytho
 from the docstring's object: its members, its class, its module's names and imports.
 
 It also removes from the reference every member whose docstring starts with
-``Internal``: methods the pipeline calls on itself, never the application.
+``Internal`` (methods the pipeline calls on itself, never the application) and private
+base classes from the "Bases:" lines.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ class RolesExtension(griffe.Extension):
             for name, member in list(obj.members.items()):
                 if not member.is_alias and is_internal(member):
                     del obj.members[name]
+            if isinstance(obj, griffe.Class):  # "Bases:" lists public classes only
+                obj.bases = [base for base in obj.bases if not _private_name(str(base))]
+
+
+def _private_name(path: str) -> bool:
+    return path.rsplit(".", 1)[-1].startswith("_")
 
 
 def _walk(obj: griffe.Object) -> list[griffe.Object]:

@@ -62,6 +62,7 @@ def test_reference_names_public_paths(site: Path) -> None:
     text = (site / "reference/client/index.html").read_text()
     assert 'id="dodo_ingest.client.ConfigurationError"' in text
     assert "dodo_ingest.client._errors" not in text
+    assert "_BaseClient" not in text  # a private base is not listed under "Bases:"
     for page in site.glob("reference/*/index.html"):
         titles = re.findall(r'title="([^"]*)"', page.read_text())
         assert [t for t in titles if re.search(r"\._", t)] == [], page
