@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from decimal import Decimal
 from types import TracebackType
@@ -301,6 +301,23 @@ def _validate_user_metadata(metadata: Mapping[str, object] | None) -> dict[str, 
     return checked
 
 
+def _batch_customer(
+    customers: str | Mapping[str, str] | Callable[[str], str | None] | None,
+    custom_id: str | None,
+) -> str | None:
+    """The customer a batch line is billed to (see :meth:`LLMTracker.track_batch`)."""
+    if isinstance(customers, str):
+        return customers
+    if custom_id is None:
+        return None
+    if customers is None:
+        customer, colon, _ = custom_id.partition(":")
+        return customer if colon and customer else None
+    if isinstance(customers, Mapping):
+        return customers.get(custom_id)
+    return customers(custom_id)
+
+
 def _credits(value: Decimal) -> MetadataValue:
     return int(value) if value == value.to_integral_value() else float(value)
 
@@ -554,6 +571,53 @@ class LLMTracker:
         if usage is None:
             raise TypeError(f"no usage found on a {type(response).__qualname__}")
         return self._emit(usage, scope)
+
+    def track_batch(
+        self,
+        results: object,
+        customers: str | Mapping[str, str] | Callable[[str], str | None] | None = None,
+        metadata: Mapping[str, object] | None = None,
+        *,
+        batch_id: str | None = None,
+        provider: str | None = None,
+    ) -> list[str]:
+        """Bill each succeeded request of a batch's results, one event per line; return the
+        event ids.
+
+        ``results``: an OpenAI batch output file (its JSONL text, bytes or parsed lines), the
+        Anthropic ``messages.batches.results(...)`` lines, or a Gemini batch job's
+        ``dest.inlined_responses`` (or output file lines). Failed, cancelled and expired
+        requests are not billed. Each line is billed to ``customers``: one customer id for
+        the whole batch, a mapping or a function from the line's ``custom_id`` (Gemini:
+        ``metadata["custom_id"]`` or the line's ``key``) to a customer id; without it, to the
+        part of the ``custom_id`` before its first ``:`` (``"cus_123:req-7"`` bills
+        ``cus_123``). Events carry ``serviceTier: "batch"`` (price it with
+        ``Price(tiers={"batch": ...})``) and ids derived from each line's response id (Gemini
+        file lines: ``batch_id`` and the line's key), so tracking the same results again
+        bills nothing twice.
+
+        Raises :class:`EventValidationError` naming the line when a billable line has no
+        customer (nothing is emitted then), ``TypeError`` or ``ValueError`` for results of no
+        known shape.
+        """
+        from ._batches import batch_lines
+
+        merged = _validate_user_metadata(metadata)
+        lines = list(batch_lines(results, provider, batch_id))
+        scoped = []
+        for number, line in enumerate(lines):
+            customer = _batch_customer(customers, line.custom_id)
+            if customer is None:
+                raise EventValidationError(
+                    f"results[{number}].custom_id",
+                    f"no customer for custom_id {line.custom_id!r} (pass customers=, or use "
+                    "custom ids of the form '<customer_id>:<request>')",
+                )
+            scoped.append((line.usage, Scope(_validate_customer(customer), merged)))
+        ids: list[str] = []
+        for usage, scope in scoped:
+            ids += self._emit(usage, scope)
+        return ids
 
     def close(self) -> None:
         """Close the delivery pipeline if this tracker created it (``create_llm_tracker``)."""
