@@ -47,6 +47,7 @@ __all__ = [
     "gemini_usage_from_body",
     "openai_usage",
     "request_id_of",
+    "snake_case_keys",
     "timestamp",
 ]
 
@@ -650,8 +651,12 @@ def gemini_usage_from_body(body: str | None) -> dict[str, Any] | None:
     raw = data.get("usageMetadata") if isinstance(data, dict) else None
     if not isinstance(raw, dict):
         return None
-    return {_snake(key): value for key, value in raw.items()}
+    return snake_case_keys(raw)
 
 
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+def snake_case_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` (a Gemini JSON usage block) with its camelCase keys in snake_case."""
+    return {
+        "".join("_" + c.lower() if c.isupper() else c for c in key): value
+        for key, value in raw.items()
+    }
