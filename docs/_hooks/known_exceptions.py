@@ -13,9 +13,7 @@ WIDE_CODE: dict[str, str] = {
 """Pages (paths under ``docs/``) allowed code lines wider than ``MAX_CODE_COLUMNS``."""
 
 SNIPPETS: dict[str, str] = {
-    "docs/credit-gate.md": "the first block uses names it does not import (Response)",
     "docs/devserver.md": "a block is not valid Python (*args after **kwargs)",
-    "docs/fleet.md": "blocks use names they do not import (os) and need a Redis server",
     "docs/llm.md": "the first block has 'async with' outside an async function",
 }
 """Pages (paths from the repository root) whose Python blocks do not run as written yet:
