@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _present_as
 from ._errors import CreditCheckUnavailableError, InsufficientCreditsError
-from ._gate import CreditGate, GateStats, Hold, headroom_of
+from ._gate import CreditGate, GateStats, Hold, HoldRequest, headroom_of
 from ._store import MemoryStore, Reservation, ReservationStore, Snapshot, StaleSnapshotError
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ __all__ = [
     "CreditGate",
     "GateStats",
     "Hold",
+    "HoldRequest",
     "InsufficientCreditsError",
     "MemoryStore",
     "RedisStore",

@@ -31,7 +31,7 @@ from ._errors import CreditCheckUnavailableError, InsufficientCreditsError
 from ._renewer import renewer
 from ._store import MemoryStore, ReservationStore, Snapshot, StaleSnapshotError
 
-__all__ = ["CreditGate", "GateStats", "Hold"]
+__all__ = ["CreditGate", "GateStats", "Hold", "HoldRequest"]
 
 logger = logging.getLogger("dodo_ingest")
 
@@ -308,7 +308,7 @@ class Hold:
         return f"Hold(customer_id={self.customer_id!r}, amount={self.amount}, {state})"
 
 
-class _AsyncReservation:
+class HoldRequest:
     """What :meth:`CreditGate.areserve` returns: ``async with`` it, or ``await`` it for the
     :class:`Hold`."""
 
@@ -440,10 +440,10 @@ class CreditGate:
         snapshot = self._snapshot(customer_id)
         return self._hold(customer_id, amount, snapshot)
 
-    def areserve(self, customer_id: str, amount: Decimal | int | str) -> _AsyncReservation:
+    def areserve(self, customer_id: str, amount: Decimal | int | str) -> HoldRequest:
         """:meth:`reserve` for asyncio code: ``async with gate.areserve(...) as hold`` (or
         ``hold = await gate.areserve(...)``); never blocks the event loop on the API."""
-        return _AsyncReservation(self, customer_id, _decimal("amount", amount))
+        return HoldRequest(self, customer_id, _decimal("amount", amount))
 
     def available(self, customer_id: str) -> Decimal:
         """What ``customer_id`` can still reserve now (``Infinity`` with unlimited overage,
