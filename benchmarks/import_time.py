@@ -2,9 +2,10 @@
 
 Run: .venv/bin/python benchmarks/import_time.py [runs]
 
-Prints the median wall time of ``python -c "import dodo_ingest"`` minus that of
+Prints the median wall time (and range) of ``python -c "import dodo_ingest"`` minus that of
 ``python -c "pass"`` (the interpreter's own start-up), and the same for
-``from dodo_ingest import DodoClient`` (which loads the HTTP stack), over the given runs.
+``from dodo_ingest import Ingestion`` (what a serverless function tracking usage pays) and
+``from dodo_ingest import DodoClient`` (both load the HTTP stack), over the given runs.
 """
 
 from __future__ import annotations
@@ -15,23 +16,38 @@ import sys
 import time
 
 
-def _median_ms(code: str, runs: int) -> float:
+def _samples_ms(code: str, runs: int) -> list[float]:
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True)
         samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+    return samples
+
+
+IMPORTS = {
+    "import dodo_ingest": "import dodo_ingest",
+    "from dodo_ingest import Ingestion": "from dodo_ingest import Ingestion",
+    "from dodo_ingest import DodoClient": "from dodo_ingest import DodoClient",
+}
 
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 15
-    base = _median_ms("pass", runs)
-    lazy = _median_ms("import dodo_ingest", runs)
-    full = _median_ms("from dodo_ingest import DodoClient", runs)
-    print(f"interpreter start-up            {base:7.1f} ms")
-    print(f"import dodo_ingest              {lazy - base:7.1f} ms above start-up")
-    print(f"from dodo_ingest import DodoClient {full - base:4.1f} ms above start-up")
+    # Interleaved rounds: a busy machine slows every variant of a round alike.
+    samples: dict[str, list[float]] = {"pass": [], **{name: [] for name in IMPORTS}}
+    for _ in range(runs):
+        samples["pass"] += _samples_ms("pass", 1)
+        for name, code in IMPORTS.items():
+            samples[name] += _samples_ms(code, 1)
+    base = statistics.median(samples["pass"])
+    print(f"interpreter start-up {base:7.1f} ms (median of {runs})")
+    for name in IMPORTS:
+        values = [value - base for value in samples[name]]
+        print(
+            f"{name:36s} {statistics.median(values):6.1f} ms above start-up "
+            f"({min(values):.1f}-{max(values):.1f})"
+        )
 
 
 if __name__ == "__main__":
