@@ -12,14 +12,12 @@ client, then ``tracker.track()``; a delivery retry) still gives the same one.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import re
 import threading
 import uuid
 import weakref
-from typing import Any
 
 from ._usage import LLMUsage
 
@@ -46,7 +44,7 @@ _LETTER = re.compile("[A-Za-z]")
 
 _PROCESS_TOKEN = uuid.uuid4().hex
 _counter = itertools.count()
-_keys: dict[int, tuple[weakref.ref[Any], str]] = {}
+_keys: dict[int, _KeyRef] = {}
 _keys_lock = threading.Lock()
 
 
@@ -70,31 +68,39 @@ def new_key() -> str:
     return f"{_PROCESS_TOKEN}.{next(_counter)}"
 
 
+class _KeyRef(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to an object that carries the object's key and id."""
+
+    __slots__ = ("ident", "key")
+    ident: int
+    key: str
+
+
 def object_key(obj: object) -> str:
     """A key drawn once per live object (the same key for the same object, from any
     thread); a fresh one for objects that cannot be weakly referenced."""
     ident = id(obj)
-    entry = _keys.get(ident)
-    if entry is not None and entry[0]() is obj:
-        return entry[1]
+    ref = _keys.get(ident)
+    if ref is not None and ref() is obj:
+        return ref.key
+    try:
+        ref = _KeyRef(obj, _forget)
+    except TypeError:
+        return new_key()
+    ref.ident = ident
+    ref.key = new_key()
     with _keys_lock:
-        entry = _keys.get(ident)
-        if entry is not None and entry[0]() is obj:
-            return entry[1]
-        key = new_key()
-        try:
-            ref = weakref.ref(obj, functools.partial(_forget, ident))
-        except TypeError:
-            return key
-        _keys[ident] = (ref, key)
-        return key
+        known = _keys.get(ident)
+        if known is not None and known() is obj:  # another thread was first
+            return known.key
+        _keys[ident] = ref
+    return ref.key
 
 
-def _forget(ident: int, ref: weakref.ref[Any]) -> None:
+def _forget(ref: _KeyRef) -> None:
     with _keys_lock:
-        entry = _keys.get(ident)
-        if entry is not None and entry[0] is ref:
-            del _keys[ident]
+        if _keys.get(ref.ident) is ref:
+            del _keys[ref.ident]
 
 
 def keyed(usage: LLMUsage | None, obj: object) -> LLMUsage | None:
