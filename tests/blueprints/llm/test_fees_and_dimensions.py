@@ -5,10 +5,12 @@ SDK's own response models)."""
 from __future__ import annotations
 
 import copy
+import itertools
 from decimal import Decimal
 from typing import Any
 
 import anthropic
+import httpx2
 import openai
 import pytest
 import respx
@@ -536,3 +538,48 @@ def test_split_events_with_many_usage_keys_keep_them(sink: RecordingSink) -> Non
     assert inputs["webSearchRequests"] == 3 and inputs["speed"] == "fast"
     assert outputs["reasoningTokens"] == 9 and len([k for k in outputs if k in user]) == 36
     assert tracker.stats.failures == 1
+
+
+def _speech_mock(router: respx.MockRouter) -> None:
+    numbers = itertools.count()
+    router.post(url__regex=r"/audio/speech$").mock(
+        side_effect=lambda request: httpx2.Response(
+            200,
+            content=b"ID3\x00fake-mp3",
+            headers={"content-type": "audio/mpeg", "x-request-id": f"req_{next(numbers):032x}"},
+        )
+    )
+
+
+def test_text_to_speech_is_billed_per_character_however_the_audio_is_read(
+    sink: RecordingSink, tmp_path: Any
+) -> None:
+    tracker = LLMTracker(sink, prices={"tts-1": Price(0, 0, characters_per_million=15)})
+    client = tracker.wrap(openai.OpenAI(api_key="k", max_retries=0), customer_id="c")
+    text = "Hello, how can I help you today?"
+    args: Any = {"model": "tts-1", "voice": "alloy", "input": text}
+    with respx.mock() as router:
+        _speech_mock(router)
+        audio = client.audio.speech.create(**args)
+        raw = client.audio.speech.with_raw_response.create(**args)
+        with client.audio.speech.with_streaming_response.create(**args) as streamed:
+            streamed.stream_to_file(tmp_path / "out.mp3")
+    assert audio.content == b"ID3\x00fake-mp3" == raw.parse().content
+    assert (tmp_path / "out.mp3").read_bytes() == b"ID3\x00fake-mp3"
+    assert len(sink.events) == 3
+    metadata = sink.events[0].metadata
+    assert metadata["inputCharacters"] == len(text)
+    assert metadata["operation"] == "audio.speech"
+    assert metadata["costCents"] == pytest.approx(len(text) * 15 / 10**6 * 100)
+    assert "inputTokens" not in metadata
+    assert len({event.event_id for event in sink.events}) == 3  # by x-request-id
+
+
+@pytest.mark.anyio
+async def test_async_text_to_speech(tracker: LLMTracker, sink: RecordingSink) -> None:
+    client = tracker.wrap(openai.AsyncOpenAI(api_key="k", max_retries=0), customer_id="c")
+    with respx.mock() as router:
+        _speech_mock(router)
+        audio = await client.audio.speech.create(model="tts-1", voice="alloy", input="Hi")
+    assert audio.content.startswith(b"ID3")
+    assert sink.only().metadata["inputCharacters"] == 2

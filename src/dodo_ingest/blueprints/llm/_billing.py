@@ -54,6 +54,7 @@ class Price:
     ``imageOutputTokens``; each defaults to the input or output price. ``long_context`` is the
     ``Price`` used instead for requests whose ``inputTokens`` exceed
     ``long_context_threshold`` (Gemini Pro above 200k tokens, Claude's 1M context).
+    ``characters_per_million`` prices ``inputCharacters`` (text-to-speech).
 
     Fees, in currency units each: ``per_request`` (every request), ``web_search_per_request``
     (``webSearchRequests``), ``web_fetch_per_request`` (``webFetchRequests``),
@@ -74,6 +75,7 @@ class Price:
         "cache_write_1h_input_per_million",
         "cache_write_12h_input_per_million",
         "cached_input_per_million",
+        "characters_per_million",
         "file_search_per_request",
         "grounding_per_query",
         "image_input_per_million",
@@ -108,6 +110,7 @@ class Price:
         image_output_per_million: Number | None = None,
         long_context_threshold: int | None = None,
         long_context: Price | None = None,
+        characters_per_million: Number = 0,
         tiers: Mapping[str, Price] | None = None,
     ) -> None:
         self.input_per_million = to_decimal(input_per_million, "prices.input_per_million")
@@ -174,6 +177,9 @@ class Price:
             )
         if long_context is not None and not isinstance(long_context, Price):
             raise EventValidationError("prices.long_context", "must be a Price")
+        self.characters_per_million = to_decimal(
+            characters_per_million, "prices.characters_per_million"
+        )
         self.long_context_threshold = long_context_threshold
         self.long_context = long_context
         self.tiers: Mapping[str, Price] | None = None
@@ -266,6 +272,8 @@ class Price:
                 total += hour * self.cache_write_1h_input_per_million
                 total += half_day * self.cache_write_12h_input_per_million
             total += (created - long_lived) * self.cache_creation_input_per_million
+        if usage.characters:
+            total += usage.characters * self.characters_per_million
         cost = total / _MILLION
         if self.per_request:
             cost += self.per_request

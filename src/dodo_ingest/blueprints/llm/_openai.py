@@ -26,6 +26,7 @@ __all__ = [
     "EventStreamUsage",
     "add_response_details",
     "provider_for_host",
+    "speech_usage",
     "stream_accumulator",
     "usage_of_object",
 ]
@@ -40,6 +41,7 @@ OPENAI_ROUTES = {
     "/images/generations": "images",
     "/images/edits": "images",
     "/audio/transcriptions": "audio.transcriptions",
+    "/audio/speech": "audio.speech",
 }
 GROQ_ROUTES = {
     "/openai/v1/chat/completions": "chat.completions",
@@ -97,6 +99,19 @@ def provider_for_host(host: str) -> str:
     if host.endswith((".openai.azure.com", ".cognitiveservices.azure.com")):
         return "azure_openai"
     return "openai_compatible"
+
+
+def speech_usage(
+    provider: str, body: Any, model: str | None, headers: Mapping[str, str] | None
+) -> LLMUsage | None:
+    """The usage of a text-to-speech request (``audio.speech``): the characters of its
+    ``input``, which is what the provider bills (the binary response reports nothing)."""
+    text = field(body, "input")
+    if not isinstance(text, str):
+        return None
+    usage = LLMUsage(provider, "audio.speech", model, response_id=request_id_of(headers))
+    usage.characters = len(text)
+    return usage
 
 
 def usage_of_object(

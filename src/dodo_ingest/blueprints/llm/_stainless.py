@@ -26,6 +26,7 @@ from ._openai import (
     INCLUDE_USAGE_OPERATIONS,
     OPENAI_ROUTES,
     provider_for_host,
+    speech_usage,
     stream_accumulator,
     usage_of_object,
 )
@@ -181,6 +182,9 @@ class ClientState:
 
     def finish(self, call: Call, result: Any) -> None:
         """Record or tap what a sync ``request()`` returned. Never raises."""
+        if call.operation == "audio.speech":
+            self.speech(call, result)
+            return
         try:
             if call.raw is None:
                 self.observe(call, result)
@@ -195,6 +199,9 @@ class ClientState:
 
     async def finish_async(self, call: Call, result: Any) -> None:
         """Record or tap what an async ``request()`` returned. Never raises."""
+        if call.operation == "audio.speech":
+            self.speech(call, result)
+            return
         try:
             if call.raw is None:
                 self.observe(call, result)
@@ -209,6 +216,25 @@ class ClientState:
             self.binding.tracker._failure("could not record LLM usage", exc)
         if call.admission is not None:
             self._settle_unobserved(call, result)
+
+    def speech(self, call: Call, result: Any) -> None:
+        """Record a text-to-speech request from its own text, however the caller reads the
+        audio (raw bytes, a file, a streamed body): the request succeeded, its characters
+        are billed. Never raises."""
+        admission = call.admission
+        try:
+            headers = getattr(result, "headers", None)
+            if headers is None:
+                headers = getattr(getattr(result, "response", None), "headers", None)
+            usage = speech_usage(self.provider, call.options.json_data, call.model, headers)
+            if admission is not None:
+                admission.settle(usage)
+            if usage is not None:
+                self.binding.tracker._emit(usage, call.scope)
+        except Exception as exc:
+            self.binding.tracker._failure("could not record LLM usage", exc)
+        if admission is not None:
+            admission.close()  # still open only when tracking failed: the estimate counts
 
     @staticmethod
     def _settle_unobserved(call: Call, result: Any) -> None:

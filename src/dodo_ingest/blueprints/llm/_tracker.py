@@ -75,6 +75,7 @@ RESERVED_METADATA_KEYS = frozenset(
         "imageInputTokens",
         "audioOutputTokens",
         "imageOutputTokens",
+        "inputCharacters",
     }
 )
 _OUTPUT_KEYS = (
@@ -99,6 +100,7 @@ _INPUT_KEYS = (
     "groundingQueries",
     "audioInputTokens",
     "imageInputTokens",
+    "inputCharacters",
 )
 _SHARED_KEYS = (
     "provider",

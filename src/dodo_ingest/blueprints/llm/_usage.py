@@ -75,7 +75,8 @@ class LLMUsage:
     what else sets the price (``serviceTier``, ``speed``, ``inferenceGeo``, ``trafficType``);
     ``modalities`` the non-zero audio and image token counts inside the totals
     (``audioInputTokens``, ``imageInputTokens``, ``audioOutputTokens``,
-    ``imageOutputTokens``).
+    ``imageOutputTokens``). ``characters`` is the input text of a request billed per
+    character (``audio.speech``: ``inputCharacters``).
     """
 
     provider: str
@@ -99,6 +100,7 @@ class LLMUsage:
     fees: dict[str, int] | None = None
     dimensions: dict[str, str] | None = None
     modalities: dict[str, int] | None = None
+    characters: int | None = None
 
     @property
     def source(self) -> str:
@@ -151,6 +153,8 @@ class LLMUsage:
             metadata.update(self.dimensions)
         if self.modalities:
             metadata.update(self.modalities)
+        if self.characters is not None:
+            metadata["inputCharacters"] = self.characters
         if not self.complete:
             metadata["status"] = "cut_off" if self.cut_off else "incomplete"
         metadata["usageSource"] = (
