@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import warnings
 from decimal import Decimal
 from typing import Any
 
@@ -583,3 +584,37 @@ async def test_async_text_to_speech(tracker: LLMTracker, sink: RecordingSink) ->
         audio = await client.audio.speech.create(model="tts-1", voice="alloy", input="Hi")
     assert audio.content.startswith(b"ID3")
     assert sink.only().metadata["inputCharacters"] == 2
+
+
+def test_dall_e_images_and_whisper_durations_without_usage_blocks(sink: RecordingSink) -> None:
+    tracker = LLMTracker(sink, prices={"dall-e-3": Price(0, 0, per_image="0.08")})
+    client = tracker.wrap(openai.OpenAI(api_key="k", max_retries=0), customer_id="c")
+    images = {
+        "created": 1767225800,
+        "data": [{"url": "https://example.test/1.png"}, {"url": "https://example.test/2.png"}],
+        "size": "1024x1024",
+        "quality": "high",
+    }
+    verified(openai.types.ImagesResponse, images)
+    verbose = {"text": "Bonjour.", "language": "french", "duration": 12.5, "segments": []}
+    verified(openai.types.audio.TranslationVerbose, verbose)
+    with respx.mock() as router:
+        router.post(url__regex=r"/images/generations$").respond(
+            200, json=images, headers={"x-request-id": payloads.EMBEDDINGS_REQUEST_ID}
+        )
+        router.post(url__regex=r"/audio/translations$").respond(
+            200, json=verbose, headers={"x-request-id": "req_" + "7" * 32}
+        )
+        client.images.generate(model="dall-e-3", prompt="a cat", n=2)
+        with warnings.catch_warnings():  # the SDK marks translations deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client.audio.translations.create(
+                model="whisper-1", file=("a.wav", b"RIFF"), response_format="verbose_json"
+            )
+    image_event, translation = sink.metadata()
+    assert (image_event["imagesGenerated"], image_event["imageSize"]) == (2, "1024x1024")
+    assert image_event["imageQuality"] == "high"
+    assert image_event["costCents"] == pytest.approx(16.0)
+    assert "inputTokens" not in image_event
+    assert (translation["operation"], translation["audioSeconds"]) == ("audio.translations", 12.5)
+    assert tracker.stats.failures == 0

@@ -212,6 +212,7 @@ def test_images_and_transcriptions(client: openai.OpenAI, sink: RecordingSink) -
             "outputTokens": 4160,
             "totalTokens": 4210,
             "imageInputTokens": 40,  # image input tokens are priced apart
+            "imagesGenerated": 1,
             "f": "x",
         },
         {

@@ -54,7 +54,9 @@ class Price:
     ``imageOutputTokens``; each defaults to the input or output price. ``long_context`` is the
     ``Price`` used instead for requests whose ``inputTokens`` exceed
     ``long_context_threshold`` (Gemini Pro above 200k tokens, Claude's 1M context).
-    ``characters_per_million`` prices ``inputCharacters`` (text-to-speech).
+    ``characters_per_million`` prices ``inputCharacters`` (text-to-speech), ``per_image``
+    each of ``imagesGenerated`` (DALL·E; sizes and qualities priced apart need meters
+    filtered on ``imageSize``/``imageQuality``).
 
     Fees, in currency units each: ``per_request`` (every request), ``web_search_per_request``
     (``webSearchRequests``), ``web_fetch_per_request`` (``webFetchRequests``),
@@ -84,6 +86,7 @@ class Price:
         "long_context",
         "long_context_threshold",
         "output_per_million",
+        "per_image",
         "per_request",
         "tiers",
         "web_fetch_per_request",
@@ -111,6 +114,7 @@ class Price:
         long_context_threshold: int | None = None,
         long_context: Price | None = None,
         characters_per_million: Number = 0,
+        per_image: Number = 0,
         tiers: Mapping[str, Price] | None = None,
     ) -> None:
         self.input_per_million = to_decimal(input_per_million, "prices.input_per_million")
@@ -180,6 +184,7 @@ class Price:
         self.characters_per_million = to_decimal(
             characters_per_million, "prices.characters_per_million"
         )
+        self.per_image = to_decimal(per_image, "prices.per_image")
         self.long_context_threshold = long_context_threshold
         self.long_context = long_context
         self.tiers: Mapping[str, Price] | None = None
@@ -289,6 +294,7 @@ class Price:
             + fees.get("webFetchRequests", 0) * self.web_fetch_per_request
             + fees.get("fileSearchCalls", 0) * self.file_search_per_request
             + fees.get("groundingQueries", 0) * self.grounding_per_query
+            + fees.get("imagesGenerated", 0) * self.per_image
         )
 
     def output_cost(self, usage: LLMUsage) -> Decimal:

@@ -42,11 +42,13 @@ OPENAI_ROUTES = {
     "/images/edits": "images",
     "/audio/transcriptions": "audio.transcriptions",
     "/audio/speech": "audio.speech",
+    "/audio/translations": "audio.translations",
 }
 GROQ_ROUTES = {
     "/openai/v1/chat/completions": "chat.completions",
     "/openai/v1/embeddings": "embeddings",
     "/openai/v1/audio/transcriptions": "audio.transcriptions",
+    "/openai/v1/audio/translations": "audio.translations",
 }
 #: Streams of these operations carry usage only when ``stream_options.include_usage`` is set.
 INCLUDE_USAGE_OPERATIONS = frozenset({"chat.completions", "completions"})
@@ -65,6 +67,8 @@ OBJECT_OPERATIONS = {
     "Transcription": "audio.transcriptions",
     "TranscriptionVerbose": "audio.transcriptions",
     "TranscriptionDiarized": "audio.transcriptions",
+    "Translation": "audio.translations",
+    "TranslationVerbose": "audio.translations",
 }
 
 _HOST_PROVIDERS = {
@@ -123,7 +127,9 @@ def usage_of_object(
     if usage is None:
         usage = field(values.get("x_groq"), "usage")
         if usage is None:
-            return None
+            usage = _usage_without_block(values, operation)
+            if usage is None:
+                return None
     response_id = values.get("id")
     if not isinstance(response_id, str) or not response_id:
         response_id = request_id or getattr(obj, "_request_id", None)
@@ -140,7 +146,37 @@ def usage_of_object(
         timestamp(created),
     )
     add_response_details(normalised, values)
+    if operation == "images":
+        _add_images(normalised, values)
     return keyed(normalised, obj)
+
+
+def _usage_without_block(values: Mapping[str, Any], operation: str) -> dict[str, Any] | None:
+    """What a response without a ``usage`` block bills: the ``duration`` of a verbose
+    transcription or translation (whisper-1), or nothing to read from the block for images
+    (DALL·E: billed per image, see :func:`_add_images`)."""
+    if operation in ("audio.transcriptions", "audio.translations"):
+        duration = values.get("duration")
+        if duration is not None:
+            return {"type": "duration", "seconds": duration}
+    elif operation == "images" and values.get("data"):
+        return {}
+    return None
+
+
+def _add_images(usage: LLMUsage, values: Mapping[str, Any]) -> None:
+    """Images are also billed per image (DALL·E; ``gpt-image`` bills tokens): their number
+    (``imagesGenerated``) and the ``size`` and ``quality`` the response states."""
+    images = values.get("data")
+    if images:
+        usage.fees = {**(usage.fees or {}), "imagesGenerated": len(images)}
+    dimensions = {}
+    for name, key in (("size", "imageSize"), ("quality", "imageQuality")):
+        value = values.get(name)
+        if type(value) is str and value:
+            dimensions[key] = value
+    if dimensions:
+        usage.dimensions = {**(usage.dimensions or {}), **dimensions}
 
 
 #: Responses output items billed per call, and the metadata key that counts them.

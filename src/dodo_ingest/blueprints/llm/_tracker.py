@@ -76,6 +76,9 @@ RESERVED_METADATA_KEYS = frozenset(
         "audioOutputTokens",
         "imageOutputTokens",
         "inputCharacters",
+        "imagesGenerated",
+        "imageSize",
+        "imageQuality",
     }
 )
 _OUTPUT_KEYS = (
@@ -101,6 +104,7 @@ _INPUT_KEYS = (
     "audioInputTokens",
     "imageInputTokens",
     "inputCharacters",
+    "imagesGenerated",
 )
 _SHARED_KEYS = (
     "provider",
@@ -114,6 +118,8 @@ _SHARED_KEYS = (
     "speed",
     "inferenceGeo",
     "trafficType",
+    "imageSize",
+    "imageQuality",
 )
 #: The keys most events carry; user metadata may fill the rest of the API's 50 keys. Rarer
 #: keys (flags such as ``invalidUsage``) that would not fit push out the last user keys.
