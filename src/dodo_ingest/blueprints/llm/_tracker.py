@@ -336,7 +336,12 @@ class LLMTracker:
     ``ingestion`` is the delivery pipeline (:class:`dodo_ingest.Ingestion`, or anything with
     its ``track`` method). Each billable request yields one event named ``event_name`` with
     ``inputTokens``, ``outputTokens``, ``totalTokens``, ``model``, ``provider`` and, where
-    known, ``cachedInputTokens``, ``cacheCreationInputTokens``, ``reasoningTokens``.
+    known, ``cachedInputTokens``, ``cacheCreationInputTokens``, ``reasoningTokens``, tool
+    fees (``webSearchRequests``…) and price dimensions (``serviceTier``…). Every event says
+    where its numbers come from (``usageSource``: ``provider``, ``incomplete``,
+    ``estimated``), names impossible values left out (``invalidUsage``) and usage fields the
+    tracker does not know (``unknownUsage``). Batch results are billed with
+    :meth:`track_batch`.
 
     Billing-model hooks, one argument each:
 
