@@ -1,7 +1,9 @@
 """Typed client of the Dodo Payments billing API (usage events, meters, credit balances)."""
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .. import _present_as
-from ._client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, AsyncDodoClient, DodoClient
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -74,4 +76,21 @@ __all__ = [
     "WebhookVerificationError",
 ]
 
+if TYPE_CHECKING:
+    from ._client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, AsyncDodoClient, DodoClient
+
+_CLIENTS = ("DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "AsyncDodoClient", "DodoClient")
+"""Loaded on first use, with the HTTP stack: the models and errors do not need it (so
+``from dodo_ingest import Ingestion`` does not pay for it in the caller's thread)."""
+
 _present_as(__name__, globals(), __all__)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _CLIENTS:
+        raise AttributeError(f"module 'dodo_ingest.client' has no attribute {name!r}")
+    module = importlib.import_module("._client", __name__)
+    for loaded in _CLIENTS:
+        globals()[loaded] = getattr(module, loaded)
+    _present_as(__name__, globals(), _CLIENTS)
+    return globals()[name]

@@ -6,13 +6,14 @@ pipeline, so the two never disagree about backoff or ``Retry-After``.
 
 from __future__ import annotations
 
-import email.utils
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tenacity import RetryCallState
+if TYPE_CHECKING:
+    from tenacity import RetryCallState  # only the client's retry loop uses tenacity
 
 from ._errors import APIConnectionError, APIStatusError
 
@@ -110,7 +111,9 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
         seconds = float(raw)
     except ValueError:
         try:
-            when = email.utils.parsedate_to_datetime(raw)
+            from email.utils import parsedate_to_datetime  # rare: not loaded at import
+
+            when = parsedate_to_datetime(raw)
         except (TypeError, ValueError):
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)

@@ -10,7 +10,7 @@ from .. import _present_as
 from ._dead_letter import DeadLetter
 from ._errors import DeliveryError, EventExpiredError, EventsDroppedError
 from ._ids import new_event_id
-from ._ingestion import DEFAULT_DELIVERY_TIMEOUT, Ingestion
+from ._ingestion import Ingestion
 from ._outbox import Outbox
 from ._outbox_protocol import OutboxBackend, OutboxRow, SharedOutboxBackend
 from ._signals import install_signal_handlers
@@ -18,10 +18,12 @@ from ._stats import DeliveryStats
 from ._transport import ClientTransport, Transport
 
 if TYPE_CHECKING:
+    from ._ingestion import DEFAULT_DELIVERY_TIMEOUT
     from ._redis_outbox import ConsumerStatus, OutboxFullError, RedisOutbox, StreamStatus
     from ._relay import Relay, RelayStats
 
 _LAZY = {
+    "DEFAULT_DELIVERY_TIMEOUT": "._ingestion",
     "ConsumerStatus": "._redis_outbox",
     "OutboxFullError": "._redis_outbox",
     "RedisOutbox": "._redis_outbox",

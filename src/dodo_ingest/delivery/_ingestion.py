@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import time
 from collections.abc import Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx2
-
-from ..client import ConfigurationError, DodoClient, EventInput, EventValidationError
+from ..client import ConfigurationError, EventInput, EventValidationError
 from ..client._config import ClientConfig, mask_key, resolve_config
 from ..client._models import MetadataValue
 from ._dead_letter import DeadLetter
@@ -28,7 +25,28 @@ from ._transport import ClientTransport, Transport
 
 __all__ = ["DEFAULT_DELIVERY_TIMEOUT", "Ingestion"]
 
-DEFAULT_DELIVERY_TIMEOUT = httpx2.Timeout(10.0, connect=3.0)
+if TYPE_CHECKING:
+    import httpx2
+
+    from ..client import DodoClient
+
+    DEFAULT_DELIVERY_TIMEOUT: httpx2.Timeout
+
+
+def __getattr__(name: str) -> Any:
+    if name != "DEFAULT_DELIVERY_TIMEOUT":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return default_timeout()
+
+
+def default_timeout() -> httpx2.Timeout:
+    """``DEFAULT_DELIVERY_TIMEOUT``: 10 s per request attempt, at most 3 s of it to connect
+    (built on first use, with the HTTP stack)."""
+    import httpx2
+
+    return httpx2.Timeout(10.0, connect=3.0)
+
+
 """10 s per request, 3 s to connect."""
 
 _time = time.time
@@ -70,7 +88,7 @@ class Ingestion:
         flush_interval: float = 1.0,
         max_queue_size: int = 100_000,
         outbox: str | os.PathLike[str] | OutboxBackend | None = None,
-        timeout: float | httpx2.Timeout = DEFAULT_DELIVERY_TIMEOUT,
+        timeout: float | httpx2.Timeout | None = None,
         on_error: ErrorCallback | None = None,
         shutdown_timeout: float = 5.0,
         *,
@@ -150,17 +168,20 @@ class Ingestion:
         if self._transport is not None:
             return self._transport
         client, self._given_client = self._given_client, None
+        timeout = default_timeout() if self._timeout is None else self._timeout
         if client is not None:
             return ClientTransport(
-                client.with_options(max_retries=0, timeout=self._timeout), owns_client=False
+                client.with_options(max_retries=0, timeout=timeout), owns_client=False
             )
+        from ..client import DodoClient  # the HTTP stack loads here, in the sender thread
+
         config = self._config
         assert config is not None
         return ClientTransport(
             DodoClient(
                 api_key=config.api_key,
                 base_url=config.base_url,
-                timeout=self._timeout,
+                timeout=timeout,
                 max_retries=0,
             ),
             owns_client=True,
@@ -293,6 +314,8 @@ class Ingestion:
         """:meth:`close` for asyncio code (an app's shutdown hook): flushes with
         :meth:`aflush`, then stops the sender in a worker thread, never blocking the loop."""
         budget = wait_timeout(self._settings.shutdown_timeout if timeout is None else timeout)
+        import asyncio  # loaded already: the caller runs in an event loop
+
         loop = asyncio.get_running_loop()
         started = loop.time()
         await self.aflush(budget)
@@ -395,6 +418,8 @@ def _resolve(
         return resolve_config(api_key, None, None) if api_key is not None else None
     if client is None:
         return resolve_config(api_key, environment, base_url)
+    from ..client import DodoClient  # given a client, the caller has loaded it already
+
     if not isinstance(client, DodoClient):
         raise ConfigurationError(f"client must be a DodoClient, got {type(client).__name__}")
     if api_key is not None or environment is not None or base_url is not None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from dataclasses import dataclass
-
-import httpx2
+from typing import TYPE_CHECKING
 
 from ..client import ConfigurationError
 from ..client._models import MAX_BATCH_SIZE
+
+if TYPE_CHECKING:
+    import httpx2
 
 __all__ = [
     "API_MAX_EVENT_AGE",
@@ -90,18 +93,24 @@ def _non_negative(name: str, value: object) -> None:
         raise ConfigurationError(f"{name} must be >= 0 seconds, got {value!r}")
 
 
-def request_timeout(value: object) -> httpx2.Timeout:
-    """The per-request ``timeout`` setting as an ``httpx2.Timeout``.
+def request_timeout(value: object) -> httpx2.Timeout | float | None:
+    """The per-request ``timeout`` setting, checked: ``None`` (the default), a number of
+    seconds, or an ``httpx2.Timeout`` (made by a caller that loaded ``httpx2``: it is not
+    loaded here for this).
 
     A number must be finite and > 0; an ``httpx2.Timeout`` may leave parts unset (``None``:
     no limit) but its numbers must be finite and > 0. Raises ``ConfigurationError``.
     """
-    if isinstance(value, httpx2.Timeout):
-        for part, seconds in value.as_dict().items():
+    if value is None:
+        return None
+    loaded = sys.modules.get("httpx2")
+    if loaded is not None and isinstance(value, loaded.Timeout):
+        timeout: httpx2.Timeout = value
+        for part, seconds in timeout.as_dict().items():
             if seconds is not None:
                 _positive(f"timeout.{part}", seconds)
-        return value
-    return httpx2.Timeout(_positive("timeout", value))
+        return timeout
+    return _positive("timeout", value)
 
 
 def wait_timeout(value: float) -> float:

@@ -8,9 +8,10 @@ without sockets.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ..client import DodoClient
+if TYPE_CHECKING:
+    from ..client import DodoClient
 
 __all__ = ["ClientTransport", "Transport"]
 

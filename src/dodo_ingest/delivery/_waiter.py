@@ -8,11 +8,14 @@ timed-out flushes during an outage costs O(1) memory.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import queue
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Waiter", "Waiters", "Wakeup"]
 
@@ -52,6 +55,8 @@ class Waiter:
 
     async def async_wait(self, timeout: float | None) -> bool:
         """Await until fired or ``timeout`` seconds pass, without blocking the event loop."""
+        import asyncio  # loaded already: the caller runs in an event loop
+
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
