@@ -184,3 +184,21 @@ def test_object_keys_are_per_object_thread_safe_and_forgotten() -> None:
     assert len(_event_ids._keys) == before
     # objects that cannot be weakly referenced still get a key (unique per call)
     assert object_key(1) != object_key(1)
+
+
+def test_a_server_sending_numeric_ids_is_still_billed_once_per_call(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    client = tracker.wrap(
+        anthropic.Anthropic(api_key="k", base_url="http://127.0.0.1:9", max_retries=0), "cus_1"
+    )
+    with respx.mock() as router:
+        router.post(url__regex=r"/v1/messages$").respond(
+            200, json={**payloads.anthropic_message(), "id": 7}
+        )
+        first = client.messages.create(model="c", max_tokens=5, messages=MESSAGES)
+        client.messages.create(model="c", max_tokens=5, messages=MESSAGES)
+    one, two = sink.events
+    assert one.event_id != two.event_id
+    assert tracker.track(first, customer_id="cus_1") == [one.event_id]
+    assert tracker.stats.failures == 0

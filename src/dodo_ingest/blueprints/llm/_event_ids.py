@@ -108,7 +108,9 @@ def keyed(usage: LLMUsage | None, obj: object) -> LLMUsage | None:
     doc)."""
     if usage is not None:
         response_id = usage.response_id
-        if response_id is not None and not trusted_response_id(response_id):
+        if response_id is not None and (
+            type(response_id) is not str or not trusted_response_id(response_id)
+        ):
             usage.call_key = object_key(obj)
     return usage
 
@@ -118,7 +120,9 @@ def keyed_once(usage: LLMUsage | None) -> LLMUsage | None:
     per call (a stream's)."""
     if usage is not None:
         response_id = usage.response_id
-        if response_id is not None and not trusted_response_id(response_id):
+        if response_id is not None and (
+            type(response_id) is not str or not trusted_response_id(response_id)
+        ):
             usage.call_key = new_key()
     return usage
 
