@@ -159,9 +159,11 @@ def test_anthropic_invented_server_tool_and_iteration_types(
     with respx.mock() as router:
         router.post(url__regex=r"/v1/messages").respond(200, json=body)
         client.beta.messages.create(model="c", max_tokens=5, messages=MESSAGES)
-    assert sink.only().metadata["unknownUsage"] == (
+    metadata = sink.only().metadata
+    assert metadata["unknownUsage"] == (
         "server_tool_use.code_execution_requests,iterations[advisor_message],iterations[retrieval]"
     )
+    assert metadata["advisorModel"] == "claude-opus-4-6"  # a price dimension to filter on
 
 
 def test_anthropic_stream_reports_fields_from_start_and_delta(

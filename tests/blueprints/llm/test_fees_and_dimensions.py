@@ -618,3 +618,34 @@ def test_dall_e_images_and_whisper_durations_without_usage_blocks(sink: Recordin
     assert "inputTokens" not in image_event
     assert (translation["operation"], translation["audioSeconds"]) == ("audio.translations", 12.5)
     assert tracker.stats.failures == 0
+
+
+def test_the_model_that_served_a_fallback_is_a_dimension(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    from anthropic.types.beta import BetaMessage
+
+    no_cache = {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    usage = {
+        "input_tokens": 30,
+        "output_tokens": 8,
+        "iterations": [
+            {"type": "message", "input_tokens": 10, "output_tokens": 0, **no_cache},
+            {
+                "type": "fallback_message",
+                "model": "claude-haiku-4-5",
+                "input_tokens": 20,
+                "output_tokens": 8,
+                **no_cache,
+            },
+        ],
+    }
+    body = verified(BetaMessage, {**payloads.anthropic_message(), "usage": usage})
+    client = tracker.wrap(anthropic.Anthropic(api_key="k", max_retries=0), customer_id="c")
+    with respx.mock() as router:
+        router.post(url__regex=r"/v1/messages").respond(200, json=body)
+        client.beta.messages.create(model="claude-sonnet-4-6", max_tokens=5, messages=MESSAGES)
+    metadata = sink.only().metadata
+    assert metadata["fallbackModel"] == "claude-haiku-4-5"
+    assert metadata["unknownUsage"] == "iterations[fallback_message]"
+    assert (metadata["inputTokens"], metadata["outputTokens"]) == (30, 8)

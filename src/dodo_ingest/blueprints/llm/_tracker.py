@@ -79,6 +79,8 @@ RESERVED_METADATA_KEYS = frozenset(
         "imagesGenerated",
         "imageSize",
         "imageQuality",
+        "fallbackModel",
+        "advisorModel",
     }
 )
 _OUTPUT_KEYS = (
@@ -120,6 +122,8 @@ _SHARED_KEYS = (
     "trafficType",
     "imageSize",
     "imageQuality",
+    "fallbackModel",
+    "advisorModel",
 )
 #: The keys most events carry; user metadata may fill the rest of the API's 50 keys. Rarer
 #: keys (flags such as ``invalidUsage``) that would not fit push out the last user keys.

@@ -489,9 +489,32 @@ def anthropic_usage(
     unknown = unknown_fields(usage, ANTHROPIC_USAGE_FIELDS) if check_fields else []
     if iterations:
         unknown += unknown_iterations(iterations)
+        served = _served_by(iterations)
+        if served:
+            normalised.dimensions = {**(normalised.dimensions or {}), **served}
     if unknown:
         normalised.unknown = tuple(unknown)
     return normalised
+
+
+#: Anthropic iteration types served by another model than the message's, and the key that
+#: names it.
+_SERVING_ITERATIONS = {"fallback_message": "fallbackModel", "advisor_message": "advisorModel"}
+
+
+def _served_by(iterations: Any) -> dict[str, str]:
+    """The models that served a fallback or advisor step of an Anthropic message (names
+    joined by ``,`` when several steps used different ones)."""
+    served: dict[str, list[str]] = {}
+    for iteration in iterations:
+        step = as_mapping(iteration)
+        key = _SERVING_ITERATIONS.get(step.get("type"))  # type: ignore[arg-type]
+        model = step.get("model")
+        if key is not None and type(model) is str and model:
+            models = served.setdefault(key, [])
+            if model not in models:
+                models.append(model)
+    return {key: ",".join(models)[:MAX_METADATA_VALUE_LENGTH] for key, models in served.items()}
 
 
 _INPUT_MODALITIES = (("audio_tokens", "audioInputTokens"), ("image_tokens", "imageInputTokens"))
