@@ -4,15 +4,17 @@ order of everything when the clock jumps several cycles at once."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
 
-from dodo_ingest.client.webhooks import Webhook
+from dodo_ingest.client.webhooks import CreditBalanceLowEvent, Webhook
 from dodo_ingest.devserver import DevServer
 from tests.devserver._receiver import receiver, wait_for
+from tests.devserver.test_cli import dev_server
 from tests.devserver.test_lifecycle import API_KEY, Billing
 
 
@@ -220,3 +222,89 @@ def test_bad_cycles_are_refused(
         server.start_credit_cycle(billing.id, "c", "1", cycle_days=0)
     with pytest.raises(LookupError):
         server.start_credit_cycle("cent_nope", "c", "1")
+
+
+def test_balance_low_counts_from_the_cycles_amount(server: DevServer, http: httpx2.Client) -> None:
+    with receiver() as hooks:
+        created = http.post(
+            "/webhooks", json={"url": hooks.url, "filter_types": ["credit.balance_low"]}
+        ).json()
+        secret = http.get(f"/webhooks/{created['id']}/secret").json()["secret"]
+        billing = Billing(server, http, rollover_enabled=True)
+        cycle = server.start_credit_cycle(billing.id, "cus_1", "100")
+        billing.use("cus_1", "50")
+        server.clock.advance(days=30)  # 50 rolled + 100: the threshold stays 10 % of 100
+        billing.use("cus_1", "139")  # 11 left: above 10 % of 100 (not of the 150 granted)
+        billing.use("cus_1", "2")  # 9 left: below
+        items = wait_for(
+            lambda: http.get("/_dev/webhook-deliveries").json()["items"],
+            lambda d: d and all(i["status"] == "delivered" for i in d),
+        )
+        assert len(items) == 1
+        [got] = hooks.snapshot()
+        event = Webhook(secret).unwrap(got.body, got.headers)
+        assert isinstance(event, CreditBalanceLowEvent)
+        assert (event.data.subscription_id, str(event.data.threshold_amount)) == (
+            cycle["id"],
+            "10.00",
+        )
+        assert str(event.data.available_balance) == "9.00"
+        assert str(event.data.subscription_credits_amount) == "100.00"
+
+
+def test_a_month_in_a_minute_with_the_command() -> None:
+    """The walkthrough of docs/devserver.md, against ``dodo-ingest dev-server``."""
+    with dev_server() as (process, url), receiver() as hooks:
+        auth = {"Authorization": "Bearer dev"}
+        with httpx2.Client(base_url=url, headers=auth, timeout=10) as api:
+            webhook = api.post("/webhooks", json={"url": hooks.url}).json()
+            secret = api.get(f"/webhooks/{webhook['id']}/secret").json()["secret"]
+            meter = api.post(
+                "/meters",
+                json={
+                    "name": "Characters",
+                    "event_name": "tts.request",
+                    "measurement_unit": "characters",
+                    "aggregation": {"type": "sum", "key": "characters"},
+                },
+            ).json()
+            ent = api.post(
+                "/credit-entitlements",
+                json={
+                    "name": "Characters",
+                    "unit": "characters",
+                    "precision": 0,
+                    "overage_enabled": False,
+                    "rollover_enabled": True,
+                    "max_rollover_count": 1,
+                },
+            ).json()
+            link = {
+                "meter_id": meter["id"],
+                "credit_entitlement_id": ent["id"],
+                "meter_units_per_credit": "1",
+            }
+            assert api.post("/_dev/credit-links", json=link).status_code == 201
+            cycle = {"credit_entitlement_id": ent["id"], "customer_id": "cus_1", "amount": "10000"}
+            assert api.post("/_dev/credit-cycles", json=cycle).status_code == 201
+            event = {
+                "event_id": "evt_1",
+                "customer_id": "cus_1",
+                "event_name": "tts.request",
+                "metadata": {"characters": 2500},
+            }
+            assert api.post("/events/ingest", json={"events": [event]}).status_code == 200
+            assert api.post("/_dev/clock", json={"advance": {"days": 30}}).status_code == 200
+            balance = api.get(f"/credit-entitlements/{ent['id']}/balances/cus_1").json()
+            assert balance["balance"] == "17500"
+            got = wait_for(hooks.snapshot, lambda r: len(r) >= 4)
+            events = [Webhook(secret).unwrap(r.body, r.headers) for r in got]
+            assert [e.type for e in events] == [
+                "credit.added",
+                "credit.deducted",
+                "credit.rolled_over",
+                "credit.added",
+            ]
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+    assert process.returncode == 0

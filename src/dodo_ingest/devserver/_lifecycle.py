@@ -37,7 +37,8 @@ __all__ = [
 BRAND_ID = "brand_devserver"
 """The ``brand_id`` of ledger entries and credit webhooks."""
 DEFAULT_LOW_BALANCE_PERCENT = 10
-"""``credit.balance_low`` fires when a balance falls below this share of its grants."""
+"""``credit.balance_low`` fires when a balance falls below this share (in %) of what its
+cycles grant per period, or without a cycle, of what its unexpired grants gave."""
 
 TRANSACTION_WEBHOOKS = {
     "credit_added": "credit.added",
@@ -645,7 +646,9 @@ class CreditLedger:
     def _check_low_balance(
         self, state: _Balance, before: Decimal, after: Decimal, at_us: int
     ) -> None:
-        granted = state.granted()
+        cycles = self.store.cycles(state.entitlement["id"], state.customer_id)
+        # The base is what a cycle grants each period, else what the unexpired grants gave.
+        granted = sum((Decimal(c["amount"]) for c in cycles), _ZERO) or state.granted()
         threshold = granted * self.low_balance_percent / 100
         if granted <= 0 or not before >= threshold > after:
             return
@@ -657,7 +660,7 @@ class CreditLedger:
                 "credit_entitlement_id": state.entitlement["id"],
                 "credit_entitlement_name": state.entitlement["name"],
                 "brand_id": BRAND_ID,
-                "subscription_id": "",
+                "subscription_id": cycles[0]["id"] if cycles else "",
                 "available_balance": rounded(after, precision),
                 "subscription_credits_amount": rounded(granted, precision),
                 "threshold_amount": rounded(threshold, precision),
