@@ -37,6 +37,10 @@ class FakeHold:
     def renewal_due(self) -> float:
         return self._due
 
+    @property
+    def renewal_earliest(self) -> float:
+        return self._due
+
     def lease_request(self):
         if self.ended:
             return None
@@ -156,3 +160,89 @@ def test_redis_store_extends_many_holds_in_one_pipeline(redis_server):
     # Past the first leases, every hold still counts: their leases moved.
     assert store.outstanding("k", reflected_before=0.0, now=now + 10) == 100
     assert store.extend_many([]) == []
+
+
+class SlowStore(MemoryStore):
+    """Its renewals take ``delay`` seconds (a far Redis)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.entered = threading.Event()
+
+    def extend_many(self, leases):
+        self.entered.set()
+        time.sleep(self.delay)  # the store's latency, not a synchronisation
+        return super().extend_many(leases)
+
+
+def test_a_hold_added_during_a_round_is_planned_for():
+    slow = SlowStore(0.5)
+    renewer = LeaseRenewer(idle=0.2)
+    far = FakeHold(slow, "far", span=600)  # due now; its next renewal is minutes away
+    renewer.add(far)
+    assert slow.entered.wait(DEADLINE)  # the round is in the slow store now
+    soon = FakeHold(MemoryStore(), "soon", span=3, due=time.monotonic() + 0.7)
+    renewer.add(soon)  # while the renewer is not waiting: no one to notify
+    wait_for(lambda: soon.answers, "the renewal of the hold added during the round")
+    far.ended = soon.ended = True
+
+
+def test_a_due_time_moved_sooner_wakes_the_renewer():
+    renewer = LeaseRenewer(idle=0.2)
+    hold = FakeHold(MemoryStore(), "h", span=600, due=time.monotonic() + 300)
+    renewer.add(hold)
+    wait_for(lambda: renewer._wake_at != float("inf"), "the renewer waiting")
+    hold._due = time.monotonic() + 0.1  # as Hold.extend(seconds) does with a short lease
+    renewer.add(hold)
+    wait_for(lambda: hold.answers == [True], "a renewal at the new due time")
+    hold.ended = True
+
+
+def test_a_thread_that_cannot_start_does_not_raise_into_the_reservation(monkeypatch, caplog):
+    renewer = LeaseRenewer(idle=0.2)
+    hold = FakeHold(MemoryStore(), "h", due=time.monotonic() + 0.1)
+
+    def refuse(self) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patched, caplog.at_level(logging.ERROR, logger="dodo_ingest"):
+        patched.setattr(threading.Thread, "start", refuse)
+        renewer.add(hold)  # does not raise
+    assert "cannot start the lease renewer" in caplog.text
+    assert renewer.live() == 1
+    renewer.add(hold)  # a later reservation starts it
+    wait_for(lambda: hold.answers == [True], "the renewal once a thread could start")
+    hold.ended = True
+
+
+def test_failures_are_logged_once_per_store_while_another_store_works(caplog):
+    broken = CountingStore()
+    broken.failing.set()
+    renewer = LeaseRenewer(idle=0.2)
+    bad = FakeHold(broken, "bad", span=60)
+    good = FakeHold(MemoryStore(), "good", span=0.3)  # renewed at every round
+    with caplog.at_level(logging.WARNING, logger="dodo_ingest"):
+        renewer.add(bad)
+        renewer.add(good)
+        wait_for(lambda: len(bad.answers) >= 4 and len(good.answers) >= 4, "several rounds")
+    messages = [r.message for r in caplog.records]
+    assert sum("could not renew" in m for m in messages) == 1
+    assert not any("renewed again" in m for m in messages)  # the broken store never came back
+    bad.ended = good.ended = True
+
+
+def test_a_store_answering_the_wrong_number_of_times_is_a_failed_renewal():
+    class Short(MemoryStore):
+        def extend_many(self, leases):
+            return super().extend_many(leases)[:-1]
+
+    renewer = LeaseRenewer(idle=0.2)
+    store = Short()
+    holds = [FakeHold(store, f"h{i}", due=time.monotonic() + 0.2) for i in range(3)]
+    for hold in holds:
+        renewer.add(hold)
+    wait_for(lambda: all(hold.answers for hold in holds), "an answer for each")
+    assert all(hold.answers[0] is None for hold in holds)
+    for hold in holds:
+        hold.ended = True

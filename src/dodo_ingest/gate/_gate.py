@@ -171,7 +171,9 @@ class Hold:
         self._span = gate.lease
         """The length of its lease (the gate's, or what :meth:`extend` asked for)."""
         self._due = math.inf
-        """When (monotonic seconds) the renewer should move its lease next."""
+        """When (monotonic seconds) the renewer must move its lease at the latest."""
+        self._earliest = math.inf
+        """From when the renewer may move it (with others due soon)."""
 
     @property
     def ended(self) -> bool:
@@ -230,14 +232,21 @@ class Hold:
             )
             return False
         self.lease_renewed(started, span, extended)
+        if extended:
+            renewer.add(self)  # its next renewal may be sooner than the renewer planned
         return bool(extended)
 
     # --- what the lease renewer uses (see _renewer.Renewable) --------------------------------
 
     @property
     def renewal_due(self) -> float:
-        """When (monotonic seconds) the lease should be renewed next."""
+        """When (monotonic seconds) the lease must be renewed at the latest."""
         return self._due
+
+    @property
+    def renewal_earliest(self) -> float:
+        """From when (monotonic seconds) the lease may be renewed with others."""
+        return self._earliest
 
     def lease_request(self) -> tuple[ReservationStore, str, str, float, float] | None:
         """What renewing the lease now takes: store, key, hold id, new end, span."""
@@ -251,9 +260,9 @@ class Hold:
         """Note the answer to a renewal started at ``started`` (monotonic seconds)."""
         if extended:
             self._span = span
-            self._due = started + span / 3
+            self._earliest, self._due = started + span / 6, started + span / 3
         elif extended is None:  # the store could not be reached: try again soon
-            self._due = time.monotonic() + min(_RETRY_RENEWAL, span / 10)
+            self._earliest = self._due = time.monotonic() + min(_RETRY_RENEWAL, span / 10)
 
     def cancel(self) -> None:
         """End the hold without recording usage (the work was not done); nothing once it
@@ -546,7 +555,7 @@ class CreditGate:
             raise InsufficientCreditsError(customer_id, amount, reservation[1])
         next(self._admitted)
         hold = Hold(self, customer_id, hold_id, amount)
-        hold._due = started + self.lease / 3
+        hold.lease_renewed(started, self.lease, True)
         renewer.add(hold)
         return hold
 

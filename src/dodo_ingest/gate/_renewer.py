@@ -7,12 +7,15 @@ references any more is not renewed (it ends with its lease).
 
 - One thread per process, for every gate (started with the first live hold, ended after a
   minute without any); a forked child starts with no holds and its own thread.
-- Renewals of one store are sent together (``extend_many`` when the store has it: one round
-  trip to Redis), so a round costs one request per store, not one per hold.
+- A hold is renewed once a third of its lease has passed, or a little earlier (from a sixth)
+  when a round renews others anyway; renewals of one store are sent together
+  (``extend_many`` when the store has it: one round trip to Redis), the in-process store's
+  first, so a round costs one request per store, not one per hold.
 - A renewal that cannot reach the store is tried again soon (a tenth of the lease, at most a
   second later), not a third of a lease later.
 
-A leaf module: it knows holds only through the small :class:`Renewable` protocol.
+It knows holds only through the small :class:`Renewable` protocol (it never imports the
+gate).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+from ._store import MemoryStore
 
 __all__ = ["LONGEST_WAIT", "LeaseRenewer", "Renewable", "renewer"]
 
@@ -44,6 +49,15 @@ class Renewable(Protocol):
     def ended(self) -> bool:
         """True once the hold was settled, released or cancelled."""
 
+    @property
+    def renewal_due(self) -> float:
+        """When (monotonic seconds) the lease must be renewed at the latest."""
+
+    @property
+    def renewal_earliest(self) -> float:
+        """From when (monotonic seconds) renewing it is worth a request: holds due within
+        a window are renewed together."""
+
     def lease_request(self) -> tuple[Any, str, str, float, float] | None:
         """``(store, key, hold_id, expires_at, span)`` to renew it now; ``None`` when it
         ended."""
@@ -52,9 +66,8 @@ class Renewable(Protocol):
         """The answer to a renewal started at ``started`` (monotonic): True, False (the
         store no longer has the hold), ``None`` (the store could not be reached)."""
 
-    @property
-    def renewal_due(self) -> float:
-        """When (monotonic seconds) the hold should be renewed next."""
+
+_Request = tuple[Any, str, str, float, float]
 
 
 class LeaseRenewer:
@@ -70,22 +83,37 @@ class LeaseRenewer:
         self._holds: weakref.WeakSet[Any] = weakref.WeakSet()
         self._thread: threading.Thread | None = None
         self._wake_at = math.inf
-        self._failing = False
-        """The last renewal could not reach its store (logged once per streak)."""
+        """When the thread's current wait ends (``inf``: not waiting)."""
+        self._added_due = math.inf
+        """The soonest ``renewal_due`` of holds added since the round began taking holds."""
+        self._failing: set[int] = set()
+        """Stores (by id) whose last renewal failed (logged once per streak and store)."""
 
     def add(self, hold: Renewable) -> None:
-        """Keep ``hold``'s lease renewed until it ends (or nobody references it)."""
+        """Keep ``hold``'s lease renewed until it ends (or nobody references it); also the
+        way to say its due time moved sooner. Never raises."""
         with self._condition:
             self._holds.add(hold)
+            due = hold.renewal_due
+            self._added_due = min(self._added_due, due)
             thread = self._thread
-            if thread is None or not thread.is_alive():
-                thread = self._thread = threading.Thread(
-                    target=self._run, name="dodo-gate-renewer", daemon=True
-                )
-                self._wake_at = math.inf
+            if thread is not None and thread.is_alive():
+                if due < self._wake_at:
+                    self._condition.notify()
+                return
+            thread = self._thread = threading.Thread(
+                target=self._run, name="dodo-gate-renewer", daemon=True
+            )
+            self._wake_at = math.inf
+            try:
                 thread.start()
-            elif hold.renewal_due < self._wake_at:
-                self._condition.notify()
+            except RuntimeError as error:  # no thread to be had (a pids limit, shutdown)
+                self._thread = None
+                logger.error(
+                    "credit gate: cannot start the lease renewer (%s); holds end with their "
+                    "lease unless a later reservation starts it",
+                    error,
+                )
 
     def live(self) -> int:
         """How many holds are renewed (ended ones leave at the next round)."""
@@ -98,6 +126,8 @@ class LeaseRenewer:
         self._holds = weakref.WeakSet()
         self._thread = None
         self._wake_at = math.inf
+        self._added_due = math.inf
+        self._failing = set()
 
     def _run(self) -> None:
         idle = False
@@ -110,7 +140,7 @@ class LeaseRenewer:
             with self._condition:
                 if wait is None:
                     if len(self._holds):
-                        continue  # a hold arrived after the round
+                        continue  # a hold arrived after the round took its holds
                     if idle:  # nothing to renew for a whole wait: end (add() starts another)
                         self._thread = None
                         return
@@ -118,35 +148,42 @@ class LeaseRenewer:
                     idle = True
                 else:
                     idle = False
-                self._wake_at = self._monotonic() + wait
+                now = self._monotonic()
+                # Holds added while the round ran are not in its plan.
+                wait = min(wait, max(self._added_due - now, _SHORTEST_WAIT))
+                self._wake_at = now + wait
                 self._condition.wait(wait)
                 self._wake_at = math.inf
 
     def _round(self) -> float | None:
-        """Renew what is due; the seconds until the next renewal is due (``None``: no live
-        hold left)."""
+        """Renew what is due (every hold past its earliest renewal time, in one request per
+        store, the in-process ones first); the seconds until the next renewal is due
+        (``None``: no live hold left)."""
         with self._condition:
             holds = list(self._holds)
+            self._added_due = math.inf
         now = self._monotonic()
         live = []
-        by_store: dict[int, list[tuple[Any, tuple[Any, str, str, float, float]]]] = {}
+        by_store: dict[int, list[tuple[Any, _Request]]] = {}
         for hold in holds:
             if hold.ended:
                 self._discard(hold)
                 continue
             live.append(hold)
-            if hold.renewal_due <= now:
+            if hold.renewal_earliest <= now:
                 request = hold.lease_request()
                 if request is not None:
                     by_store.setdefault(id(request[0]), []).append((hold, request))
-        for batch in by_store.values():
+        # The in-process store never waits: a slow shared store must not hold it back.
+        batches = sorted(by_store.values(), key=lambda b: not isinstance(b[0][1][0], MemoryStore))
+        for batch in batches:
             self._renew(batch)
         if not live:
             return None
         soonest = float(min(hold.renewal_due for hold in live)) - self._monotonic()
         return min(max(soonest, _SHORTEST_WAIT), LONGEST_WAIT)
 
-    def _renew(self, batch: Sequence[tuple[Any, tuple[Any, str, str, float, float]]]) -> None:
+    def _renew(self, batch: Sequence[tuple[Any, _Request]]) -> None:
         store = batch[0][1][0]
         started = self._monotonic()
         leases = [(key, hold_id, expires_at) for _, (_, key, hold_id, expires_at, _) in batch]
@@ -157,9 +194,11 @@ class LeaseRenewer:
                 answers = list(many(leases))
             else:
                 answers = [store.extend(key, hold_id, expires_at=at) for key, hold_id, at in leases]
+            if len(answers) != len(batch):
+                raise ValueError(f"{len(answers)} answers for {len(batch)} holds")
         except Exception as error:
-            log = logger.debug if self._failing else logger.warning
-            self._failing = True
+            log = logger.debug if id(store) in self._failing else logger.warning
+            self._failing.add(id(store))
             log(
                 "credit gate: could not renew %d hold(s) (%s); trying again shortly",
                 len(batch),
@@ -167,8 +206,8 @@ class LeaseRenewer:
             )
             answers = [None] * len(batch)
         else:
-            if self._failing:
-                self._failing = False
+            if id(store) in self._failing:
+                self._failing.discard(id(store))
                 logger.warning("credit gate: leases are renewed again")
         for (hold, request), extended in zip(batch, answers, strict=True):
             hold.lease_renewed(started, request[4], extended)

@@ -274,14 +274,21 @@ class MemoryStore:
             return self._extend(key, hold_id, expires_at)
 
     def extend_many(self, leases: Sequence[tuple[str, str, float]]) -> list[bool]:
-        """:meth:`extend` for each ``(key, hold_id, expires_at)``, under one lock."""
-        with self._lock:
-            return [self._extend(key, hold_id, at) for key, hold_id, at in leases]
+        """:meth:`extend` for each ``(key, hold_id, expires_at)``, a thousand per lock (the
+        lock is released in between, so reservations are not held up by a large batch)."""
+        answers: list[bool] = []
+        for first in range(0, len(leases), 1000):
+            with self._lock:
+                answers += [
+                    self._extend(key, hold_id, at)
+                    for key, hold_id, at in leases[first : first + 1000]
+                ]
+        return answers
 
     def _extend(self, key: str, hold_id: str, expires_at: float) -> bool:
-        ledger = self._ledger(key)
-        held = ledger.holds.get(hold_id)
-        if held is None:
+        ledger = self._ledgers.get(key)
+        held = None if ledger is None else ledger.holds.get(hold_id)
+        if ledger is None or held is None:
             return False
         ledger.holds[hold_id] = (held[0], expires_at)
         expiries = ledger.expiries
