@@ -489,9 +489,14 @@ def test_gemini_audio_tokens_from_the_modality_details(
     with respx.mock() as router:
         router.post(url__regex=r":generateContent$").respond(200, json=body)
         client.models.generate_content(model=payloads.GEMINI, contents="hi")
-    metadata = sink.only().metadata
-    assert metadata["audioInputTokens"] == 1000
-    assert "imageInputTokens" not in metadata and "audioOutputTokens" not in metadata
+        client.models.generate_content(  # read from the raw body (camelCase entries)
+            model=payloads.GEMINI,
+            contents="hi",
+            config=genai_types.GenerateContentConfig(should_return_http_response=True),
+        )
+    parsed, raw = sink.metadata()
+    assert parsed["audioInputTokens"] == raw["audioInputTokens"] == 1000
+    assert "imageInputTokens" not in parsed and "audioOutputTokens" not in parsed
 
 
 def test_long_context_price_above_the_threshold() -> None:

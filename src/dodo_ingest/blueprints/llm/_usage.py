@@ -535,28 +535,35 @@ def _modalities(
     return found
 
 
-_GEMINI_MODALITIES: dict[tuple[str, Any], str] = {
-    ("prompt_tokens_details", "AUDIO"): "audioInputTokens",
-    ("prompt_tokens_details", "IMAGE"): "imageInputTokens",
-    ("candidates_tokens_details", "AUDIO"): "audioOutputTokens",
-    ("candidates_tokens_details", "IMAGE"): "imageOutputTokens",
-}
+#: Gemini's per-modality details and the keys of their audio and image counts.
+_GEMINI_MODALITIES = (
+    ("prompt_tokens_details", "audioInputTokens", "imageInputTokens"),
+    ("candidates_tokens_details", "audioOutputTokens", "imageOutputTokens"),
+)
 
 
 def _gemini_modalities(values: Mapping[str, Any], invalid: list[str]) -> dict[str, int] | None:
-    """The audio and image token counts of Gemini's per-modality details (non-zero only)."""
+    """The audio and image token counts of Gemini's per-modality details (non-zero only).
+    Modalities are compared as strings (the SDK's enum is a ``str``; a raw body has
+    strings)."""
     found: dict[str, int] | None = None
-    for name in ("prompt_tokens_details", "candidates_tokens_details"):
+    for name, audio, image in _GEMINI_MODALITIES:
         for entry in values.get(name) or ():
             entry_values = as_mapping(entry)
             modality = entry_values.get("modality")
-            modality = getattr(modality, "value", modality)
-            key = _GEMINI_MODALITIES.get((name, modality))
-            if key is not None:
-                number = checked_count(entry_values.get("token_count"), key, invalid)
-                if number:
-                    found = found or {}
-                    found[key] = found.get(key, 0) + number
+            if modality == "AUDIO":
+                key = audio
+            elif modality == "IMAGE":
+                key = image
+            else:
+                continue
+            number = entry_values.get("token_count")
+            if number is None:  # a raw body's entries keep their camelCase
+                number = entry_values.get("tokenCount")
+            number = checked_count(number, key, invalid)
+            if number:
+                found = found or {}
+                found[key] = found.get(key, 0) + number
     return found
 
 
