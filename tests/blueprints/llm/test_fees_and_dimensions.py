@@ -654,3 +654,28 @@ def test_the_model_that_served_a_fallback_is_a_dimension(
     assert metadata["fallbackModel"] == "claude-haiku-4-5"
     assert metadata["unknownUsage"] == "iterations[fallback_message]"
     assert (metadata["inputTokens"], metadata["outputTokens"]) == (30, 8)
+
+
+def test_a_dimension_no_event_can_carry_is_left_out(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    """A compatible server's odd service tier (non-ASCII, too long) must not make the event
+    invalid: the dimension is left out, the usage billed."""
+    client = tracker.wrap(
+        openai.OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1", max_retries=0), "c"
+    )
+    bodies = iter(
+        [
+            payloads.chat_completion(service_tier="priorité"),
+            payloads.chat_completion(service_tier="x" * 101),
+        ]
+    )
+    with respx.mock() as router:
+        router.post(url__regex=r"/chat/completions$").mock(
+            side_effect=lambda request: payloads.json_response(next(bodies))
+        )
+        client.chat.completions.create(model="m", messages=MESSAGES)
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    assert len(sink.events) == 2
+    assert all("serviceTier" not in m and m["inputTokens"] == 1117 for m in sink.metadata())
+    assert tracker.stats.failures == 0

@@ -12,6 +12,7 @@ from ._usage import (
     as_mapping,
     checked_count,
     field,
+    is_dimension,
     openai_usage,
     request_id_of,
     timestamp,
@@ -173,7 +174,7 @@ def _add_images(usage: LLMUsage, values: Mapping[str, Any]) -> None:
     dimensions = {}
     for name, key in (("size", "imageSize"), ("quality", "imageQuality")):
         value = values.get(name)
-        if type(value) is str and value:
+        if is_dimension(value):
             dimensions[key] = value
     if dimensions:
         usage.dimensions = {**(usage.dimensions or {}), **dimensions}
@@ -189,7 +190,7 @@ def add_response_details(usage: LLMUsage, values: Mapping[str, Any]) -> None:
     billable web searches, else one per ``web_search_call`` item; ``file_search_call`` items)
     and the ``tool_usage`` fields the tracker does not know."""
     tier = values.get("service_tier")
-    if type(tier) is str and tier:
+    if is_dimension(tier):
         usage.dimensions = {"serviceTier": tier}
     if usage.operation != "responses":
         return
@@ -369,7 +370,7 @@ def _stream_result(stream: ChatStreamUsage | EventStreamUsage, complete: bool) -
         if isinstance(stream, EventStreamUsage):
             if stream.response is not None:
                 add_response_details(usage, as_mapping(stream.response))
-        elif type(stream.tier) is str and stream.tier:
+        elif is_dimension(stream.tier):
             usage.dimensions = {"serviceTier": stream.tier}
     return keyed_once(usage)
 

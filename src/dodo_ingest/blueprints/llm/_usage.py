@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeGuard
 
 from ...client._models import MAX_METADATA_VALUE_LENGTH, MetadataValue
 from ._known_fields import (
@@ -45,6 +45,7 @@ __all__ = [
     "field",
     "gemini_usage",
     "gemini_usage_from_body",
+    "is_dimension",
     "openai_usage",
     "request_id_of",
     "snake_case_keys",
@@ -231,6 +232,13 @@ def count(value: Any) -> int | None:
     """``value`` when it is a token count (an ``int`` from 0 to int64, not a ``bool``), else
     ``None``."""
     return value if type(value) is int and 0 <= value <= INT64_MAX else None
+
+
+def is_dimension(value: Any) -> TypeGuard[str]:
+    """True when ``value`` can be a price-dimension value on an event: a non-empty ASCII
+    string of at most 100 characters (anything else a server sends is left out rather than
+    making the event invalid)."""
+    return type(value) is str and 0 < len(value) <= 100 and value.isascii()
 
 
 def checked_count(value: Any, key: str, invalid: list[str]) -> int | None:
@@ -479,7 +487,7 @@ def anthropic_usage(
     dimensions = None
     for name, key in _ANTHROPIC_DIMENSIONS:
         value = values.get(name)
-        if type(value) is str and value:
+        if is_dimension(value):
             if dimensions is None:
                 dimensions = {}
             dimensions[key] = value
@@ -510,7 +518,7 @@ def _served_by(iterations: Any) -> dict[str, str]:
         step = as_mapping(iteration)
         key = _SERVING_ITERATIONS.get(step.get("type"))  # type: ignore[arg-type]
         model = step.get("model")
-        if key is not None and type(model) is str and model:
+        if key is not None and is_dimension(model):
             models = served.setdefault(key, [])
             if model not in models:
                 models.append(model)
@@ -661,7 +669,7 @@ def gemini_usage(
         value = values.get(name)
         if value is not None:
             value = getattr(value, "value", value)  # the SDK's enums
-            if type(value) is str and value:
+            if is_dimension(value):
                 dimensions[key] = value
     normalised.dimensions = dimensions or None
     if values.get("prompt_tokens_details") or values.get("candidates_tokens_details"):
