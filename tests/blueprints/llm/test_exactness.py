@@ -285,3 +285,16 @@ def test_the_tables_know_every_usage_field_the_installed_sdks_declare() -> None:
         "UsageMetadata": {"response_token_count", "response_tokens_details"},
         "tool_usage": {"image_gen"},
     }
+
+
+def test_unknown_field_names_that_are_not_ascii_are_escaped(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    usage = {**payloads.CHAT_USAGE, "coût_unités": 3}
+    client = tracker.wrap(openai.OpenAI(api_key="k", max_retries=0), customer_id="c")
+    with respx.mock() as router:
+        router.post(url__regex=r"/chat/completions$").respond(
+            200, json=payloads.chat_completion(usage=usage)
+        )
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    assert sink.only().metadata["unknownUsage"] == "co\\xfbt_unit\\xe9s"

@@ -162,7 +162,10 @@ class LLMUsage:
             "provider" if self.complete else "estimated" if self.cut_off else "incomplete"
         )
         if self.unknown:
-            metadata["unknownUsage"] = ",".join(self.unknown)[:MAX_METADATA_VALUE_LENGTH]
+            listed = ",".join(self.unknown)
+            if not listed.isascii():  # a server's own key names: escaped, never invalid
+                listed = listed.encode("ascii", "backslashreplace").decode()
+            metadata["unknownUsage"] = listed[:MAX_METADATA_VALUE_LENGTH]
         invalid = self.invalid
         total_lost = total is not None and total > INT64_MAX
         if invalid or total_lost:
