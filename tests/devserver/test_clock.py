@@ -78,6 +78,9 @@ def test_set_moves_to_a_moment_and_never_back(server: DevServer, dev: Any) -> No
         ({"advance": {"weeks": 1}}, "advance must be an object"),
         ({"advance": {"hours": "1"}}, "hours"),
         ({"advance": 5}, "advance must be an object"),
+        ({"advance": {"days": 3661}}, "at most 3660 days"),
+        ({"advance": {"days": 1e300}}, "at most 3660 days"),
+        ({"now": "2999-01-01T00:00:00Z"}, "at most 3660 days"),
         ({"now": "2030-01-01T00:00:00Z", "advance": {"days": 1}}, '"now"'),
     ],
 )

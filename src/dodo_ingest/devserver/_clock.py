@@ -15,9 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 from ._time import format_us, now_us
 
-__all__ = ["Clock"]
+__all__ = ["MAX_MOVE", "Clock"]
 
 _US_PER_SECOND = 1_000_000
+MAX_MOVE = timedelta(days=3660)
+"""The largest move of one call (about ten years): what happens in between is replayed step by
+step, so an unbounded jump could keep the server busy for a very long time."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -52,7 +55,8 @@ class Clock:
     ) -> datetime:
         """Move the clock forward by the sum of the amounts; return the new time.
 
-        Raises :class:`ValueError` naming an amount that is negative or not a finite number.
+        Raises :class:`ValueError` naming an amount that is negative or not a finite number,
+        or for a move of more than :data:`MAX_MOVE` (3660 days).
         """
         total = 0.0
         for name, amount, unit in (
@@ -69,6 +73,8 @@ class Clock:
             ):
                 raise ValueError(f"{name} must be a finite number >= 0, got {amount!r}")
             total += amount * unit
+        if total > MAX_MOVE.total_seconds():
+            raise ValueError(f"the clock moves at most {MAX_MOVE.days} days at a time")
         with self._lock:
             self._offset_us += round(total * _US_PER_SECOND)
         return self._changed()
@@ -76,8 +82,8 @@ class Clock:
     def set(self, moment: datetime) -> datetime:
         """Move the clock forward to ``moment`` (an aware ``datetime``); return the new time.
 
-        Raises :class:`ValueError` for a naive ``datetime`` or a moment before the clock's
-        current time (the clock never moves back).
+        Raises :class:`ValueError` for a naive ``datetime``, a moment before the clock's
+        current time (the clock never moves back) or more than :data:`MAX_MOVE` ahead.
         """
         if not isinstance(moment, datetime) or moment.utcoffset() is None:
             raise ValueError(f"the clock is set to an aware datetime, got {moment!r}")
@@ -89,6 +95,8 @@ class Clock:
                     f"the clock only moves forward: {format_us(target)} is before "
                     f"its time {format_us(current)}"
                 )
+            if target - current > MAX_MOVE // timedelta(microseconds=1):
+                raise ValueError(f"the clock moves at most {MAX_MOVE.days} days at a time")
             self._offset_us += target - current
         return self._changed()
 
