@@ -56,10 +56,19 @@ def trusted_response_id(response_id: str) -> bool:
     under = response_id.find("_")
     cut = dash if under < 0 or 0 <= dash < under else under
     if cut > 0 and response_id[:cut].isalpha():
-        return len(response_id) - cut > MIN_UNIQUE_ID_LENGTH and (
-            _LETTER.search(response_id, cut + 1) is not None
-        )
-    return len(response_id) >= MIN_UNIQUE_ID_LENGTH and _LETTER.search(response_id) is not None
+        if len(response_id) - cut <= MIN_UNIQUE_ID_LENGTH:
+            return False
+        start = cut + 1
+    elif len(response_id) < MIN_UNIQUE_ID_LENGTH:
+        return False
+    else:
+        start = 0
+    # a letter at either end settles it at once (almost every random id); else look inside
+    return (
+        response_id[-1].isalpha()
+        or response_id[start].isalpha()
+        or _LETTER.search(response_id, start) is not None
+    )
 
 
 def new_key() -> str:
