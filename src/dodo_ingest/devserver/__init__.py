@@ -12,6 +12,7 @@ with ``dodo-ingest dev-server``.
 Needs the ``server`` extra (``pip install 'dodo-ingest[server]'``).
 """
 
+from .. import _present_as
 from ._app import MAX_BODY_BYTES, MAX_PAGE_SIZE
 from ._clock import Clock
 from ._connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT
@@ -34,3 +35,5 @@ __all__ = [
     "DevServer",
     "parse_faults",
 ]
+
+_present_as(__name__, globals(), __all__)
