@@ -19,6 +19,7 @@ worst-case estimate of its cost for the customer (a refused call raises
 ``InsufficientCreditsError`` and is never sent) and settles the real cost when it ends.
 """
 
+from ... import _present_as
 from ._billing import Price
 from ._gating import CreditCutoffError
 from ._tracker import (
@@ -40,3 +41,5 @@ __all__ = [
     "Price",
     "create_llm_tracker",
 ]
+
+_present_as(__name__, globals(), __all__)
