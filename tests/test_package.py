@@ -78,8 +78,7 @@ PUBLIC_MODULES = [
     "dodo_ingest.blueprints.object_storage",
     "dodo_ingest.testing",
 ]
-NOT_YET_PUBLIC_PATHS = {
-}
+NOT_YET_PUBLIC_PATHS: dict[str, str] = {}
 """Packages whose owners have not adopted ``_present_as`` yet (expected to fail)."""
 
 
