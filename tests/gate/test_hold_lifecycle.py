@@ -195,7 +195,7 @@ def test_settling_higher_after_the_end_adds_on_every_store(kind, client, credits
 
 
 def test_a_settlement_awaited_by_a_cancelled_task_still_happens(client, credits):
-    store = _SlowRelease()
+    store = _PausedStore("release")
     gate = _gate(client, credits, store=store)
     gate.available("cus_1")
 
@@ -217,7 +217,7 @@ def test_a_settlement_awaited_by_a_cancelled_task_still_happens(client, credits)
 
 
 def test_a_hold_granted_after_its_caller_and_loop_are_gone_is_given_back(client, credits):
-    store = _SlowStore()
+    store = _PausedStore("reserve")
     gate = _gate(client, credits, store=store)
     gate.available("cus_1")
     loop = asyncio.new_event_loop()
@@ -343,37 +343,33 @@ def test_a_renewal_that_cannot_reach_redis_is_tried_again(client, credits, redis
     assert gate.available("cus_1") == 10
 
 
-class _SlowRelease(MemoryStore):
-    """A ``MemoryStore`` whose releases wait until the test lets them through."""
+class _PausedStore(MemoryStore):
+    """A ``MemoryStore`` whose ``paused`` method (``reserve`` or ``release``) waits until the
+    test lets it through: a shared store answering slowly. Not the in-process store itself,
+    so the gate calls it from worker threads, as it would Redis."""
 
-    def __init__(self) -> None:
+    def __init__(self, paused: str) -> None:
         super().__init__()
+        self.paused = paused
         self.entered = threading.Event()
         self.go = threading.Event()
 
+    def _wait(self, method: str) -> None:
+        if method == self.paused:
+            self.entered.set()
+            assert self.go.wait(10)
+
+    def reserve(self, *args, **kwargs):
+        self._wait("reserve")
+        return super().reserve(*args, **kwargs)
+
     def release(self, *args, **kwargs):
-        self.entered.set()
-        assert self.go.wait(10)
+        self._wait("release")
         return super().release(*args, **kwargs)
 
 
-class _SlowStore(MemoryStore):
-    """A ``MemoryStore`` whose reservations wait until the test lets them through (a shared
-    store answering slowly); the gate calls it from worker threads, as it would Redis."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entered = threading.Event()
-        self.go = threading.Event()
-
-    def reserve(self, *args, **kwargs):
-        self.entered.set()
-        assert self.go.wait(10)
-        return super().reserve(*args, **kwargs)
-
-
 def test_a_hold_granted_to_a_cancelled_asyncio_caller_is_given_back(client, credits):
-    store = _SlowStore()
+    store = _PausedStore("reserve")
     gate = _gate(client, credits, store=store)
     assert not gate._inline_store
     gate.available("cus_1")
