@@ -9,6 +9,7 @@ settled cost the ``totalTokens`` the tracker bills.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -686,6 +687,55 @@ async def test_the_output_estimate_is_the_request_limit_else_the_default(
         if isinstance(made, Awaitable):
             await made
     assert hook.seen == [14, 9, 123, 11, 0, 13, 34, 5]
+
+
+def test_the_estimate_takes_the_dearest_price_the_call_can_be_billed_at(
+    dodo: DodoClient, credits: str, customer: str
+) -> None:
+    grant(dodo, credits, customer, GRANT)
+    gate = CreditGate(dodo, credit_entitlement_id=credits)
+    hook = Holds(gate, customer, GRANT)
+    provider = Provider(during=hook)
+    million = 1_000_000
+    prices = {
+        "gpt-4o": Price(
+            input_per_million=0,
+            output_per_million=million,  # 1 credit per output token
+            audio_output_per_million=3 * million,  # dearer: the bound if audio comes out
+            per_request=5,
+            tiers={"priority": Price(input_per_million=0, output_per_million=2 * million)},
+        ),
+        "gemini-long": Price(
+            input_per_million=0,
+            output_per_million=million,
+            long_context_threshold=10,
+            long_context=Price(input_per_million=0, output_per_million=4 * million),
+        ),
+        "tts-1": Price(input_per_million=0, output_per_million=0, characters_per_million=million),
+        "dall-e-3": Price(input_per_million=0, output_per_million=0, per_image=7),
+    }
+    tracker = gated(RecordingSink(), gate, prices=prices, gate_default_max_output=100)
+    gpt = tracker.wrap(provider.openai(), customer_id=customer)
+    gemini = tracker.wrap(provider.genai(), customer_id=customer)
+    calls: list[Callable[[], object]] = [
+        lambda: gpt.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=10),
+        lambda: gpt.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=10, service_tier="priority"),
+        lambda: gemini.models.generate_content(model="gemini-long", contents="x" * 100, config={"max_output_tokens": 10}),
+        lambda: gpt.audio.speech.create(model="tts-1", voice="alloy", input="twelve chars"),
+        lambda: gpt.images.generate(model="dall-e-3", prompt="a cat", n=2),
+    ]  # fmt: skip
+    for call in calls:
+        hook.before()
+        # The provider mock has no answer for some: the hold was seen all the same.
+        with contextlib.suppress(openai.APIError, genai_errors.APIError):
+            call()
+    assert hook.seen == [
+        10 * 3 + 5,  # the dearest output rate (audio), and the request fee
+        10 * 2,  # the tier the request pins (its own rates, no fee)
+        10 * 4,  # the long-context price: the bound on the input passes the threshold
+        12,  # one credit per character of the input
+        2 * 7,  # per image, n of them
+    ]
 
 
 def test_every_request_of_an_automatic_function_calling_loop_is_admitted(

@@ -229,8 +229,8 @@ def _limit(value: Any) -> int | None:
 def output_limit(operation: str, body: Any) -> tuple[int | None, int]:
     """The output limit a request sets itself (``None``: none) and how many outputs it asks
     for (``n``, ``best_of``, ``candidate_count``)."""
-    if operation in ("embeddings", "embed_content"):
-        return 0, 1
+    if operation in ("embeddings", "embed_content", "audio.speech"):
+        return 0, 1  # speech is billed by the characters of its input
     if operation == "generate_content":
         config = field(body, "config")
         return _limit(field(config, "max_output_tokens")), _limit(
@@ -249,6 +249,49 @@ def output_limit(operation: str, body: Any) -> tuple[int | None, int]:
     if operation == "messages":
         return _limit(field(body, "max_tokens")), 1
     return None, choices  # images, transcriptions: no token limit in the request
+
+
+def _worst_cost(
+    price: Price,
+    operation: str,
+    body: Any,
+    input_tokens: int,
+    output_tokens: int,
+    outputs: int,
+) -> Decimal:
+    """What ``input_tokens`` and ``output_tokens`` could cost at most under ``price``: the
+    tier the request pins (``service_tier``; a tier the provider picks itself is reserved at
+    the base price), the long-context price when the bound on the input passes its
+    threshold, the dearest input-side and output-side rates (cache writes, audio, images),
+    the per-request fee, and for speech its characters, for images their number. Tool fees
+    (web searches...) cannot be known before the call: they count when it settles."""
+    tier = field(body, "service_tier")
+    if isinstance(tier, str) and price.tiers and tier in price.tiers:
+        price = price.tiers[tier]
+    threshold = price.long_context_threshold
+    if price.long_context is not None and threshold is not None and input_tokens > threshold:
+        price = price.long_context
+    input_unit = max(
+        price.input_per_million,
+        price.cached_input_per_million,
+        price.cache_creation_input_per_million,
+        price.cache_write_1h_input_per_million,
+        price.cache_write_12h_input_per_million,
+        price.audio_input_per_million,
+        price.image_input_per_million,
+    )
+    output_unit = max(
+        price.output_per_million, price.audio_output_per_million, price.image_output_per_million
+    )
+    amount = (input_tokens * input_unit + output_tokens * output_unit) / _MILLION
+    amount += price.per_request
+    if operation == "audio.speech":
+        text = field(body, "input")
+        characters = len(text) if isinstance(text, str) else 0
+        amount += characters * price.characters_per_million / _MILLION
+    elif operation == "images":
+        amount += price.per_image * outputs
+    return amount
 
 
 class Estimate:
@@ -334,16 +377,9 @@ class GatePolicy:
             self._warn_unpriced(model)
             amount = Decimal(0)
         else:
-            input_unit = max(
-                price.input_per_million,
-                price.cached_input_per_million,
-                price.cache_creation_input_per_million,
-            )
-            amount = (
-                (input_tokens * input_unit + output_tokens * price.output_per_million)
-                / _MILLION
-                * self.rate
-            )
+            body = parts[0] if parts else None
+            amount = _worst_cost(price, operation, body, input_tokens, output_tokens, outputs)
+            amount *= self.rate
         return Estimate(amount, input_tokens, typical, output_tokens, limited)
 
     def admit(self, customer_id: str, operation: str, model: str | None, *parts: Any) -> Admission:
