@@ -4,8 +4,9 @@ Run: .venv/bin/python benchmarks/import_time.py [runs]
 
 Prints the median wall time (and range) of ``python -c "import dodo_ingest"`` minus that of
 ``python -c "pass"`` (the interpreter's own start-up), and the same for
-``from dodo_ingest import Ingestion`` (what a serverless function tracking usage pays) and
-``from dodo_ingest import DodoClient`` (both load the HTTP stack), over the given runs.
+``from dodo_ingest import Ingestion`` (without the HTTP stack), ``from dodo_ingest import
+DodoClient`` and an ``Ingestion`` built (both load the HTTP stack: what a serverless
+function tracking usage pays before its first ``track()``), over the given runs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ IMPORTS = {
     "import dodo_ingest": "import dodo_ingest",
     "from dodo_ingest import Ingestion": "from dodo_ingest import Ingestion",
     "from dodo_ingest import DodoClient": "from dodo_ingest import DodoClient",
+    "... and Ingestion(...) built": (
+        "from dodo_ingest import Ingestion; Ingestion(api_key='sk_test_import_time_0123456',"
+        " base_url='http://127.0.0.1:9', event_name='e', shutdown_timeout=0)"
+    ),
 }
 
 

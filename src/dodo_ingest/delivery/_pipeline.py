@@ -10,7 +10,6 @@ and reported here. ``track()`` only appends to the queue.
 from __future__ import annotations
 
 import atexit
-import importlib
 import itertools
 import logging
 import os
@@ -63,10 +62,10 @@ def _count_value(counter: itertools.count[int]) -> int:
 
 
 def _in_event_loop() -> bool:
-    """True when called from a thread that runs an asyncio event loop (none can while
-    asyncio was never imported: it is not imported here for that)."""
-    module = sys.modules.get("asyncio")
-    return module is not None and module._get_running_loop() is not None
+    """True when called from a thread that runs an asyncio event loop. None can while asyncio
+    is not loaded, or still loading in another thread: it is not imported here for that."""
+    running = getattr(sys.modules.get("asyncio.events"), "_get_running_loop", None)
+    return running is not None and running() is not None
 
 
 class Pipeline:
@@ -92,11 +91,9 @@ class Pipeline:
         self.closed = False
         if outbox is not None:
             outbox.claim(self)
-        # Built here, not in the sender thread: a fork while that thread is importing the
-        # HTTP stack would leave the child with half-imported modules.
-        # Built by the sender thread when it starts: the HTTP stack loads there, not in the
-        # caller's thread (a serverless cold start), and a forked child builds its own.
-        self._transport: Transport | None = None
+        # Built here, not in the sender thread: a fork while that thread imports the HTTP
+        # stack or sets up TLS would leave the child with those locks held for ever.
+        self._transport: Transport | None = make_transport() if deliver else None
         self._inherited: list[object] = []
         self._reset()
         if outbox is not None:
@@ -640,18 +637,6 @@ class Pipeline:
         )
 
 
-def _finish_imports_before_fork() -> None:
-    """Before a fork, load here what a sender thread loads on first use (the HTTP stack): a
-    module being imported by another thread at the fork would stay locked in the child. The
-    forking thread waits for such an import to end, so the child inherits finished modules."""
-    if any(pipeline.deliver for pipeline in list(_LIVE)):
-        try:
-            importlib.import_module("dodo_ingest.client._client")
-            importlib.import_module("email.utils")
-        except Exception:  # never stop a fork; the child's sender reports it if it recurs
-            logger.exception("could not load the HTTP stack before a fork")
-
-
 def _after_fork_in_child() -> None:
     for pipeline in list(_LIVE):
         try:
@@ -703,5 +688,4 @@ _PROCESS_EXIT_HOOK = _ProcessExitHook()
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_PROCESS_EXIT_HOOK.before_fork, after_in_child=_after_fork_in_child)
-    os.register_at_fork(before=_finish_imports_before_fork)
 atexit.register(close_all)
