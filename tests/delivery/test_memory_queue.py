@@ -4,7 +4,9 @@ first, and the flush bookkeeping still exact."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import signal
 import time
 
 from hypothesis import given
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from dodo_ingest.client import EventInput
 from dodo_ingest.delivery._encoding import encode_event
+from dodo_ingest.delivery._ids import format_epoch
 from dodo_ingest.delivery._queues import MemoryQueue, QueuedEvent
 
 NOW = time.time()
@@ -81,3 +84,41 @@ def test_bounds_count_requeued_items():
     assert len(queue) == 3
     assert not queue.has_room(1)
     assert queue.put(NOW, taken[0].body) == 0
+
+
+def test_a_put_from_a_signal_handler_never_pairs_a_body_with_another_events_time():
+    """``track()`` may run in a signal handler that interrupted a ``track()``: the nested
+    put lands between two bytecodes of the outer one, never between its body and its time."""
+    queue = MemoryQueue(10_000_000, 1 << 40)
+    base = NOW - 3000
+    count = itertools.count()
+
+    def put(tag: str) -> None:
+        n = next(count)
+        stamp = base + n * 1e-3  # a distinct time per event, written into its body too
+        queue.put(
+            stamp,
+            encode_event(EventInput(event_id=f"{tag}{n}", customer_id="c", event_name="e"), stamp),
+        )
+
+    fired = [0]
+
+    def handler(signum, frame) -> None:
+        fired[0] += 1
+        put("signal_")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+        deadline = time.monotonic() + 30
+        while fired[0] < 500 and time.monotonic() < deadline:
+            for _ in range(1000):
+                put("main_")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert fired[0] >= 500
+    items = queue.take(len(queue))
+    assert len(items) == next(count)
+    mismatched = [item for item in items if format_epoch(item.timestamp) not in item.body]
+    assert mismatched == []

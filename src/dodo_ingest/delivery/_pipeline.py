@@ -179,7 +179,7 @@ class Pipeline:
                 return
         if self._thread is None:
             self._start()
-        if len(memory.bodies) >= self._batch_size and not self._wakeup.is_set():
+        if len(memory.entries) >= 2 * self._batch_size and not self._wakeup.is_set():
             self._wakeup.set()
 
     def put_outbox(self, event_id: str, timestamp: float, body: str) -> None:

@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..client import EventInput
 from ._dead_letter import DeadLetter
@@ -103,11 +103,13 @@ class EventQueue(Protocol):
 class MemoryQueue:
     """A FIFO in memory, bounded by count and by the size of the encoded events.
 
-    Events are kept compactly: the encoded body (which starts with the event's id) and the
-    timestamp, in two parallel deques; the :class:`QueuedEvent` items are built when the sender
-    takes them (the id read back from the body, the sequence number from the position). About
-    240 bytes per small event instead of 460 with a tuple of four objects. Items put back by
-    :meth:`requeue` (a sender failure) wait whole in front of the others.
+    Events are kept compactly: the timestamp and the encoded body (which starts with the
+    event's id), side by side in one deque, appended by one call (a ``track()`` from a signal
+    handler that interrupted another cannot come between them); the :class:`QueuedEvent`
+    items are built when the sender takes them (the id read back from the body, the sequence
+    number from the position). About 240 bytes per small event instead of 460 with a tuple of
+    four objects. Items put back by :meth:`requeue` (a sender failure) wait whole in front of
+    the others.
 
     Producers append under :attr:`lock` (a few hundred nanoseconds), which keeps the deques
     in sequence order and makes the bounds and the close check exact. The lock is re-entrant
@@ -115,10 +117,10 @@ class MemoryQueue:
     """
 
     def __init__(self, max_events: int, max_bytes: int) -> None:
-        self.bodies: deque[str] = deque()
-        self.stamps: deque[float] = deque()
+        self.entries: deque[Any] = deque()
+        """Timestamp, body, timestamp, body... (guarded by :attr:`lock`)."""
         self.head_seq = 1
-        """The sequence number of ``bodies[0]`` (guarded by :attr:`lock`)."""
+        """The sequence number of the first event of :attr:`entries` (guarded by :attr:`lock`)."""
         self.requeued: deque[QueuedEvent] = deque()
         """Items put back by the sender, taken before the others (guarded by :attr:`lock`)."""
         self.lock = threading.RLock()
@@ -136,7 +138,7 @@ class MemoryQueue:
         self._waiters = Waiters()
 
     def __len__(self) -> int:
-        return len(self.bodies) + len(self.requeued)
+        return len(self.entries) // 2 + len(self.requeued)
 
     def put(self, timestamp: float, body: str) -> int:
         """Append one event (``body`` as :func:`~._encoding.encode_event` made it, starting
@@ -145,12 +147,11 @@ class MemoryQueue:
         with self.lock:
             if self.closed:
                 return -1
-            count = len(self.bodies) + len(self.requeued)
+            count = len(self.entries) // 2 + len(self.requeued)
             if count and (count >= self.max_events or self.bytes + size > self.max_bytes):
                 return 0
             self.next_seq += 1
-            self.bodies.append(body)
-            self.stamps.append(timestamp)
+            self.entries.extend((timestamp, body))  # one call: both or neither
             self.bytes += size
             return 1
 
@@ -158,8 +159,8 @@ class MemoryQueue:
         """The timestamp of the oldest event waiting (``None``: none)."""
         with self.lock:
             stamps = [item.timestamp for item in self.requeued]
-            if self.stamps:
-                stamps.append(self.stamps[0])
+            if self.entries:
+                stamps.append(self.entries[0])
             return min(stamps) if stamps else None
 
     def has_room(self, size: int) -> bool:
@@ -171,22 +172,21 @@ class MemoryQueue:
         with self.lock:
             requeued = self.requeued
             batch = [requeued.popleft() for _ in range(min(limit, len(requeued)))]
-            bodies, stamps = self.bodies, self.stamps
-            count = min(limit - len(batch), len(bodies))
+            entries = self.entries
+            count = min(limit - len(batch), len(entries) // 2)
             seq = self.head_seq
             self.head_seq = seq + count
             for _ in range(count):
-                body = bodies.popleft()
-                batch.append(
-                    _new_tuple(QueuedEvent, (_event_id(body), stamps.popleft(), body, seq))
-                )
+                stamp = entries.popleft()
+                body = entries.popleft()
+                batch.append(_new_tuple(QueuedEvent, (_event_id(body), stamp, body, seq)))
                 seq += 1
             self.bytes -= sum([len(item.body) for item in batch])
             return batch
 
     def settle(self, items: Sequence[QueuedEvent], *, drained: bool) -> None:
         with self.lock:
-            low = self.head_seq if self.bodies else self.next_seq
+            low = self.head_seq if self.entries else self.next_seq
             if self.requeued:
                 low = min(low, *[item.seq for item in self.requeued])
         if low - 1 > self.settled_through:
@@ -229,10 +229,19 @@ class MemoryQueue:
         """Refuse further appends; remove and return what waits, and fire the waiters (not
         ``ok`` when events are removed here or ``ok`` is False: those events are lost)."""
         with self.lock:
-            self.closed = True
-            items = self.take(len(self))
+            self.closed = True  # from here a put() appends nothing
+            # Taken as whole lists first (one call each), turned into items afterwards.
+            requeued = list(self.requeued)
+            self.requeued.clear()
+            flat = list(self.entries)
+            self.entries.clear()
+            head, self.head_seq = self.head_seq, self.head_seq + len(flat) // 2
             self.bytes = 0
             self.settled_through = max(self.settled_through, self.next_seq - 1)
+        items = requeued + [
+            QueuedEvent(_event_id(body), stamp, body, head + index)
+            for index, (stamp, body) in enumerate(zip(flat[0::2], flat[1::2], strict=True))
+        ]
         self._waiters.fire_through(None, ok=ok and not items)
         return items
 
