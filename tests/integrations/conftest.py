@@ -1,0 +1,81 @@
+"""Fixtures for the framework integrations: a recording sink, an OpenAI answered over
+mocked HTTP (the payloads of the LLM blueprint's tests), and the dev server."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from types import ModuleType
+
+import httpx2
+import pytest
+
+from dodo_ingest import DodoClient
+from dodo_ingest.blueprints.llm import LLMTracker
+from dodo_ingest.delivery import Ingestion
+from dodo_ingest.devserver import DevServer
+from tests.blueprints.llm import payloads
+from tests.blueprints.llm.conftest import Recorded, RecordingSink
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import ``module``; skip (locally) or fail (in CI) when the extra is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        reason = f"{module} is not installed (pip install -e '.[{extra},dev]')"
+        if os.environ.get("CI"):
+            pytest.fail(f"integration tests must run in CI: {reason}")
+        pytest.skip(reason, allow_module_level=True)
+
+
+Answer = Callable[[httpx2.Request], httpx2.Response]
+
+
+def openai_api(chat: Answer = payloads.chat_stream_for) -> httpx2.MockTransport:
+    """An ``httpx2`` transport answering OpenAI chat completions and Responses like the API
+    (chat: ``payloads.CHAT_USAGE``, streams ``payloads.STREAM_USAGE`` when asked for usage;
+    Responses: ``payloads.RESPONSES_USAGE``)."""
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/chat/completions"):
+            return chat(request)
+        if request.url.path.endswith("/responses"):
+            return payloads.responses_for(request)
+        return httpx2.Response(404, json={"error": {"message": "no route"}})
+
+    return httpx2.MockTransport(answer)
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+def tracker(sink: RecordingSink) -> LLMTracker:
+    return LLMTracker(sink, event_name="llm.chat_completion")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[DevServer]:
+    with DevServer() as dev:
+        yield dev
+
+
+@pytest.fixture
+def ingestion(server: DevServer) -> Iterator[Ingestion]:
+    with Ingestion(api_key="dev_key", base_url=server.base_url, flush_interval=0.02) as pipeline:
+        yield pipeline
+
+
+def stored(server: DevServer, customer_id: str) -> list[tuple[str, dict[str, object]]]:
+    """The events the dev server keeps for ``customer_id``: (event id, metadata)."""
+    with DodoClient(api_key="dev_key", base_url=server.base_url) as dodo:
+        return [
+            (e.event_id, dict(e.metadata or {})) for e in dodo.events.list(customer_id=customer_id)
+        ]
+
+
+__all__ = ["Recorded", "RecordingSink", "openai_api", "require", "stored"]

@@ -1,0 +1,279 @@
+# ruff: noqa: E402  (the framework is imported after the check that it is installed)
+"""LangChain: the real langchain-core and langchain-openai over an OpenAI client whose HTTP
+is mocked; events checked number by number, ids included."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+
+from .conftest import RecordingSink, openai_api, require, stored
+
+require("langchain_openai", "langchain")
+
+from langchain_openai import ChatOpenAI
+
+from dodo_ingest.blueprints.llm import LLMTracker, LLMUsage
+from dodo_ingest.blueprints.llm._event_ids import event_id
+from dodo_ingest.delivery import Ingestion
+from dodo_ingest.devserver import DevServer
+from dodo_ingest.integrations.langchain import DodoCallbackHandler
+from tests.blueprints.llm import payloads
+
+NAME = "llm.chat_completion"
+CHAT = {
+    "usageSource": "provider",
+    "serviceTier": "default",
+    "provider": "openai",
+    "operation": "chat.completions",
+    "model": payloads.OPENAI_MODEL,
+    "inputTokens": 1117,
+    "outputTokens": 46,
+    "totalTokens": 1163,
+    "cachedInputTokens": 1024,
+    "reasoningTokens": 32,
+}
+
+
+def chat_model(transport: httpx2.MockTransport, **options: Any) -> ChatOpenAI:
+    root = openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport))
+    aroot = openai.AsyncOpenAI(
+        api_key="sk-test", http_client=httpx2.AsyncClient(transport=transport)
+    )
+    return ChatOpenAI(
+        model="gpt-5.4-mini",
+        api_key="sk-test",
+        root_client=root,
+        client=root.chat.completions,
+        root_async_client=aroot,
+        async_client=aroot.chat.completions,
+        max_retries=0,
+        **options,
+    )
+
+
+def _wrapped_model(
+    tracker: LLMTracker, transport: httpx2.MockTransport, customer_id: str, **options: Any
+) -> ChatOpenAI:
+    root = tracker.wrap(
+        openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport)),
+        customer_id=customer_id,
+    )
+    return ChatOpenAI(
+        model="gpt-5.4-mini",
+        api_key="sk-test",
+        root_client=root,
+        client=root.chat.completions,
+        max_retries=0,
+        **options,
+    )
+
+
+def test_chat_completion_billed_from_the_raw_usage(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    handler = DodoCallbackHandler(tracker, customer_id="cus_1", metadata={"feature": "chat"})
+    reply = chat_model(openai_api()).invoke("hi", config={"callbacks": [handler]})
+    assert reply.usage_metadata is not None
+    event = sink.only()
+    assert (event.customer_id, event.event_name) == ("cus_1", NAME)
+    assert event.metadata == {"feature": "chat", **CHAT}
+    # the id derives from the response id, as the tracker's own ids do
+    usage = LLMUsage("openai", "chat.completions", response_id=payloads.CHAT_ID)
+    assert event.event_id == event_id(usage, NAME)
+    assert tracker.stats.events == 1
+    assert tracker.stats.failures == 0
+
+
+def _priority_stream(request: httpx2.Request) -> httpx2.Response:
+    """A chat stream served at the priority tier, with cache reads and reasoning."""
+    body = json.loads(request.content)
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    frames: list[dict[str, Any] | str] = []
+    for delta, finish in (({"role": "assistant", "content": "Hi"}, None), ({}, "stop")):
+        frames.append(
+            {
+                "id": payloads.CHAT_ID,
+                "object": "chat.completion.chunk",
+                "created": 1767225601,
+                "model": payloads.OPENAI_MODEL,
+                "service_tier": "priority",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+        )
+    frames.append(
+        {
+            "id": payloads.CHAT_ID,
+            "object": "chat.completion.chunk",
+            "created": 1767225601,
+            "model": payloads.OPENAI_MODEL,
+            "service_tier": "priority",
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 40,
+                "completion_tokens": 12,
+                "total_tokens": 52,
+                "prompt_tokens_details": {"cached_tokens": 32, "cache_write_tokens": 4},
+                "completion_tokens_details": {"reasoning_tokens": 8},
+            },
+        }
+    )
+    frames.append("[DONE]")
+    return payloads.sse_response(frames)
+
+
+def test_stream_billed_from_usage_metadata_with_tiered_details(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    """LangChain names priority-tier details ``priority_cache_read``…: they are the same
+    cache reads, cache writes and reasoning tokens."""
+    handler = DodoCallbackHandler(tracker, customer_id="cus_1")
+    run_id = uuid.uuid4()
+    model = chat_model(openai_api(_priority_stream), stream_usage=True)
+    text = "".join(
+        str(chunk.content)
+        for chunk in model.stream("hi", config={"callbacks": [handler], "run_id": run_id})
+    )
+    assert text == "Hi"
+    event = sink.only()
+    assert event.metadata == {
+        "usageSource": "provider",
+        "serviceTier": "priority",
+        "provider": "openai",
+        "operation": "chat.completions",
+        "model": payloads.OPENAI_MODEL,
+        "inputTokens": 40,
+        "outputTokens": 12,
+        "totalTokens": 52,
+        "cachedInputTokens": 32,
+        "cacheCreationInputTokens": 4,
+        "reasoningTokens": 8,
+    }
+    # LangChain streams carry no response id: the id derives from the run id
+    usage = LLMUsage("openai", "chat.completions", response_id=f"langchain-run:{run_id}:0")
+    assert event.event_id == event_id(usage, NAME)
+
+
+def test_responses_api_billed_with_cache_and_reasoning(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    handler = DodoCallbackHandler(tracker, customer_id="cus_1")
+    chat_model(openai_api(), use_responses_api=True).invoke("hi", config={"callbacks": [handler]})
+    event = sink.only()
+    assert event.metadata == {
+        "usageSource": "provider",
+        "provider": "openai",
+        "operation": "responses",
+        "model": payloads.OPENAI_MODEL,
+        "inputTokens": 2048,
+        "outputTokens": 300,
+        "totalTokens": 2348,
+        "cachedInputTokens": 1536,
+        "cacheCreationInputTokens": 0,
+        "reasoningTokens": 256,
+    }
+    usage = LLMUsage("openai", "responses", response_id=payloads.RESP_ID, created=1767225700.0)
+    assert event.event_id == event_id(usage, NAME)
+
+
+def test_customer_from_run_metadata_then_scope_then_default(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    handler = DodoCallbackHandler(tracker, customer_id="cus_default", metadata={"app": "a"})
+    model = chat_model(openai_api())
+    model.invoke("hi", config={"callbacks": [handler]})
+    with tracker.customer("cus_scope", metadata={"plan": "pro"}):
+        model.invoke("hi", config={"callbacks": [handler]})
+        model.invoke("hi", config={"callbacks": [handler], "metadata": {"customer_id": "cus_run"}})
+    assert [(e.customer_id, e.metadata["app"], e.metadata.get("plan")) for e in sink.events] == [
+        ("cus_default", "a", None),
+        ("cus_scope", "a", "pro"),
+        ("cus_run", "a", "pro"),
+    ]
+    assert all(e.metadata["inputTokens"] == 1117 for e in sink.events)
+
+
+def test_async_calls_see_their_own_scope(tracker: LLMTracker, sink: RecordingSink) -> None:
+    handler = DodoCallbackHandler(tracker)
+    model = chat_model(openai_api())
+
+    async def call(customer: str) -> None:
+        async with tracker.customer(customer):
+            await model.ainvoke("hi", config={"callbacks": [handler]})
+
+    async def main() -> None:
+        await asyncio.gather(*(call(f"cus_{n}") for n in range(5)))
+
+    asyncio.run(main())
+    assert sorted(e.customer_id for e in sink.events) == [f"cus_{n}" for n in range(5)]
+    assert {e.metadata["outputTokens"] for e in sink.events} == {46}
+
+
+def test_no_customer_and_no_usage_are_counted_not_raised(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    model = chat_model(openai_api(), stream_usage=False)
+    model.invoke("hi", config={"callbacks": [DodoCallbackHandler(tracker)]})
+    assert tracker.stats.failures == 1  # no customer
+    chunks = list(model.stream("hi", config={"callbacks": [DodoCallbackHandler(tracker, "c")]}))
+    assert chunks  # the stream reached the caller; it carried no usage
+    assert sink.events == []
+    assert tracker.stats.failures == 2
+
+
+def test_provider_errors_reach_the_caller_and_bill_nothing(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    failing = httpx2.MockTransport(
+        lambda request: httpx2.Response(500, json={"error": {"message": "boom"}})
+    )
+    handler = DodoCallbackHandler(tracker, customer_id="cus_1")
+    with pytest.raises(openai.InternalServerError):
+        chat_model(failing).invoke("hi", config={"callbacks": [handler]})
+    assert sink.events == []
+    assert tracker.stats.failures == 0
+    assert handler._runs == {}
+
+
+def test_a_failing_sink_never_reaches_the_chain(tracker: LLMTracker, sink: RecordingSink) -> None:
+    sink.fail_with = RuntimeError("queue full")
+    handler = DodoCallbackHandler(tracker, customer_id="cus_1")
+    reply = chat_model(openai_api()).invoke("hi", config={"callbacks": [handler]})
+    assert reply.content == '{"answer": "Hello"}'
+    assert tracker.stats.failures == 1
+
+
+def test_handler_and_wrapped_client_bill_one_event(server: DevServer, ingestion: Ingestion) -> None:
+    """The same response billed by both paths has one event id: the API keeps one event."""
+    tracker = LLMTracker(ingestion)
+    customer = f"cus_lc_{uuid.uuid4().hex[:8]}"
+    model = _wrapped_model(tracker, openai_api(), customer, use_responses_api=True)
+    model.invoke("hi", config={"callbacks": [DodoCallbackHandler(tracker, customer)]})
+    assert tracker.stats.events == 2  # one per path
+    assert ingestion.flush(timeout=10)
+    (event,) = stored(server, customer)
+    usage = LLMUsage("openai", "responses", response_id=payloads.RESP_ID, created=1767225700.0)
+    assert event[0] == event_id(usage, NAME)
+    assert event[1]["inputTokens"] == 2048
+    assert event[1]["reasoningTokens"] == 256
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="the wrapped client hashes the chat completion's `created` into its event id, "
+    "which LangChain does not pass on",
+)
+def test_handler_and_wrapped_chat_completions_client_bill_one_event(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    model = _wrapped_model(tracker, openai_api(), "cus_1")
+    model.invoke("hi", config={"callbacks": [DodoCallbackHandler(tracker, "cus_1")]})
+    assert len(sink.events) == 2
+    assert sink.events[0].event_id == sink.events[1].event_id
