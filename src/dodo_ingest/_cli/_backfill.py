@@ -60,13 +60,22 @@ KEEP_RECORDS_BYTES = 32 * 1024 * 1024
 MB of memory at most) for the second. Bigger files are read twice, in constant memory."""
 
 
+@dataclass(slots=True)
+class Checked:
+    """A record the first pass checked: the event as it will be sent, and its line."""
+
+    line: int
+    event: EventInput
+
+
 @dataclass
 class Scan:
     """What the first pass found."""
 
     records: int = 0
-    kept: list[Record | RowError] | None = None
-    """The records read, when the file is small enough to keep them for the second pass."""
+    kept: list[Checked | RowError] | None = None
+    """The records checked (or why they cannot be sent), when the file is small enough to
+    keep them for the second pass."""
     sendable: int = 0
     last_line: int = 0
     invalid: list[RowError] = field(default_factory=list)
@@ -261,41 +270,48 @@ def run(
 def _scan(
     file: Path, file_format: Format, mapping: ColumnMapping, start_line: int, max_age: float
 ) -> Scan:
-    """First pass: check every record as the second pass would send it."""
+    """First pass: check every record as the second pass will send it."""
     scan = Scan()
     now = time.time()
+    latest, oldest = now + API_MAX_FUTURE_SKEW, now - max_age
     if file.stat().st_size <= KEEP_RECORDS_BYTES:
         scan.kept = []
     keep = scan.kept.append if scan.kept is not None else None
+    invalid, old = scan.invalid.append, scan.old.append
+    records = sendable = line = 0
     for item in read_records(file, file_format, mapping, start_line=start_line):
-        if keep is not None:
-            keep(item)
-        scan.records += 1
-        scan.last_line = item.line
-        if isinstance(item, RowError):
-            scan.invalid.append(item)
-            continue
-        try:
-            event = EventInput(
-                item.event_id, item.customer_id, item.event_name, item.timestamp, item.metadata
-            )
-        except EventValidationError as error:
-            scan.invalid.append(RowError(item.line, error.field, error.limit))
-            continue
-        if event.timestamp is not None:
-            ts = event.timestamp.timestamp()
-            if ts > now + API_MAX_FUTURE_SKEW:
-                scan.invalid.append(
-                    RowError(
-                        item.line,
-                        "timestamp",
-                        "more than 5 minutes in the future (the API refuses it)",
-                    )
+        records += 1
+        line = item.line
+        checked: Checked | RowError
+        if type(item) is RowError:
+            checked = item
+        else:
+            assert isinstance(item, Record)
+            try:
+                event = EventInput(
+                    item.event_id, item.customer_id, item.event_name, item.timestamp, item.metadata
                 )
-                continue
-            if ts < now - max_age:
-                scan.old.append((item.line, now - ts))
-        scan.sendable += 1
+            except EventValidationError as error:
+                checked = RowError(line, error.field, error.limit)
+            else:
+                checked = Checked(line, event)
+                if event.timestamp is not None:
+                    ts = event.timestamp.timestamp()
+                    if ts > latest:
+                        checked = RowError(
+                            line,
+                            "timestamp",
+                            "more than 5 minutes in the future (the API refuses it)",
+                        )
+                    elif ts < oldest:
+                        old((line, now - ts))
+        if type(checked) is RowError:
+            invalid(checked)
+        else:
+            sendable += 1
+        if keep is not None:
+            keep(checked)
+    scan.records, scan.sendable, scan.last_line = records, sendable, line
     return scan
 
 
@@ -433,9 +449,9 @@ def _deliver(
         sent_task = bar.add_task("delivered", total=to_send)
         try:
             if start_line is not None:
-                track = ingestion.track
+                track, send_checked = ingestion.track, _sender_of_checked(ingestion)
                 last_line = start_line
-                items: Iterable[Record | RowError] = (
+                items: Iterable[Checked | Record | RowError] = (
                     scan.kept
                     if scan.kept is not None
                     else read_records(file, file_format, mapping, start_line=start_line)
@@ -443,29 +459,32 @@ def _deliver(
                 scan.kept = None
                 for item in items:
                     last_line = item.line
-                    reason = skipped.get(item.line)
-                    if reason is not None:
-                        outcome.skipped.append({"line": item.line, "reason": reason})
-                        continue
-                    if isinstance(item, RowError):  # the file changed since the first pass
-                        outcome.failed_to_queue.append({"line": item.line, "reason": str(item)})
-                        continue
-                    assert isinstance(item, Record)
+                    if skipped:
+                        reason = skipped.get(last_line)
+                        if reason is not None:
+                            outcome.skipped.append({"line": last_line, "reason": reason})
+                            continue
                     try:
-                        track(
-                            item.customer_id,
-                            item.event_name,
-                            item.metadata,
-                            event_id=item.event_id,
-                            timestamp=item.timestamp,
-                        )
+                        if type(item) is Checked:
+                            send_checked(item.event)
+                        elif type(item) is Record:  # read again: track() checks it
+                            track(
+                                item.customer_id,
+                                item.event_name,
+                                item.metadata,
+                                event_id=item.event_id,
+                                timestamp=item.timestamp,
+                            )
+                        else:  # the file changed since the first pass
+                            outcome.failed_to_queue.append({"line": last_line, "reason": str(item)})
+                            continue
                     except EventValidationError as error:
-                        outcome.failed_to_queue.append({"line": item.line, "reason": str(error)})
+                        outcome.failed_to_queue.append({"line": last_line, "reason": str(error)})
                         continue
                     outcome.read += 1
                     if outcome.read % PROGRESS_EVERY == 0:
                         if progress_store is not None:
-                            progress_store.record(item.line)
+                            progress_store.record(last_line)
                         if _stopped(tally, outcome):
                             break
                         _update(bar, read_task, sent_task, ingestion, outcome, to_send)
@@ -497,6 +516,28 @@ def _deliver(
         bar.refresh()
     if outcome.failed_to_queue:
         err.print(f"{len(outcome.failed_to_queue)} record(s) could not be queued.")
+
+
+def _sender_of_checked(ingestion: Ingestion) -> Callable[[EventInput], object]:
+    """What hands a checked event to ``ingestion``: its internal entry that skips the checks
+    already made, for events stamped on sending (it takes no timestamp), else ``track()``."""
+    track = ingestion.track
+    prechecked = getattr(type(ingestion), "_track_prechecked", None)
+
+    def send_checked(event: EventInput) -> object:
+        if prechecked is not None and event.timestamp is None and event.metadata is not None:
+            return prechecked(
+                ingestion, event.customer_id, event.event_name, event.metadata, event.event_id
+            )
+        return track(
+            event.customer_id,
+            event.event_name,
+            event.metadata,
+            event_id=event.event_id,
+            timestamp=event.timestamp,
+        )
+
+    return send_checked
 
 
 def _update(

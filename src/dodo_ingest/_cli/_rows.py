@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ _INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _DIGITS = re.compile(r"[+-]?[0-9]+")
 _TRUE = frozenset(("true", "True", "TRUE"))
 _FALSE = frozenset(("false", "False", "FALSE"))
+_ZULU = ("Z", "z")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class ColumnMapping:
         return frozenset((self.event_id, self.customer_id, self.event_name, self.timestamp))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Record:
     """One event read from the file, not yet validated against the API's limits."""
 
@@ -129,20 +130,24 @@ def read_records(
 
 def _read_jsonl(path: Path, mapping: ColumnMapping, start_line: int) -> Iterator[Record | RowError]:
     loads = json.loads
+    record = _RecordReader(mapping, _jsonl_metadata)
     with path.open("r", encoding="utf-8-sig", newline="") as file:
-        for number, text in enumerate(file, start=1):
-            if number <= start_line or not text.strip():
+        number = 0
+        for text in file:
+            number += 1
+            if number <= start_line:
                 continue
             try:
                 data = loads(text)
             except ValueError as error:
-                yield RowError(number, None, f"not valid JSON ({error})")
+                if text.strip():  # blank lines are not records
+                    yield RowError(number, None, f"not valid JSON ({error})")
                 continue
-            if not isinstance(data, dict):
+            if type(data) is not dict:
                 yield RowError(number, None, f"not a JSON object (got {type(data).__name__})")
                 continue
             try:
-                yield _record(number, text.rstrip("\r\n"), data, mapping, _jsonl_metadata)
+                yield record(number, text, data)
             except RowError as error:
                 yield error
 
@@ -164,6 +169,7 @@ def _read_csv(path: Path, mapping: ColumnMapping, start_line: int) -> Iterator[R
                     f"column {name!r} is not in the header ({', '.join(columns)})"
                 )
         width = len(columns)
+        record = _RecordReader(mapping, _csv_metadata)
         for row in reader:
             number = reader.line_num
             if number <= start_line or not any(cell.strip() for cell in row):
@@ -171,42 +177,62 @@ def _read_csv(path: Path, mapping: ColumnMapping, start_line: int) -> Iterator[R
             if len(row) != width:
                 yield RowError(number, None, f"{len(row)} cells, the header has {width}")
                 continue
-            data = dict(zip(columns, row, strict=True))
             try:
-                yield _record(number, "\x1f".join(row), data, mapping, _csv_metadata)
+                yield record(number, row, dict(zip(columns, row, strict=True)))
             except RowError as error:
                 yield error
 
 
-def _record(
-    number: int,
-    content: str,
-    data: dict[str, Any],
-    mapping: ColumnMapping,
-    metadata_of: Any,
-) -> Record:
-    event_id = data.get(mapping.event_id)
-    if event_id is None or event_id == "":
-        event_id = derived_event_id(number, content)
-    elif not isinstance(event_id, str):
-        event_id = _scalar_text(number, mapping.event_id, event_id)
-    event_name = data.get(mapping.event_name)
-    if event_name is None or event_name == "":
-        if mapping.default_event_name is None:
-            problem = "missing" if event_name is None else "empty"
-            raise RowError(number, mapping.event_name, f"{problem} (or give --event-name)")
-        event_name = mapping.default_event_name
-    customer_id = data.get(mapping.customer_id)
-    if customer_id is None:
-        raise RowError(number, mapping.customer_id, "missing")
-    if isinstance(customer_id, str) and not customer_id.strip():
-        raise RowError(number, mapping.customer_id, "empty")
-    if not isinstance(customer_id, str):
-        customer_id = _scalar_text(number, mapping.customer_id, customer_id)
-    raw_time = data.get(mapping.timestamp)
-    timestamp = None if raw_time in (None, "") else _timestamp(number, mapping.timestamp, raw_time)
-    metadata = metadata_of(number, data, mapping)
-    return Record(number, event_id, customer_id, event_name, timestamp, metadata)
+MetadataReader = Callable[[int, dict[str, Any], "_RecordReader"], "dict[str, Any] | None"]
+
+
+class _RecordReader:
+    """Builds the :class:`Record` of one parsed line or row (raising :class:`RowError`), with
+    what depends only on the mapping worked out once."""
+
+    def __init__(self, mapping: ColumnMapping, metadata_of: MetadataReader) -> None:
+        self.mapping = mapping
+        self.event_id = mapping.event_id
+        self.customer_id = mapping.customer_id
+        self.event_name = mapping.event_name
+        self.timestamp = mapping.timestamp
+        self.default_event_name = mapping.default_event_name
+        self.metadata_of = metadata_of
+        self.mapped = mapping.mapped()
+        self.mapped_or_metadata = self.mapped | {"metadata"}
+
+    def __call__(self, number: int, source: str | list[str], data: dict[str, Any]) -> Record:
+        """``source`` is the line (JSON Lines) or the cells (CSV) the record was read from,
+        hashed into the event id of a record without one."""
+        event_id = data.get(self.event_id)
+        if type(event_id) is not str or not event_id:
+            if event_id is None or event_id == "":
+                content = source.rstrip("\r\n") if isinstance(source, str) else "\x1f".join(source)
+                event_id = derived_event_id(number, content)
+            else:
+                event_id = _scalar_text(number, self.event_id, event_id)
+        event_name = data.get(self.event_name)
+        if event_name is None or event_name == "":
+            if self.default_event_name is None:
+                problem = "missing" if event_name is None else "empty"
+                raise RowError(number, self.event_name, f"{problem} (or give --event-name)")
+            event_name = self.default_event_name
+        customer_id = data.get(self.customer_id)
+        if type(customer_id) is not str:
+            if customer_id is None:
+                raise RowError(number, self.customer_id, "missing")
+            if not isinstance(customer_id, str):
+                customer_id = _scalar_text(number, self.customer_id, customer_id)
+        if not customer_id.strip():
+            raise RowError(number, self.customer_id, "empty")
+        raw_time = data.get(self.timestamp)
+        timestamp = (
+            None
+            if raw_time is None or raw_time == ""
+            else _timestamp(number, self.timestamp, raw_time)
+        )
+        metadata = self.metadata_of(number, data, self)
+        return Record(number, event_id, customer_id, event_name, timestamp, metadata)
 
 
 def _scalar_text(number: int, field: str, value: Any) -> str:
@@ -217,7 +243,7 @@ def _scalar_text(number: int, field: str, value: Any) -> str:
 
 def _timestamp(number: int, field: str, value: Any) -> datetime:
     """RFC 3339 / ISO 8601 text (``Z`` or an offset; none means UTC) or Unix seconds."""
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+    if isinstance(value, str) and value[-1:] not in _ZULU and _NUMBER.fullmatch(value.strip()):
         value = float(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
@@ -235,27 +261,31 @@ def _timestamp(number: int, field: str, value: Any) -> datetime:
 
 
 def _jsonl_metadata(
-    number: int, data: Mapping[str, Any], mapping: ColumnMapping
+    number: int, data: dict[str, Any], reader: _RecordReader
 ) -> dict[str, Any] | None:
-    if mapping.metadata is not None:
-        return _selected(number, data, mapping.metadata) or None
+    """The ``metadata`` object, then every other top-level field that is no part of the event
+    (or only the columns the mapping names)."""
+    if reader.mapping.metadata is not None:
+        return _selected(number, data, reader.mapping.metadata) or None
     nested = data.get("metadata")
-    if nested is not None and not isinstance(nested, dict):
+    if nested is not None and type(nested) is not dict:
         raise RowError(number, "metadata", f"must be an object, got {type(nested).__name__}")
-    metadata: dict[str, Any] = dict(nested or {})
-    skip = mapping.mapped() | {"metadata"}
+    metadata: dict[str, Any] | None = nested  # a fresh dict of its own, from the parser
+    skip = reader.mapped_or_metadata
     for key, value in data.items():
         if key not in skip:
+            if metadata is None:
+                metadata = {}
             metadata[key] = value
     return metadata or None
 
 
 def _csv_metadata(
-    number: int, data: Mapping[str, str], mapping: ColumnMapping
+    number: int, data: dict[str, str], reader: _RecordReader
 ) -> dict[str, Any] | None:
-    if mapping.metadata is not None:
-        return _selected(number, data, mapping.metadata) or None
-    skip = mapping.mapped()
+    if reader.mapping.metadata is not None:
+        return _selected(number, data, reader.mapping.metadata) or None
+    skip = reader.mapped
     metadata = {
         key: _convert(number, key, value, "auto")
         for key, value in data.items()
