@@ -9,7 +9,7 @@ from typing import Any
 from ..client import EventInput
 from ._ids import format_epoch
 
-__all__ = ["encode_event", "event_json"]
+__all__ = ["encode_event", "encode_fields", "event_json"]
 
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _quote = json.encoder.encode_basestring  # JSON string literal, C-accelerated
@@ -70,9 +70,21 @@ def _head(customer_id: str, event_name: str) -> str:
 def encode_event(event: EventInput, timestamp: float) -> str:
     """One event as compact JSON text, the same text as ``json.dumps`` of :func:`event_json`
     (built from cached parts, because the sender does this for every event)."""
-    metadata = event.metadata
+    return encode_fields(
+        event.event_id, event.customer_id, event.event_name, timestamp, event.metadata
+    )
+
+
+def encode_fields(
+    event_id: str,
+    customer_id: str,
+    event_name: str,
+    timestamp: float,
+    metadata: Mapping[str, Any] | None,
+) -> str:
+    """:func:`encode_event` of an event given by its fields (already checked)."""
     text = (
-        f'{{"event_id":{_quote(event.event_id)}{_head(event.customer_id, event.event_name)}'
+        f'{{"event_id":{_quote(event_id)}{_head(customer_id, event_name)}'
         f'"timestamp":"{format_epoch(timestamp)}"'
     )
     if metadata is None:

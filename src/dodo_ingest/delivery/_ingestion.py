@@ -14,7 +14,7 @@ from ..client import ConfigurationError, EventInput, EventValidationError
 from ..client._config import ClientConfig, mask_key, resolve_config
 from ..client._models import MetadataValue
 from ._dead_letter import DeadLetter
-from ._encoding import encode_event
+from ._encoding import encode_event, encode_fields
 from ._ids import new_event_id
 from ._outbox import Outbox
 from ._outbox_protocol import OutboxBackend, SharedOutboxBackend
@@ -221,6 +221,28 @@ class Ingestion:
         except (TypeError, ValueError) as error:
             raise EventValidationError("metadata", f"cannot be encoded as JSON: {error}") from None
         if len(body) * 4 > self._max_event_bytes:  # a UTF-8 character takes at most 4 bytes
+            self._check_size(body)
+        self._put(event_id, ts, body)
+        return event_id
+
+    def _track_prechecked(
+        self,
+        customer_id: str,
+        event_name: str,
+        metadata: dict[str, MetadataValue],
+        event_id: str,
+    ) -> str:
+        """:meth:`track` of an event stamped now, for callers that checked it already.
+
+        The caller guarantees what `EventInput` would check: non-empty ``str`` ids and
+        name, and ``metadata`` a fresh ``dict`` (never touched again by the caller) within the
+        API's limits holding only ``str``, ``bool``, int64 ``int`` and finite ``float``
+        values. The body, the queueing and what a closed or full queue does are
+        :meth:`track`'s; only the encoded size is checked here.
+        """
+        ts = _time()
+        body = encode_fields(event_id, customer_id, event_name, ts, metadata)
+        if len(body) * 4 > self._max_event_bytes:
             self._check_size(body)
         self._put(event_id, ts, body)
         return event_id
