@@ -130,6 +130,7 @@ def counting_sink() -> Iterator[str]:
 
     class Counting(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
