@@ -11,6 +11,7 @@ import respx
 
 from dodo_ingest.blueprints.llm import LLMTracker
 from dodo_ingest.client import EventInput
+from dodo_ingest.client._models import validate_metadata
 
 from . import payloads
 
@@ -53,9 +54,50 @@ class RecordingSink:
         return [event.metadata for event in self.events]
 
 
+def assert_prechecked(
+    customer_id: object, event_name: object, metadata: object, event_id: object
+) -> None:
+    """What a caller of ``Ingestion._track_prechecked`` guarantees: non-empty ``str`` ids and
+    name that UTF-8 can encode, a plain ``dict`` of metadata that the API's checks return
+    unchanged, value for value and type for type."""
+    for text in (customer_id, event_name, event_id):
+        assert type(text) is str and text, text
+        text.encode()
+    assert type(metadata) is dict
+    checked = validate_metadata(metadata)
+    assert checked == metadata
+    assert [type(value) for value in checked.values()] == [
+        type(value) for value in metadata.values()
+    ]
+
+
+@dataclass
+class PrecheckedSink(RecordingSink):
+    """A :class:`RecordingSink` that also offers ``Ingestion``'s trusted entry, which the
+    tracker then uses; it checks that every event keeps that entry's contract."""
+
+    prechecked: int = 0
+
+    def _track_prechecked(
+        self, customer_id: str, event_name: str, metadata: dict[str, Any], event_id: str
+    ) -> str:
+        assert_prechecked(customer_id, event_name, metadata, event_id)
+        self.prechecked += 1
+        return self.track(customer_id, event_name, metadata, event_id=event_id)
+
+
+@pytest.fixture(autouse=True)
+def _genai_over_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """google-genai sends async requests with aiohttp whenever it is installed (the litellm
+    extra brings it), which respx cannot mock: keep it on httpx, as without aiohttp."""
+    from google.genai import _api_client
+
+    monkeypatch.setattr(_api_client, "has_aiohttp", False)
+
+
 @pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
+def sink() -> PrecheckedSink:
+    return PrecheckedSink()
 
 
 @pytest.fixture

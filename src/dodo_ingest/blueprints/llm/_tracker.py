@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from decimal import Decimal
-from types import TracebackType
-from typing import TYPE_CHECKING, Literal, TypeVar
+from itertools import islice
+from types import MethodType, TracebackType
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 from ...client._errors import ConfigurationError, EventValidationError
-from ...client._models import MAX_METADATA_KEYS, MetadataValue, validate_metadata
+from ...client._models import (
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_LENGTH,
+    MetadataValue,
+    validate_metadata,
+)
 from .._common import EventSink
 from ._billing import ModelTable, Number, Price, cost_cents, to_decimal
 from ._event_ids import event_id as make_event_id
 from ._event_ids import keyed
-from ._usage import LLMUsage, field, gemini_usage, gemini_usage_from_body
+from ._usage import (
+    INT64_MAX,
+    LLMUsage,
+    carried_text,
+    field,
+    gemini_usage,
+    gemini_usage_from_body,
+)
 
 if TYPE_CHECKING:
     from ...delivery import Ingestion
@@ -291,10 +305,34 @@ def sdk_family(cls: type[object]) -> str | None:
     return None
 
 
+def _checked_text(value: object, field_name: str, limit: int | None = None) -> str:
+    """``value`` when it is a non-empty string an event can carry (UTF-8, at most ``limit``
+    characters), else ``EventValidationError`` naming ``field_name``."""
+    if not isinstance(value, str) or not value.strip():
+        raise EventValidationError(field_name, "must be a non-empty string")
+    value = str.__str__(value)  # a str subclass's own methods could answer otherwise later
+    if limit is not None and len(value) > limit:
+        raise EventValidationError(
+            field_name, f"must be at most {limit} characters, got {len(value)}"
+        )
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise EventValidationError(
+                field_name, "must be valid Unicode text (it holds a lone surrogate)"
+            ) from None
+    return value
+
+
 def _validate_customer(customer_id: object) -> str:
-    if not isinstance(customer_id, str) or not customer_id.strip():
-        raise EventValidationError("customer_id", "must be a non-empty string")
-    return customer_id
+    return _checked_text(customer_id, "customer_id")
+
+
+def _validate_provider(provider: object) -> str | None:
+    if provider is None:
+        return None
+    return _checked_text(provider, "provider", MAX_METADATA_VALUE_LENGTH)
 
 
 def _validate_user_metadata(metadata: Mapping[str, object] | None) -> dict[str, MetadataValue]:
@@ -330,8 +368,40 @@ def _batch_customer(
     return customers(custom_id)
 
 
-def _credits(value: Decimal) -> MetadataValue:
-    return int(value) if value == value.to_integral_value() else float(value)
+def _carriable(metadata: dict[str, MetadataValue], checked: int) -> bool:
+    """True when the values of ``metadata`` after its first ``checked`` ones (the user's,
+    checked when wrapped or scoped) are within the API's limits: what the tracker wrote from
+    the provider's usage (``str`` of at most 500 characters and valid UTF-8, ``int`` within
+    int64, finite ``float``, ``bool``). The parsers keep them so; this holds for usage
+    records built elsewhere too (framework integrations)."""
+    for value in islice(metadata.values(), checked, None):
+        kind = type(value)  # exact types: a subclass may encode otherwise
+        if kind is int or kind is bool:
+            if not -INT64_MAX - 1 <= cast(int, value) <= INT64_MAX:
+                return False
+        elif kind is str:
+            text = cast(str, value)
+            if len(text) > MAX_METADATA_VALUE_LENGTH:
+                return False
+            if not text.isascii() and carried_text(text) != text:
+                return False
+        elif kind is not float or not math.isfinite(cast(float, value)):
+            return False
+    return True
+
+
+def _credits(value: Decimal, field_name: str) -> MetadataValue:
+    """A request weight as the number an event carries (an int within int64, else a finite
+    float)."""
+    if value == value.to_integral_value():
+        whole = int(value)
+        if whole <= INT64_MAX:
+            return whole
+    else:
+        fraction = float(value)
+        if math.isfinite(fraction):
+            return fraction
+    raise EventValidationError(field_name, "must fit in an event (at most 2**63 - 1)")
 
 
 class LLMTracker:
@@ -388,6 +458,12 @@ class LLMTracker:
         if not callable(getattr(ingestion, "track", None)):
             raise TypeError("ingestion must have a track() method (e.g. dodo_ingest.Ingestion)")
         self._sink = ingestion
+        # Ingestion's trusted entry: it skips checking again what the tracker has checked
+        # (user metadata when wrapped or scoped, provider values when usage is read).
+        prechecked = getattr(type(ingestion), "_track_prechecked", None)
+        self._deliver: Callable[[str, str, dict[str, MetadataValue], str], str] = (
+            self._track if prechecked is None else MethodType(prechecked, ingestion)
+        )
         self.event_name = self._check_event_name(event_name, "event_name")
         self.split_events: tuple[str, str] | None = None
         if split_events is not None:
@@ -397,11 +473,14 @@ class LLMTracker:
                 self._check_event_name(split_events[0], "split_events[0]"),
                 self._check_event_name(split_events[1], "split_events[1]"),
             )
-        self._weights: ModelTable[Decimal] | None = None
+        self._weights: ModelTable[MetadataValue] | None = None
         if request_weights is not None:
             self._weights = ModelTable(
                 {
-                    model: to_decimal(weight, f"request_weights.{model}")
+                    model: _credits(
+                        to_decimal(weight, f"request_weights.{model}"),
+                        f"request_weights.{model}",
+                    )
                     for model, weight in request_weights.items()
                 }
             )
@@ -464,9 +543,13 @@ class LLMTracker:
 
     @staticmethod
     def _check_event_name(name: object, field_name: str) -> str:
-        if not isinstance(name, str) or not name.strip():
-            raise EventValidationError(field_name, "must be a non-empty string")
-        return name
+        return _checked_text(name, field_name)
+
+    def _track(
+        self, customer_id: str, event_name: str, metadata: dict[str, MetadataValue], event_id: str
+    ) -> str:
+        """Hand one event to a sink without the trusted entry (``EventSink.track``)."""
+        return self._sink.track(customer_id, event_name, metadata, event_id=event_id)
 
     def wrap(
         self,
@@ -584,7 +667,7 @@ class LLMTracker:
                 f"metadata (the merge has {len(merged)})",
             )
         scope = Scope(_validate_customer(customer_id), merged)
-        usage = usage_of_response(response, provider)
+        usage = usage_of_response(response, _validate_provider(provider))
         if usage is None:
             raise TypeError(f"no usage found on a {type(response).__qualname__}")
         return self._emit(usage, scope)
@@ -620,7 +703,7 @@ class LLMTracker:
         from ._batches import batch_lines
 
         merged = _validate_user_metadata(metadata)
-        lines = list(batch_lines(results, provider, batch_id))
+        lines = list(batch_lines(results, _validate_provider(provider), batch_id))
         scoped = []
         for number, line in enumerate(lines):
             customer = _batch_customer(customers, line.custom_id)
@@ -673,17 +756,18 @@ class LLMTracker:
         if self.split_events is None:
             metadata = usage.write_metadata(dict(scope.metadata))
             if weight is not None:
-                metadata["requestCredits"] = _credits(weight)
+                metadata["requestCredits"] = weight
             if price is not None:
                 metadata["costCents"] = cost_cents(
                     price.input_cost(usage) + price.output_cost(usage)
                 )
+            deliver = self._deliver
+            if not _carriable(metadata, len(scope.metadata)):
+                deliver = self._track  # the sink's checks name the value in its error
             if len(metadata) > MAX_METADATA_KEYS:
                 metadata = self._fitted(metadata, scope)
             name = self.event_name
-            event_id = self._sink.track(
-                scope.customer_id, name, metadata, event_id=make_event_id(usage, name)
-            )
+            event_id = deliver(scope.customer_id, name, metadata, make_event_id(usage, name))
             self.stats._count_event()
             return [event_id]
         else:
@@ -694,20 +778,19 @@ class LLMTracker:
             inputs.update((k, usage_metadata[k]) for k in _INPUT_KEYS if k in usage_metadata)
             outputs.update((k, usage_metadata[k]) for k in _OUTPUT_KEYS if k in usage_metadata)
             if weight is not None:
-                inputs["requestCredits"] = _credits(weight)
+                inputs["requestCredits"] = weight
             if price is not None:
                 inputs["costCents"] = cost_cents(price.input_cost(usage))
                 outputs["costCents"] = cost_cents(price.output_cost(usage))
             events = [(self.split_events[0], inputs), (self.split_events[1], outputs)]
         ids = []
         for name, metadata in events:
+            deliver = self._deliver
+            if not _carriable(metadata, len(scope.metadata)):
+                deliver = self._track
             if len(metadata) > MAX_METADATA_KEYS:
                 metadata = self._fitted(metadata, scope)
-            ids.append(
-                self._sink.track(
-                    scope.customer_id, name, metadata, event_id=make_event_id(usage, name)
-                )
-            )
+            ids.append(deliver(scope.customer_id, name, metadata, make_event_id(usage, name)))
             self.stats._count_event()
         return ids
 

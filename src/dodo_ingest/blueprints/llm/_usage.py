@@ -40,6 +40,7 @@ __all__ = [
     "LLMUsage",
     "anthropic_usage",
     "as_mapping",
+    "carried_text",
     "checked_count",
     "count",
     "field",
@@ -125,10 +126,22 @@ class LLMUsage:
 
     def write_metadata(self, metadata: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
         """Add the keys of :meth:`to_metadata` to ``metadata`` and return it."""
-        metadata["provider"] = self.provider
+        provider = self.provider
+        if type(provider) is str and len(provider) <= 100 and provider.isascii():
+            metadata["provider"] = provider
+        else:  # a framework's own provider name
+            carried = carried_text(provider)
+            if carried is not None:
+                metadata["provider"] = carried
         metadata["operation"] = self.operation
-        if self.model:
-            metadata["model"] = self.model
+        model = self.model
+        if model:
+            if type(model) is str and len(model) <= MAX_METADATA_VALUE_LENGTH and model.isascii():
+                metadata["model"] = model
+            else:
+                carried = carried_text(model)
+                if carried:
+                    metadata["model"] = carried
         if self.input_tokens is not None:
             metadata["inputTokens"] = self.input_tokens
         if self.output_tokens is not None:
@@ -174,6 +187,20 @@ class LLMUsage:
                 names.add("totalTokens")
             metadata["invalidUsage"] = ",".join(sorted(names))
         return metadata
+
+
+def carried_text(value: object) -> str | None:
+    """A provider's string as an event can carry it: cut to 500 characters, lone surrogates
+    (which UTF-8 cannot encode) escaped; ``None`` for anything but a string."""
+    if not isinstance(value, str):
+        return None
+    value = str.__str__(value)[:MAX_METADATA_VALUE_LENGTH]
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "backslashreplace").decode()[:MAX_METADATA_VALUE_LENGTH]
+    return value
 
 
 def field(obj: Any, name: str) -> Any:
@@ -273,7 +300,10 @@ def _amount(value: Any, key: str, invalid: list[str]) -> float | None:
     if value is None:
         return None
     if (type(value) is int or type(value) is float) and 0 <= value < math.inf:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond the range of floats
+            pass
     invalid.append(key)
     return None
 
@@ -575,7 +605,13 @@ def _gemini_modalities(values: Mapping[str, Any], invalid: list[str]) -> dict[st
             if number:
                 found = found or {}
                 found[key] = found.get(key, 0) + number
-    return found
+    if found is not None:
+        for key, number in tuple(found.items()):
+            if number > INT64_MAX or key in invalid:  # a sum beyond int64, or a part lost
+                found.pop(key)
+                if key not in invalid:
+                    invalid.append(key)
+    return found or None
 
 
 _ANTHROPIC_CACHE_WRITES = (
@@ -677,7 +713,7 @@ def gemini_usage(
     normalised.dimensions = dimensions or None
     if values.get("prompt_tokens_details") or values.get("candidates_tokens_details"):
         normalised.modalities = _gemini_modalities(values, invalid)
-        if invalid and normalised.invalid is None:
+        if invalid:
             normalised.invalid = tuple(dict.fromkeys(invalid))
     unknown = unknown_fields(usage, GEMINI_USAGE_FIELDS)
     if unknown:
