@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 
 import httpx2
@@ -33,19 +36,65 @@ def require(module: str, extra: str) -> ModuleType:
 Answer = Callable[[httpx2.Request], httpx2.Response]
 
 
-def openai_api(chat: Answer = payloads.chat_stream_for) -> httpx2.MockTransport:
-    """An ``httpx2`` transport answering OpenAI chat completions and Responses like the API
-    (chat: ``payloads.CHAT_USAGE``, streams ``payloads.STREAM_USAGE`` when asked for usage;
-    Responses: ``payloads.RESPONSES_USAGE``)."""
+def provider(chat: Answer = payloads.chat_stream_for) -> Answer:
+    """Answers like OpenAI (chat completions: ``chat``, by default ``payloads.CHAT_USAGE``,
+    streams ``payloads.STREAM_USAGE`` when asked for usage; Responses:
+    ``payloads.RESPONSES_USAGE``; embeddings: ``payloads.EMBEDDINGS``) and Anthropic
+    (``/v1/messages``: ``payloads.anthropic_message()``)."""
 
     def answer(request: httpx2.Request) -> httpx2.Response:
-        if request.url.path.endswith("/chat/completions"):
+        path = request.url.path
+        if path.endswith("/chat/completions"):
             return chat(request)
-        if request.url.path.endswith("/responses"):
+        if path.endswith("/responses"):
             return payloads.responses_for(request)
+        if path.endswith("/embeddings"):
+            return payloads.json_response(payloads.EMBEDDINGS)
+        if path.endswith("/v1/messages"):
+            return payloads.anthropic_for(request)
         return httpx2.Response(404, json={"error": {"message": "no route"}})
 
-    return httpx2.MockTransport(answer)
+    return answer
+
+
+def openai_api(chat: Answer = payloads.chat_stream_for) -> httpx2.MockTransport:
+    """:func:`provider` as an ``httpx2`` transport."""
+    return httpx2.MockTransport(provider(chat))
+
+
+@contextmanager
+def loopback(answer: Answer) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 answering POSTs with ``answer``; yields its URL (for
+    clients that do not send through ``httpx2``: LiteLLM's aiohttp and httpx paths)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            request = httpx2.Request(
+                "POST", f"http://loopback{self.path}", headers=dict(self.headers), content=body
+            )
+            response = answer(request)
+            content = response.read()
+            self.send_response(response.status_code)
+            self.send_header("content-type", response.headers.get("content-type", "text/plain"))
+            self.send_header("content-length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @pytest.fixture
@@ -78,4 +127,4 @@ def stored(server: DevServer, customer_id: str) -> list[tuple[str, dict[str, obj
         ]
 
 
-__all__ = ["Recorded", "RecordingSink", "openai_api", "require", "stored"]
+__all__ = ["Recorded", "RecordingSink", "loopback", "openai_api", "provider", "require", "stored"]
