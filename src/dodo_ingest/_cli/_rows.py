@@ -270,8 +270,10 @@ def _jsonl_metadata(
     nested = data.get("metadata")
     if nested is not None and type(nested) is not dict:
         raise RowError(number, "metadata", f"must be an object, got {type(nested).__name__}")
-    metadata: dict[str, Any] | None = nested  # a fresh dict of its own, from the parser
     skip = reader.mapped_or_metadata
+    if data.keys() <= skip:  # no other top-level field
+        return nested or None
+    metadata: dict[str, Any] | None = nested  # a fresh dict of its own, from the parser
     for key, value in data.items():
         if key not in skip:
             if metadata is None:
