@@ -38,6 +38,16 @@ MAX_SHOTS = 80
 STEP_SECONDS = 30.0
 """Deadline of one step (start, load a page, take a picture)."""
 
+# No transitions: a picture taken right after a scroll shows where things end up (the
+# header's title slides between the site's name and the page's).
+_STILL = """(() => {
+  const style = document.createElement("style");
+  style.textContent = "*, *::before, *::after { transition: none !important; " +
+    "animation: none !important; }";
+  document.head.appendChild(style);
+  return true;
+})()"""
+
 # Inside the page: what a reader sees, and what does not fit the width.
 _INSPECT = """(() => {
   const wide = [];
@@ -215,6 +225,7 @@ def render(browser: Chromium, url: str, name: str, out: Path) -> dict[str, Any]:
     if navigation.get("errorText"):
         raise RenderError(f"{url}: {navigation['errorText']}")
     browser.wait_for("Page.loadEventFired")
+    evaluate(browser, _STILL)
     evaluate(browser, "document.fonts.ready.then(() => true)")
     seen: dict[str, Any] = evaluate(browser, _INSPECT)
     if not seen["h1"]:
