@@ -1,4 +1,5 @@
-"""Typed client of the Dodo Payments billing API (usage events, meters, credit balances)."""
+"""Typed client of the Dodo Payments billing API (usage events, meters, credit balances,
+grants and ledgers, webhook endpoints)."""
 
 import importlib
 from typing import TYPE_CHECKING, Any
@@ -27,16 +28,20 @@ from ._errors import (
 from ._models import (
     CreditBalance,
     CreditEntitlement,
+    CreditGrant,
     CreditLedgerEntry,
     Event,
     EventInput,
     FilterCondition,
+    GrantStatus,
     IngestResult,
+    LedgerTransactionType,
     Metadata,
     MetadataValue,
     Meter,
     MeterAggregation,
     MeterFilter,
+    WebhookEndpoint,
 )
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
     "ConflictError",
     "CreditBalance",
     "CreditEntitlement",
+    "CreditGrant",
     "CreditLedgerEntry",
     "DodoClient",
     "DodoError",
@@ -59,8 +65,10 @@ __all__ = [
     "EventInput",
     "EventValidationError",
     "FilterCondition",
+    "GrantStatus",
     "IngestResult",
     "InternalServerError",
+    "LedgerTransactionType",
     "Metadata",
     "MetadataValue",
     "Meter",
@@ -72,6 +80,7 @@ __all__ = [
     "RateLimitError",
     "UnexpectedResponseError",
     "UnprocessableEntityError",
+    "WebhookEndpoint",
     "WebhookPayloadError",
     "WebhookVerificationError",
 ]

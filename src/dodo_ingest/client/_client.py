@@ -6,7 +6,15 @@ import asyncio
 import platform
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
@@ -24,13 +32,17 @@ from ._errors import APIConnectionError, APITimeoutError
 from ._models import (
     CreditBalance,
     CreditEntitlement,
+    CreditGrant,
     CreditLedgerEntry,
     Event,
     EventInput,
+    GrantStatus,
     IngestResult,
+    LedgerTransactionType,
     Meter,
     MeterAggregation,
     MeterFilter,
+    WebhookEndpoint,
 )
 from ._retry import is_retryable, is_safe_to_resend, retry_wait
 
@@ -295,6 +307,46 @@ async def _apages(
         page_number += 1
 
 
+def _cursor_pages(
+    send: Callable[[rq.APIRequest], Any],
+    page_size: int,
+    limit: int | None,
+) -> Iterator[WebhookEndpoint]:
+    """Walk ``GET /webhooks`` pages by their ``iterator`` until ``done`` (or ``limit``)."""
+    count = 0
+    iterator: str | None = None
+    while True:
+        page = send(rq.list_webhooks_request(limit=page_size, iterator=iterator)) or {}
+        for item in page.get("data") or []:
+            yield WebhookEndpoint.from_dict(item)
+            count += 1
+            if limit is not None and count >= limit:
+                return
+        iterator = page.get("iterator")
+        if page.get("done", True) or not iterator:
+            return
+
+
+async def _acursor_pages(
+    send: Callable[[rq.APIRequest], Awaitable[Any]],
+    page_size: int,
+    limit: int | None,
+) -> AsyncIterator[WebhookEndpoint]:
+    """Async twin of :func:`_cursor_pages`."""
+    count = 0
+    iterator: str | None = None
+    while True:
+        page = (await send(rq.list_webhooks_request(limit=page_size, iterator=iterator))) or {}
+        for item in page.get("data") or []:
+            yield WebhookEndpoint.from_dict(item)
+            count += 1
+            if limit is not None and count >= limit:
+                return
+        iterator = page.get("iterator")
+        if page.get("done", True) or not iterator:
+            return
+
+
 def _check_limit(limit: int | None) -> int | None:
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be None or an int >= 1, got {limit!r}")
@@ -346,6 +398,7 @@ class DodoClient(_BaseClient):
         self.events = Events(self)
         self.meters = Meters(self)
         self.credits = Credits(self)
+        self.webhooks = Webhooks(self)
 
     def with_options(
         self, *, max_retries: int | None = None, timeout: float | httpx2.Timeout | None = None
@@ -358,6 +411,7 @@ class DodoClient(_BaseClient):
         copy.events = Events(copy)
         copy.meters = Meters(copy)
         copy.credits = Credits(copy)
+        copy.webhooks = Webhooks(copy)
         return copy
 
     def _send_once(self, request: rq.APIRequest, decode: Decoder[T]) -> T:
@@ -451,6 +505,7 @@ class AsyncDodoClient(_BaseClient):
         self.events = AsyncEvents(self)
         self.meters = AsyncMeters(self)
         self.credits = AsyncCredits(self)
+        self.webhooks = AsyncWebhooks(self)
 
     def with_options(
         self, *, max_retries: int | None = None, timeout: float | httpx2.Timeout | None = None
@@ -463,6 +518,7 @@ class AsyncDodoClient(_BaseClient):
         copy.events = AsyncEvents(copy)
         copy.meters = AsyncMeters(copy)
         copy.credits = AsyncCredits(copy)
+        copy.webhooks = AsyncWebhooks(copy)
         return copy
 
     async def _send_once(self, request: rq.APIRequest, decode: Decoder[T]) -> T:
@@ -832,6 +888,66 @@ class Credits:
             limit,
         )
 
+    def grants(
+        self,
+        credit_entitlement_id: str,
+        customer_id: str,
+        *,
+        status: GrantStatus | None = None,
+        page_size: int = rq.DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> Iterator[CreditGrant]:
+        """Iterate over a customer's grants of one entitlement, oldest first (``status``:
+        only ``active``, ``expired`` or ``depleted`` ones)."""
+        rq.check_page_size(page_size)
+        _check_limit(limit)
+        rq.check_grant_status(status)
+        return _pages(
+            self._client.send,
+            lambda n: rq.list_grants_request(
+                credit_entitlement_id,
+                customer_id,
+                page_number=n,
+                page_size=page_size,
+                status=status,
+            ),
+            CreditGrant.from_dict,
+            page_size,
+            limit,
+        )
+
+    def ledger(
+        self,
+        credit_entitlement_id: str,
+        customer_id: str,
+        *,
+        transaction_type: LedgerTransactionType | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        page_size: int = rq.DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> Iterator[CreditLedgerEntry]:
+        """Iterate over a customer's ledger of one entitlement, newest first, optionally
+        of one ``transaction_type`` and created between ``start`` and ``end`` (inclusive)."""
+        rq.check_page_size(page_size)
+        _check_limit(limit)
+        rq.check_transaction_type(transaction_type)
+        return _pages(
+            self._client.send,
+            lambda n: rq.list_ledger_request(
+                credit_entitlement_id,
+                customer_id,
+                page_number=n,
+                page_size=page_size,
+                transaction_type=transaction_type,
+                start=start,
+                end=end,
+            ),
+            CreditLedgerEntry.from_dict,
+            page_size,
+            limit,
+        )
+
 
 class AsyncCredits:
     """``client.credits`` of :class:`AsyncDodoClient`."""
@@ -916,3 +1032,216 @@ class AsyncCredits:
             page_size,
             limit,
         )
+
+    def grants(
+        self,
+        credit_entitlement_id: str,
+        customer_id: str,
+        *,
+        status: GrantStatus | None = None,
+        page_size: int = rq.DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> AsyncIterator[CreditGrant]:
+        """Async :meth:`Credits.grants`: use with ``async for``."""
+        rq.check_page_size(page_size)
+        _check_limit(limit)
+        rq.check_grant_status(status)
+        return _apages(
+            self._client.send,
+            lambda n: rq.list_grants_request(
+                credit_entitlement_id,
+                customer_id,
+                page_number=n,
+                page_size=page_size,
+                status=status,
+            ),
+            CreditGrant.from_dict,
+            page_size,
+            limit,
+        )
+
+    def ledger(
+        self,
+        credit_entitlement_id: str,
+        customer_id: str,
+        *,
+        transaction_type: LedgerTransactionType | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        page_size: int = rq.DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> AsyncIterator[CreditLedgerEntry]:
+        """Async :meth:`Credits.ledger`: use with ``async for``."""
+        rq.check_page_size(page_size)
+        _check_limit(limit)
+        rq.check_transaction_type(transaction_type)
+        return _apages(
+            self._client.send,
+            lambda n: rq.list_ledger_request(
+                credit_entitlement_id,
+                customer_id,
+                page_number=n,
+                page_size=page_size,
+                transaction_type=transaction_type,
+                start=start,
+                end=end,
+            ),
+            CreditLedgerEntry.from_dict,
+            page_size,
+            limit,
+        )
+
+
+class Webhooks:
+    """``client.webhooks``: register, list, change and remove webhook endpoints, and read
+    their signing secrets."""
+
+    def __init__(self, client: DodoClient) -> None:
+        self._client = client
+
+    def create(
+        self,
+        url: str,
+        *,
+        description: str | None = None,
+        disabled: bool | None = None,
+        filter_types: Sequence[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        rate_limit: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WebhookEndpoint:
+        """Register an endpoint (``url``: http or https) that receives the event types in
+        ``filter_types`` (every type when empty or ``None``), sent with ``headers``."""
+        request = rq.create_webhook_request(
+            url=url,
+            description=description,
+            disabled=disabled,
+            filter_types=filter_types,
+            headers=headers,
+            metadata=metadata,
+            rate_limit=rate_limit,
+            idempotency_key=idempotency_key,
+        )
+        return WebhookEndpoint.from_dict(self._client.send(request))
+
+    def list(
+        self, *, page_size: int = rq.MAX_WEBHOOK_PAGE, limit: int | None = None
+    ) -> Iterator[WebhookEndpoint]:
+        """Iterate over every endpoint, page by page (the API's ``iterator`` cursor)."""
+        rq.check_webhook_page(page_size)
+        _check_limit(limit)
+        return _cursor_pages(self._client.send, page_size, limit)
+
+    def retrieve(self, webhook_id: str) -> WebhookEndpoint:
+        """One endpoint by id (``NotFoundError`` if there is none)."""
+        return WebhookEndpoint.from_dict(self._client.send(rq.webhook_request("GET", webhook_id)))
+
+    def update(
+        self,
+        webhook_id: str,
+        *,
+        url: str | None = None,
+        description: str | None = None,
+        disabled: bool | None = None,
+        filter_types: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        rate_limit: int | None = None,
+    ) -> WebhookEndpoint:
+        """Change the fields given (the others keep their values); return the endpoint."""
+        request = rq.update_webhook_request(
+            webhook_id,
+            url=url,
+            description=description,
+            disabled=disabled,
+            filter_types=filter_types,
+            metadata=metadata,
+            rate_limit=rate_limit,
+        )
+        return WebhookEndpoint.from_dict(self._client.send(request))
+
+    def delete(self, webhook_id: str) -> None:
+        """Remove an endpoint: nothing more is delivered to it."""
+        self._client.send(rq.webhook_request("DELETE", webhook_id))
+
+    def secret(self, webhook_id: str) -> str:
+        """The endpoint's signing secret (``whsec_...``), to verify its deliveries with
+        [`Webhook`][dodo_ingest.client.webhooks.Webhook]."""
+        return rq.decode_secret(self._client.send(rq.webhook_request("GET", webhook_id, "/secret")))
+
+
+class AsyncWebhooks:
+    """``client.webhooks`` of :class:`AsyncDodoClient`."""
+
+    def __init__(self, client: AsyncDodoClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        url: str,
+        *,
+        description: str | None = None,
+        disabled: bool | None = None,
+        filter_types: Sequence[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        rate_limit: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WebhookEndpoint:
+        """Async :meth:`Webhooks.create`."""
+        request = rq.create_webhook_request(
+            url=url,
+            description=description,
+            disabled=disabled,
+            filter_types=filter_types,
+            headers=headers,
+            metadata=metadata,
+            rate_limit=rate_limit,
+            idempotency_key=idempotency_key,
+        )
+        return WebhookEndpoint.from_dict(await self._client.send(request))
+
+    def list(
+        self, *, page_size: int = rq.MAX_WEBHOOK_PAGE, limit: int | None = None
+    ) -> AsyncIterator[WebhookEndpoint]:
+        """Async :meth:`Webhooks.list`: use with ``async for``."""
+        rq.check_webhook_page(page_size)
+        _check_limit(limit)
+        return _acursor_pages(self._client.send, page_size, limit)
+
+    async def retrieve(self, webhook_id: str) -> WebhookEndpoint:
+        """Async :meth:`Webhooks.retrieve`."""
+        data = await self._client.send(rq.webhook_request("GET", webhook_id))
+        return WebhookEndpoint.from_dict(data)
+
+    async def update(
+        self,
+        webhook_id: str,
+        *,
+        url: str | None = None,
+        description: str | None = None,
+        disabled: bool | None = None,
+        filter_types: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        rate_limit: int | None = None,
+    ) -> WebhookEndpoint:
+        """Async :meth:`Webhooks.update`."""
+        request = rq.update_webhook_request(
+            webhook_id,
+            url=url,
+            description=description,
+            disabled=disabled,
+            filter_types=filter_types,
+            metadata=metadata,
+            rate_limit=rate_limit,
+        )
+        return WebhookEndpoint.from_dict(await self._client.send(request))
+
+    async def delete(self, webhook_id: str) -> None:
+        """Async :meth:`Webhooks.delete`."""
+        await self._client.send(rq.webhook_request("DELETE", webhook_id))
+
+    async def secret(self, webhook_id: str) -> str:
+        """Async :meth:`Webhooks.secret`."""
+        data = await self._client.send(rq.webhook_request("GET", webhook_id, "/secret"))
+        return rq.decode_secret(data)

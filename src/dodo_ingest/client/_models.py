@@ -27,17 +27,21 @@ __all__ = [
     "AggregationType",
     "CreditBalance",
     "CreditEntitlement",
+    "CreditGrant",
     "CreditLedgerEntry",
     "Event",
     "EventInput",
     "FilterCondition",
     "FilterOperator",
+    "GrantStatus",
     "IngestResult",
+    "LedgerTransactionType",
     "Metadata",
     "MetadataValue",
     "Meter",
     "MeterAggregation",
     "MeterFilter",
+    "WebhookEndpoint",
     "format_timestamp",
     "parse_timestamp",
     "validate_metadata",
@@ -55,6 +59,19 @@ FilterOperator = Literal[
     "less_than_or_equals",
     "contains",
     "does_not_contain",
+]
+GrantStatus = Literal["active", "expired", "depleted"]
+LedgerTransactionType = Literal[
+    "credit_added",
+    "credit_deducted",
+    "credit_expired",
+    "credit_rolled_over",
+    "rollover_forfeited",
+    "overage_charged",
+    "overage_reset",
+    "auto_top_up",
+    "manual_adjustment",
+    "refund",
 ]
 
 MAX_BATCH_SIZE = 1000
@@ -543,6 +560,14 @@ def _optional_time(value: Any) -> datetime | None:
     return parse_timestamp(value) if value else None
 
 
+def _lenient_time(value: Any) -> datetime | None:
+    """``value`` as a time, or ``None`` when it is not an RFC 3339 date-time string."""
+    try:
+        return parse_timestamp(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
+
+
 def _optional_decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
@@ -617,7 +642,15 @@ class CreditBalance:
 
 @dataclass(frozen=True)
 class CreditLedgerEntry:
-    """The result of a credit or debit on a customer's credit balance."""
+    """One entry of a customer's credit ledger: a credit or debit made with
+    ``client.credits.create_ledger_entry()``, or an entry of ``GET .../ledger``
+    (``client.credits.ledger()``).
+
+    ``entry_type`` is ``credit`` or ``debit`` (from ``is_credit`` when the API gives only
+    that); ``transaction_type`` says why the balance changed (``credit_added``,
+    ``credit_deducted``, ``credit_expired``, ``credit_rolled_over``, ...), ``None`` in the
+    answer to a new ledger entry, which does not carry it.
+    """
 
     id: str
     customer_id: str
@@ -630,15 +663,24 @@ class CreditLedgerEntry:
     overage_after: Decimal | None = None
     reason: str | None = None
     created_at: datetime | None = None
+    transaction_type: str | None = None
+    grant_id: str | None = None
+    description: str | None = None
+    reference_type: str | None = None
+    reference_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CreditLedgerEntry:
         """Build from the API's JSON."""
+        entry_type: Literal["credit", "debit"] = data.get("entry_type") or (
+            "credit" if data.get("is_credit") else "debit"
+        )
         return cls(
             id=data["id"],
             customer_id=data["customer_id"],
             credit_entitlement_id=data["credit_entitlement_id"],
-            entry_type=data["entry_type"],
+            entry_type=entry_type,
             amount=Decimal(str(data["amount"])),
             balance_before=_optional_decimal(data.get("balance_before")),
             balance_after=_optional_decimal(data.get("balance_after")),
@@ -646,4 +688,104 @@ class CreditLedgerEntry:
             overage_after=_optional_decimal(data.get("overage_after")),
             reason=data.get("reason"),
             created_at=_optional_time(data.get("created_at")),
+            transaction_type=data.get("transaction_type"),
+            grant_id=data.get("grant_id"),
+            description=data.get("description"),
+            reference_type=data.get("reference_type"),
+            reference_id=data.get("reference_id"),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class CreditGrant:
+    """One grant of credits on a customer's balance, as ``GET .../grants`` returns it.
+
+    Usage and debits draw on the oldest grants first. ``remaining_amount`` is what is left
+    (what expired, once ``is_expired``); ``expires_at`` is ``None`` for a grant that never
+    expires. ``source_type`` says where it came from: ``subscription``, ``one_time``,
+    ``addon``, ``api`` (a ledger entry) or ``rollover`` (``parent_grant_id`` the grant it
+    rolled over from).
+    """
+
+    id: str
+    customer_id: str
+    credit_entitlement_id: str
+    initial_amount: Decimal
+    remaining_amount: Decimal
+    is_expired: bool
+    source_type: str
+    is_rolled_over: bool = False
+    rollover_count: int = 0
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    source_id: str | None = None
+    parent_grant_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> GrantStatus:
+        """``expired``, ``depleted`` (nothing left) or ``active``, as the ``status``
+        filter of ``GET .../grants`` reads it."""
+        if self.is_expired:
+            return "expired"
+        return "depleted" if self.remaining_amount <= 0 else "active"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CreditGrant:
+        """Build from the API's JSON."""
+        return cls(
+            id=data["id"],
+            customer_id=data["customer_id"],
+            credit_entitlement_id=data["credit_entitlement_id"],
+            initial_amount=Decimal(str(data["initial_amount"])),
+            remaining_amount=Decimal(str(data["remaining_amount"])),
+            is_expired=bool(data["is_expired"]),
+            source_type=data["source_type"],
+            is_rolled_over=bool(data.get("is_rolled_over", False)),
+            rollover_count=int(data.get("rollover_count") or 0),
+            expires_at=_optional_time(data.get("expires_at")),
+            created_at=_optional_time(data.get("created_at")),
+            updated_at=_optional_time(data.get("updated_at")),
+            source_id=data.get("source_id"),
+            parent_grant_id=data.get("parent_grant_id"),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """A webhook endpoint registered with the API (``WebhookDetails``): where credit
+    events are delivered. Its signing secret is read separately, with
+    ``client.webhooks.secret()``.
+
+    ``filter_types`` lists the event types sent to it (empty: every type); a ``disabled``
+    endpoint gets nothing. The OpenAPI document types ``created_at`` and ``updated_at`` as
+    plain strings: they are ``None`` when the API sends one that is not an RFC 3339 time.
+    """
+
+    id: str
+    url: str
+    description: str = ""
+    disabled: bool = False
+    filter_types: tuple[str, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+    rate_limit: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WebhookEndpoint:
+        """Build from the API's JSON."""
+        return cls(
+            id=data["id"],
+            url=data["url"],
+            description=data.get("description") or "",
+            disabled=bool(data.get("disabled")),
+            filter_types=tuple(data.get("filter_types") or ()),
+            metadata=dict(data.get("metadata") or {}),
+            rate_limit=data.get("rate_limit"),
+            created_at=_lenient_time(data.get("created_at")),
+            updated_at=_lenient_time(data.get("updated_at")),
         )

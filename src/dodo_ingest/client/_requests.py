@@ -8,7 +8,7 @@ body); the clients only send it. This keeps :class:`~dodo_ingest.DodoClient` and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -26,7 +26,9 @@ from ._errors import (
 from ._models import (
     MAX_BATCH_SIZE,
     EventInput,
+    GrantStatus,
     IngestResult,
+    LedgerTransactionType,
     MeterAggregation,
     MeterFilter,
     format_timestamp,
@@ -297,6 +299,194 @@ def list_balances_request(
         _balances_path(credit_entitlement_id),
         {"page_number": str(page_number), "page_size": str(page_size)},
     )
+
+
+GRANT_STATUSES: tuple[GrantStatus, ...] = ("active", "expired", "depleted")
+TRANSACTION_TYPES: tuple[LedgerTransactionType, ...] = LedgerTransactionType.__args__  # type: ignore[attr-defined]
+
+
+def list_grants_request(
+    credit_entitlement_id: str,
+    customer_id: str,
+    *,
+    page_number: int,
+    page_size: int,
+    status: GrantStatus | None,
+) -> APIRequest:
+    """``GET /credit-entitlements/{id}/balances/{customer_id}/grants`` for one page."""
+    params = {"page_number": str(page_number), "page_size": str(page_size)}
+    if status is not None:
+        params["status"] = status
+    return APIRequest("GET", _balances_path(credit_entitlement_id, customer_id) + "/grants", params)
+
+
+def check_grant_status(status: str | None) -> None:
+    """``ValueError`` naming ``status`` unless it is ``None`` or a grant status."""
+    if status is not None and status not in GRANT_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(GRANT_STATUSES)}, got {status!r}")
+
+
+def check_transaction_type(transaction_type: str | None) -> None:
+    """``ValueError`` naming ``transaction_type`` unless it is ``None`` or a ledger type."""
+    if transaction_type is not None and transaction_type not in TRANSACTION_TYPES:
+        raise ValueError(
+            f"transaction_type must be one of {', '.join(TRANSACTION_TYPES)}, "
+            f"got {transaction_type!r}"
+        )
+
+
+def list_ledger_request(
+    credit_entitlement_id: str,
+    customer_id: str,
+    *,
+    page_number: int,
+    page_size: int,
+    transaction_type: LedgerTransactionType | None,
+    start: datetime | str | None,
+    end: datetime | str | None,
+) -> APIRequest:
+    """``GET /credit-entitlements/{id}/balances/{customer_id}/ledger`` for one page."""
+    params = {
+        "page_number": str(page_number),
+        "page_size": str(page_size),
+        "transaction_type": transaction_type,
+        "start_date": _time_param(start),
+        "end_date": _time_param(end),
+    }
+    return APIRequest(
+        "GET",
+        _balances_path(credit_entitlement_id, customer_id) + "/ledger",
+        {k: v for k, v in params.items() if v is not None},
+    )
+
+
+MAX_WEBHOOK_PAGE = 100
+"""Most endpoints one ``GET /webhooks`` page holds."""
+
+
+def _webhook_path(webhook_id: str, suffix: str = "") -> str:
+    return f"/webhooks/{_segment(webhook_id, 'webhook_id')}{suffix}"
+
+
+def _webhook_fields(
+    *,
+    url: str | None,
+    description: str | None,
+    disabled: bool | None,
+    filter_types: Sequence[str] | None,
+    metadata: Mapping[str, str] | None,
+    rate_limit: int | None,
+) -> dict[str, Any]:
+    """The given (not ``None``) fields of a webhook endpoint, checked."""
+    body: dict[str, Any] = {}
+    if url is not None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"url must be an http or https URL, got {url!r}")
+        body["url"] = url
+    if description is not None:
+        body["description"] = description
+    if disabled is not None:
+        body["disabled"] = bool(disabled)
+    if filter_types is not None:
+        if isinstance(filter_types, str) or not all(isinstance(t, str) and t for t in filter_types):
+            raise ValueError(
+                "filter_types must be a list of event type names, e.g. ['credit.balance_low']"
+            )
+        body["filter_types"] = list(filter_types)
+    if metadata is not None:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise ValueError("metadata must map strings to strings")
+        body["metadata"] = dict(metadata)
+    if rate_limit is not None:
+        if isinstance(rate_limit, bool) or not isinstance(rate_limit, int) or rate_limit < 0:
+            raise ValueError(f"rate_limit must be an int >= 0, got {rate_limit!r}")
+        body["rate_limit"] = rate_limit
+    return body
+
+
+def create_webhook_request(
+    *,
+    url: str,
+    description: str | None,
+    disabled: bool | None,
+    filter_types: Sequence[str] | None,
+    headers: Mapping[str, str] | None,
+    metadata: Mapping[str, str] | None,
+    rate_limit: int | None,
+    idempotency_key: str | None,
+) -> APIRequest:
+    """``POST /webhooks``."""
+    if url is None:
+        raise ValueError("url is required: an http or https URL")
+    body = _webhook_fields(
+        url=url,
+        description=description,
+        disabled=disabled,
+        filter_types=filter_types,
+        metadata=metadata,
+        rate_limit=rate_limit,
+    )
+    if headers is not None:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise ValueError("headers must map strings to strings")
+        body["headers"] = dict(headers)
+    if idempotency_key is not None:
+        body["idempotency_key"] = idempotency_key
+    return APIRequest("POST", "/webhooks", body=_json(body), idempotent=False)
+
+
+def update_webhook_request(
+    webhook_id: str,
+    *,
+    url: str | None,
+    description: str | None,
+    disabled: bool | None,
+    filter_types: Sequence[str] | None,
+    metadata: Mapping[str, str] | None,
+    rate_limit: int | None,
+) -> APIRequest:
+    """``PATCH /webhooks/{webhook_id}`` with the fields given."""
+    body = _webhook_fields(
+        url=url,
+        description=description,
+        disabled=disabled,
+        filter_types=filter_types,
+        metadata=metadata,
+        rate_limit=rate_limit,
+    )
+    return APIRequest("PATCH", _webhook_path(webhook_id), body=_json(body))
+
+
+def list_webhooks_request(*, limit: int, iterator: str | None) -> APIRequest:
+    """``GET /webhooks`` for one page (after the endpoint ``iterator`` names)."""
+    params = {"limit": str(limit)}
+    if iterator is not None:
+        params["iterator"] = iterator
+    return APIRequest("GET", "/webhooks", params)
+
+
+def check_webhook_page(page_size: int) -> int:
+    """Check a webhook page size (1 to 100)."""
+    if not isinstance(page_size, int) or not 1 <= page_size <= MAX_WEBHOOK_PAGE:
+        raise ValueError(
+            f"page_size must be an int from 1 to {MAX_WEBHOOK_PAGE}, got {page_size!r}"
+        )
+    return page_size
+
+
+def webhook_request(method: str, webhook_id: str, suffix: str = "") -> APIRequest:
+    """``GET``/``DELETE /webhooks/{id}`` or ``GET /webhooks/{id}/secret``."""
+    return APIRequest(method, _webhook_path(webhook_id, suffix))
+
+
+def decode_secret(data: Any) -> str:
+    """The ``secret`` of a ``GET /webhooks/{id}/secret`` answer."""
+    secret = data.get("secret") if isinstance(data, dict) else None
+    if not isinstance(secret, str) or not secret:
+        raise UnexpectedResponseError(
+            "the answer to GET /webhooks/{id}/secret holds no secret", status_code=200
+        )
+    return secret
 
 
 def _error_message(response: httpx2.Response, body: object, secret: str) -> str:
