@@ -16,6 +16,7 @@ from ._cli._devserver import dev_server
 from ._cli._outbox import outbox
 from ._cli._relay import relay
 from ._cli._send import send
+from ._cli._usage import usage
 
 __all__ = ["main"]
 
@@ -52,5 +53,5 @@ def main(verbose: bool) -> None:
     click.get_current_context().call_on_close(restore)
 
 
-for command in (send, events, meters, balance, outbox, relay, dev_server, demo):
+for command in (send, events, meters, usage, balance, outbox, relay, dev_server, demo):
     main.add_command(command)

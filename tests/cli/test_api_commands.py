@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 
+import httpx2
 import pytest
 
 from dodo_ingest import DodoClient, EventInput
@@ -136,6 +138,51 @@ def test_balance(cli: Cli, client: DodoClient) -> None:
     assert table.exit_code == 0
     assert "25.5" in table.stdout
     assert cli("balance", entitlement.id, "cus_unknown").exit_code == 1
+
+
+def test_balance_lists_grants_with_their_expiry(
+    cli: Cli, client: DodoClient, server: DevServer
+) -> None:
+    entitlement = client.credits.create_entitlement(name="Characters", unit="chars", precision=0)
+    expires = server.clock.now() + timedelta(days=30)
+    client.credits.create_ledger_entry(entitlement.id, "cus_9", amount=100)
+    expiring = httpx2.post(
+        f"{server.base_url}/credit-entitlements/{entitlement.id}/balances/cus_9/ledger-entries",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json={"amount": "40", "entry_type": "credit", "expires_at": expires.isoformat()},
+    )
+    assert expiring.status_code == 201
+    client.credits.create_ledger_entry(entitlement.id, "cus_9", amount=130, entry_type="debit")
+
+    result = cli.json("balance", entitlement.id, "cus_9")
+    assert result["balance"] == "10"
+    grants = result["grants"]
+    assert [(g["initial_amount"], g["remaining_amount"], g["status"]) for g in grants] == [
+        ("100", "0", "depleted"),  # the oldest grant is drawn first
+        ("40", "10", "active"),
+    ]
+    assert grants[0]["expires_at"] is None
+    assert grants[1]["expires_at"].startswith(expires.strftime("%Y-%m-%dT%H:%M"))
+
+    table = cli("balance", entitlement.id, "cus_9")
+    assert table.exit_code == 0, table.output
+    assert "2 grant(s), oldest first" in table.stdout
+    rows = {
+        line.split("│")[1].strip(): line for line in table.stdout.splitlines() if "cgr_" in line
+    }
+    assert [cell.strip() for cell in rows[grants[0]["id"]].split("│")[2:7]] == [
+        "100",
+        "0",
+        "depleted",
+        "never",
+        "api",
+    ]
+    assert expires.strftime("%Y-%m-%dT%H:%M") in rows[grants[1]["id"]]
+
+    server.clock.advance(days=31)
+    after = cli.json("balance", entitlement.id, "cus_9")
+    assert after["balance"] == "0"
+    assert [g["status"] for g in after["grants"]] == ["depleted", "expired"]
 
 
 def test_connection_options_and_a_key_that_is_never_printed(server: DevServer) -> None:

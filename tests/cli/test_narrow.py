@@ -121,10 +121,32 @@ def test_balance_fits(server: DevServer) -> None:
         client.credits.create_ledger_entry(
             entitlement.id, "cus_enterprise_customer_0001", amount="1250000.75"
         )
+        client.credits.create_ledger_entry(
+            entitlement.id, "cus_enterprise_customer_0001", amount="99.25"
+        )
     done = run(server, "balance", entitlement.id, "cus_enterprise_customer_0001")
     assert done.returncode == 0, done.stderr
     assert_fits(done.stdout + done.stderr)
     assert entitlement.id in done.stdout
+    assert "2 grant(s), oldest first" in done.stdout
+    assert "1250000.75" in done.stdout and "never" in done.stdout
+
+
+def test_usage_fits_and_keeps_names_whole(server: DevServer) -> None:
+    done = run(server, "usage")
+    assert done.returncode == 0, done.stderr
+    assert_fits(done.stdout + done.stderr)
+    lines = done.stdout.splitlines()
+    assert any("Chat tokens of paying plans" in line for line in lines)
+    assert any("cus_enterprise_customer_0001" in line for line in lines)
+    assert any(line.split() == ["value", str(1163 * len(LONG_IDS))] for line in lines)
+
+
+def test_usage_against_the_api_is_one_line_that_fits(server: DevServer) -> None:
+    done = run(server, "usage", "--base-url", server.base_url + "/api")
+    assert done.returncode == 1
+    assert_fits(done.stderr)
+    assert len(done.stderr.splitlines()) == 1
 
 
 def test_send_summary_and_outbox_commands_fit(server: DevServer, tmp_path: Path) -> None:
@@ -195,6 +217,7 @@ def test_fold_breaks_between_parts_and_keeps_every_character(width: int) -> None
         ["meters", "list"],
         ["meters", "create"],
         ["balance"],
+        ["usage"],
         ["outbox", "status"],
         ["outbox", "dead-letters"],
         ["outbox", "retry"],

@@ -19,13 +19,14 @@ from ._common import (
     console,
     echo_json,
     format_time,
+    jsonable,
     print_records,
 )
 
 if TYPE_CHECKING:
-    from ..client import Event, Meter
+    from ..client import CreditGrant, Event, Meter
 
-__all__ = ["balance", "events", "meters"]
+__all__ = ["balance", "events", "json_option", "meters"]
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 limit_option = click.option(
@@ -102,7 +103,7 @@ def get_event(event_id: str, as_json: bool, conn: Connection) -> None:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-
+    """A time from the command line (naive: UTC) as an aware datetime."""
     return None if value is None else value.replace(tzinfo=value.tzinfo or UTC)
 
 
@@ -261,11 +262,18 @@ def _aggregation_text(meter: Meter) -> str:
 @json_option
 @connection_options
 def balance(entitlement: str, customer: str, as_json: bool, conn: Connection) -> None:
-    """Show CUSTOMER's balance of the credit entitlement ENTITLEMENT."""
+    """Show CUSTOMER's balance of the credit entitlement ENTITLEMENT, and its grants
+    (oldest first: what each gave, what is left, when it expires)."""
     with conn.client() as client, api_errors(conn, client):
         result = client.credits.balance(entitlement, customer)
+        grants = list(client.credits.grants(entitlement, customer))
     if as_json:
-        echo_json(result)
+        echo_json(
+            {
+                **jsonable(result),
+                "grants": [{**jsonable(grant), "status": grant.status} for grant in grants],
+            }
+        )
         return
     last = result.last_transaction_at
     row = (
@@ -276,4 +284,24 @@ def balance(entitlement: str, customer: str, as_json: bool, conn: Connection) ->
         format_time(last) if last else "",
     )
     columns = ("entitlement", "customer", "balance", "overage", "last transaction")
-    print_records(console(), f"credit balance of {customer}", columns, [row])
+    out = console()
+    print_records(out, f"credit balance of {customer}", columns, [row])
+    out.print()
+    print_records(out, f"{len(grants)} grant(s), oldest first", _GRANT_COLUMNS, _grant_rows(grants))
+
+
+_GRANT_COLUMNS = ("grant", "granted", "left", "status", "expires", "source")
+
+
+def _grant_rows(grants: Iterable[CreditGrant]) -> list[tuple[str, ...]]:
+    return [
+        (
+            grant.id,
+            str(grant.initial_amount),
+            str(grant.remaining_amount),
+            grant.status,
+            format_time(grant.expires_at) if grant.expires_at else "never",
+            grant.source_type,
+        )
+        for grant in grants
+    ]
