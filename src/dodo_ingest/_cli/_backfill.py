@@ -1,9 +1,10 @@
 """The work behind ``dodo-ingest send``: check a file, deliver it, count what happened.
 
-The file is read twice: a first pass checks every record (the API's limits and time window)
-and reports problems before anything is sent; the second hands the events to an
+Two passes: the first checks every record (the API's limits and time window) and reports
+problems before anything is sent; the second hands the events to an
 :class:`~dodo_ingest.Ingestion`, which delivers them batched and retried, while a progress
-bar follows delivery. The outcome says what the API stored, what it already had, and what it
+bar follows delivery. A small file is parsed and checked once (the first pass keeps the
+checked events); a big one is read again, one record at a time, so memory stays bounded. The outcome says what the API stored, what it already had, and what it
 refused (dead letters, with the reasons).
 """
 
@@ -56,8 +57,9 @@ PROGRESS_EVERY = 1000
 SHOWN_PROBLEMS = 10
 """Problem lines and dead-letter reasons listed in full."""
 KEEP_RECORDS_BYTES = 32 * 1024 * 1024
-"""Files up to this size are parsed once: the first pass keeps their records (a few hundred
-MB of memory at most) for the second. Bigger files are read twice, in constant memory."""
+"""Files up to this size are parsed and checked once: the first pass keeps their checked
+events (a few hundred MB of memory at most) for the second. Bigger files are read twice, in
+constant memory (the second pass hands each record on as it reads it)."""
 
 
 @dataclass(slots=True)
