@@ -27,18 +27,7 @@ from dodo_ingest.integrations.langchain import DodoCallbackHandler
 from tests.blueprints.llm import payloads
 
 NAME = "llm.chat_completion"
-CHAT = {
-    "usageSource": "provider",
-    "serviceTier": "default",
-    "provider": "openai",
-    "operation": "chat.completions",
-    "model": payloads.OPENAI_MODEL,
-    "inputTokens": 1117,
-    "outputTokens": 46,
-    "totalTokens": 1163,
-    "cachedInputTokens": 1024,
-    "reasoningTokens": 32,
-}
+CHAT = payloads.CHAT_METADATA
 
 
 def chat_model(transport: httpx2.MockTransport, **options: Any) -> ChatOpenAI:
@@ -167,18 +156,7 @@ def test_responses_api_billed_with_cache_and_reasoning(
     handler = DodoCallbackHandler(tracker, customer_id="cus_1")
     chat_model(openai_api(), use_responses_api=True).invoke("hi", config={"callbacks": [handler]})
     event = sink.only()
-    assert event.metadata == {
-        "usageSource": "provider",
-        "provider": "openai",
-        "operation": "responses",
-        "model": payloads.OPENAI_MODEL,
-        "inputTokens": 2048,
-        "outputTokens": 300,
-        "totalTokens": 2348,
-        "cachedInputTokens": 1536,
-        "cacheCreationInputTokens": 0,
-        "reasoningTokens": 256,
-    }
+    assert event.metadata == payloads.RESPONSES_METADATA
     usage = LLMUsage("openai", "responses", response_id=payloads.RESP_ID, created=1767225700.0)
     assert event.event_id == event_id(usage, NAME)
 

@@ -23,30 +23,8 @@ from pydantic_ai.providers.openai import OpenAIProvider
 from dodo_ingest.blueprints.llm import LLMTracker
 from tests.blueprints.llm import payloads
 
-CHAT = {
-    "usageSource": "provider",
-    "serviceTier": "default",
-    "provider": "openai",
-    "operation": "chat.completions",
-    "model": payloads.OPENAI_MODEL,
-    "inputTokens": 1117,
-    "outputTokens": 46,
-    "totalTokens": 1163,
-    "cachedInputTokens": 1024,
-    "reasoningTokens": 32,
-}
-RESPONSES = {
-    "usageSource": "provider",
-    "provider": "openai",
-    "operation": "responses",
-    "model": payloads.OPENAI_MODEL,
-    "inputTokens": 2048,
-    "outputTokens": 300,
-    "totalTokens": 2348,
-    "cachedInputTokens": 1536,
-    "cacheCreationInputTokens": 0,
-    "reasoningTokens": 256,
-}
+CHAT = payloads.CHAT_METADATA
+RESPONSES = payloads.RESPONSES_METADATA
 
 
 def wrapped_client(tracker: LLMTracker) -> openai.AsyncOpenAI:
