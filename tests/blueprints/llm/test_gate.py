@@ -141,8 +141,9 @@ class Provider:
             api_key="sk-ant", max_retries=0, http_client=httpx2.Client(transport=self.transport)
         )
 
-    def genai(self) -> genai.Client:
+    def genai(self, *, vertexai: bool = False) -> genai.Client:
         return genai.Client(
+            vertexai=vertexai,
             api_key="g-key",
             http_options={
                 "client_args": {"transport": self.transport},
@@ -713,16 +714,19 @@ def test_the_estimate_takes_the_dearest_price_the_call_can_be_billed_at(
         ),
         "tts-1": Price(input_per_million=0, output_per_million=0, characters_per_million=million),
         "dall-e-3": Price(input_per_million=0, output_per_million=0, per_image=7),
+        "imagen-4": Price(input_per_million=0, output_per_million=million, per_image=9),
     }
     tracker = gated(RecordingSink(), gate, prices=prices, gate_default_max_output=100)
     gpt = tracker.wrap(provider.openai(), customer_id=customer)
     gemini = tracker.wrap(provider.genai(), customer_id=customer)
+    vertex = tracker.wrap(provider.genai(vertexai=True), customer_id=customer)
     calls: list[Callable[[], object]] = [
         lambda: gpt.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=10),
         lambda: gpt.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=10, service_tier="priority"),
         lambda: gemini.models.generate_content(model="gemini-long", contents="x" * 100, config={"max_output_tokens": 10}),
         lambda: gpt.audio.speech.create(model="tts-1", voice="alloy", input="twelve chars"),
         lambda: gpt.images.generate(model="dall-e-3", prompt="a cat", n=2),
+        lambda: vertex.models.generate_images(model="imagen-4", prompt="a cat", config={"number_of_images": 3}),
     ]  # fmt: skip
     for call in calls:
         hook.before()
@@ -735,6 +739,7 @@ def test_the_estimate_takes_the_dearest_price_the_call_can_be_billed_at(
         10 * 4,  # the long-context price: the bound on the input passes the threshold
         12,  # one credit per character of the input
         2 * 7,  # per image, n of them
+        3 * 9,  # per image, number_of_images of them; no output tokens
     ]
 
 

@@ -37,6 +37,10 @@ _OPERATION_FAMILIES = {
     "messages": "anthropic",
     "generate_content": "google",
     "embed_content": "google",
+    "generate_images": "google",
+    "edit_image": "google",
+    "upscale_image": "google",
+    "recontext_image": "google",
 }
 #: Characters a response id needs after its type prefix to be trusted as unique.
 MIN_UNIQUE_ID_LENGTH = 16

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BOUND_BYTES_PER_TOKEN",
+    "GOOGLE_IMAGE_OPERATIONS",
     "MEDIA_BYTES_PER_TOKEN",
     "MEDIA_PART_TOKENS",
     "REQUEST_OVERHEAD_TOKENS",
@@ -76,6 +77,10 @@ MEDIA_PART_TOKENS = 2048
 MEDIA_BYTES_PER_TOKEN = 500
 
 _MILLION = Decimal(1_000_000)
+#: google-genai image operations: billed per image (``per_image``), no tokens.
+GOOGLE_IMAGE_OPERATIONS = frozenset(
+    {"generate_images", "edit_image", "upscale_image", "recontext_image"}
+)
 #: Keys whose string or bytes value is media (base64 data, a data URL, a URL, a file id).
 _MEDIA_KEYS = frozenset(
     {"data", "url", "image_url", "file_data", "file_url", "file_uri", "file_id", "b64_json"}
@@ -231,6 +236,8 @@ def output_limit(operation: str, body: Any) -> tuple[int | None, int]:
     for (``n``, ``best_of``, ``candidate_count``)."""
     if operation in ("embeddings", "embed_content", "audio.speech"):
         return 0, 1  # speech is billed by the characters of its input
+    if operation in GOOGLE_IMAGE_OPERATIONS:  # billed per image, no output tokens
+        return 0, _limit(field(field(body, "config"), "number_of_images")) or 1
     if operation == "generate_content":
         config = field(body, "config")
         return _limit(field(config, "max_output_tokens")), _limit(
@@ -289,7 +296,7 @@ def _worst_cost(
         text = field(body, "input")
         characters = len(text) if isinstance(text, str) else 0
         amount += characters * price.characters_per_million / _MILLION
-    elif operation == "images":
+    elif operation == "images" or operation in GOOGLE_IMAGE_OPERATIONS:
         amount += price.per_image * outputs
     return amount
 

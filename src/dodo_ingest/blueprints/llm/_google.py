@@ -4,7 +4,9 @@ The public ``generate_content`` may send several requests (automatic function ca
 per step; automatic continuation, one per hop) and returns the usage of the last one only.
 The private ``_generate_content``, ``_generate_content_stream`` and ``_embed_content`` run
 once per HTTP request, so hooking them bills every request exactly once; chats go through the
-same ``models`` instances. The instances' classes are swapped for cached subclasses.
+same ``models`` instances. Image generation (``_generate_images``, ``_edit_image``,
+``_upscale_image``, ``recontext_image``: one request each) is billed per image returned. The
+instances' classes are swapped for cached subclasses.
 
 With a credit gate, each of those per-request methods reserves its request's estimate before
 the request is sent (so every step of an automatic-function-calling loop and every
@@ -17,14 +19,57 @@ import hashlib
 import inspect
 from typing import Any
 
-from ._event_ids import keyed, keyed_once
+from ._event_ids import keyed, keyed_once, object_key
 from ._gating import Admission, GatePolicy
 from ._streams import StreamTap, tap_async_iterator, tap_iterator
 from ._swap import swap_class
 from ._tracker import Binding, Scope
 from ._usage import LLMUsage, field, gemini_usage, gemini_usage_from_body
 
-__all__ = ["GenerateStreamUsage", "add_grounding", "instrument_client"]
+__all__ = [
+    "IMAGE_OPERATIONS",
+    "GenerateStreamUsage",
+    "add_grounding",
+    "images_usage",
+    "instrument_client",
+]
+
+#: The image methods of ``Models``/``AsyncModels`` (one HTTP request each) and the operation
+#: each bills.
+_IMAGE_METHODS = {
+    "_generate_images": "generate_images",
+    "_edit_image": "edit_image",
+    "_upscale_image": "upscale_image",
+    "recontext_image": "recontext_image",
+}
+#: The image operations, by the SDK's response type (what ``tracker.track()`` accepts).
+IMAGE_OPERATIONS = {
+    "GenerateImagesResponse": "generate_images",
+    "EditImageResponse": "edit_image",
+    "UpscaleImageResponse": "upscale_image",
+    "RecontextImageResponse": "recontext_image",
+}
+
+
+def _has_image(generated: Any) -> bool:
+    """True when a ``GeneratedImage`` carries an image (bytes or a Cloud Storage URI); one the
+    safety filter withheld carries only its reason."""
+    image = field(generated, "image")
+    return bool(field(image, "image_bytes") or field(image, "gcs_uri"))
+
+
+def images_usage(result: Any, provider: str, operation: str, model: str | None) -> LLMUsage | None:
+    """The usage of an image response: ``imagesGenerated``, the images it returns (those the
+    safety filter withheld carry no image and are not counted); ``None`` when it returns
+    none."""
+    generated = [image for image in field(result, "generated_images") or () if _has_image(image)]
+    if not generated:
+        return None
+    # No response id: the key of the first image object, which the response the public
+    # method returns shares with the one the hook saw (tracking it again bills nothing).
+    usage = LLMUsage(provider, operation, model, response_id=f"images_{object_key(generated[0])}")
+    usage.fees = {"imagesGenerated": len(generated)}
+    return usage
 
 
 class ModelsState:
@@ -86,6 +131,27 @@ class ModelsState:
             if admission is not None:
                 admission.settle(normalised)
             tracker.record(normalised, scope)
+        except Exception as exc:
+            tracker._failure("could not record LLM usage", exc)
+        if admission is not None:
+            admission.close()  # still open only when tracking failed: the estimate counts
+
+    def record_images(
+        self,
+        scope: Scope,
+        result: Any,
+        kwargs: dict[str, Any],
+        operation: str,
+        admission: Admission | None = None,
+    ) -> None:
+        """Record the images of one image response (and settle its hold). Never raises."""
+        tracker = self.binding.tracker
+        try:
+            usage = images_usage(result, self.provider, operation, _model_name(kwargs))
+            if admission is not None:
+                admission.settle(usage)
+            if usage is not None:
+                tracker.record(usage, scope)
         except Exception as exc:
             tracker._failure("could not record LLM usage", exc)
         if admission is not None:
@@ -363,7 +429,59 @@ def _metered_models_class(base: type[Any]) -> type[Any]:
                 return result
 
         cls = Metered
+    asynchronous = inspect.iscoroutinefunction(base._generate_content)
+    for name, operation in _IMAGE_METHODS.items():
+        original = getattr(base, name, None)
+        if original is not None:
+            maker = _async_images_method if asynchronous else _images_method
+            setattr(cls, name, maker(original, operation))
     cls.__name__ = base.__name__
     cls.__qualname__ = base.__qualname__
     cls.__module__ = base.__module__
     return cls
+
+
+def _images_method(original: Any, operation: str) -> Any:
+    """``original`` (a sync image method of ``Models``), billed per image returned."""
+
+    def method(self: Any, **kwargs: Any) -> Any:
+        state: ModelsState | None = self.__dict__.get("_dodo_state")
+        if state is None:
+            return original(self, **kwargs)
+        scope = state.binding.resolve()
+        admission = state.admit(scope, kwargs, operation)
+        try:
+            result = original(self, **kwargs)
+        except BaseException:
+            if admission is not None:
+                admission.cancel()
+            raise
+        if scope is not None:
+            state.record_images(scope, result, kwargs, operation, admission)
+        return result
+
+    method.__name__ = method.__qualname__ = original.__name__
+    return method
+
+
+def _async_images_method(original: Any, operation: str) -> Any:
+    """``original`` (an async image method of ``AsyncModels``), billed per image returned."""
+
+    async def method(self: Any, **kwargs: Any) -> Any:
+        state: ModelsState | None = self.__dict__.get("_dodo_state")
+        if state is None:
+            return await original(self, **kwargs)
+        scope = state.binding.resolve()
+        admission = await state.admit_async(scope, kwargs, operation)
+        try:
+            result = await original(self, **kwargs)
+        except BaseException:
+            if admission is not None:
+                admission.cancel()
+            raise
+        if scope is not None:
+            state.record_images(scope, result, kwargs, operation, admission)
+        return result
+
+    method.__name__ = method.__qualname__ = original.__name__
+    return method

@@ -41,15 +41,18 @@ OPENAI_ROUTES = {
     "/embeddings": "embeddings",
     "/images/generations": "images",
     "/images/edits": "images",
+    "/images/variations": "images",
     "/audio/transcriptions": "audio.transcriptions",
     "/audio/speech": "audio.speech",
     "/audio/translations": "audio.translations",
+    "/decisions": "decisions",
 }
 GROQ_ROUTES = {
     "/openai/v1/chat/completions": "chat.completions",
     "/openai/v1/embeddings": "embeddings",
     "/openai/v1/audio/transcriptions": "audio.transcriptions",
     "/openai/v1/audio/translations": "audio.translations",
+    "/openai/v1/audio/speech": "audio.speech",
 }
 #: Streams of these operations carry usage only when ``stream_options.include_usage`` is set.
 INCLUDE_USAGE_OPERATIONS = frozenset({"chat.completions", "completions"})
@@ -70,6 +73,7 @@ OBJECT_OPERATIONS = {
     "TranscriptionDiarized": "audio.transcriptions",
     "Translation": "audio.translations",
     "TranslationVerbose": "audio.translations",
+    "Decision": "decisions",
 }
 
 _HOST_PROVIDERS = {

@@ -888,6 +888,11 @@ def usage_of_response(response: object, provider: str | None = None) -> LLMUsage
 
         return usage_of_message(response, provider or "anthropic", "messages", None)
     if module.startswith("google.genai"):
+        from ._google import IMAGE_OPERATIONS, images_usage
+
+        image_operation = IMAGE_OPERATIONS.get(name)
+        if image_operation is not None:
+            return images_usage(response, provider or "google", image_operation, None)
         operation = "embed_content" if name == "EmbedContentResponse" else "generate_content"
         usage = field(response, "usage_metadata")
         if usage is None:
