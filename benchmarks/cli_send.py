@@ -297,6 +297,9 @@ def compare(count: int, runs: int, folder: Path) -> None:
                     row.setdefault(f"{which} cpu", []).append(cpu / count * 1e6)
                 ratio = measured["baseline"][0] / measured["send"][0]
                 row.setdefault("ratio", []).append(ratio)
+                row.setdefault("cpu ratio", []).append(
+                    measured["baseline"][1] / measured["send"][1]
+                )
                 print(
                     f"run {run + 1} {label:<15} send {measured['send'][0]:6.2f} s  "
                     f"Ingestion {measured['baseline'][0]:6.2f} s  ratio {ratio:4.2f}  "
@@ -309,7 +312,7 @@ def compare(count: int, runs: int, folder: Path) -> None:
     print(f"load average (1, 5, 15 min) before and after each run: {' | '.join(loads)}")
     print(
         f"{'scenario':<15} {'send events/s':>24} {'Ingestion events/s':>24} "
-        f"{'ratio':>16} {'CPU us/event':>13}"
+        f"{'ratio':>16} {'CPU us/event':>13} {'CPU ratio':>9}"
     )
     for label, row in results.items():
         send_rate = [count / s for s in row["send s"]]
@@ -321,9 +324,13 @@ def compare(count: int, runs: int, folder: Path) -> None:
             f"({min(base_rate):>6,.0f}-{max(base_rate):>6,.0f}) "
             f"{statistics.median(row['ratio']):>5.2f} ({spread(row['ratio'])}) "
             f"{statistics.median(row['send cpu']):>5.1f} / "
-            f"{statistics.median(row['baseline cpu']):.1f}"
+            f"{statistics.median(row['baseline cpu']):.1f} "
+            f"{statistics.median(row['cpu ratio']):>9.2f}"
         )
-    print("CPU us/event: send / Ingestion, per process, start-up included")
+    print(
+        "ratio: send's events/s over Ingestion's, per run; CPU us/event: send / Ingestion, "
+        "per process, start-up included; CPU ratio: Ingestion's CPU over send's, per run"
+    )
 
 
 def memory(lines: int, folder: Path) -> None:
