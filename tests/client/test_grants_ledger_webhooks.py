@@ -281,3 +281,51 @@ async def test_async_client_mirrors_grants_ledger_and_webhooks(server: DevServer
         assert [
             e async for e in client.credits.ledger(ent.id, "cus_1", start=now + timedelta(1))
         ] == []
+
+
+def test_entitlement_rollover_and_overage_settings_round_trip(client: DodoClient) -> None:
+    created = client.credits.create_entitlement(
+        name="Characters",
+        unit="characters",
+        precision=0,
+        rollover_enabled=True,
+        rollover_percentage=50,
+        max_rollover_count=1,
+        rollover_timeframe_count=2,
+        rollover_timeframe_interval="Week",
+        overage_enabled=True,
+        overage_behavior="invoice_at_billing",
+        expires_after_days=30,
+    )
+    read = client.credits.entitlement(created.id)
+    assert read == created
+    assert (
+        read.rollover_percentage,
+        read.max_rollover_count,
+        read.rollover_timeframe_count,
+        read.rollover_timeframe_interval,
+        read.overage_behavior,
+        read.expires_after_days,
+    ) == (50, 1, 2, "Week", "invoice_at_billing", 30)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("rollover_percentage", 101, "rollover_percentage must be an int from 0 to 100"),
+        ("max_rollover_count", -1, "max_rollover_count must be an int from 0"),
+        ("expires_after_days", True, "expires_after_days must be an int"),
+        ("rollover_timeframe_interval", "Fortnight", "must be one of Day, Week, Month, Year"),
+        ("overage_behavior", "ignore", "overage_behavior must be one of forgive_at_reset"),
+    ],
+)
+def test_bad_entitlement_settings_fail_before_sending(
+    setting: str, value: object, message: str, api: respx.MockRouter
+) -> None:
+    route = api.post("/credit-entitlements").respond(201, json={})
+    with (
+        DodoClient(api_key="sk-test", base_url=BASE) as client,
+        pytest.raises(ValueError, match=message),
+    ):
+        client.credits.create_entitlement(name="C", unit="c", **{setting: value})  # type: ignore[arg-type]
+    assert not route.called

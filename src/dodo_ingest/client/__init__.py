@@ -41,6 +41,8 @@ from ._models import (
     Meter,
     MeterAggregation,
     MeterFilter,
+    OverageBehavior,
+    TimeInterval,
     WebhookEndpoint,
 )
 
@@ -75,9 +77,11 @@ __all__ = [
     "MeterAggregation",
     "MeterFilter",
     "NotFoundError",
+    "OverageBehavior",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "TimeInterval",
     "UnexpectedResponseError",
     "UnprocessableEntityError",
     "WebhookEndpoint",

@@ -42,6 +42,8 @@ from ._models import (
     Meter,
     MeterAggregation,
     MeterFilter,
+    OverageBehavior,
+    TimeInterval,
     WebhookEndpoint,
 )
 from ._retry import is_retryable, is_safe_to_resend, retry_wait
@@ -822,8 +824,23 @@ class Credits:
         overage_limit: Decimal | str | None = None,
         rollover_enabled: bool = False,
         description: str | None = None,
+        expires_after_days: int | None = None,
+        rollover_percentage: int | None = None,
+        max_rollover_count: int | None = None,
+        rollover_timeframe_count: int | None = None,
+        rollover_timeframe_interval: TimeInterval | None = None,
+        overage_behavior: OverageBehavior | None = None,
     ) -> CreditEntitlement:
-        """Create a credit entitlement (a fiat currency or a custom unit of credits)."""
+        """Create a credit entitlement (a fiat currency or a custom unit of credits).
+
+        Grants expire ``expires_after_days`` after they are made (never when ``None``). With
+        ``rollover_enabled``, ``rollover_percentage`` % (0 to 100) of what is left at a
+        billing cycle's end rolls over, at most ``max_rollover_count`` times, lasting
+        ``rollover_timeframe_count`` times ``rollover_timeframe_interval`` (``Day``, ``Week``,
+        ``Month``, ``Year``). ``overage_behavior`` says what happens to the overage at the
+        cycle's end: ``forgive_at_reset``, ``invoice_at_billing``, ``carry_deficit`` or
+        ``carry_deficit_auto_repay``. Bad values raise ``ValueError`` naming the setting.
+        """
         request = rq.create_entitlement_request(
             name=name,
             unit=unit,
@@ -834,6 +851,14 @@ class Credits:
             overage_limit=overage_limit,
             rollover_enabled=rollover_enabled,
             description=description,
+            settings={
+                "expires_after_days": expires_after_days,
+                "rollover_percentage": rollover_percentage,
+                "max_rollover_count": max_rollover_count,
+                "rollover_timeframe_count": rollover_timeframe_count,
+                "rollover_timeframe_interval": rollover_timeframe_interval,
+                "overage_behavior": overage_behavior,
+            },
         )
         return CreditEntitlement.from_dict(self._client.send(request))
 
@@ -967,6 +992,12 @@ class AsyncCredits:
         overage_limit: Decimal | str | None = None,
         rollover_enabled: bool = False,
         description: str | None = None,
+        expires_after_days: int | None = None,
+        rollover_percentage: int | None = None,
+        max_rollover_count: int | None = None,
+        rollover_timeframe_count: int | None = None,
+        rollover_timeframe_interval: TimeInterval | None = None,
+        overage_behavior: OverageBehavior | None = None,
     ) -> CreditEntitlement:
         """Async :meth:`Credits.create_entitlement`."""
         request = rq.create_entitlement_request(
@@ -979,6 +1010,14 @@ class AsyncCredits:
             overage_limit=overage_limit,
             rollover_enabled=rollover_enabled,
             description=description,
+            settings={
+                "expires_after_days": expires_after_days,
+                "rollover_percentage": rollover_percentage,
+                "max_rollover_count": max_rollover_count,
+                "rollover_timeframe_count": rollover_timeframe_count,
+                "rollover_timeframe_interval": rollover_timeframe_interval,
+                "overage_behavior": overage_behavior,
+            },
         )
         return CreditEntitlement.from_dict(await self._client.send(request))
 

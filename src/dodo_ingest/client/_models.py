@@ -41,6 +41,8 @@ __all__ = [
     "Meter",
     "MeterAggregation",
     "MeterFilter",
+    "OverageBehavior",
+    "TimeInterval",
     "WebhookEndpoint",
     "format_timestamp",
     "parse_timestamp",
@@ -61,6 +63,10 @@ FilterOperator = Literal[
     "does_not_contain",
 ]
 GrantStatus = Literal["active", "expired", "depleted"]
+OverageBehavior = Literal[
+    "forgive_at_reset", "invoice_at_billing", "carry_deficit", "carry_deficit_auto_repay"
+]
+TimeInterval = Literal["Day", "Week", "Month", "Year"]
 LedgerTransactionType = Literal[
     "credit_added",
     "credit_deducted",
@@ -588,6 +594,11 @@ class CreditEntitlement:
     price_per_unit: Decimal | None = None
     overage_limit: Decimal | None = None
     overage_behavior: str | None = None
+    expires_after_days: int | None = None
+    rollover_percentage: int | None = None
+    max_rollover_count: int | None = None
+    rollover_timeframe_count: int | None = None
+    rollover_timeframe_interval: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CreditEntitlement:
@@ -605,6 +616,11 @@ class CreditEntitlement:
             price_per_unit=_optional_decimal(data.get("price_per_unit")),
             overage_limit=_optional_decimal(data.get("overage_limit")),
             overage_behavior=data.get("overage_behavior"),
+            expires_after_days=data.get("expires_after_days"),
+            rollover_percentage=data.get("rollover_percentage"),
+            max_rollover_count=data.get("max_rollover_count"),
+            rollover_timeframe_count=data.get("rollover_timeframe_count"),
+            rollover_timeframe_interval=data.get("rollover_timeframe_interval"),
         )
 
 

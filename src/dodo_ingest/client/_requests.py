@@ -216,8 +216,10 @@ def create_entitlement_request(
     overage_limit: Decimal | str | None,
     rollover_enabled: bool,
     description: str | None,
+    settings: Mapping[str, Any] | None = None,
 ) -> APIRequest:
-    """``POST /credit-entitlements``."""
+    """``POST /credit-entitlements``; ``settings`` holds the optional expiry, rollover and
+    overage settings (``None`` values are left out)."""
     if not isinstance(precision, int) or not 0 <= precision <= 10:
         raise ValueError(f"precision must be an int from 0 to 10, got {precision!r}")
     body: dict[str, Any] = {
@@ -235,7 +237,42 @@ def create_entitlement_request(
     ):
         if value is not None:
             body[key] = str(value)
+    body.update(_entitlement_settings(settings or {}))
     return APIRequest("POST", "/credit-entitlements", body=_json(body), idempotent=False)
+
+
+OVERAGE_BEHAVIORS = (
+    "forgive_at_reset",
+    "invoice_at_billing",
+    "carry_deficit",
+    "carry_deficit_auto_repay",
+)
+TIME_INTERVALS = ("Day", "Week", "Month", "Year")
+
+
+def _entitlement_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The expiry, rollover and overage settings given, checked against their ranges."""
+    body: dict[str, Any] = {}
+    for name, value in settings.items():
+        if value is None:
+            continue
+        if name == "overage_behavior":
+            if value not in OVERAGE_BEHAVIORS:
+                raise ValueError(
+                    f"overage_behavior must be one of {', '.join(OVERAGE_BEHAVIORS)}, got {value!r}"
+                )
+        elif name == "rollover_timeframe_interval":
+            if value not in TIME_INTERVALS:
+                raise ValueError(
+                    f"rollover_timeframe_interval must be one of {', '.join(TIME_INTERVALS)}, "
+                    f"got {value!r}"
+                )
+        else:
+            low, high = (0, 100) if name == "rollover_percentage" else (0, 2**31 - 1)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an int from {low} to {high}, got {value!r}")
+        body[name] = value
+    return body
 
 
 def ledger_entry_request(
