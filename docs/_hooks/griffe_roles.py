@@ -9,16 +9,20 @@ from the docstring's object: its members, its class, its module's names and impo
 
 It also removes from the reference every member whose docstring starts with
 ``Internal`` (methods the pipeline calls on itself, never the application) and private
-base classes from the "Bases:" lines.
+base classes from the "Bases:" lines; it links a guide named by its path (``docs/fleet.md``)
+to that page, and shows a default value named through a private module
+(``rq.DEFAULT_PAGE_SIZE``) as the value itself.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 from typing import Any
 
 import griffe
+from markdown.extensions.toc import slugify  # type: ignore[import-untyped]
 
 ROLE = re.compile(
     r":(?:py:)?(?P<role>class|meth|func|attr|data|exc|mod|obj|const|type):"
@@ -26,6 +30,8 @@ ROLE = re.compile(
 )
 """A Sphinx role of the Python domain, as the docstrings write them."""
 
+_GUIDE = re.compile(r"``docs/(?P<page>[\w-]+\.md)``")
+"""A guide named by its path in a docstring: ````docs/fleet.md````."""
 _EXPLICIT_TITLE = re.compile(r"^(?P<title>.+?)\s*<(?P<target>[^<>]+)>$")
 _LITERAL_MARKER = re.compile(r"(?m)^(?P<text>.*\S)?::[ \t]*$")
 """A reST literal-block marker: ``text::`` (shown as ``text:``) or ``::`` alone (dropped)."""
@@ -41,9 +47,11 @@ class RolesExtension(griffe.Extension):
     """Rewrite Sphinx roles into autorefs references and drop internal members."""
 
     def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
+        docs = Path(__file__).resolve().parents[1]
         for obj in _walk(pkg):
             if obj.docstring is not None:
                 text = convert_roles(obj.docstring.value, obj)
+                text = link_guides(text, docs)
                 obj.docstring.value = convert_literal_markers(text)
         for obj in list(_walk(pkg)):
             for name, member in list(obj.members.items()):
@@ -51,6 +59,26 @@ class RolesExtension(griffe.Extension):
                     del obj.members[name]
             if isinstance(obj, griffe.Class):  # "Bases:" lists public classes only
                 obj.bases = [base for base in obj.bases if not _private_name(str(base))]
+            if isinstance(obj, griffe.Function):
+                for parameter in obj.parameters:
+                    parameter.default = public_default(parameter.default, obj)
+
+
+def public_default(default: Any, scope: griffe.Object) -> Any:
+    """A default value named through a private module (``rq.DEFAULT_PAGE_SIZE``) shown as
+    the value itself (``100``); any other default unchanged."""
+    if not isinstance(default, griffe.ExprName | griffe.ExprAttribute):
+        return default
+    path = default.canonical_path
+    if not any(part.startswith("_") for part in path.split(".")[:-1]):
+        return default
+    try:
+        found = scope.modules_collection[path]
+        target = found.final_target if found.is_alias else found
+    except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
+        return default
+    value = getattr(target, "value", None)
+    return default if value is None else value
 
 
 def _private_name(path: str) -> bool:
@@ -91,6 +119,21 @@ def convert_roles(text: str, scope: griffe.Object) -> str:
     return ROLE.sub(replace, text)
 
 
+def link_guides(text: str, docs: Path) -> str:
+    """``docs/NAME.md`` (as code) becomes a link to that page of the site, titled with the
+    page's heading; a page that does not exist stays as written."""
+
+    def replace(match: re.Match[str]) -> str:
+        page = docs / match["page"]
+        if not page.is_file():
+            return match[0]
+        heading = page.read_text(encoding="utf-8").splitlines()[0].removeprefix("# ").strip()
+        anchor = slugify(heading, "-")
+        return f'<autoref identifier="{anchor}" optional>{html.escape(heading)}</autoref>'
+
+    return _GUIDE.sub(replace, text)
+
+
 def convert_literal_markers(text: str) -> str:
     """``text::`` before an indented block becomes ``text:``, a lone ``::`` goes: the
     indented block after it is already a code block in Markdown."""
@@ -100,6 +143,7 @@ def convert_literal_markers(text: str) -> str:
 def resolve(target: str, scope: griffe.Object) -> str | None:
     """The canonical path of ``target`` seen from ``scope``, or None when unknown."""
     head, _, rest = target.partition(".")
+    path: str | None
     try:
         path = scope.resolve(head)
     except griffe.NameResolutionError:
