@@ -38,7 +38,12 @@ def test_prepaid_fiat_credits_drain_with_usage_into_overage(
 ) -> None:
     customer, name = unique("cus"), unique("llm")
     usd = client.credits.create_entitlement(
-        name="Prepaid USD", unit="USD", currency="USD", precision=2, overage_enabled=True
+        name="Prepaid USD",
+        unit="USD",
+        currency="USD",
+        precision=2,
+        overage_enabled=True,
+        overage_behavior="carry_deficit_auto_repay",
     )
     assert (usd.currency, usd.precision, usd.business_id) == ("USD", 2, BUSINESS_ID)
     shared_server.link_meter_to_credits(token_meter(client, name), usd.id, "1000")
@@ -222,6 +227,30 @@ def test_a_bad_ledger_entry_is_422(http: httpx2.Client, body: dict[str, Any], ne
                 "overage_behavior": "x",
             },
             "overage_behavior",
+        ),
+        *(
+            (
+                {
+                    "name": "n",
+                    "unit": "c",
+                    "precision": 2,
+                    "overage_enabled": False,
+                    "rollover_enabled": True,
+                    **settings,
+                },
+                needle,
+            )
+            for settings, needle in (
+                ({"rollover_percentage": 101}, "rollover_percentage"),
+                ({"max_rollover_count": -1}, "max_rollover_count"),
+                ({"expires_after_days": -1}, "expires_after_days"),
+                (
+                    {"rollover_timeframe_count": 1, "rollover_timeframe_interval": "Fortnight"},
+                    "rollover_timeframe_interval",
+                ),
+                ({"rollover_timeframe_count": 1}, "go together"),
+                ({"rollover_timeframe_interval": "Week"}, "go together"),
+            )
         ),
     ],
 )

@@ -127,7 +127,7 @@ def test_rolled_credits_expire_by_the_rollover_timeframe(
     [
         ("forgive_at_reset", [("overage_reset", "30.00")], ("100.00", "0.00")),
         ("invoice_at_billing", [("overage_charged", "30.00")], ("100.00", "0.00")),
-        ("carry_deficit", [], ("70.00", "0.00")),
+        ("carry_deficit", [], ("100.00", "30.00")),
         ("carry_deficit_auto_repay", [], ("70.00", "0.00")),
     ],
 )

@@ -53,7 +53,9 @@ class Credits:
             aggregation=MeterAggregation("sum", "credits"),
         )
         self.meter_id = meter.id
-        self.id = client.credits.create_entitlement(name="Credits", unit="credits").id
+        self.id = client.credits.create_entitlement(
+            name="Credits", unit="credits", overage_enabled=True
+        ).id
         link(meter.id, self.id)
 
     def grant(self, customer: str, amount: str) -> None:

@@ -77,7 +77,7 @@ def test_a_customer_lists_its_balances(
 ) -> None:
     server, http, sdk = running
     credits = Billing(server, http)
-    tokens = Billing(server, http)
+    tokens = Billing(server, http, overage_enabled=True)
     credits.credit("cus_1", "10")
     credits.use("cus_1", "2.5")
     tokens.credit("cus_1", "3")

@@ -105,7 +105,7 @@ def parse(text: str) -> datetime:
 
 
 def test_a_grant_expires_after_the_entitlements_days(server: DevServer, http: Any) -> None:
-    billing = Billing(server, http, expires_after_days=30)
+    billing = Billing(server, http, expires_after_days=30, overage_enabled=True)
     entry = billing.credit("cus_1", "100")
     [grant] = billing.grants("cus_1")
     assert grant["id"] == entry["grant_id"]
@@ -177,8 +177,12 @@ def test_usage_due_before_an_expiry_draws_on_the_expiring_grant() -> None:
         ]
 
 
-def test_a_new_grant_first_pays_off_the_overage(server: DevServer, http: Any) -> None:
-    billing = Billing(server, http)
+def test_with_auto_repay_a_new_grant_first_pays_off_the_overage(
+    server: DevServer, http: Any
+) -> None:
+    billing = Billing(
+        server, http, overage_enabled=True, overage_behavior="carry_deficit_auto_repay"
+    )
     billing.credit("cus_1", "5")
     billing.use("cus_1", "8")
     assert billing.balance("cus_1") == ("0.00", "3.00")

@@ -30,6 +30,7 @@ OVERAGE_BEHAVIORS = (
     "carry_deficit",
     "carry_deficit_auto_repay",
 )
+ROLLOVER_INTERVALS = ("Day", "Week", "Month", "Year")
 MAX_AMOUNT_INTEGER_DIGITS = 9
 _OPTIONAL_INTS = (
     "expires_after_days",
@@ -83,8 +84,23 @@ def check_entitlement_body(body: object, now_us: int) -> dict[str, Any]:
         if body.get(name) is not None and type(body[name]) is not str:
             raise _invalid(f"{name} must be a string or null")
     for name in _OPTIONAL_INTS:
-        if body.get(name) is not None and type(body[name]) is not int:
-            raise _invalid(f"{name} must be an integer or null")
+        value = body.get(name)
+        if value is not None and (type(value) is not int or value < 0):
+            raise _invalid(f"{name} must be an integer >= 0 or null, got {value!r}")
+    percentage = body.get("rollover_percentage")
+    if percentage is not None and percentage > 100:
+        raise _invalid(f"rollover_percentage must be from 0 to 100, got {percentage}")
+    interval = body.get("rollover_timeframe_interval")
+    if interval is not None and interval not in ROLLOVER_INTERVALS:
+        raise _invalid(
+            f"rollover_timeframe_interval must be one of {', '.join(ROLLOVER_INTERVALS)}, "
+            f"got {interval!r}"
+        )
+    if (interval is None) != (body.get("rollover_timeframe_count") is None):
+        raise _invalid(
+            "rollover_timeframe_count and rollover_timeframe_interval go together: "
+            "give both or neither"
+        )
     price = body.get("price_per_unit")
     limit = body.get("overage_limit")
     overage_limit: int | str | None = None

@@ -2,9 +2,11 @@
 
 A balance is a list of **grants** (each credit ledger entry makes one, with an optional
 ``expires_at``) and an **overage** (what was used beyond them). Usage of linked meters and
-debits draw on the oldest grants first (FIFO); what no grant covers becomes overage, and a
-new grant first pays off the overage. When the server's clock passes a grant's
-``expires_at`` the grant expires and what was left of it leaves the balance.
+debits draw on the oldest grants first (FIFO); what no grant covers becomes overage, as far
+as the entitlement allows (none when ``overage_enabled`` is false, at most
+``overage_limit``: usage beyond is not deducted). Under ``carry_deficit_auto_repay`` a new
+grant first pays off the overage. When the server's clock passes a grant's ``expires_at``
+the grant expires and what was left of it leaves the balance.
 
 Nothing runs on its own: :meth:`CreditLedger.settle` brings a balance up to the server's time,
 replaying in order what happened since it last ran (usage that became due, then each expiry
@@ -51,6 +53,9 @@ TRANSACTION_WEBHOOKS = {
     "manual_adjustment": "credit.manual_adjustment",
 }
 """The webhook event each ledger transaction type sends."""
+
+AUTO_REPAY = "carry_deficit_auto_repay"
+"""The only ``overage_behavior`` whose new credits pay off the overage first."""
 
 GRANT_STATUSES = ("active", "expired", "depleted")
 """The ``status`` filter of ``GET .../grants``."""
@@ -138,6 +143,20 @@ def _rollover_expiry(entitlement: dict[str, Any], at_us: int) -> int | None:
     if not isinstance(count, int) or count <= 0 or days is None:
         return None
     return at_us + count * days * _US_PER_DAY
+
+
+def _room(state: _Balance) -> Decimal | None:
+    """How much usage the balance can still take: what is left plus the overage still
+    allowed (none when ``overage_enabled`` is false, up to ``overage_limit`` otherwise);
+    ``None`` when the overage is unlimited."""
+    entitlement = state.entitlement
+    if not entitlement["overage_enabled"]:
+        headroom = _ZERO
+    elif entitlement.get("overage_limit") is None:
+        return None
+    else:
+        headroom = max(Decimal(str(entitlement["overage_limit"])) - state.overage, _ZERO)
+    return state.balance() + headroom
 
 
 class _Balance:
@@ -257,13 +276,20 @@ class CreditLedger:
             if total <= applied:  # a max or last meter that fell: nothing is given back
                 continue
             store.set_usage_applied(entitlement_id, state.customer_id, meter_id, total)
-            credits = (total - applied) / units_per_credit
+            used = (total - applied) / units_per_credit
+            room = _room(state)
+            credits = used if room is None else min(used, room)
+            if credits <= 0:  # no balance and no overage allowed: nothing is deducted
+                continue
+            description = f"usage of meter {meter_id}"
+            if credits < used:
+                description += f" ({plain(used - credits)} beyond the allowed overage)"
             self._use(
                 state,
                 credits,
                 at_us,
                 transaction_type="credit_deducted",
-                description=f"usage of meter {meter_id}",
+                description=description,
                 reference=("meter", meter_id),
             )
 
@@ -335,7 +361,8 @@ class CreditLedger:
         description: str | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """A new grant of ``amount`` (it first pays off the overage); return its
+        """A new grant of ``amount`` (paying off the overage first under
+        ``carry_deficit_auto_repay``); return its
         ``credit_added`` ledger entry. It expires at ``expires_us``, else ``lifetime_days``
         (an entitlement's ``expires_after_days``) after it is made, else never."""
         store = self.store
@@ -374,10 +401,11 @@ class CreditLedger:
         description: str | None = None,
         idempotency_key: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Add a grant (a new one first pays off the overage; a rolled-over one does not)
-        and its ledger entry."""
+        """Add a grant and its ledger entry (under ``carry_deficit_auto_repay`` a new one
+        first pays off the overage; a rolled-over one never does)."""
         before = (state.balance(), state.overage)
-        repaid = _ZERO if parent is not None else min(state.overage, amount)
+        repays = parent is None and state.entitlement["overage_behavior"] == AUTO_REPAY
+        repaid = min(state.overage, amount) if repays else _ZERO
         if repaid > 0:
             state.overage -= repaid
             self.store.set_overage(state.entitlement["id"], state.customer_id, state.overage)
