@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import anthropic
+import groq
 import openai
 import pytest
 import respx
@@ -249,3 +250,22 @@ def test_batch_lines_without_a_customer_are_refused_before_billing(
         tracker.track_batch([{"unrelated": 1}])
     with pytest.raises(TypeError, match="JSONL"):
         tracker.track_batch(42)
+
+
+def test_groq_batch_output_is_read_like_openai_s(tracker: LLMTracker, sink: RecordingSink) -> None:
+    """Groq's batch output file has OpenAI's line format; ``provider`` names the host."""
+    client = groq.Groq(api_key="gsk-test", max_retries=0)
+    output = _jsonl([_openai_line(1, "cus_a:1", 30), _openai_line(2, "cus_b:2", 40)])
+    with respx.mock() as router:
+        router.get("https://api.groq.com/openai/v1/files/file_out/content").respond(
+            200, content=output
+        )
+        text = client.files.content("file_out").text()
+    ids = tracker.track_batch(text, provider="groq", batch_id="batch_01")
+    assert len(ids) == 2
+    assert [(e.customer_id, e.metadata["provider"]) for e in sink.events] == [
+        ("cus_a", "groq"),
+        ("cus_b", "groq"),
+    ]
+    assert [e.metadata["serviceTier"] for e in sink.events] == ["batch", "batch"]
+    assert [e.metadata["inputTokens"] for e in sink.events] == [30, 40]
