@@ -13,10 +13,13 @@ import httpx2
 import openai
 import pytest
 
-from .conftest import RecordingSink, openai_api, require, stored
+from .conftest import RecordingSink, loopback, openai_api, require, stored
 
 require("langchain_openai", "langchain")
+require("langchain_anthropic", "langchain")
 
+import anthropic
+from langchain_anthropic import ChatAnthropic
 from langchain_openai import ChatOpenAI
 
 from dodo_ingest.blueprints.llm import LLMTracker, LLMUsage
@@ -255,3 +258,79 @@ def test_handler_and_wrapped_chat_completions_client_bill_one_event(
     model.invoke("hi", config={"callbacks": [DodoCallbackHandler(tracker, "cus_1")]})
     assert len(sink.events) == 2
     assert sink.events[0].event_id == sink.events[1].event_id
+
+
+CACHE_WRITES = {
+    "cache_creation_input_tokens": 2048,
+    "cache_creation": {"ephemeral_5m_input_tokens": 1536, "ephemeral_1h_input_tokens": 512},
+}
+MESSAGE = {
+    **payloads.anthropic_message(),
+    "usage": {
+        **payloads.ANTHROPIC_USAGE,
+        **CACHE_WRITES,
+        "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 0},
+    },
+}
+
+
+def _anthropic(request: httpx2.Request) -> httpx2.Response:
+    """Anthropic's API: :data:`MESSAGE`, or a stream writing 2048 tokens to the cache."""
+    if not json.loads(request.content).get("stream"):
+        return payloads.json_response(MESSAGE)
+    events = payloads.anthropic_events()
+    events[0]["message"]["usage"].update(CACHE_WRITES)
+    events[-2]["usage"].update(CACHE_WRITES)
+    return payloads.sse_response(events, named=True)
+
+
+def _claude(url: str) -> ChatAnthropic:
+    return ChatAnthropic(model=payloads.CLAUDE, base_url=url, api_key="sk-ant-test", max_retries=0)
+
+
+def test_anthropic_result_billed_as_a_wrapped_client_bills_it(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    """LangChain passes Anthropic's raw usage and message id: the handler's event is the one
+    the tracker makes of the same response (same id, same metadata)."""
+    with loopback(_anthropic) as url:
+        _claude(url).invoke("hi", config={"callbacks": [DodoCallbackHandler(tracker, "cus_1")]})
+    tracker.track(anthropic.types.Message.model_validate(MESSAGE), customer_id="cus_1")
+    handler_event, own_event = sink.events
+    assert handler_event.event_id == own_event.event_id
+    assert (
+        handler_event.metadata
+        == own_event.metadata
+        == {
+            **payloads.ANTHROPIC_METADATA,
+            "cacheWrite5mTokens": 1536,
+            "cacheWrite1hTokens": 512,
+            "webSearchRequests": 2,
+        }
+    )
+
+
+def test_anthropic_stream_cache_writes_by_lifetime(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    """LangChain leaves lifetime-split cache writes out of its ``cache_creation`` (0): they
+    are billed as the whole cache write and its split."""
+    run_id = uuid.uuid4()
+    with loopback(_anthropic) as url:
+        chunks = list(
+            _claude(url).stream(
+                "hi", config={"callbacks": [DodoCallbackHandler(tracker, "c")], "run_id": run_id}
+            )
+        )
+    assert "".join(str(chunk.content) for chunk in chunks) == "Hello there!"
+    event = sink.only()
+    assert event.metadata == {
+        **payloads.ANTHROPIC_STREAM_METADATA,
+        "inputTokens": 472 + 1024 + 2048,
+        "totalTokens": 472 + 1024 + 2048 + 89,
+        "cacheCreationInputTokens": 2048,
+        "cacheWrite5mTokens": 1536,
+        "cacheWrite1hTokens": 512,
+    }
+    usage = LLMUsage("anthropic", "messages", response_id=f"langchain-run:{run_id}:0")
+    assert event.event_id == event_id(usage, NAME)

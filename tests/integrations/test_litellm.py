@@ -167,7 +167,7 @@ def _anthropic_with_tools(request: httpx2.Request) -> httpx2.Response:
         "cache_read_input_tokens": 4096,
         "cache_creation": {"ephemeral_5m_input_tokens": 1536, "ephemeral_1h_input_tokens": 512},
         "output_tokens": 58,
-        "server_tool_use": {"web_search_requests": 2},
+        "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 0},
     }
     return payloads.json_response(message)
 

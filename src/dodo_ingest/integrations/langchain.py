@@ -19,6 +19,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from ..blueprints.llm._anthropic import usage_of_message
 from ..blueprints.llm._event_ids import trusted_response_id
 from ..blueprints.llm._tracker import LLMTracker, Scope
 from ..blueprints.llm._usage import (
@@ -221,8 +222,13 @@ def _usage_of(
         if created is None:
             created = timestamp(response_metadata.get("created"))
         raw = response_metadata.get("token_usage")
+        anthropic = operation == "messages" and isinstance(response_metadata.get("usage"), Mapping)
         if isinstance(raw, Mapping) and operation == "chat.completions":
             usage = openai_usage(raw, provider, operation, model, response_id, True, created)
+        elif anthropic and (
+            found := usage_of_message(response_metadata, provider, operation, model)
+        ):
+            usage = found
         else:
             usage = _from_usage_metadata(usage_metadata, provider, operation, model)
             usage.response_id = response_id
@@ -270,7 +276,12 @@ def _from_usage_metadata(
         key: found.pop(key) for key in ("cacheWrite5mTokens", "cacheWrite1hTokens") if key in found
     }
     if writes:
+        # LangChain's details are disjoint: cache writes split by lifetime are left out of
+        # its cache_creation (0 then), while ours are a split of the whole
         usage.cache_writes = writes
+        usage.cache_creation_input_tokens = (usage.cache_creation_input_tokens or 0) + sum(
+            writes.values()
+        )
     modalities = {key: number for key, number in found.items() if number}
     if modalities:
         usage.modalities = modalities
