@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -276,3 +277,34 @@ def test_only_the_newest_finished_deliveries_are_kept(
         items = settled(http, 3)
         assert [i["payload"]["data"]["amount"] for i in items] == ["3.00", "4.00", "5.00"]
         assert len(wait_for(hooks.snapshot, lambda r: len(r) >= 5)) == 5
+
+
+def test_a_file_database_keeps_deliveries_and_pending_retries(tmp_path: Path) -> None:
+    db = tmp_path / "hooks.db"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with receiver(statuses=[500]) as hooks:
+        with (
+            DevServer(db=db, webhook_retry_delays=(600,)) as server,
+            httpx2.Client(base_url=server.base_url, headers=headers, timeout=10) as http,
+        ):
+            _, secret = register(http, hooks.url)
+            billing = Billing(server, http)
+            billing.credit("cus_1", "10")
+            [before] = wait_for(lambda: deliveries(http), lambda d: d and d[0]["attempts"])
+            assert before["status"] == "pending"
+            assert before["attempts"][0]["status_code"] == 500
+        with (
+            DevServer(db=db, webhook_retry_delays=(600,)) as server,
+            httpx2.Client(base_url=server.base_url, headers=headers, timeout=10) as http,
+        ):
+            [after] = deliveries(http)
+            assert {k: after[k] for k in before if k != "url"} == {
+                k: before[k] for k in before if k != "url"
+            }
+            server.clock.advance(minutes=10)  # the retry is due: the restarted server makes it
+            [done] = settled(http, 1)
+            assert done["status"] == "delivered"
+            assert [a["status_code"] for a in done["attempts"]] == [500, 204]
+        got = hooks.snapshot()
+    assert [r.headers["webhook-id"] for r in got] == [before["message_id"]] * 2
+    verify_both(secret, got[1])

@@ -1,4 +1,5 @@
-"""SQLite storage of the dev server: events, meters, credit entitlements, ledgers, links.
+"""SQLite storage of the dev server: events, meters, credit entitlements, ledgers, links,
+webhook endpoints and their deliveries.
 
 One connection per server, shared by the server's event loop and the thread that owns the
 :class:`~dodo_ingest.devserver.DevServer` (a lock serialises them). A file database runs in
@@ -98,6 +99,11 @@ CREATE TABLE IF NOT EXISTS cycles (
     data TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS webhooks (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     data TEXT NOT NULL
@@ -729,6 +735,28 @@ class Store:
         with self._lock:
             cursor = self._db.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
         return cursor.rowcount == 1
+
+    def save_delivery(self, delivery: dict[str, Any]) -> None:
+        """Insert a webhook delivery, or replace the stored one with the same ``id``."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO webhook_deliveries (id, data) VALUES (?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                (delivery["id"], json.dumps(delivery)),
+            )
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        """Every webhook delivery kept, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM webhook_deliveries ORDER BY seq").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def delete_deliveries(self, delivery_ids: list[str]) -> None:
+        """Forget webhook deliveries."""
+        with self._lock:
+            self._db.executemany(
+                "DELETE FROM webhook_deliveries WHERE id = ?", [(i,) for i in delivery_ids]
+            )
 
     def link_meter(self, meter_id: str, entitlement_id: str, units_per_credit: Decimal) -> None:
         """Link a meter to an entitlement (replacing an earlier link of the same pair)."""

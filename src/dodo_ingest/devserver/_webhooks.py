@@ -8,7 +8,8 @@ the `Standard Webhooks <https://www.standardwebhooks.com>`_ scheme with the endp
 ``whsec_`` secret. A delivery that fails (no answer within the attempt timeout, or a status
 outside 2xx) is retried after each delay of the retry schedule in turn, by the server's
 clock; after the last it is ``failed``. A background thread makes the attempts, in the order
-the events happened, and stops with the server.
+the events happened, and stops with the server. Deliveries and their attempts are kept in the
+server's database, so a restart on the same file keeps their history and pending retries.
 """
 
 from __future__ import annotations
@@ -226,6 +227,25 @@ class Delivery:
     status: str = "pending"
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
+    def record(self) -> dict[str, Any]:
+        """The delivery as the store keeps it."""
+        return {
+            "id": self.id,
+            "message_id": self.message_id,
+            "webhook_id": self.webhook_id,
+            "event_type": self.event_type,
+            "body": self.body.decode(),
+            "created_us": self.created_us,
+            "due_us": self.due_us,
+            "status": self.status,
+            "attempts": list(self.attempts),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Delivery:
+        """A delivery read back from the store."""
+        return cls(**{**record, "body": record["body"].encode()})
+
     def report(self, url: str | None) -> dict[str, Any]:
         """The delivery as ``GET /_dev/webhook-deliveries`` shows it."""
         return {
@@ -262,7 +282,7 @@ class WebhookDispatcher:
         self.retry_delays = tuple(retry_delays)
         self.attempt_timeout = attempt_timeout
         self.settle = settle
-        self._deliveries: list[Delivery] = []
+        self._deliveries = [Delivery.from_record(r) for r in store.deliveries()]
         self._condition = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -288,21 +308,28 @@ class WebhookDispatcher:
         body = json.dumps(envelope, separators=(",", ":")).encode()
         message_id = new_id("msg")
         now = self.store.now_us()
+        made = [
+            Delivery(new_id("whd"), message_id, webhook["id"], event_type, body, now, now)
+            for webhook in endpoints
+        ]
+        for delivery in made:  # in the transaction of the change that sends them, if any
+            self.store.save_delivery(delivery.record())
+        forgotten: list[str] = []
         with self._condition:
-            for webhook in endpoints:
-                self._deliveries.append(
-                    Delivery(new_id("whd"), message_id, webhook["id"], event_type, body, now, now)
-                )
+            self._deliveries += made
             excess = len(self._deliveries) - MAX_DELIVERIES_KEPT
             if excess > 0:  # forget the oldest finished deliveries
                 kept = []
                 for delivery in self._deliveries:
                     if excess > 0 and delivery.status != "pending":
                         excess -= 1
+                        forgotten.append(delivery.id)
                         continue
                     kept.append(delivery)
                 self._deliveries = kept
             self._condition.notify_all()
+        if forgotten:
+            self.store.delete_deliveries(forgotten)
 
     def wake(self) -> None:
         """Look for due attempts now (the clock moved)."""
@@ -422,3 +449,5 @@ class WebhookDispatcher:
             else:
                 delay = self.retry_delays[retries]
                 delivery.due_us = self.store.now_us() + round(delay * _US_PER_SECOND)
+            record = delivery.record()
+        self.store.save_delivery(record)
