@@ -153,6 +153,28 @@ def test_stream_billed_from_usage_metadata_with_tiered_details(
     assert event.event_id == event_id(usage, NAME)
 
 
+def _impossible_stream(request: httpx2.Request) -> httpx2.Response:
+    """A compatible server reporting a negative prompt count."""
+    frames: list[dict[str, Any] | str] = payloads.chat_chunks(with_usage=True)
+    usage_chunk = frames[-2]
+    assert isinstance(usage_chunk, dict)
+    usage_chunk["usage"] = {**payloads.STREAM_USAGE, "prompt_tokens": -5}
+    return payloads.sse_response(frames)
+
+
+def test_impossible_counts_are_left_out_and_flagged(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    handler = DodoCallbackHandler(tracker, customer_id="cus_1")
+    model = chat_model(openai_api(_impossible_stream), stream_usage=True)
+    list(model.stream("hi", config={"callbacks": [handler]}))
+    metadata = sink.only().metadata
+    assert "inputTokens" not in metadata
+    assert "totalTokens" not in metadata
+    assert (metadata["outputTokens"], metadata["invalidUsage"]) == (3, "inputTokens,totalTokens")
+    assert tracker.stats.invalid_usage == 1
+
+
 def test_responses_api_billed_with_cache_and_reasoning(
     tracker: LLMTracker, sink: RecordingSink
 ) -> None:

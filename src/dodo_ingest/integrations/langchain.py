@@ -14,6 +14,7 @@ Needs ``langchain-core`` 1.x (``pip install "dodo-ingest[langchain]"``). See
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -140,7 +141,8 @@ class DodoCallbackHandler(BaseCallbackHandler):
         model = metadata.get("ls_model_name")
         runs = self._runs
         if len(runs) >= _RUNS_KEPT:
-            runs.pop(next(iter(runs)), None)
+            with suppress(StopIteration, RuntimeError):  # another thread changed it: fine
+                runs.pop(next(iter(runs)), None)
         runs[run_id] = _Run(
             scope,
             provider if isinstance(provider, str) else None,
