@@ -1,4 +1,4 @@
-"""Character quotas with tiered overage, plus the audio's stream bytes (ElevenLabs style).
+"""Character quotas with rollover and tiered overage, plus the audio's bytes (ElevenLabs style).
 
 Billing model
     A text-to-speech plan includes a monthly quota of characters. On the Starter plan,
@@ -7,13 +7,16 @@ Billing model
     limit would be passed, then they are blocked too. Overage is billed in tiers: the first
     block over the quota at one price per thousand characters, everything after it at a lower
     one. The audio delivered is metered in bytes too (for bandwidth and fair-use reporting;
-    it is not what the customer pays for).
+    it is not what the customer pays for). Unused characters roll over into the next month,
+    once; the overage is invoiced at the end of the month.
 
 How it is built
     - Each plan is a credit entitlement in characters (precision 0) holding the monthly quota:
-      ``Starter characters`` without overage, ``Creator characters`` with ``overage_enabled``
-      and an ``overage_limit``. The ``Characters`` meter draws on both, one credit per
-      character.
+      ``Starter characters`` without overage, ``Creator characters`` with ``overage_enabled``,
+      an ``overage_limit`` and ``overage_behavior="invoice_at_billing"``. Both have
+      ``rollover_enabled`` (100 %) with ``max_rollover_count=1``. The quota is granted every
+      30 days (on the dev server, a credit cycle stands in for the subscription). The
+      ``Characters`` meter draws on both, one credit per character.
     - One ``CreditGate`` per plan reserves a request's characters (known before synthesis)
       for its customer. What is left is the quota, plus the overage limit still unused on the
       Creator plan, minus what the customer used; a request that does not fit raises
@@ -26,6 +29,11 @@ How it is built
     - Meters: ``Characters`` sums ``characters``; ``Audio bytes`` sums ``bytes``.
     - At the end of the period, the overage is computed from the characters meter's total as
       the server aggregated it (``overage_usd``); the server's balance shows the same overage.
+    - A webhook endpoint on 127.0.0.1 (``client.webhooks.create``) receives the credit
+      lifecycle events, each verified with ``Webhook`` and the endpoint's secret. The test
+      clock then lets a month pass: the Starter customer's unused characters roll over
+      (``credit.rolled_over``), the Creator customer's overage is invoiced
+      (``credit.overage_charged``), and the new month's quota is granted.
 
 Run it
     python examples/character_quotas.py
@@ -34,7 +42,8 @@ Run it
     DODO_PAYMENTS_BASE_URL to a running ``dodo-ingest dev-server``); a stand-in synthesizer
     produces 120 bytes of audio per character. It prints one ``request`` line per request
     (``generated``, or ``blocked`` with the characters still ``available``), then ``usage``
-    lines and one ``balance`` and one ``invoice`` line per customer.
+    lines, one ``balance month=1`` and one ``invoice`` line per customer, the ``webhook``
+    lines received once the month has passed, and one ``balance month=2`` line per customer.
 """
 
 from __future__ import annotations
@@ -43,7 +52,21 @@ import io
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 
-from _local import billing_api, link_meter_to_credits, meter_total, print_result, print_usage
+from _local import (
+    LocalServer,
+    advance_clock,
+    billing_api,
+    grant_every_month,
+    link_meter_to_credits,
+    meter_total,
+    print_result,
+    print_usage,
+    wait_for_deliveries,
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from dodo_ingest import (
     CreditGate,
@@ -53,6 +76,14 @@ from dodo_ingest import (
     MeterAggregation,
 )
 from dodo_ingest.blueprints.stream import meter_stream
+from dodo_ingest.client.webhooks import (
+    CreditBalanceLowEvent,
+    CreditLedgerEvent,
+    Webhook,
+    WebhookEvent,
+    WebhookPayloadError,
+    WebhookVerificationError,
+)
 
 INCLUDED_CHARACTERS = 500  # per month, on both plans
 CREATOR_OVERAGE_LIMIT = 1000  # characters beyond the quota the Creator plan allows
@@ -61,6 +92,13 @@ PLANS = {"cus_audiobooks": "creator", "cus_podcast": "starter"}
 OVERAGE_TIERS: list[tuple[int | None, Decimal]] = [
     (500, Decimal("0.30")),
     (None, Decimal("0.24")),
+]
+LIFECYCLE_EVENTS = [  # the webhooks the app acts on
+    "credit.balance_low",
+    "credit.rolled_over",
+    "credit.rollover_forfeited",
+    "credit.overage_charged",
+    "credit.expired",
 ]
 AUDIO_BYTES_PER_CHARACTER = 120  # about 128 kbit/s MP3 at a normal speaking rate
 CHUNK_BYTES = 4096
@@ -167,6 +205,44 @@ def overage_usd(characters: Decimal) -> Decimal:
     return charge.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
+def webhook_receiver(received: list[WebhookEvent]) -> Starlette:
+    """The app's webhook endpoint: verifies each delivery, then keeps the event.
+
+    Set ``app.state.webhook`` (a ``Webhook`` with the endpoint's secret) before serving.
+    """
+
+    async def receive(request: Request) -> Response:
+        webhook: Webhook = request.app.state.webhook
+        try:
+            event = webhook.unwrap(await request.body(), request.headers)
+        except (WebhookVerificationError, WebhookPayloadError):
+            return Response(status_code=400)
+        # In production: warn on credit.balance_low, put overage_charged on the invoice,
+        # show the rolled-over characters in the customer's dashboard.
+        received.append(event)
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route("/webhooks/dodo", receive, methods=["POST"])])
+
+
+def customer_of(event: WebhookEvent) -> str:
+    """The customer a credit event is about."""
+    if isinstance(event, (CreditLedgerEvent, CreditBalanceLowEvent)):
+        return event.data.customer_id
+    return ""
+
+
+def print_webhook(event: WebhookEvent) -> None:
+    """One ``webhook`` line: the type, the customer and, for ledger events, the amount."""
+    if isinstance(event, CreditLedgerEvent):
+        print_result(
+            "webhook", type=event.type, customer=event.data.customer_id, amount=event.data.amount
+        )
+    elif isinstance(event, CreditBalanceLowEvent):
+        # The balance it names depends on how the usage was batched: not printed.
+        print_result("webhook", type=event.type, customer=event.data.customer_id)
+
+
 def main() -> None:
     with (
         billing_api() as (base_url, api_key),
@@ -187,7 +263,11 @@ def main() -> None:
         # The plans (in production: credit entitlements attached to the plans' products).
         entitlements = {
             "starter": client.credits.create_entitlement(
-                name="Starter characters", unit="characters", precision=0
+                name="Starter characters",
+                unit="characters",
+                precision=0,
+                rollover_enabled=True,
+                max_rollover_count=1,
             ).id,
             "creator": client.credits.create_entitlement(
                 name="Creator characters",
@@ -195,20 +275,29 @@ def main() -> None:
                 precision=0,
                 overage_enabled=True,
                 overage_limit=str(CREATOR_OVERAGE_LIMIT),
+                overage_behavior="invoice_at_billing",
+                rollover_enabled=True,
+                max_rollover_count=1,
             ).id,
         }
         for entitlement_id in entitlements.values():
             link_meter_to_credits(base_url, characters.id, entitlement_id, "1")
+        # The webhook endpoint, registered with the credit events it handles.
+        received: list[WebhookEvent] = []
+        app = webhook_receiver(received)
+        receiver = LocalServer(app)
+        endpoint = client.webhooks.create(
+            f"{receiver.url}/webhooks/dodo", filter_types=LIFECYCLE_EVENTS
+        )
+        app.state.webhook = Webhook(client.webhooks.secret(endpoint.id))
         for customer_id, plan in PLANS.items():  # the monthly quota of each subscriber
-            client.credits.create_ledger_entry(
-                entitlements[plan], customer_id, amount=INCLUDED_CHARACTERS, reason="monthly"
-            )
+            grant_every_month(base_url, entitlements[plan], customer_id, INCLUDED_CHARACTERS)
         gates = {
             plan: CreditGate(client, credit_entitlement_id=entitlement_id)
             for plan, entitlement_id in entitlements.items()
         }
 
-        with Ingestion(api_key=api_key, base_url=base_url) as ingestion:
+        with receiver, Ingestion(api_key=api_key, base_url=base_url) as ingestion:
             for request_id, customer_id, voice, text in REQUESTS:
                 gate = gates[PLANS[customer_id]]
                 try:
@@ -250,28 +339,48 @@ def main() -> None:
                     characters=len(text),
                     status="generated",
                 )
-            # Leaving the block flushed every event to the billing API.
+            ingestion.flush()  # every event reaches the billing API before the totals
 
-        print_usage(base_url, {"characters": characters.id, "audio-bytes": audio.id})
+            print_usage(base_url, {"characters": characters.id, "audio-bytes": audio.id})
+            for customer_id in sorted(PLANS):
+                plan = PLANS[customer_id]
+                balance = client.credits.balance(entitlements[plan], customer_id)
+                print_result(
+                    "balance",
+                    month=1,
+                    customer=customer_id,
+                    plan=plan,
+                    balance=balance.balance,
+                    overage=balance.overage,
+                )
+                total = meter_total(base_url, characters.id, customer_id)
+                print_result(
+                    "invoice",
+                    customer=customer_id,
+                    characters=total,
+                    included=INCLUDED_CHARACTERS,
+                    overage_characters=max(total - INCLUDED_CHARACTERS, 0),
+                    overage_usd=overage_usd(total),
+                )
+
+            # A month passes: unused characters roll over, the overage is invoiced, and the
+            # new month's quota is granted; the webhooks arrive.
+            advance_clock(base_url, days=30)
+            wait_for_deliveries(base_url, endpoint.id)
+        for event in sorted(received, key=customer_of):  # in order, customer by customer
+            print_webhook(event)
         for customer_id in sorted(PLANS):
             plan = PLANS[customer_id]
             balance = client.credits.balance(entitlements[plan], customer_id)
             print_result(
                 "balance",
+                month=2,
                 customer=customer_id,
                 plan=plan,
                 balance=balance.balance,
                 overage=balance.overage,
             )
-            total = meter_total(base_url, characters.id, customer_id)
-            print_result(
-                "invoice",
-                customer=customer_id,
-                characters=total,
-                included=INCLUDED_CHARACTERS,
-                overage_characters=max(total - INCLUDED_CHARACTERS, 0),
-                overage_usd=overage_usd(total),
-            )
+        client.webhooks.delete(endpoint.id)
 
 
 if __name__ == "__main__":

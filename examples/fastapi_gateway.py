@@ -30,14 +30,11 @@ Run it
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections import defaultdict
 from collections.abc import Iterator
 
 import httpx2
-import uvicorn
-from _local import billing_api, print_result, print_usage
+from _local import LocalServer, billing_api, print_result, print_usage
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -118,30 +115,6 @@ def create_app(ingestion: Ingestion) -> FastAPI:
     return app
 
 
-class Served:
-    """Run an ASGI app under uvicorn on 127.0.0.1 (a free port) in a background thread."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, args=([self._socket],))
-
-    def __enter__(self) -> str:
-        self._thread.start()
-        while not self._server.started and self._thread.is_alive():
-            self._thread.join(0.01)
-        return self.url
-
-    def __exit__(self, *exc_info: object) -> None:
-        # A graceful stop waits for requests in flight, so every call has been tracked.
-        self._server.should_exit = True
-        self._thread.join()
-        self._socket.close()
-
-
 def main() -> None:
     with (
         billing_api() as (base_url, api_key),
@@ -176,7 +149,7 @@ def main() -> None:
         calls: dict[str, int] = defaultdict(int)
         with (
             Ingestion(api_key=api_key, base_url=base_url) as ingestion,
-            Served(create_app(ingestion)) as app_url,
+            LocalServer(create_app(ingestion)) as app_url,
             httpx2.Client(base_url=app_url) as http,
         ):
             for key, method, path, body in CALLS:

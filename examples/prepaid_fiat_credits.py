@@ -21,11 +21,13 @@ How it is built
       which ``UsageMiddleware`` answers with 402 and the error's JSON body (``available``
       says what is left). The middleware also bills every request served as an
       ``api.request`` event (a ``Requests`` meter counts them); refused requests are not
-      billed. ``POST /webhooks/dodo`` verifies the webhook signature with ``Webhook`` and
-      handles ``credit.balance_low``.
-    - The script plays the customer (every question in turn; the last ones are refused) and
-      plays Dodo Payments (a signed ``credit.balance_low`` delivery, built with
-      ``Webhook.sign``).
+      billed. The gateway runs under uvicorn on 127.0.0.1.
+    - ``POST /webhooks/dodo`` is registered as a webhook endpoint for ``credit.balance_low``
+      (``client.webhooks.create``); it verifies each delivery's signature with ``Webhook``
+      and the endpoint's secret (``client.webhooks.secret``). The billing API sends the
+      webhook itself when the balance falls below 10 % of the credits bought.
+    - The script plays the customer (every question in turn; the last ones are refused),
+      waits for the webhook deliveries, and replays one with a forged body (refused).
 
 Run it
     python examples/prepaid_fiat_credits.py
@@ -33,22 +35,28 @@ Run it
     Offline: an embedded dev server stands in for the billing API (or set
     DODO_PAYMENTS_BASE_URL to a running ``dodo-ingest dev-server``), and the OpenAI SDK is
     answered by ``MockLLMTransport`` (one prompt token per 4 characters, one output token per
-    word of the reply). It prints each request's outcome (``available`` on refusals), then
-    ``usage``, ``balance`` and ``webhook`` lines with the totals the server computed.
+    word of the reply). It prints each request's outcome (``available`` on refusals), the
+    ``webhook`` it received, then ``usage`` and ``balance`` lines with the totals the server
+    computed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
 import math
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
 import httpx2
-from _local import billing_api, link_meter_to_credits, print_result, print_usage
+from _local import (
+    LocalServer,
+    billing_api,
+    link_meter_to_credits,
+    print_result,
+    print_usage,
+    wait_for_deliveries,
+)
 from openai import AsyncOpenAI
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -61,6 +69,7 @@ from dodo_ingest.blueprints.llm import LLMTracker
 from dodo_ingest.client.webhooks import (
     CreditBalanceLowEvent,
     Webhook,
+    WebhookEvent,
     WebhookPayloadError,
     WebhookVerificationError,
 )
@@ -68,12 +77,12 @@ from dodo_ingest.testing import MockLLMTransport
 
 CUSTOMER_ID = "cus_acme"
 MODEL = "gpt-4o"
-TOP_UP_USD = Decimal("0.0015")
+TOP_UP_USD = Decimal("0.0017")
 INPUT_TOKENS_PER_USD = "400000"  # $2.50 per million input tokens
 OUTPUT_TOKENS_PER_USD = "100000"  # $10.00 per million output tokens
 MAX_OUTPUT_TOKENS = 40  # the most a reply may use (sent as max_tokens): the worst case held
 CHARACTERS_PER_TOKEN = 4  # a rough estimate; a tokenizer (tiktoken) counts exactly
-LOW_BALANCE_PERCENT = 25
+LOW_BALANCE_PERCENT = 10  # the dev server's threshold: 10 % of the credits granted
 SYSTEM_PROMPT = "You are a support assistant for a bicycle shop. Answer in two sentences."
 QUESTIONS = [
     "My rear derailleur skips gears when I pedal hard uphill. What should I check first?",
@@ -87,7 +96,6 @@ REPLY = (
     "Start by checking the cable tension and the hanger alignment, since a bent hanger is the "
     "most common cause. If both look fine, the chain or cassette is probably worn."
 )
-WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"example endpoint secret").decode()
 
 
 def usd(input_tokens: int, output_tokens: int) -> Decimal:
@@ -104,14 +112,30 @@ def worst_case_usd(messages: list[dict[str, Any]]) -> Decimal:
 
 
 def create_gateway(
-    tracker: LLMTracker, llm: AsyncOpenAI, gate: CreditGate, ingestion: Ingestion
+    tracker: LLMTracker,
+    llm: AsyncOpenAI,
+    ingestion: Ingestion,
+    billing: tuple[str, str],
+    entitlement_id: str,
 ) -> Starlette:
-    """The customer-facing API: a credit gate around the model call, and the webhook endpoint."""
-    webhook = Webhook(WEBHOOK_SECRET)  # in production: Webhook() reads DODO_PAYMENTS_WEBHOOK_KEY
+    """The customer-facing API: a credit gate around the model call, and the webhook endpoint.
+
+    Set ``app.state.webhook`` (a ``Webhook`` with the endpoint's secret) before serving;
+    ``app.state.received`` collects the verified deliveries as ``(event, body, headers)``.
+    """
+    base_url, api_key = billing
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The gate's async client lives on the server's event loop.
+        async with AsyncDodoClient(api_key=api_key, base_url=base_url) as client:
+            app.state.gate = CreditGate(client, credit_entitlement_id=entitlement_id)
+            yield
 
     async def chat_completions(request: Request) -> JSONResponse:
         customer_id = request.headers["x-customer-id"]  # in production: from the API key
         body = await request.json()
+        gate: CreditGate = request.app.state.gate
         # Raises InsufficientCreditsError when the worst case does not fit: the middleware
         # answers 402 and the model is never called.
         async with gate.areserve(customer_id, worst_case_usd(body["messages"])) as hold:
@@ -125,29 +149,27 @@ def create_gateway(
         return JSONResponse(completion.model_dump())
 
     async def dodo_webhook(request: Request) -> JSONResponse:
+        webhook: Webhook = request.app.state.webhook
+        body = await request.body()
         try:
-            event = webhook.unwrap(await request.body(), request.headers)
+            event = webhook.unwrap(body, request.headers)
         except WebhookVerificationError:
             return JSONResponse({"error": "invalid webhook signature"}, status_code=400)
         except WebhookPayloadError as error:  # signed, but not the shape its type promises
             return JSONResponse({"error": f"malformed webhook: {error}"}, status_code=400)
-        if isinstance(event, CreditBalanceLowEvent):
-            # In production: email the customer, show a banner, offer auto top-up.
-            print_result(
-                "webhook",
-                type=event.type,
-                customer=event.data.customer_id,
-                available_balance=event.data.available_balance,
-                threshold_percent=event.data.threshold_percent,
-            )
+        # In production: on credit.balance_low, email the customer, show a banner, offer an
+        # auto top-up; deduplicate on event.webhook_id (retries carry the same one).
+        request.app.state.received.append((event, body, dict(request.headers)))
         return JSONResponse({"status": "ok"})
 
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/webhooks/dodo", dodo_webhook, methods=["POST"]),
-        ]
+        ],
+        lifespan=lifespan,
     )
+    app.state.received = []
     # Bills each request served (api.request) and answers the gate's refusals with 402.
     app.add_middleware(
         UsageMiddleware,
@@ -159,66 +181,51 @@ def create_gateway(
     return app
 
 
-def balance_low_payload(entitlement_id: str, available: Decimal) -> bytes:
-    """A ``credit.balance_low`` webhook body as Dodo Payments sends it."""
-    threshold = TOP_UP_USD * LOW_BALANCE_PERCENT / 100
-    event = {
-        "business_id": "bus_example",
-        "type": "credit.balance_low",
-        "timestamp": datetime.now(UTC).isoformat(),
-        "data": {
-            "customer_id": CUSTOMER_ID,
-            "credit_entitlement_id": entitlement_id,
-            "credit_entitlement_name": "API credits",
-            "brand_id": "brand_example",
-            "subscription_id": "sub_example",
-            "available_balance": str(available),
-            "subscription_credits_amount": str(TOP_UP_USD),
-            "threshold_amount": str(threshold),
-            "threshold_percent": LOW_BALANCE_PERCENT,
-        },
-    }
-    return json.dumps(event).encode()
+def play_customer(http: httpx2.Client, ingestion: Ingestion) -> None:
+    """Send every question in turn; the last ones are refused with 402."""
+    for number, question in enumerate(QUESTIONS, start=1):
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": question},
+        ]
+        response = http.post(
+            "/v1/chat/completions",
+            json={"model": MODEL, "messages": messages},
+            headers={"x-customer-id": CUSTOMER_ID},
+        )
+        if response.status_code == 402:
+            error = response.json()["error"]
+            print_result("request", number=number, status=402, available=error["available"])
+        else:
+            print_result("request", number=number, status=response.status_code)
+        # The sender delivers within a second anyway; flushing here makes Dodo Payments
+        # deduct each request on its own, so the low-balance webhook names the balance left
+        # after the request that crossed the threshold. The gate does not need it: it
+        # counts what it settled until the balance it reads shows it.
+        ingestion.flush()
 
 
-async def play_customer(
-    app: Starlette, ingestion: Ingestion, billing: AsyncDodoClient, entitlement_id: str
+def report_webhooks(
+    http: httpx2.Client, received: list[tuple[WebhookEvent, bytes, dict[str, str]]]
 ) -> None:
-    """Send every question until the gateway refuses; deliver the low-balance webhook."""
-    dodo = Webhook(WEBHOOK_SECRET)  # plays Dodo Payments' side: signs what it sends
-    alerted = False
-    transport = httpx2.ASGITransport(app=app)
-    async with httpx2.AsyncClient(transport=transport, base_url="http://gateway") as http:
-        for number, question in enumerate(QUESTIONS, start=1):
-            messages = [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": question},
-            ]
-            response = await http.post(
-                "/v1/chat/completions",
-                json={"model": MODEL, "messages": messages},
-                headers={"x-customer-id": CUSTOMER_ID},
+    """Print the verified webhooks, and replay the first with a forged body (refused)."""
+    for event, _, _ in received:
+        if isinstance(event, CreditBalanceLowEvent):
+            print_result(
+                "webhook",
+                type=event.type,
+                customer=event.data.customer_id,
+                available_balance=event.data.available_balance,
+                threshold_percent=event.data.threshold_percent,
             )
-            if response.status_code == 402:
-                error = response.json()["error"]
-                print_result("request", number=number, status=402, available=error["available"])
-            else:
-                print_result("request", number=number, status=response.status_code)
-            # The sender delivers within a second anyway; flushing here makes Dodo Payments'
-            # balance below (which decides the webhook) show this request. The gate does not
-            # need it: it counts what it settled until the balance it reads shows it.
-            await ingestion.aflush()
-            balance = (await billing.credits.balance(entitlement_id, CUSTOMER_ID)).balance
-            if not alerted and balance < TOP_UP_USD * LOW_BALANCE_PERCENT / 100:
-                alerted = True
-                body = balance_low_payload(entitlement_id, balance)
-                sent = await http.post("/webhooks/dodo", content=body, headers=dodo.sign(body))
-                forged = await http.post(
-                    "/webhooks/dodo",
-                    content=body.replace(b"cus_acme", b"cus_evil"),
-                    headers=dodo.sign(body),
-                )
-                print_result("webhook_delivery", signed=sent.status_code, forged=forged.status_code)
+    if received:
+        _, body, headers = received[0]
+        forged = http.post(
+            "/webhooks/dodo",
+            content=body.replace(CUSTOMER_ID.encode(), b"cus_evil"),
+            headers={k: v for k, v in headers.items() if k.startswith("webhook-")},
+        )
+        print_result("webhook_replay", forged=forged.status_code)
 
 
 def main() -> None:
@@ -264,14 +271,27 @@ def main() -> None:
                     http_client=httpx2.AsyncClient(transport=MockLLMTransport(reply=REPLY)),
                 )
             )
-
-            async def run() -> None:
-                async with AsyncDodoClient(api_key=api_key, base_url=base_url) as billing:
-                    gate = CreditGate(billing, credit_entitlement_id=credits.id)
-                    app = create_gateway(tracker, llm, gate, ingestion)
-                    await play_customer(app, ingestion, billing, credits.id)
-
-            asyncio.run(run())
+            app = create_gateway(tracker, llm, ingestion, (base_url, api_key), credits.id)
+            gateway = LocalServer(app)
+            # Register the webhook endpoint (in production: once, for the public URL) and
+            # verify with its secret (in production: Webhook() reads DODO_PAYMENTS_WEBHOOK_KEY).
+            endpoint = client.webhooks.create(
+                f"{gateway.url}/webhooks/dodo",
+                description="low-balance alerts",
+                filter_types=["credit.balance_low"],
+            )
+            app.state.webhook = Webhook(client.webhooks.secret(endpoint.id))
+            with gateway as url, httpx2.Client(base_url=url) as http:
+                play_customer(http, ingestion)
+                for delivery in wait_for_deliveries(base_url, endpoint.id):
+                    print_result(
+                        "webhook_delivery",
+                        type=delivery["event_type"],
+                        status=delivery["status"],
+                        attempts=len(delivery["attempts"]),
+                    )
+                report_webhooks(http, app.state.received)
+            client.webhooks.delete(endpoint.id)
 
         print_usage(
             base_url,

@@ -158,9 +158,15 @@ def test_prepaid_fiat_credits() -> None:
             continue
         expected.append((number, 200, None))
         served.append(tokens)
+        before = available
         available -= tokens * input_price + output_tokens * output_price
-        if alert is None and rounded(available, 6) < ex.TOP_UP_USD * ex.LOW_BALANCE_PERCENT / 100:
+        threshold = ex.TOP_UP_USD * ex.LOW_BALANCE_PERCENT / 100
+        if alert is None and rounded(available, 6) < threshold:
             alert = rounded(available, 6)
+            # Each of the request's two deductions alone leaves the balance above the
+            # threshold: it is crossed by the second, whichever the server makes first.
+            assert before - tokens * input_price >= threshold
+            assert before - output_tokens * output_price >= threshold
 
     assert [
         (int(line["number"]), int(line["status"]), Decimal(line["available"]))
@@ -182,10 +188,16 @@ def test_prepaid_fiat_credits() -> None:
         "balance": str(rounded(available, 6)),
         "overage": "0.000000",  # the gate never lets the balance go negative
     }
+    # The dev server sent credit.balance_low once, signed; the gateway verified it with the
+    # endpoint's secret, and refused the same delivery with a forged body.
     assert alert is not None
+    assert run.lines("webhook_delivery") == [
+        {"type": "credit.balance_low", "status": "delivered", "attempts": "1"}
+    ]
     webhook = run.one("webhook", type="credit.balance_low")
     assert Decimal(webhook["available_balance"]) == alert
-    assert run.one("webhook_delivery") == {"signed": "200", "forged": "400"}
+    assert webhook["threshold_percent"] == str(ex.LOW_BALANCE_PERCENT)
+    assert run.one("webhook_replay") == {"forged": "400"}
 
 
 def test_model_weighted_credits() -> None:
@@ -261,7 +273,8 @@ def test_character_quotas() -> None:
     (first_size, first_price), (_, second_price) = ex.OVERAGE_TIERS
     for customer, total in characters.items():
         over = max(total - ex.INCLUDED_CHARACTERS, 0)
-        assert run.one("balance", customer=customer) == {
+        assert run.one("balance", customer=customer, month="1") == {
+            "month": "1",
             "customer": customer,
             "plan": ex.PLANS[customer],
             "balance": str(max(ex.INCLUDED_CHARACTERS - total, 0)),
@@ -277,6 +290,37 @@ def test_character_quotas() -> None:
             "overage_characters": str(over),
             "overage_usd": str(rounded(charge, 2)),
         }
+    # A month later (the test clock), from the webhooks the server sent and verified by the
+    # example's endpoint: what was left rolled over (once allowed, 100 %), the overage was
+    # invoiced, a balance that fell below 10 % of the quota was reported once, and the new
+    # month's quota was granted on top of what rolled over.
+    expected_webhooks = []
+    for customer in sorted(characters):
+        total = characters[customer]
+        left, over = ex.INCLUDED_CHARACTERS - total, total - ex.INCLUDED_CHARACTERS
+        if left < ex.INCLUDED_CHARACTERS / 10:
+            expected_webhooks.append({"type": "credit.balance_low", "customer": customer})
+        if left > 0:
+            expected_webhooks.append(
+                {"type": "credit.rolled_over", "customer": customer, "amount": str(left)}
+            )
+        if over > 0:
+            expected_webhooks.append(
+                {"type": "credit.overage_charged", "customer": customer, "amount": str(over)}
+            )
+        assert run.one("balance", customer=customer, month="2") == {
+            "month": "2",
+            "customer": customer,
+            "plan": ex.PLANS[customer],
+            "balance": str(ex.INCLUDED_CHARACTERS + max(left, 0)),
+            "overage": "0",
+        }
+    assert run.lines("webhook") == expected_webhooks
+    assert {line["type"] for line in expected_webhooks} == {
+        "credit.balance_low",
+        "credit.rolled_over",
+        "credit.overage_charged",
+    }
     # The workload reaches the second tier (within the limit) for the Creator customer and
     # stays in quota for the Starter one.
     assert max(characters.values()) > ex.INCLUDED_CHARACTERS + first_size
