@@ -16,6 +16,7 @@ to that page, and shows a default value named through a private module
 
 from __future__ import annotations
 
+import ast
 import html
 import re
 from pathlib import Path
@@ -33,7 +34,7 @@ ROLE = re.compile(
 _GUIDE = re.compile(r"``docs/(?P<page>[\w-]+\.md)``")
 """A guide named by its path in a docstring: ````docs/fleet.md````."""
 _EXPLICIT_TITLE = re.compile(r"^(?P<title>.+?)\s*<(?P<target>[^<>]+)>$")
-_LITERAL_MARKER = re.compile(r"(?m)^(?P<text>.*\S)?::[ \t]*$")
+_LITERAL_MARKER = re.compile(r"(?P<text>[ \t]*\S.*?)?::[ \t]*")
 """A reST literal-block marker: ``text::`` (shown as ``text:``) or ``::`` alone (dropped)."""
 
 
@@ -108,6 +109,8 @@ def convert_roles(text: str, scope: griffe.Object) -> str:
         target = target.lstrip("~.")
         if title is None:
             title = target.rsplit(".", 1)[-1] if short else target
+            if short and title == scope.name:  # "See snapshot()" in snapshot() reads as a loop
+                title = ".".join(target.rsplit(".", 2)[-2:])
             if match["role"] in {"meth", "func"}:
                 title += "()"
         identifier = resolve(target, scope)
@@ -135,9 +138,48 @@ def link_guides(text: str, docs: Path) -> str:
 
 
 def convert_literal_markers(text: str) -> str:
-    """``text::`` before an indented block becomes ``text:``, a lone ``::`` goes: the
-    indented block after it is already a code block in Markdown."""
-    return _LITERAL_MARKER.sub(lambda m: f"{m['text']}:" if m["text"] else "", text)
+    """``text::`` before an indented block becomes ``text:``, a lone ``::`` goes, and the
+    indented block becomes a fenced one: ``python`` (highlighted) when it parses as Python,
+    ``text`` otherwise."""
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        marker = _LITERAL_MARKER.fullmatch(lines[i])
+        if marker is None:
+            out.append(lines[i])
+            i += 1
+            continue
+        out.append(f"{marker['text']}:" if marker["text"] else "")
+        i += 1
+        start = i
+        while start < len(lines) and not lines[start].strip():
+            start += 1
+        if start == len(lines) or _indent(lines[start]) <= _indent(lines[i - 1]):
+            continue  # no indented block follows: only the marker changes
+        indent, end, last = _indent(lines[start]), start, start
+        while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) >= indent):
+            if lines[end].strip():
+                last = end
+            end += 1
+        block = [line[indent:] for line in lines[start : last + 1]]
+        margin = " " * max(_indent(lines[i - 1]), indent - 4)  # a list item's block stays in it
+        language = "python" if _is_python("\n".join(block)) else "text"
+        out += ["", f"{margin}```{language}", *(margin + line for line in block), f"{margin}```"]
+        i = last + 1
+    return "\n".join(out)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _is_python(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return False
+    return True
 
 
 def resolve(target: str, scope: griffe.Object) -> str | None:
