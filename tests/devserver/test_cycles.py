@@ -4,6 +4,7 @@ order of everything when the clock jumps several cycles at once."""
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -308,3 +309,23 @@ def test_a_month_in_a_minute_with_the_command() -> None:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=15)
     assert process.returncode == 0
+
+
+def test_a_jump_delivers_every_customers_webhooks_in_time_order(
+    server: DevServer, http: httpx2.Client
+) -> None:
+    with receiver() as hooks:
+        kinds = ["credit.added", "credit.expired"]
+        http.post("/webhooks", json={"url": hooks.url, "filter_types": kinds})
+        billing = Billing(server, http)
+        server.start_credit_cycle(billing.id, "cus_a", "10", cycle_days=30)
+        server.start_credit_cycle(billing.id, "cus_b", "10", cycle_days=20)
+        server.clock.advance(days=60)
+        # a: resets on days 30 and 60; b: on days 20, 40 and 60. Each reset expires the
+        # cycle's credits and grants new ones: 2 deliveries per reset, plus the 2 first grants.
+        got = wait_for(hooks.snapshot, lambda r: len(r) >= 12)
+        payloads = [json.loads(r.body) for r in got]
+        moments = [(p["timestamp"], p["data"]["customer_id"]) for p in payloads]
+        assert [m[0] for m in moments] == sorted(m[0] for m in moments)
+        resets = [customer for _, customer in moments[2::2]]  # (expired, added) per reset
+        assert resets == ["cus_b", "cus_a", "cus_b", "cus_a", "cus_b"]  # days 20 30 40 60 60

@@ -83,19 +83,22 @@ class AppState:
     webhooks: WebhookDispatcher = field(init=False)
 
     def __post_init__(self) -> None:
-        self.webhooks = WebhookDispatcher(
-            self.store, self.retry_delays, settle=lambda: self.ledger.settle_all()
-        )
+        self.webhooks = WebhookDispatcher(self.store, self.retry_delays, settle=self.settle_all)
         self.ledger = CreditLedger(self.store, self.webhooks.emit, self._lag_us)
 
     def _lag_us(self) -> int:
         return max(0, round(self.deduction_lag * 1_000_000))
 
+    def settle_all(self) -> None:
+        """Settle every balance in one transaction, their webhooks sent in time order."""
+        with self.store.transaction(), self.webhooks.in_time_order():
+            self.ledger.settle_all()
+
     def clock_moved(self) -> None:
         """What follows a move of the clock: its offset is saved and every balance settled
         (grants expire, usage whose lag passed is deducted)."""
         self.store.save_clock()
-        self.ledger.settle_all()
+        self.settle_all()
         self.webhooks.wake()
 
     def settle_after_ingest(self, rows: list[list[Any]]) -> None:
@@ -103,16 +106,17 @@ class AppState:
         store = self.store
         names = {row[2] for row in rows}
         customers = {row[1] for row in rows}
-        for meter_id, entitlement_id, _ in store.links():
-            meter = store.get_meter(meter_id)
-            if meter is None or meter["event_name"] not in names:
-                continue
-            entitlement = store.get_entitlement(entitlement_id)
-            if entitlement is None:
-                continue
-            for _, customer_id in store.balance_owners(entitlement_id):
-                if customer_id in customers:
-                    self.ledger.settle(entitlement, customer_id)
+        with store.transaction(), self.webhooks.in_time_order():
+            for meter_id, entitlement_id, _ in store.links():
+                meter = store.get_meter(meter_id)
+                if meter is None or meter["event_name"] not in names:
+                    continue
+                entitlement = store.get_entitlement(entitlement_id)
+                if entitlement is None:
+                    continue
+                for _, customer_id in store.balance_owners(entitlement_id):
+                    if customer_id in customers:
+                        self.ledger.settle(entitlement, customer_id)
 
 
 # --- plumbing ----------------------------------------------------------------------------

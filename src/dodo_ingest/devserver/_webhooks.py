@@ -21,7 +21,8 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -286,11 +287,32 @@ class WebhookDispatcher:
         self._condition = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._held = threading.local()
 
     # --- events in ---------------------------------------------------------------------
 
+    @contextmanager
+    def in_time_order(self) -> Iterator[None]:
+        """Hold back the events this thread emits in the block, then queue them in the
+        order they happened (by their time; the order emitted among equal times): settling
+        several balances one after the other replays each balance's past in turn."""
+        if getattr(self._held, "events", None) is not None:  # nested: the outer block sorts
+            yield
+            return
+        self._held.events = held = []
+        try:
+            yield
+        finally:
+            self._held.events = None
+        for event in sorted(held, key=lambda event: event[2]):
+            self.emit(*event)
+
     def emit(self, event_type: str, data: dict[str, Any], at_us: int) -> None:
         """Queue ``event_type`` for every enabled endpoint that wants it."""
+        held: list[tuple[str, dict[str, Any], int]] | None = getattr(self._held, "events", None)
+        if held is not None:
+            held.append((event_type, data, at_us))
+            return
         endpoints = [
             webhook
             for webhook in self.store.list_webhooks()
