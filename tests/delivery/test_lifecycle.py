@@ -67,6 +67,10 @@ ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", outbox
                       shutdown_timeout=0.5)
 for _ in range(3000):
     ingestion.track("cus_1")
+if OUTBOX is None:  # the sender loads the HTTP stack first: wait until a batch is in a request
+    deadline = time.monotonic() + 20
+    while not ingestion._pipeline._sender.unsettled() and time.monotonic() < deadline:
+        time.sleep(0.005)
 print(time.monotonic(), flush=True)
 """
 

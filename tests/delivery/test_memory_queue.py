@@ -122,3 +122,24 @@ def test_a_put_from_a_signal_handler_never_pairs_a_body_with_another_events_time
     assert len(items) == next(count)
     mismatched = [item for item in items if format_epoch(item.timestamp) not in item.body]
     assert mismatched == []
+
+
+def test_the_byte_bound_counts_utf8_bytes_of_queued_and_requeued_events():
+    queue = MemoryQueue(10, 1 << 20)
+    first = _put(queue, "é" * 40)  # 2 bytes a character
+    size = len(first.body.encode())
+    assert size == len(first.body) + 40
+    assert queue.bytes == size
+    assert queue.oldest_timestamp() == NOW
+    # Bound to two such events: a third fits by characters but not by bytes.
+    queue = MemoryQueue(10, 2 * size)
+    items = [_put(queue, "é" * 40), _put(queue, "é" * 40)]
+    assert not queue.has_room(len(items[0].body))
+    assert queue.put(NOW, items[0].body) == 0
+    taken = queue.take(1)
+    assert taken == items[:1]
+    assert queue.bytes == size and queue.has_room(size)
+    queue.requeue(taken)
+    assert queue.bytes == 2 * size
+    assert queue.take(5) == items
+    assert queue.bytes == 0

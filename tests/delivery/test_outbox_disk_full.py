@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,14 +140,24 @@ def test_the_write_ahead_log_stays_bounded_while_the_sender_is_stuck(tmp_path):
         ingestion = Ingestion(
             api_key=API_KEY, base_url=hanging.base_url, event_name="e", outbox=path, timeout=60
         )
+        ingestion.track("cus_1", metadata={"pad": "x" * 200})
+        _wait_until_a_request_hangs(ingestion)
         # Each committed event adds at least a page to the log: 3 x WAL_LIMIT without a bound.
-        for _ in range(3 * WAL_LIMIT // 4096):
+        for _ in range(3 * WAL_LIMIT // 4096 - 1):
             ingestion.track("cus_1", metadata={"pad": "x" * 200})
             largest = max(largest, os.path.getsize(f"{path}-wal"))
         ingestion.close(timeout=0.1)
     assert largest <= WAL_LIMIT * 1.05
     with Outbox(path) as outbox:
         assert outbox.count_pending() == 3 * WAL_LIMIT // 4096  # nothing lost to checkpoints
+
+
+def _wait_until_a_request_hangs(ingestion: Ingestion) -> None:
+    """Until the sender (which loads the HTTP stack first) has a batch in a request."""
+    deadline = time.monotonic() + 20
+    while not ingestion._pipeline._sender.unsettled():
+        assert time.monotonic() < deadline, "the sender never sent a request"
+        time.sleep(0.005)
 
 
 def _body(event_id: str) -> str:

@@ -31,6 +31,7 @@ from ._queues import (
     QueuedEvent,
     SharedOutboxQueue,
     events_of,
+    utf8_size,
 )
 from ._settings import Settings
 from ._stats import DeliveryStats
@@ -91,9 +92,9 @@ class Pipeline:
         self.closed = False
         if outbox is not None:
             outbox.claim(self)
-        # Built here, not in the sender thread: a fork while that thread imports the HTTP
-        # stack or sets up TLS would leave the child with those locks held for ever.
-        self._transport: Transport | None = make_transport() if deliver else None
+        # Built by the sender thread when it starts, so the HTTP stack loads there and not in
+        # the caller's thread (a serverless cold start); a fork waits for that (_Builds).
+        self._transport: Transport | None = None
         self._inherited: list[object] = []
         self._reset()
         if outbox is not None:
@@ -166,7 +167,7 @@ class Pipeline:
             return
         appended = memory.put(timestamp, body)
         if appended != 1:
-            while appended == 0 and self._wait_for_room(len(body)):
+            while appended == 0 and self._wait_for_room(utf8_size(body)):
                 appended = memory.put(timestamp, body)
             if appended != 1:
                 item = QueuedEvent(event_id, timestamp, body, 0)
@@ -179,7 +180,7 @@ class Pipeline:
                 return
         if self._thread is None:
             self._start()
-        if len(memory.entries) >= 2 * self._batch_size and not self._wakeup.is_set():
+        if len(memory.entries) >= self._batch_size and not self._wakeup.is_set():
             self._wakeup.set()
 
     def put_outbox(self, event_id: str, timestamp: float, body: str) -> None:
@@ -206,7 +207,7 @@ class Pipeline:
             self._wakeup.set()
 
     def _wait_for_room(self, size: int) -> bool:
-        """Wait for the sender to make room, True if it did.
+        """Wait for the sender to make room for ``size`` bytes, True if it did.
 
         A burst waits up to ``queue_full_timeout`` in all; once the queue has stayed full
         that long (the API is down or slower than the traffic), events are dropped at once
@@ -390,7 +391,7 @@ class Pipeline:
     def _run(self) -> None:
         try:
             if self._transport is None and self.deliver:
-                self._transport = self._sender.transport = self._make_transport()
+                self._transport = self._sender.transport = _BUILDS.build(self._make_transport)
             self._maintain(force=True)
             while not self._stop.is_set():
                 try:
@@ -637,7 +638,51 @@ class Pipeline:
         )
 
 
+class _Builds:
+    """Transports being built by sender threads, which a fork waits for.
+
+    Building one imports the HTTP stack and sets up TLS; a fork in the middle would leave the
+    child with an import lock or an OpenSSL lock held by a thread that does not exist there,
+    and the child's own sender would hang on it. So a fork first stops new builds and waits
+    (at most :data:`FORK_WAIT` seconds) for those under way; the child starts with none.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._running = 0
+        self._forking = False
+
+    def build(self, make: Callable[[], Transport]) -> Transport:
+        """``make()``, never while the process forks."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._forking, FORK_WAIT)
+            self._running += 1
+        try:
+            return make()
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
+
+    def before_fork(self) -> None:
+        with self._changed:
+            self._forking = True
+            self._changed.wait_for(lambda: not self._running, FORK_WAIT)
+
+    def after_fork_in_parent(self) -> None:
+        with self._changed:
+            self._forking = False
+            self._changed.notify_all()
+
+
+FORK_WAIT = 10.0
+"""Longest a fork waits for a transport being built (a build takes well under a second)."""
+_BUILDS = _Builds()
+
+
 def _after_fork_in_child() -> None:
+    global _BUILDS
+    _BUILDS = _Builds()  # the parent's may be locked by a thread that is not here
     for pipeline in list(_LIVE):
         try:
             pipeline.after_fork_in_child()
@@ -688,4 +733,7 @@ _PROCESS_EXIT_HOOK = _ProcessExitHook()
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_PROCESS_EXIT_HOOK.before_fork, after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=lambda: _BUILDS.before_fork(), after_in_parent=lambda: _BUILDS.after_fork_in_parent()
+    )
 atexit.register(close_all)
