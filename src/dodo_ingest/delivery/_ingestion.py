@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..client import ConfigurationError, EventInput, EventValidationError
 from ..client._config import ClientConfig, mask_key, resolve_config
-from ..client._models import MetadataValue
+from ..client._models import MetadataValue, validate_metadata
 from ._dead_letter import DeadLetter
-from ._encoding import encode_event, encode_fields
+from ._encoding import encode_fields
 from ._ids import new_event_id
 from ._outbox import Outbox
 from ._outbox_protocol import OutboxBackend, SharedOutboxBackend
@@ -213,11 +213,27 @@ class Ingestion:
                 )
         if event_id is None:
             event_id = new_event_id()
-        event = EventInput(event_id, customer_id, event_name, timestamp, metadata)
-        # The event's copy: the caller's datetime may answer differently when read again.
-        ts = _time() if event.timestamp is None else self._check_timestamp(event.timestamp)
+        if (
+            timestamp is None
+            and type(customer_id) is str
+            and type(event_name) is str
+            and type(event_id) is str
+            and customer_id
+            and event_name
+            and event_id
+            and customer_id.isascii()
+            and event_name.isascii()
+            and event_id.isascii()
+        ):  # what EventInput would accept as it is: checked inline (the common case)
+            checked = None if metadata is None else validate_metadata(metadata)
+            ts = _time()
+        else:
+            event = EventInput(event_id, customer_id, event_name, timestamp, metadata)
+            checked = event.metadata
+            # The event's copy: the caller's datetime may answer differently when read again.
+            ts = _time() if event.timestamp is None else self._check_timestamp(event.timestamp)
         try:
-            body = encode_event(event, ts)
+            body = encode_fields(event_id, customer_id, event_name, ts, checked)
         except (TypeError, ValueError) as error:
             raise EventValidationError("metadata", f"cannot be encoded as JSON: {error}") from None
         if len(body) * 4 > self._max_event_bytes:  # a UTF-8 character takes at most 4 bytes
