@@ -299,7 +299,8 @@ class WebhookDispatcher:
         if getattr(self._held, "events", None) is not None:  # nested: the outer block sorts
             yield
             return
-        self._held.events = held = []
+        held: list[tuple[str, dict[str, Any], int]] = []
+        self._held.events = held
         try:
             yield
         finally:
@@ -309,9 +310,9 @@ class WebhookDispatcher:
 
     def emit(self, event_type: str, data: dict[str, Any], at_us: int) -> None:
         """Queue ``event_type`` for every enabled endpoint that wants it."""
-        held: list[tuple[str, dict[str, Any], int]] | None = getattr(self._held, "events", None)
-        if held is not None:
-            held.append((event_type, data, at_us))
+        holding: list[tuple[str, dict[str, Any], int]] | None = getattr(self._held, "events", None)
+        if holding is not None:
+            holding.append((event_type, data, at_us))
             return
         endpoints = [
             webhook
