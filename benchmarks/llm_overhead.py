@@ -15,12 +15,17 @@ tracker's own work directly, hot (in a loop) and cold (right after a raw SDK cal
 runs inside real calls).
 
     .venv/bin/python benchmarks/llm_overhead.py [--calls 2000] [--chunks 20]
+        [--tables loopback,in-process,null-sink,direct]
+
+The source of ``dodo_ingest`` it runs is printed first: to compare two versions of the code
+in one session, run it again with ``PYTHONPATH=<other checkout>/src``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -32,6 +37,11 @@ from typing import Any
 
 TARGET_ADDED_US = 30.0
 TARGET_RATIO = 0.02
+TABLES = ("loopback", "in-process", "null-sink", "direct")
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 # ----------------------------------------------------------------------- mock provider
@@ -303,9 +313,12 @@ def _cold_us(work: Call, baseline: Call, evict: Call, repeat: int) -> float:
     return (statistics.median(work_ns) - statistics.median(baseline_ns)) / 1000
 
 
-def _timed_us(work: Call, baseline: Call, repeat: int) -> float:
-    """Median over 7 batches of (``work`` - ``baseline``) per run, in microseconds."""
-    clock = time.perf_counter_ns
+def _timed_us(
+    work: Call, baseline: Call, repeat: int, clock: Callable[[], int] = time.perf_counter_ns
+) -> float:
+    """Median over 7 batches of (``work`` - ``baseline``) per run, in microseconds, by
+    ``clock`` (wall time; ``time.thread_time_ns``: this thread's CPU time, which a busy
+    machine's other processes do not inflate)."""
     results = []
     for _ in range(7):
         start = clock()
@@ -328,8 +341,9 @@ class _NullSink:
         return "evt"
 
 
-def _direct(base_url: str, chunks: int, repeat: int) -> None:
-    """Time the tracker's own work per call directly, on real SDK objects (no SDK, no I/O)."""
+def _direct(base_url: str, chunks: int, repeat: int, sink: Any, title: str) -> None:
+    """Time the tracker's own work per call directly, on real SDK objects (no SDK, no I/O),
+    with its events going to ``sink``."""
     import anthropic._models
     import openai._models
 
@@ -339,7 +353,7 @@ def _direct(base_url: str, chunks: int, repeat: int) -> None:
     from dodo_ingest.blueprints.llm._openai import stream_accumulator
     from dodo_ingest.blueprints.llm._streams import StreamTap, tap_iterator
 
-    tracker = LLMTracker(_NullSink())
+    tracker = LLMTracker(sink)
     factories = _clients(base_url, chunks, in_process=True)
     messages: Any = [{"role": "user", "content": "hi"}]
     rows: dict[str, tuple[Call, Call, Call]] = {}
@@ -432,29 +446,41 @@ def _direct(base_url: str, chunks: int, repeat: int) -> None:
         gemini_call,
     )
 
-    print(
-        "\ntracker's own work per call, timed directly on real SDK objects (no SDK, no I/O, "
-        "events to a null sink): hot = repeated in a loop; cold = right after a raw SDK call"
-    )
-    print(f"{'case':28} {'hot us':>9} {'cold us':>9}")
+    print(f"\n{title}")
+    print(f"{'case':28} {'hot us':>9} {'cold us':>9} {'hot cpu us':>11}")
     for name, (work, baseline, evict) in rows.items():
         hot = _timed_us(work, baseline, repeat)
         cold = _cold_us(work, baseline, evict, repeat // 4)
-        print(f"{name:28} {hot:9.1f} {cold:9.1f}")
+        cpu = _timed_us(work, baseline, repeat, time.thread_time_ns)
+        print(f"{name:28} {hot:9.1f} {cold:9.1f} {cpu:11.1f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="paired calls per case")
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
+    parser.add_argument(
+        "--tables",
+        default=",".join(TABLES),
+        help=f"comma-separated tables to run, of {', '.join(TABLES)}",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.chunks)
         return 0
+    tables = set(args.tables.split(","))
+    if not tables <= set(TABLES):
+        parser.error(f"--tables: unknown {', '.join(sorted(tables - set(TABLES)))}")
 
+    import dodo_ingest
     from dodo_ingest.blueprints.llm import LLMTracker
     from dodo_ingest.delivery import Ingestion
+
+    print(
+        f"== start {time.strftime('%H:%M:%S')} load: {_load()}; dodo_ingest from "
+        f"{os.path.dirname(dodo_ingest.__file__)}"
+    )
 
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--chunks", str(args.chunks)],
@@ -467,41 +493,65 @@ def main() -> int:
         base_url = f"http://127.0.0.1:{int(server.stdout.readline())}"
         print(
             f"{args.calls} paired calls per case, {args.chunks} content chunks per stream, "
-            f"python {sys.version.split()[0]}; wrapped clients report to a real Ingestion "
+            f"python {sys.version.split()[0]};\nwrapped clients report to a real Ingestion "
             "delivering to the mock's /events/ingest"
         )
         with Ingestion(api_key="bench_key", base_url=base_url) as ingestion:
             tracker = LLMTracker(ingestion)
-            loopback = _clients(base_url, args.chunks, in_process=False)
-            _run(
-                "loopback HTTP (mock provider in a subprocess on 127.0.0.1)",
-                loopback,
-                tracker,
-                args.calls,
-            )
+            if "loopback" in tables:
+                _run(
+                    "loopback HTTP (mock provider in a subprocess on 127.0.0.1)",
+                    _clients(base_url, args.chunks, in_process=False),
+                    tracker,
+                    args.calls,
+                )
             in_process = _clients(base_url, args.chunks, in_process=True)
-            _run(
-                "in-process transport (no network: the tracker's CPU cost stands out)",
-                in_process,
-                tracker,
-                args.calls,
-            )
-            _run(
-                "in-process transport, events to a null sink (the tracker without Ingestion)",
-                in_process,
-                LLMTracker(_NullSink()),
-                args.calls,
-            )
+            if "in-process" in tables:
+                _run(
+                    "in-process transport (no network: the tracker's CPU cost stands out)",
+                    in_process,
+                    tracker,
+                    args.calls,
+                )
+            if "null-sink" in tables:
+                _run(
+                    "in-process transport, events to a null sink (the tracker without Ingestion)",
+                    in_process,
+                    LLMTracker(_NullSink()),
+                    args.calls,
+                )
+            if "direct" in tables:
+                _direct(
+                    base_url,
+                    args.chunks,
+                    2000,
+                    _NullSink(),
+                    "tracker's own work per call, timed directly on real SDK objects (no SDK,\n"
+                    "no I/O, events to a null sink): hot = repeated in a loop; cold = right\n"
+                    "after a raw SDK call; hot cpu = hot, in this thread's CPU time",
+                )
+                _direct(
+                    base_url,
+                    args.chunks,
+                    2000,
+                    ingestion,
+                    "the same, events to the Ingestion (its track() entry included)",
+                )
             ingestion.flush(timeout=30)
+            stats = tracker.stats
             print(
-                f"\ntracker: {tracker.stats}; delivery: enqueued={ingestion.stats.enqueued} "
+                f"\ntracker: events={stats.events} incomplete={stats.incomplete} "
+                f"failures={stats.failures}"
+            )
+            print(
+                f"delivery: enqueued={ingestion.stats.enqueued} "
                 f"delivered={ingestion.stats.delivered}"
             )
-        _direct(base_url, args.chunks, 2000)
         print(
             f"targets: added <= {TARGET_ADDED_US:.0f} us per call and <= {TARGET_RATIO:.0%} of "
             "the raw loopback call"
         )
+        print(f"== end {time.strftime('%H:%M:%S')} load: {_load()}")
         return 0
     finally:
         if server.stdin is not None:
