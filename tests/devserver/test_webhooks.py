@@ -13,6 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 import standardwebhooks
+from dodopayments import DodoPayments
 from openapi_core import OpenAPI
 
 from dodo_ingest.client.webhooks import (
@@ -308,3 +309,58 @@ def test_a_file_database_keeps_deliveries_and_pending_retries(tmp_path: Path) ->
         got = hooks.snapshot()
     assert [r.headers["webhook-id"] for r in got] == [before["message_id"]] * 2
     verify_both(secret, got[1])
+
+
+def test_the_official_sdk_registers_an_endpoint_and_unwraps_every_credit_event() -> None:
+    with (
+        DevServer(api_key=API_KEY) as server,
+        httpx2.Client(
+            base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+        ) as http,
+        DodoPayments(bearer_token=API_KEY, base_url=server.base_url, max_retries=0) as sdk,
+        receiver() as hooks,
+    ):
+        created = sdk.webhooks.create(url=hooks.url)
+        secret = sdk.webhooks.retrieve_secret(created.id).secret
+        invoiced = Billing(
+            server,
+            http,
+            overage_enabled=True,
+            overage_behavior="invoice_at_billing",
+            rollover_enabled=True,
+            rollover_percentage=50,
+        )
+        server.start_credit_cycle(invoiced.id, "cus_1", "10")  # added
+        invoiced.use("cus_1", "4")  # deducted
+        server.clock.advance(days=30)  # rolled_over 3, rollover_forfeited 3, added 10
+        assert invoiced.debit("cus_1", "1").status_code == 201  # manual_adjustment
+        invoiced.use("cus_1", "14")  # deducted, balance_low, overage 2
+        server.clock.advance(days=30)  # overage_charged 2, added 10
+        forgiven = Billing(server, http, overage_enabled=True)
+        server.start_credit_cycle(forgiven.id, "cus_2", "1")
+        forgiven.use("cus_2", "2")
+        soon = server.clock.now() + timedelta(days=1)
+        forgiven.credit("cus_3", "5", expires_at=soon.isoformat())
+        server.clock.advance(days=30)  # cus_2: overage_reset; cus_3: expired
+        items = settled(http, 20)  # cus_1 13 (a third reset on day 90), cus_2 5, cus_3 2
+        assert len(items) == 20
+        assert {i["status"] for i in items} == {"delivered"}
+        got = wait_for(hooks.snapshot, lambda r: len(r) >= len(items))
+        unwrapped = [
+            sdk.webhooks.unwrap(r.body.decode(), headers=r.headers, key=secret) for r in got
+        ]
+    assert {event.type for event in unwrapped} == {
+        "credit.added",
+        "credit.deducted",
+        "credit.expired",
+        "credit.rolled_over",
+        "credit.rollover_forfeited",
+        "credit.overage_charged",
+        "credit.overage_reset",
+        "credit.manual_adjustment",
+        "credit.balance_low",
+    }
+    assert [type(e).__name__ for e in unwrapped][:2] == [
+        "CreditAddedWebhookEvent",
+        "CreditDeductedWebhookEvent",
+    ]
