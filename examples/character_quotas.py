@@ -243,6 +243,22 @@ def print_webhook(event: WebhookEvent) -> None:
         print_result("webhook", type=event.type, customer=event.data.customer_id)
 
 
+def print_balance(
+    client: DodoClient, entitlements: dict[str, str], customer_id: str, month: int
+) -> None:
+    """One ``balance`` line: the customer's balance and overage on its plan."""
+    plan = PLANS[customer_id]
+    balance = client.credits.balance(entitlements[plan], customer_id)
+    print_result(
+        "balance",
+        month=month,
+        customer=customer_id,
+        plan=plan,
+        balance=balance.balance,
+        overage=balance.overage,
+    )
+
+
 def main() -> None:
     with (
         billing_api() as (base_url, api_key),
@@ -343,16 +359,7 @@ def main() -> None:
 
             print_usage(base_url, {"characters": characters.id, "audio-bytes": audio.id})
             for customer_id in sorted(PLANS):
-                plan = PLANS[customer_id]
-                balance = client.credits.balance(entitlements[plan], customer_id)
-                print_result(
-                    "balance",
-                    month=1,
-                    customer=customer_id,
-                    plan=plan,
-                    balance=balance.balance,
-                    overage=balance.overage,
-                )
+                print_balance(client, entitlements, customer_id, month=1)
                 total = meter_total(base_url, characters.id, customer_id)
                 print_result(
                     "invoice",
@@ -370,16 +377,7 @@ def main() -> None:
         for event in sorted(received, key=customer_of):  # in order, customer by customer
             print_webhook(event)
         for customer_id in sorted(PLANS):
-            plan = PLANS[customer_id]
-            balance = client.credits.balance(entitlements[plan], customer_id)
-            print_result(
-                "balance",
-                month=2,
-                customer=customer_id,
-                plan=plan,
-                balance=balance.balance,
-                overage=balance.overage,
-            )
+            print_balance(client, entitlements, customer_id, month=2)
         client.webhooks.delete(endpoint.id)
 
 
