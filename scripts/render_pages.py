@@ -20,6 +20,7 @@ import http.server
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -270,6 +271,10 @@ def main(argv: list[str]) -> int:
             print(f"screenshots: the site has no page {path or '/'} ({name})", file=sys.stderr)
             return 1
     out.mkdir(parents=True, exist_ok=True)
+    # A time limit's SIGTERM (screenshots.sh) still closes Chromium on the way out.
+    signal.signal(
+        signal.SIGTERM, lambda signum, frame: sys.exit(f"screenshots: stopped ({signum})")
+    )
     server, base = serve(site)  # bound before Chromium starts: its port is known
     with (
         tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile,
