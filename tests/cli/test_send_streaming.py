@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,8 @@ def streaming(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
       not handed on yet (the row being handed on counts: 1 when it streams);
     - ``queued``: the pipeline's ``queued`` count at each ``track()``;
     - ``kept``: whether the first pass kept the records;
+    - ``collecting``: whether the cyclic garbage collector ran, as seen at each row the
+      first pass read;
     - ``waited``: whether the reader waited for room; delivery is held until it did, or
       until the test sets ``room``.
     """
@@ -34,6 +37,7 @@ def streaming(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         "in_hand": [],
         "queued": [],
         "kept": None,
+        "collecting": set(),
         "waited": False,
         "room": room,
     }
@@ -47,6 +51,8 @@ def streaming(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         passes.append(0)
         for item in read_records(*args, **kwargs):
             passes[-1] += 1
+            if len(passes) == 1:
+                seen["collecting"].add(gc.isenabled())
             yield item
 
     monkeypatch.setattr(_backfill, "read_records", counted)
@@ -115,6 +121,7 @@ def test_a_file_too_big_to_keep_is_streamed_with_bounded_read_ahead(
     assert (summary["ok"], summary["delivered"], summary["new"]) == (True, 2000, 2000)
     assert sorted(server.event_ids()) == sorted(e["event_id"] for e in events)
     assert streaming["kept"] is False  # the first pass kept no records
+    assert streaming["collecting"] == {True}
     assert len(streaming["in_hand"]) == 2000
     assert max(streaming["in_hand"]) == 1  # one row at a time from the reader to track()
     assert streaming["waited"] is True  # delivery was held until the reader had to wait
@@ -137,3 +144,6 @@ def test_a_small_file_is_parsed_once_and_kept(
 
     assert (summary["ok"], summary["delivered"]) == (True, 20)
     assert streaming["kept"] is True
+    # The collector pauses while the first pass keeps events, and runs again afterwards.
+    assert streaming["collecting"] == {False}
+    assert gc.isenabled()

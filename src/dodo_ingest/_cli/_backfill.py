@@ -10,10 +10,12 @@ refused (dead letters, with the reasons).
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,40 +283,63 @@ def _scan(
     keep = scan.kept.append if scan.kept is not None else None
     invalid, old = scan.invalid.append, scan.old.append
     records = sendable = line = 0
-    for item in read_records(file, file_format, mapping, start_line=start_line):
-        records += 1
-        line = item.line
-        checked: Checked | RowError
-        if type(item) is RowError:
-            checked = item
-        else:
-            assert isinstance(item, Record)
-            try:
-                event = EventInput(
-                    item.event_id, item.customer_id, item.event_name, item.timestamp, item.metadata
-                )
-            except EventValidationError as error:
-                checked = RowError(line, error.field, error.limit)
+    with _collector_paused(keep is not None):
+        for item in read_records(file, file_format, mapping, start_line=start_line):
+            records += 1
+            line = item.line
+            checked: Checked | RowError
+            if type(item) is RowError:
+                checked = item
             else:
-                checked = Checked(line, event)
-                if event.timestamp is not None:
-                    ts = event.timestamp.timestamp()
-                    if ts > latest:
-                        checked = RowError(
-                            line,
-                            "timestamp",
-                            "more than 5 minutes in the future (the API refuses it)",
-                        )
-                    elif ts < oldest:
-                        old((line, now - ts))
-        if type(checked) is RowError:
-            invalid(checked)
-        else:
-            sendable += 1
-        if keep is not None:
-            keep(checked)
+                assert isinstance(item, Record)
+                try:
+                    event = EventInput(
+                        item.event_id,
+                        item.customer_id,
+                        item.event_name,
+                        item.timestamp,
+                        item.metadata,
+                    )
+                except EventValidationError as error:
+                    checked = RowError(line, error.field, error.limit)
+                else:
+                    checked = Checked(line, event)
+                    if event.timestamp is not None:
+                        ts = event.timestamp.timestamp()
+                        if ts > latest:
+                            checked = RowError(
+                                line,
+                                "timestamp",
+                                "more than 5 minutes in the future (the API refuses it)",
+                            )
+                        elif ts < oldest:
+                            old((line, now - ts))
+            if type(checked) is RowError:
+                invalid(checked)
+            else:
+                sendable += 1
+            if keep is not None:
+                keep(checked)
     scan.records, scan.sendable, scan.last_line = records, sendable, line
     return scan
+
+
+@contextmanager
+def _collector_paused(paused: bool) -> Iterator[None]:
+    """Pause the cyclic garbage collector while the first pass keeps what it checked.
+
+    The kept events live until the second pass and form no cycles, but the collector would
+    walk all of them again each time they grow by a quarter (a sixth of the first pass's CPU
+    on a 100,000-line file). Their memory is bounded by :data:`KEEP_RECORDS_BYTES`.
+    """
+    if not paused or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _age(seconds: float) -> str:
