@@ -236,6 +236,20 @@ def test_webhook_list_follows_the_iterator_until_done(api: respx.MockRouter) -> 
     assert seen == [{"limit": "2"}, {"limit": "2", "iterator": "wh_2"}]
 
 
+def test_webhook_list_stops_when_the_iterator_does_not_move(api: respx.MockRouter) -> None:
+    page = {
+        "data": [
+            {"id": "wh_1", "url": "https://x.test/1", "description": "", "metadata": {}},
+        ],
+        "done": False,
+        "iterator": "wh_1",
+    }
+    route = api.get("/webhooks").respond(200, json=page)
+    with DodoClient(api_key="sk-test", base_url=BASE) as client:
+        assert [e.id for e in client.webhooks.list()] == ["wh_1", "wh_1"]
+    assert route.call_count == 2  # the second page pointed at itself: no endless walk
+
+
 def test_a_secret_answer_without_a_secret_is_refused(api: respx.MockRouter) -> None:
     api.get("/webhooks/wh_1/secret").respond(200, json={})
     with (

@@ -314,7 +314,8 @@ def _cursor_pages(
     page_size: int,
     limit: int | None,
 ) -> Iterator[WebhookEndpoint]:
-    """Walk ``GET /webhooks`` pages by their ``iterator`` until ``done`` (or ``limit``)."""
+    """Walk ``GET /webhooks`` pages by their ``iterator`` until ``done`` (or ``limit``, or
+    a page pointing back at itself)."""
     count = 0
     iterator: str | None = None
     while True:
@@ -324,8 +325,8 @@ def _cursor_pages(
             count += 1
             if limit is not None and count >= limit:
                 return
-        iterator = page.get("iterator")
-        if page.get("done", True) or not iterator:
+        previous, iterator = iterator, page.get("iterator")
+        if page.get("done", True) or not iterator or iterator == previous:
             return
 
 
@@ -344,8 +345,8 @@ async def _acursor_pages(
             count += 1
             if limit is not None and count >= limit:
                 return
-        iterator = page.get("iterator")
-        if page.get("done", True) or not iterator:
+        previous, iterator = iterator, page.get("iterator")
+        if page.get("done", True) or not iterator or iterator == previous:
             return
 
 
