@@ -46,6 +46,10 @@ def test_patch_changes_the_fields_given(
     assert bad.status_code == 422
     assert "precision" in bad.json()["message"]
     assert http.patch(f"/credit-entitlements/{billing.id}", json={"id": "x"}).status_code == 422
+    fixed = http.patch(f"/credit-entitlements/{billing.id}", json={"precision": 3})
+    assert (fixed.status_code, fixed.json()["message"]) == (422, "precision cannot be changed")
+    same = http.patch(f"/credit-entitlements/{billing.id}", json={"precision": 2})
+    assert same.status_code == 204
     assert http.patch("/credit-entitlements/cent_nope", json={}).status_code == 404
 
 

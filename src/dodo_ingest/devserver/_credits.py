@@ -136,6 +136,8 @@ def patch_entitlement(entitlement: dict[str, Any], body: object, now_us: int) ->
     if type(body) is not dict:
         raise _invalid("the body must be a JSON object")
     fixed = [name for name in _FIXED if name in body]
+    if "precision" in body and body["precision"] != entitlement["precision"]:
+        fixed.append("precision")
     if fixed:
         raise _invalid(f"{fixed[0]} cannot be changed")
     merged = {**entitlement, **body}
