@@ -136,3 +136,36 @@ def test_start_line_skips_what_was_sent(tmp_path: Path) -> None:
     path.write_text("".join(f'{{"customer_id": "c{i}", "event_name": "e"}}\n' for i in range(5)))
     rest = list(read_records(path, "jsonl", ColumnMapping(), start_line=3))
     assert [r.line for r in rest] == [4, 5]
+
+
+def test_json_lines_read_as_json_loads_reads_them(tmp_path: Path) -> None:
+    lines = [
+        '{"customer_id": "c1", "event_name": "e"}\r\n',  # CRLF
+        '  {"customer_id": "c2", "event_name": "e"}  \n',  # spaces around
+        '{"customer_id": "c3", "event_name": "e"} {"x": 1}\n',  # extra data
+        "   \n",  # blank
+        '{"customer_id": "c4", "event_name": "e", "n": NaN}\r',  # a lone CR ends a line too
+        "[1, 2]\n",
+        '{"customer_id": "c5", "event_name": "e", "big": 1e400}\n',
+        '{"customer_id": "c6", "event_name": "e"',  # the last line, cut short
+    ]
+    path = tmp_path / "u.jsonl"
+    path.write_bytes("".join(lines).encode())
+
+    got = records(path)
+
+    by_line = {item.line: item for item in got}
+    assert sorted(by_line) == [1, 2, 3, 5, 6, 7, 8]
+    assert [by_line[n].customer_id for n in (1, 2)] == ["c1", "c2"]  # type: ignore[union-attr]
+    extra = by_line[3]
+    assert isinstance(extra, RowError)
+    assert extra.problem == "not valid JSON (Extra data: line 1 column 42 (char 41))"
+    nan = by_line[5]
+    assert isinstance(nan, Record) and nan.metadata is not None
+    assert nan.metadata["n"] != nan.metadata["n"]  # NaN, refused later by the check
+    assert isinstance(by_line[6], RowError)
+    assert by_line[6].problem == "not a JSON object (got list)"
+    big = by_line[7]
+    assert isinstance(big, Record) and big.metadata == {"big": float("inf")}
+    cut = by_line[8]
+    assert isinstance(cut, RowError) and cut.problem.startswith("not valid JSON (Expecting")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import json.scanner
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +40,7 @@ _DIGITS = re.compile(r"[+-]?[0-9]+")
 _TRUE = frozenset(("true", "True", "TRUE"))
 _FALSE = frozenset(("false", "False", "FALSE"))
 _ZULU = ("Z", "z")
+_LINE_ENDS = frozenset(("\n", "\r\n", ""))
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,15 @@ def read_records(
     return _read_jsonl(path, mapping, start_line)
 
 
+_scan_value: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]  # typeshed: the decoder is its context
+)
+"""The scanner ``json.loads`` runs, called directly for a line that is one JSON value and its
+line break: the same object, without the work around it (``json.loads`` does the rest)."""
+
+
 def _read_jsonl(path: Path, mapping: ColumnMapping, start_line: int) -> Iterator[Record | RowError]:
-    loads = json.loads
+    loads, scan = json.loads, _scan_value
     record = _RecordReader(mapping, _jsonl_metadata)
     with path.open("r", encoding="utf-8-sig", newline="") as file:
         number = 0
@@ -138,11 +147,17 @@ def _read_jsonl(path: Path, mapping: ColumnMapping, start_line: int) -> Iterator
             if number <= start_line:
                 continue
             try:
-                data = loads(text)
-            except ValueError as error:
-                if text.strip():  # blank lines are not records
-                    yield RowError(number, None, f"not valid JSON ({error})")
-                continue
+                data, end = scan(text, 0)
+                parsed = text[end:] in _LINE_ENDS
+            except (StopIteration, ValueError):
+                parsed = False
+            if not parsed:  # anything else: as json.loads sees it
+                try:
+                    data = loads(text)
+                except ValueError as error:
+                    if text.strip():  # blank lines are not records
+                        yield RowError(number, None, f"not valid JSON ({error})")
+                    continue
             if type(data) is not dict:
                 yield RowError(number, None, f"not a JSON object (got {type(data).__name__})")
                 continue
