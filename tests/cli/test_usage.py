@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dodo_ingest import DodoClient, EventInput, FilterCondition, MeterAggregation, MeterFilter
-from dodo_ingest._cli._usage import NO_REPORT
+from dodo_ingest._cli._usage import NO_REPORT, NO_SUBSCRIPTIONS
 from dodo_ingest.devserver import DevServer
 from tests.cli.conftest import API_KEY, Cli
 
@@ -82,3 +82,13 @@ def test_usage_against_the_api_says_it_has_no_report(cli: Cli, server: DevServer
     api = cli("usage", env={"DODO_PAYMENTS_BASE_URL": "", "DODO_PAYMENTS_ENVIRONMENT": "test_mode"})
     assert api.exit_code == 1  # no request is made: the API's hosts have no report
     assert api.stderr == f"Error: {NO_REPORT}\n"
+
+
+def test_a_subscription_is_the_apis_report_not_the_dev_servers(cli: Cli) -> None:
+    both = cli("usage", "--customer", "cus_1", "--subscription", "sub_1")
+    assert both.exit_code == 2
+    assert "give --customer or --subscription, not both" in both.stderr
+
+    on_dev = cli("usage", "--subscription", "sub_1")
+    assert on_dev.exit_code == 1
+    assert on_dev.stderr == f"Error: {NO_SUBSCRIPTIONS}\n"

@@ -343,3 +343,34 @@ def test_bad_entitlement_settings_fail_before_sending(
     ):
         client.credits.create_entitlement(name="C", unit="c", **{setting: value})  # type: ignore[arg-type]
     assert not route.called
+
+
+def test_usage_history_reads_exact_units_per_period(api: respx.MockRouter) -> None:
+    period = {
+        "start_date": "2026-11-01T00:00:00Z",
+        "end_date": "2026-12-01T00:00:00Z",
+        "meters": [
+            {
+                "id": "mtr_1",
+                "name": "Tokens",
+                "currency": "USD",
+                "free_threshold": 1000,
+                "price_per_unit": "0.00001",
+                "consumed_units": "123456.5",
+                "chargeable_units": "122456.5",
+                "total_price": 122,
+            }
+        ],
+    }
+    route = api.get("/subscriptions/sub_1/usage-history").respond(200, json={"items": [period]})
+    with DodoClient(api_key="sk-test", base_url=BASE) as client:
+        (read,) = client.subscriptions.usage_history("sub_1", meter_id="mtr_1")
+    assert read.start_date == datetime(2026, 11, 1, tzinfo=UTC)
+    (meter,) = read.meters
+    assert (meter.consumed_units, meter.chargeable_units, meter.price_per_unit) == (
+        Decimal("123456.5"),
+        Decimal("122456.5"),
+        Decimal("0.00001"),
+    )
+    assert (meter.free_threshold, meter.total_price, meter.currency) == (1000, 122, "USD")
+    assert dict(route.calls[0].request.url.params)["meter_id"] == "mtr_1"

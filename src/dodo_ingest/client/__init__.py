@@ -1,5 +1,5 @@
 """Typed client of the Dodo Payments billing API (usage events, meters, credit balances,
-grants and ledgers, webhook endpoints)."""
+grants and ledgers, subscriptions' usage history, webhook endpoints)."""
 
 import importlib
 from typing import TYPE_CHECKING, Any
@@ -41,8 +41,10 @@ from ._models import (
     Meter,
     MeterAggregation,
     MeterFilter,
+    MeterUsage,
     OverageBehavior,
     TimeInterval,
+    UsagePeriod,
     WebhookEndpoint,
 )
 
@@ -76,6 +78,7 @@ __all__ = [
     "Meter",
     "MeterAggregation",
     "MeterFilter",
+    "MeterUsage",
     "NotFoundError",
     "OverageBehavior",
     "PayloadTooLargeError",
@@ -84,6 +87,7 @@ __all__ = [
     "TimeInterval",
     "UnexpectedResponseError",
     "UnprocessableEntityError",
+    "UsagePeriod",
     "WebhookEndpoint",
     "WebhookPayloadError",
     "WebhookVerificationError",

@@ -44,6 +44,7 @@ from ._models import (
     MeterFilter,
     OverageBehavior,
     TimeInterval,
+    UsagePeriod,
     WebhookEndpoint,
 )
 from ._retry import is_retryable, is_safe_to_resend, retry_wait
@@ -402,6 +403,7 @@ class DodoClient(_BaseClient):
         self.meters = Meters(self)
         self.credits = Credits(self)
         self.webhooks = Webhooks(self)
+        self.subscriptions = Subscriptions(self)
 
     def with_options(
         self, *, max_retries: int | None = None, timeout: float | httpx2.Timeout | None = None
@@ -415,6 +417,7 @@ class DodoClient(_BaseClient):
         copy.meters = Meters(copy)
         copy.credits = Credits(copy)
         copy.webhooks = Webhooks(copy)
+        copy.subscriptions = Subscriptions(copy)
         return copy
 
     def _send_once(self, request: rq.APIRequest, decode: Decoder[T]) -> T:
@@ -509,6 +512,7 @@ class AsyncDodoClient(_BaseClient):
         self.meters = AsyncMeters(self)
         self.credits = AsyncCredits(self)
         self.webhooks = AsyncWebhooks(self)
+        self.subscriptions = AsyncSubscriptions(self)
 
     def with_options(
         self, *, max_retries: int | None = None, timeout: float | httpx2.Timeout | None = None
@@ -522,6 +526,7 @@ class AsyncDodoClient(_BaseClient):
         copy.meters = AsyncMeters(copy)
         copy.credits = AsyncCredits(copy)
         copy.webhooks = AsyncWebhooks(copy)
+        copy.subscriptions = AsyncSubscriptions(copy)
         return copy
 
     async def _send_once(self, request: rq.APIRequest, decode: Decoder[T]) -> T:
@@ -1285,3 +1290,74 @@ class AsyncWebhooks:
         """Async :meth:`Webhooks.secret`."""
         data = await self._client.send(rq.webhook_request("GET", webhook_id, "/secret"))
         return rq.decode_secret(data)
+
+
+class Subscriptions:
+    """``client.subscriptions``: the usage a subscription's meters recorded, per period."""
+
+    def __init__(self, client: DodoClient) -> None:
+        self._client = client
+
+    def usage_history(
+        self,
+        subscription_id: str,
+        *,
+        meter_id: str | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        page_size: int = rq.DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> Iterator[UsagePeriod]:
+        """Iterate over the subscription's billing periods (optionally between ``start``
+        and ``end``, inclusive), each with its meters' usage (only ``meter_id``'s)."""
+        rq.check_page_size(page_size)
+        _check_limit(limit)
+        return _pages(
+            self._client.send,
+            lambda n: rq.usage_history_request(
+                subscription_id,
+                page_number=n,
+                page_size=page_size,
+                meter_id=meter_id,
+                start=start,
+                end=end,
+            ),
+            UsagePeriod.from_dict,
+            page_size,
+            limit,
+        )
+
+
+class AsyncSubscriptions:
+    """``client.subscriptions`` of :class:`AsyncDodoClient`."""
+
+    def __init__(self, client: AsyncDodoClient) -> None:
+        self._client = client
+
+    def usage_history(
+        self,
+        subscription_id: str,
+        *,
+        meter_id: str | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        page_size: int = rq.DEFAULT_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> AsyncIterator[UsagePeriod]:
+        """Async :meth:`Subscriptions.usage_history`: use with ``async for``."""
+        rq.check_page_size(page_size)
+        _check_limit(limit)
+        return _apages(
+            self._client.send,
+            lambda n: rq.usage_history_request(
+                subscription_id,
+                page_number=n,
+                page_size=page_size,
+                meter_id=meter_id,
+                start=start,
+                end=end,
+            ),
+            UsagePeriod.from_dict,
+            page_size,
+            limit,
+        )

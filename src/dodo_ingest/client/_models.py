@@ -41,8 +41,10 @@ __all__ = [
     "Meter",
     "MeterAggregation",
     "MeterFilter",
+    "MeterUsage",
     "OverageBehavior",
     "TimeInterval",
+    "UsagePeriod",
     "WebhookEndpoint",
     "format_timestamp",
     "parse_timestamp",
@@ -574,6 +576,17 @@ def _lenient_time(value: Any) -> datetime | None:
         return None
 
 
+def _lenient_decimal(value: Any) -> Decimal | None:
+    """``value`` as an exact finite decimal, or ``None`` when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() else None
+
+
 def _optional_decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
@@ -804,4 +817,58 @@ class WebhookEndpoint:
             rate_limit=data.get("rate_limit"),
             created_at=_lenient_time(data.get("created_at")),
             updated_at=_lenient_time(data.get("updated_at")),
+        )
+
+
+@dataclass(frozen=True)
+class MeterUsage:
+    """One meter's usage in a billing period of a subscription (``MeterUsageItem``).
+
+    ``consumed_units`` is what the meter aggregated, ``chargeable_units`` what is left after
+    the ``free_threshold``; ``total_price`` is in the smallest unit of ``currency`` (cents).
+    The OpenAPI document types the units and ``price_per_unit`` as strings "for precision"
+    without a format: they are exact decimals, or ``None`` when the API sends text that is
+    not a number.
+    """
+
+    id: str
+    name: str
+    consumed_units: Decimal | None
+    chargeable_units: Decimal | None
+    free_threshold: int = 0
+    price_per_unit: Decimal | None = None
+    currency: str | None = None
+    total_price: int = 0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MeterUsage:
+        """Build from the API's JSON."""
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            consumed_units=_lenient_decimal(data.get("consumed_units")),
+            chargeable_units=_lenient_decimal(data.get("chargeable_units")),
+            free_threshold=int(data.get("free_threshold") or 0),
+            price_per_unit=_lenient_decimal(data.get("price_per_unit")),
+            currency=data.get("currency"),
+            total_price=int(data.get("total_price") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class UsagePeriod:
+    """A billing period of a subscription and each meter's usage in it, as
+    ``GET /subscriptions/{id}/usage-history`` returns it."""
+
+    start_date: datetime
+    end_date: datetime
+    meters: tuple[MeterUsage, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UsagePeriod:
+        """Build from the API's JSON."""
+        return cls(
+            start_date=parse_timestamp(data["start_date"]),
+            end_date=parse_timestamp(data["end_date"]),
+            meters=tuple(MeterUsage.from_dict(item) for item in data.get("meters") or ()),
         )

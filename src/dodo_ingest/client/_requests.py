@@ -397,6 +397,30 @@ def list_ledger_request(
     )
 
 
+def usage_history_request(
+    subscription_id: str,
+    *,
+    page_number: int,
+    page_size: int,
+    meter_id: str | None,
+    start: datetime | str | None,
+    end: datetime | str | None,
+) -> APIRequest:
+    """``GET /subscriptions/{subscription_id}/usage-history`` for one page."""
+    params = {
+        "page_number": str(page_number),
+        "page_size": str(page_size),
+        "meter_id": meter_id,
+        "start_date": _time_param(start),
+        "end_date": _time_param(end),
+    }
+    return APIRequest(
+        "GET",
+        f"/subscriptions/{_segment(subscription_id, 'subscription_id')}/usage-history",
+        {k: v for k, v in params.items() if v is not None},
+    )
+
+
 MAX_WEBHOOK_PAGE = 100
 """Most endpoints one ``GET /webhooks`` page holds."""
 
