@@ -14,7 +14,7 @@ import pytest
 from dodo_ingest.devserver import DevServer
 
 API_KEY = "sk_test_cold_start_0123456789"
-HEAVY = ("httpx2", "httpcore2", "asyncio", "tenacity", "email.utils")
+HEAVY = ("httpx2", "httpcore2", "asyncio", "tenacity", "email.utils", "ssl", "socket", "sqlite3")
 
 CHILD = """
 import json, sys

@@ -1,7 +1,8 @@
 """The delivery pipeline: :class:`Ingestion` queues usage events and delivers them in the
 background, batched, retried with the same ids, and (with an :class:`Outbox`) crash-safe;
 with a :class:`RedisOutbox`, a fleet of producers and :class:`Relay` processes shares one
-Redis stream. The Redis names need the ``redis`` extra and import it on first use."""
+Redis stream. The Redis names need the ``redis`` extra and import it on first use; the SQLite
+``Outbox`` is loaded on first use too."""
 
 import importlib
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,6 @@ from ._dead_letter import DeadLetter
 from ._errors import DeliveryError, EventExpiredError, EventsDroppedError
 from ._ids import new_event_id
 from ._ingestion import Ingestion
-from ._outbox import Outbox
 from ._outbox_protocol import OutboxBackend, OutboxRow, SharedOutboxBackend
 from ._signals import install_signal_handlers
 from ._stats import DeliveryStats
@@ -19,11 +19,13 @@ from ._transport import ClientTransport, Transport
 
 if TYPE_CHECKING:
     from ._ingestion import DEFAULT_DELIVERY_TIMEOUT
+    from ._outbox import Outbox
     from ._redis_outbox import ConsumerStatus, OutboxFullError, RedisOutbox, StreamStatus
     from ._relay import Relay, RelayStats
 
 _LAZY = {
     "DEFAULT_DELIVERY_TIMEOUT": "._ingestion",
+    "Outbox": "._outbox",
     "ConsumerStatus": "._redis_outbox",
     "OutboxFullError": "._redis_outbox",
     "RedisOutbox": "._redis_outbox",

@@ -9,7 +9,7 @@ from typing import Any
 from ..client import EventInput
 from ._ids import format_epoch
 
-__all__ = ["encode_event", "encode_fields", "event_json"]
+__all__ = ["encode_event", "encode_fields", "event_from_json", "event_json"]
 
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _quote = json.encoder.encode_basestring  # JSON string literal, C-accelerated
@@ -90,3 +90,9 @@ def encode_fields(
     if metadata is None:
         return text + "}"
     return f'{text},"metadata":{_encode_fast(metadata)}}}'
+
+
+def event_from_json(body: str) -> EventInput:
+    """Rebuild the :class:`EventInput` of a stored JSON event, as it was stored (an event the
+    API refused may break its limits, and must still be reported and listed)."""
+    return EventInput._restore(json.loads(body))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -16,7 +15,6 @@ from ..client._models import MetadataValue, validate_metadata
 from ._dead_letter import DeadLetter
 from ._encoding import encode_fields
 from ._ids import new_event_id
-from ._outbox import Outbox
 from ._outbox_protocol import OutboxBackend, SharedOutboxBackend
 from ._pipeline import ErrorCallback, Pipeline
 from ._settings import API_MAX_FUTURE_SKEW, Settings, request_timeout, wait_timeout
@@ -50,6 +48,8 @@ def default_timeout() -> httpx2.Timeout:
 """10 s per request, 3 s to connect."""
 
 _time = time.time
+REVIVE_INTERVAL = 1.0
+"""How often a waiting flush checks that a sender runs (one killed is replaced)."""
 _BATCH_FRAME = len('{"events":[]}')
 """Bytes a request adds around its events."""
 
@@ -306,7 +306,13 @@ class Ingestion:
         waiter = self._pipeline.flush_waiter()
         if waiter is None:
             return True
-        if waiter.wait(budget):
+        deadline = time.monotonic() + budget
+        while not waiter.wait(min(budget, REVIVE_INTERVAL)):
+            budget = deadline - time.monotonic()
+            if waiter.is_set() or budget <= 0:
+                break
+            self._pipeline.revive()  # a sender killed meanwhile: the events wait for another
+        else:
             return True
         if not waiter.is_set():
             self._pipeline.cancel(waiter)
@@ -321,8 +327,13 @@ class Ingestion:
         if waiter is None:
             return True
         settled = False
+        deadline = time.monotonic() + budget
         try:
-            settled = await waiter.async_wait(budget)
+            while not (settled := await waiter.async_wait(min(budget, REVIVE_INTERVAL))):
+                budget = deadline - time.monotonic()
+                if waiter.is_set() or budget <= 0:
+                    break
+                self._pipeline.revive()
         finally:
             if not waiter.is_set():  # timed out or cancelled: give the waiter back
                 self._pipeline.cancel(waiter)
@@ -434,6 +445,10 @@ def _outbox(outbox: object) -> OutboxBackend | None:
     path = os.fspath(outbox)
     if not isinstance(path, str):
         raise ConfigurationError(f"outbox must be a text path, got {path!r}")
+    import sqlite3  # loaded with the outbox only: the memory queue does without it
+
+    from ._outbox import Outbox
+
     try:
         return Outbox(path)
     except sqlite3.Error as error:

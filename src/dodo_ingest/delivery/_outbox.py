@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -16,8 +15,9 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Literal
 
-from ..client import ConfigurationError, EventInput
+from ..client import ConfigurationError
 from ._dead_letter import DeadLetter
+from ._encoding import event_from_json
 from ._outbox_protocol import OutboxRow
 
 __all__ = ["FREE", "WAL_LIMIT", "Outbox", "OutboxRow", "process_identity"]
@@ -708,9 +708,3 @@ def _bury(conn: sqlite3.Connection, pairs: Sequence[Pair], burial: Burial) -> No
             [reason, status_code, failed_at, *params],
         )
         conn.execute(f"DELETE FROM pending WHERE {where}", params)
-
-
-def event_from_json(body: str) -> EventInput:
-    """Rebuild the :class:`EventInput` of a stored JSON event, as it was stored (an event the
-    API refused may break its limits, and must still be reported and listed)."""
-    return EventInput._restore(json.loads(body))

@@ -305,6 +305,13 @@ class Pipeline:
             return None
         return waiter
 
+    def revive(self) -> None:
+        """Start a new sender if the last one was killed (a flush waiting calls this)."""
+        if self.deliver and self._thread is None:
+            self._flush_requested.set()
+            self._wakeup.set()  # the new sender sends what waits at once
+            self._start()
+
     def cancel(self, waiter: Waiter) -> None:
         """A flush stopped waiting on ``waiter`` (it timed out)."""
         self.queue.cancel(waiter)
@@ -475,7 +482,9 @@ class Pipeline:
                 except Abandoned:
                     raise
                 except BaseException:
-                    queue.requeue(sender.unsettled())  # nothing is lost to a bug
+                    # Nothing is lost to a bug; what close() wrote off meanwhile (and counted)
+                    # is not put back, so it cannot be counted again.
+                    queue.requeue(sender.write_off())
                     raise
             self._report_drops()  # so that on_error has heard of them when flush() returns
             queue.settle(items, drained=len(items) < batch_size)

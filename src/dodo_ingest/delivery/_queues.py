@@ -17,7 +17,7 @@ from typing import NamedTuple, Protocol
 
 from ..client import EventInput
 from ._dead_letter import DeadLetter
-from ._outbox import event_from_json
+from ._encoding import event_from_json
 from ._outbox_protocol import OutboxBackend, SharedOutboxBackend
 from ._waiter import Waiter, Waiters
 
