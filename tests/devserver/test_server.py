@@ -87,7 +87,6 @@ def test_data_survives_a_restart_on_the_same_path(tmp_path: Path) -> None:
     db = tmp_path / "dev.db"
     batch = events(5, metadata={"tokens": 3})
     with DevServer(db=db) as server, DodoClient(api_key="k", base_url=server.base_url) as client:
-        client.events.ingest(batch)
         meter = client.meters.create(
             name="Tokens",
             event_name="api.call",
@@ -97,6 +96,7 @@ def test_data_survives_a_restart_on_the_same_path(tmp_path: Path) -> None:
         credits = client.credits.create_entitlement(name="C", unit="credits", precision=0)
         server.link_meter_to_credits(meter.id, credits.id, 1)
         client.credits.create_ledger_entry(credits.id, "cus_1", amount=100)
+        client.events.ingest(batch)
     with sqlite3.connect(db) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 

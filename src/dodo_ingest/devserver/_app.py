@@ -598,10 +598,7 @@ def create_app(state: AppState) -> ASGIApp:
         return _json(start_cycle(state.ledger, await _read_json(request)), 201)
 
     async def list_cycles(request: Request) -> Response:
-        for owner in {(c["credit_entitlement_id"], c["customer_id"]) for c in store.cycles()}:
-            entitlement = store.get_entitlement(owner[0])
-            if entitlement is not None:
-                state.ledger.settle(entitlement, owner[1])
+        state.settle_all()  # the periods shown are the current ones
         return _json({"items": [cycle_body(cycle) for cycle in store.cycles()]})
 
     async def webhook_deliveries(request: Request) -> Response:
