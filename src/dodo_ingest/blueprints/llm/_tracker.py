@@ -11,7 +11,7 @@ from contextvars import ContextVar, Token
 from decimal import Decimal
 from itertools import islice
 from types import MethodType, TracebackType
-from typing import TYPE_CHECKING, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from ...client._errors import ConfigurationError, EventValidationError
 from ...client._models import (
@@ -376,18 +376,25 @@ def _carriable(metadata: dict[str, MetadataValue], checked: int) -> bool:
     records built elsewhere too (framework integrations)."""
     for value in islice(metadata.values(), checked, None):
         kind = type(value)  # exact types: a subclass may encode otherwise
-        if kind is int or kind is bool:
-            if not -INT64_MAX - 1 <= cast(int, value) <= INT64_MAX:
-                return False
+        if kind is int:
+            if _INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+                continue
         elif kind is str:
-            text = cast(str, value)
-            if len(text) > MAX_METADATA_VALUE_LENGTH:
-                return False
-            if not text.isascii() and carried_text(text) != text:
-                return False
-        elif kind is not float or not math.isfinite(cast(float, value)):
-            return False
+            if len(value) <= MAX_METADATA_VALUE_LENGTH and (  # type: ignore[arg-type]
+                value.isascii() or carried_text(value) == value  # type: ignore[union-attr]
+            ):
+                continue
+        elif kind is float:
+            if _isfinite(value):  # type: ignore[arg-type]
+                continue
+        elif kind is bool:
+            continue
+        return False
     return True
+
+
+_INT64_MIN = -INT64_MAX - 1
+_isfinite = math.isfinite
 
 
 def _credits(value: Decimal, field_name: str) -> MetadataValue:
