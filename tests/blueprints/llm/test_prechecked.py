@@ -142,7 +142,7 @@ def test_the_trusted_path_delivers_what_track_delivers(
     checked = LLMTracker(TrackOnly(public), "llm.chat", **settings)
     prechecked = getattr(Ingestion, "_track_prechecked", None)
     if prechecked is not None:  # the delivery pipeline offers its trusted entry
-        assert getattr(trusted._deliver, "__func__", None) is prechecked
+        assert getattr(trusted._prechecked, "__func__", None) is prechecked
     case(trusted)
     case(checked)
     assert direct.flush(timeout=10) and public.flush(timeout=10)

@@ -468,8 +468,8 @@ class LLMTracker:
         # Ingestion's trusted entry: it skips checking again what the tracker has checked
         # (user metadata when wrapped or scoped, provider values when usage is read).
         prechecked = getattr(type(ingestion), "_track_prechecked", None)
-        self._deliver: Callable[[str, str, dict[str, MetadataValue], str], str] = (
-            self._track if prechecked is None else MethodType(prechecked, ingestion)
+        self._prechecked: Callable[[str, str, dict[str, MetadataValue], str], str] | None = (
+            None if prechecked is None else MethodType(prechecked, ingestion)
         )
         self.event_name = self._check_event_name(event_name, "event_name")
         self.split_events: tuple[str, str] | None = None
@@ -551,12 +551,6 @@ class LLMTracker:
     @staticmethod
     def _check_event_name(name: object, field_name: str) -> str:
         return _checked_text(name, field_name)
-
-    def _track(
-        self, customer_id: str, event_name: str, metadata: dict[str, MetadataValue], event_id: str
-    ) -> str:
-        """Hand one event to a sink without the trusted entry (``EventSink.track``)."""
-        return self._sink.track(customer_id, event_name, metadata, event_id=event_id)
 
     def wrap(
         self,
@@ -768,13 +762,17 @@ class LLMTracker:
                 metadata["costCents"] = cost_cents(
                     price.input_cost(usage) + price.output_cost(usage)
                 )
-            deliver = self._deliver
-            if not _carriable(metadata, len(scope.metadata)):
-                deliver = self._track  # the sink's checks name the value in its error
+            prechecked = self._prechecked
+            if prechecked is not None and not _carriable(metadata, len(scope.metadata)):
+                prechecked = None  # track() checks it, and its error names the value
             if len(metadata) > MAX_METADATA_KEYS:
                 metadata = self._fitted(metadata, scope)
             name = self.event_name
-            event_id = deliver(scope.customer_id, name, metadata, make_event_id(usage, name))
+            event_id = make_event_id(usage, name)
+            if prechecked is None:
+                event_id = self._sink.track(scope.customer_id, name, metadata, event_id=event_id)
+            else:
+                event_id = prechecked(scope.customer_id, name, metadata, event_id)
             self.stats._count_event()
             return [event_id]
         else:
@@ -792,12 +790,17 @@ class LLMTracker:
             events = [(self.split_events[0], inputs), (self.split_events[1], outputs)]
         ids = []
         for name, metadata in events:
-            deliver = self._deliver
-            if not _carriable(metadata, len(scope.metadata)):
-                deliver = self._track
+            prechecked = self._prechecked
+            if prechecked is not None and not _carriable(metadata, len(scope.metadata)):
+                prechecked = None
             if len(metadata) > MAX_METADATA_KEYS:
                 metadata = self._fitted(metadata, scope)
-            ids.append(deliver(scope.customer_id, name, metadata, make_event_id(usage, name)))
+            event_id = make_event_id(usage, name)
+            if prechecked is None:
+                event_id = self._sink.track(scope.customer_id, name, metadata, event_id=event_id)
+            else:
+                event_id = prechecked(scope.customer_id, name, metadata, event_id)
+            ids.append(event_id)
             self.stats._count_event()
         return ids
 
