@@ -187,7 +187,7 @@ def _read_csv(path: Path, mapping: ColumnMapping, start_line: int) -> Iterator[R
         record = _RecordReader(mapping, _csv_metadata)
         for row in reader:
             number = reader.line_num
-            if number <= start_line or not any(cell.strip() for cell in row):
+            if number <= start_line or not "".join(row).strip():  # blank rows are no records
                 continue
             if len(row) != width:
                 yield RowError(number, None, f"{len(row)} cells, the header has {width}")
@@ -303,11 +303,7 @@ def _csv_metadata(
     if reader.mapping.metadata is not None:
         return _selected(number, data, reader.mapping.metadata) or None
     skip = reader.mapped
-    metadata = {
-        key: _convert(number, key, value, "auto")
-        for key, value in data.items()
-        if key not in skip and value != ""
-    }
+    metadata = {key: _auto(value) for key, value in data.items() if key not in skip and value}
     return metadata or None
 
 
@@ -327,26 +323,17 @@ def _convert(number: int, column: str, value: Any, kind: str) -> MetadataValue |
     """A cell as the metadata type asked for; ``auto`` reads numbers and true/false in text
     (but ``007`` stays text: leading zeros mark codes) and keeps JSON values as they are;
     ``str`` turns a JSON value into its JSON text."""
-    field = f"metadata.{column}"
     if not isinstance(value, str):
-        return _convert_json(number, field, value, kind)
-    text = value.strip()
+        return _convert_json(number, f"metadata.{column}", value, kind)
     if kind == "str":
         return value
     if kind == "auto":
-        if _INTEGER.fullmatch(text):
-            return int(text)
-        if _NUMBER.fullmatch(text):
-            return float(text)
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        return value
+        return _auto(value)
+    text = value.strip()
     if kind == "int":
         if _DIGITS.fullmatch(text):
             return int(text)
-        raise RowError(number, field, f"must be an integer, got {value!r}")
+        raise RowError(number, f"metadata.{column}", f"must be an integer, got {value!r}")
     if kind == "float":
         try:
             result = float(text)
@@ -354,12 +341,26 @@ def _convert(number: int, column: str, value: Any, kind: str) -> MetadataValue |
             result = math.nan
         if math.isfinite(result):
             return result
-        raise RowError(number, field, f"must be a finite number, got {value!r}")
+        raise RowError(number, f"metadata.{column}", f"must be a finite number, got {value!r}")
     if text in _TRUE:
         return True
     if text in _FALSE:
         return False
-    raise RowError(number, field, f"must be true or false, got {value!r}")
+    raise RowError(number, f"metadata.{column}", f"must be true or false, got {value!r}")
+
+
+def _auto(value: str) -> MetadataValue:
+    """A text cell typed ``auto``: an integer, a number, true or false, else the text."""
+    text = value.strip()
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _NUMBER.fullmatch(text):
+        return float(text)
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    return value
 
 
 def _convert_json(number: int, field: str, value: Any, kind: str) -> Any:
