@@ -364,3 +364,33 @@ def test_the_official_sdk_registers_an_endpoint_and_unwraps_every_credit_event()
         "CreditAddedWebhookEvent",
         "CreditDeductedWebhookEvent",
     ]
+
+
+def test_custom_headers_are_read_patched_and_sent(
+    server: DevServer, http: httpx2.Client, openapi_spec: OpenAPI
+) -> None:
+    with (
+        receiver() as hooks,
+        DodoPayments(bearer_token=API_KEY, base_url=server.base_url, max_retries=0) as sdk,
+    ):
+        webhook, _ = register(
+            http, hooks.url, headers={"x-team": "billing"}, filter_types=["credit.added"]
+        )
+        read = http.get(f"/webhooks/{webhook['id']}/headers")
+        assert response_problems(openapi_spec, read) == []
+        assert read.json() == {"headers": {"x-team": "billing"}, "sensitive": []}
+        patched = http.patch(
+            f"/webhooks/{webhook['id']}/headers", json={"headers": {"x-env": "dev"}}
+        )
+        assert response_problems(openapi_spec, patched) == []
+        sdk.webhooks.headers.update(webhook["id"], headers={"x-team": "credits"})
+        assert sdk.webhooks.headers.retrieve(webhook["id"]).headers == {
+            "x-team": "credits",
+            "x-env": "dev",
+        }
+        bad = http.patch(f"/webhooks/{webhook['id']}/headers", json={"headers": {"a": 1}})
+        assert (bad.status_code, "headers" in bad.json()["message"]) == (422, True)
+        assert http.get("/webhooks/wh_nope/headers").status_code == 404
+        Billing(server, http).credit("cus_1", "1")
+        [got] = wait_for(hooks.snapshot, lambda r: len(r) >= 1)
+        assert (got.headers["x-team"], got.headers["x-env"]) == ("credits", "dev")

@@ -40,6 +40,7 @@ from ._time import format_us, parse_rfc3339_us
 from ._webhooks import (
     DEFAULT_RETRY_DELAYS,
     WebhookDispatcher,
+    add_webhook_headers,
     check_webhook_body,
     patch_webhook,
     webhook_body,
@@ -589,6 +590,15 @@ def create_app(state: AppState) -> ASGIApp:
             raise APIError(404, "not_found", f"no webhook {request.path_params['webhook_id']!r}")
         return Response(status_code=200)
 
+    async def get_webhook_headers(request: Request) -> Response:
+        webhook = webhook_or_404(request.path_params["webhook_id"])
+        return _json({"headers": webhook["headers"], "sensitive": []})
+
+    async def patch_webhook_headers(request: Request) -> Response:
+        webhook = webhook_or_404(request.path_params["webhook_id"])
+        store.save_webhook(add_webhook_headers(webhook, await _read_json(request), store.now_us()))
+        return Response(status_code=200)
+
     async def get_webhook_secret(request: Request) -> Response:
         return _json({"secret": webhook_or_404(request.path_params["webhook_id"])["secret"]})
 
@@ -757,6 +767,8 @@ def create_app(state: AppState) -> ASGIApp:
         Route("/webhooks/{webhook_id}", api(update_webhook), methods=["PATCH"]),
         Route("/webhooks/{webhook_id}", api(delete_webhook), methods=["DELETE"]),
         Route("/webhooks/{webhook_id}/secret", api(get_webhook_secret), methods=["GET"]),
+        Route("/webhooks/{webhook_id}/headers", api(get_webhook_headers), methods=["GET"]),
+        Route("/webhooks/{webhook_id}/headers", api(patch_webhook_headers), methods=["PATCH"]),
         Route("/_dev/health", health, methods=["GET"]),
         Route("/_dev/webhook-deliveries", webhook_deliveries, methods=["GET"]),
         Route("/_dev/credit-cycles", list_cycles, methods=["GET"]),

@@ -39,6 +39,7 @@ __all__ = [
     "MAX_DELIVERIES_KEPT",
     "Delivery",
     "WebhookDispatcher",
+    "add_webhook_headers",
     "check_webhook_body",
     "sign",
     "webhook_body",
@@ -186,6 +187,17 @@ def patch_webhook(webhook: dict[str, Any], body: object, now_us: int) -> dict[st
     if type(body) is not dict:
         raise _invalid("the body must be a JSON object")
     return {**webhook, **_check_fields(body, creating=False), "updated_at": format_us(now_us)}
+
+
+def add_webhook_headers(webhook: dict[str, Any], body: object, now_us: int) -> dict[str, Any]:
+    """Apply a ``PATCH /webhooks/{id}/headers`` body (``{"headers": {name: value}}``): the
+    headers given are added or replace those of the same name; 422 naming the field."""
+    if type(body) is not dict or type(body.get("headers")) is not dict:
+        raise _invalid('the body must be {"headers": {name: value, ...}}')
+    if any(type(value) is not str for value in body["headers"].values()):
+        raise _invalid("headers must be an object of string values")
+    headers = {**webhook["headers"], **body["headers"]}
+    return {**webhook, "headers": headers, "updated_at": format_us(now_us)}
 
 
 def webhook_body(webhook: dict[str, Any]) -> dict[str, Any]:
