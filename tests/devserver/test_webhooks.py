@@ -102,7 +102,9 @@ def test_endpoints_are_created_listed_patched_and_deleted(
     )
     assert patched.json()["description"] == "credits"
 
-    assert http.delete(f"/webhooks/{webhook['id']}").status_code == 200
+    deleted = http.delete(f"/webhooks/{webhook['id']}")
+    assert deleted.status_code == 200
+    assert response_problems(openapi_spec, deleted) == []
     assert http.get(f"/webhooks/{webhook['id']}").status_code == 404
     assert http.delete(f"/webhooks/{webhook['id']}").status_code == 404
     assert http.get(f"/webhooks/{webhook['id']}/secret").status_code == 404
