@@ -301,3 +301,41 @@ def test_a_jump_delivers_every_customers_webhooks_in_time_order(
         assert [m[0] for m in moments] == sorted(m[0] for m in moments)
         resets = [customer for _, customer in moments[2::2]]  # (expired, added) per reset
         assert resets == ["cus_b", "cus_a", "cus_b", "cus_a", "cus_b"]  # days 20 30 40 60 60
+
+
+def test_a_cycle_sets_its_own_low_balance_threshold(server: DevServer, http: httpx2.Client) -> None:
+    with receiver() as hooks:
+        http.post("/webhooks", json={"url": hooks.url, "filter_types": ["credit.balance_low"]})
+        billing = Billing(server, http)
+        answer = http.post(
+            "/_dev/credit-cycles",
+            json={
+                "credit_entitlement_id": billing.id,
+                "customer_id": "cus_1",
+                "amount": "100",
+                "low_balance_percent": 25,
+            },
+        )
+        assert answer.status_code == 201
+        assert answer.json()["low_balance_percent"] == 25
+        billing.use("cus_1", "74")  # 26 left: above 25 % of 100
+        billing.use("cus_1", "2")  # 24 left: below
+        [got] = wait_for(hooks.snapshot, lambda r: len(r) >= 1)
+        data = json.loads(got.body)["data"]
+        assert (data["threshold_percent"], data["threshold_amount"]) == (25, "25.00")
+        assert data["available_balance"] == "24.00"
+        bad = http.post(
+            "/_dev/credit-cycles",
+            json={
+                "credit_entitlement_id": billing.id,
+                "customer_id": "cus_2",
+                "amount": "1",
+                "low_balance_percent": 0,
+            },
+        )
+        assert bad.status_code == 422
+        assert "low_balance_percent" in bad.json()["message"]
+        cycle = server.start_credit_cycle(billing.id, "cus_3", "10", low_balance_percent=50)
+        assert cycle["low_balance_percent"] == 50
+        default = server.start_credit_cycle(billing.id, "cus_4", "10")
+        assert default["low_balance_percent"] == 10

@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from ._errors import APIError
-from ._lifecycle import CreditLedger, rounded
+from ._lifecycle import DEFAULT_LOW_BALANCE_PERCENT, CreditLedger, rounded
 from ._store import BUSINESS_ID, Store, new_id
 from ._time import format_us, parse_rfc3339_us
 
@@ -311,7 +311,8 @@ def start_cycle(ledger: CreditLedger, body: object) -> dict[str, Any]:
     """Check a ``POST /_dev/credit-cycles`` body and start the cycle; return it as shown.
 
     ``credit_entitlement_id``, ``customer_id`` and ``amount`` are required; ``cycle_days``
-    (1 to 3660, default 30) and ``daily_amount`` are optional. Raises :class:`APIError` 422
+    (1 to 3660, default 30), ``daily_amount`` and ``low_balance_percent`` (1 to 100, default
+    10) are optional. Raises :class:`APIError` 422
     naming the field, 404 for an unknown entitlement.
     """
     if type(body) is not dict:
@@ -329,7 +330,14 @@ def start_cycle(ledger: CreditLedger, body: object) -> dict[str, Any]:
         raise _invalid(f"cycle_days must be an integer from 1 to {MAX_CYCLE_DAYS}, got {days!r}")
     daily = body.get("daily_amount")
     daily_amount = None if daily is None else check_amount(daily, "daily_amount", precision)
-    cycle = ledger.start_cycle(entitlement, body["customer_id"], amount, days, daily_amount)
+    percent = body.get("low_balance_percent")
+    if percent is None:
+        percent = DEFAULT_LOW_BALANCE_PERCENT
+    if type(percent) is not int or not 1 <= percent <= 100:
+        raise _invalid(f"low_balance_percent must be an integer from 1 to 100, got {percent!r}")
+    cycle = ledger.start_cycle(
+        entitlement, body["customer_id"], amount, days, daily_amount, percent
+    )
     return cycle_body(cycle)
 
 
@@ -343,6 +351,7 @@ def cycle_body(cycle: dict[str, Any]) -> dict[str, Any]:
         "amount": cycle["amount"],
         "cycle_days": cycle["cycle_days"],
         "daily_amount": cycle["daily_amount"],
+        "low_balance_percent": cycle.get("low_balance_percent", DEFAULT_LOW_BALANCE_PERCENT),
         "current_period_start": format_us(cycle["period_start_us"]),
         "current_period_end": format_us(cycle["period_end_us"]),
         "next_daily_grant_at": None if drip is None else format_us(drip),

@@ -40,7 +40,8 @@ BRAND_ID = "brand_devserver"
 """The ``brand_id`` of ledger entries and credit webhooks."""
 DEFAULT_LOW_BALANCE_PERCENT = 10
 """``credit.balance_low`` fires when a balance falls below this share (in %) of what its
-cycles grant per period, or without a cycle, of what its unexpired grants gave."""
+cycles grant per period (a cycle may set its own share), or without a cycle, of what its
+unexpired grants gave."""
 
 TRANSACTION_WEBHOOKS = {
     "credit_added": "credit.added",
@@ -457,9 +458,11 @@ class CreditLedger:
         amount: Decimal,
         cycle_days: int,
         daily_amount: Decimal | None,
+        low_balance_percent: int = DEFAULT_LOW_BALANCE_PERCENT,
     ) -> dict[str, Any]:
         """Attach a recurring grant to a customer: ``amount`` now and at every reset
-        (``cycle_days`` apart), and ``daily_amount`` every day if given; return the cycle."""
+        (``cycle_days`` apart), and ``daily_amount`` every day if given; return the cycle.
+        ``credit.balance_low`` fires below ``low_balance_percent`` % of ``amount``."""
         store = self.store
         with store.transaction():
             store.ensure_balance(entitlement["id"], customer_id)
@@ -472,6 +475,7 @@ class CreditLedger:
                 "amount": plain(amount),
                 "cycle_days": cycle_days,
                 "daily_amount": None if daily_amount is None else plain(daily_amount),
+                "low_balance_percent": low_balance_percent,
                 "period_start_us": now,
                 "period_end_us": now + cycle_days * _US_PER_DAY,
                 "next_drip_us": None,
@@ -675,9 +679,13 @@ class CreditLedger:
         self, state: _Balance, before: Decimal, after: Decimal, at_us: int
     ) -> None:
         cycles = self.store.cycles(state.entitlement["id"], state.customer_id)
-        # The base is what a cycle grants each period, else what the unexpired grants gave.
+        # The base is what a cycle grants each period, else what the unexpired grants gave;
+        # the share is the first cycle's, else the server's.
         granted = sum((Decimal(c["amount"]) for c in cycles), _ZERO) or state.granted()
-        threshold = granted * self.low_balance_percent / 100
+        percent = self.low_balance_percent
+        if cycles:
+            percent = cycles[0].get("low_balance_percent", percent)
+        threshold = granted * percent / 100
         if granted <= 0 or not before >= threshold > after:
             return
         precision = state.entitlement["precision"]
@@ -692,7 +700,7 @@ class CreditLedger:
                 "available_balance": rounded(after, precision),
                 "subscription_credits_amount": rounded(granted, precision),
                 "threshold_amount": rounded(threshold, precision),
-                "threshold_percent": self.low_balance_percent,
+                "threshold_percent": percent,
             },
             at_us,
         )

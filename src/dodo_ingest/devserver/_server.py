@@ -348,13 +348,15 @@ class DevServer:
         *,
         cycle_days: int = 30,
         daily_amount: Decimal | str | int | None = None,
+        low_balance_percent: int | None = None,
     ) -> dict[str, Any]:
         """Attach a recurring grant to a customer (a stand-in for a subscription): ``amount``
         now and at every reset, ``cycle_days`` apart, plus ``daily_amount`` every day if
         given; return the cycle as ``GET /_dev/credit-cycles`` shows it. At each reset the
         cycle's credits roll over or expire and the overage is handled as the entitlement
-        says. Raises :class:`LookupError` for an unknown entitlement and :class:`ValueError`
-        for a bad amount or cycle length."""
+        says. ``credit.balance_low`` fires below ``low_balance_percent`` % of ``amount``
+        (default 10). Raises :class:`LookupError` for an unknown entitlement and
+        :class:`ValueError` for a bad amount, cycle length or percentage."""
         self._running_store()  # RuntimeError when not running
         body = {
             "credit_entitlement_id": credit_entitlement_id,
@@ -362,6 +364,7 @@ class DevServer:
             "amount": str(amount),
             "cycle_days": cycle_days,
             "daily_amount": None if daily_amount is None else str(daily_amount),
+            "low_balance_percent": low_balance_percent,
         }
         assert self._state is not None
         try:
