@@ -4,8 +4,9 @@ Two passes: the first checks every record (the API's limits and time window) and
 problems before anything is sent; the second hands the events to an
 :class:`~dodo_ingest.Ingestion`, which delivers them batched and retried, while a progress
 bar follows delivery. A small file is parsed and checked once (the first pass keeps the
-checked events); a big one is read again, one record at a time, so memory stays bounded. The outcome says what the API stored, what it already had, and what it
-refused (dead letters, with the reasons).
+checked events); a big one is read again, one record at a time, so memory stays bounded.
+The outcome says what the API stored, what it already had, and what it refused (dead
+letters, with the reasons).
 """
 
 from __future__ import annotations
