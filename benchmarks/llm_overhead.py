@@ -535,7 +535,7 @@ def main() -> int:
                     args.chunks,
                     2000,
                     ingestion,
-                    "the same, events to the Ingestion (its track() entry included)",
+                    "the same, events to the Ingestion (its entry included)",
                 )
             ingestion.flush(timeout=30)
             stats = tracker.stats
