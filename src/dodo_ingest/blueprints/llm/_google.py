@@ -20,7 +20,7 @@ import inspect
 from typing import Any
 
 from ._event_ids import keyed, keyed_once, object_key
-from ._gating import Admission, GatePolicy
+from ._gating import GOOGLE_IMAGE_OPERATIONS, Admission, GatePolicy
 from ._streams import StreamTap, tap_async_iterator, tap_iterator
 from ._swap import swap_class
 from ._tracker import Binding, Scope
@@ -109,6 +109,13 @@ class ModelsState:
         """Record the usage of one response (and settle its hold). Never raises."""
         tracker = self.binding.tracker
         try:
+            if operation in GOOGLE_IMAGE_OPERATIONS:  # billed per image; none: not billable
+                images = images_usage(result, self.provider, operation, _model_name(kwargs))
+                if admission is not None:
+                    admission.settle(images)
+                if images is not None:
+                    tracker.record(images, scope)
+                return
             usage = field(result, "usage_metadata")
             if usage is None:
                 usage = gemini_usage_from_body(field(field(result, "sdk_http_response"), "body"))
@@ -131,27 +138,6 @@ class ModelsState:
             if admission is not None:
                 admission.settle(normalised)
             tracker.record(normalised, scope)
-        except Exception as exc:
-            tracker._failure("could not record LLM usage", exc)
-        if admission is not None:
-            admission.close()  # still open only when tracking failed: the estimate counts
-
-    def record_images(
-        self,
-        scope: Scope,
-        result: Any,
-        kwargs: dict[str, Any],
-        operation: str,
-        admission: Admission | None = None,
-    ) -> None:
-        """Record the images of one image response (and settle its hold). Never raises."""
-        tracker = self.binding.tracker
-        try:
-            usage = images_usage(result, self.provider, operation, _model_name(kwargs))
-            if admission is not None:
-                admission.settle(usage)
-            if usage is not None:
-                tracker.record(usage, scope)
         except Exception as exc:
             tracker._failure("could not record LLM usage", exc)
         if admission is not None:
@@ -457,7 +443,7 @@ def _images_method(original: Any, operation: str) -> Any:
                 admission.cancel()
             raise
         if scope is not None:
-            state.record_images(scope, result, kwargs, operation, admission)
+            state.record(scope, result, kwargs, operation, admission)
         return result
 
     method.__name__ = method.__qualname__ = original.__name__
@@ -480,7 +466,7 @@ def _async_images_method(original: Any, operation: str) -> Any:
                 admission.cancel()
             raise
         if scope is not None:
-            state.record_images(scope, result, kwargs, operation, admission)
+            state.record(scope, result, kwargs, operation, admission)
         return result
 
     method.__name__ = method.__qualname__ = original.__name__
