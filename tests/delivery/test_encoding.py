@@ -33,6 +33,10 @@ def test_bodies_match_json_dumps_byte_for_byte():
     ).encode()
     queued = [QueuedEvent(eid, ts, encode_event(event, ts), 0) for eid, ts, event in items]
     assert encode_batch(queued) == expected
+    # The memory queue keeps bodies as UTF-8 bytes: the same request, joined as bytes.
+    packed = [item._replace(body=item.body.encode()) for item in queued]
+    assert encode_batch(packed) == expected
+    assert encode_batch([packed[0], queued[1], packed[2]]) == expected  # never mixed, but safe
     for _, ts, event in items:
         assert json.loads(encode_event(event, ts)) == event_json(event, ts)
 

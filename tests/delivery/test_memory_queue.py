@@ -24,7 +24,8 @@ def _put(queue: MemoryQueue, event_id: str, offset: float = 0.0) -> QueuedEvent:
     event = EventInput(event_id=event_id, customer_id="cus_1", event_name="e")
     body = encode_event(event, NOW + offset)
     assert queue.put(NOW + offset, body) == 1
-    return QueuedEvent(event_id, NOW + offset, body, queue.next_seq - 1)
+    # The body comes out as the UTF-8 bytes of the text put in (sent without re-encoding).
+    return QueuedEvent(event_id, NOW + offset, body.encode(), queue.next_seq - 1)
 
 
 def test_items_come_out_as_they_went_in_with_their_sequence_numbers():
@@ -71,19 +72,19 @@ def test_requeued_items_come_first_and_hold_back_the_settled_mark():
     queue.settle([], drained=False)
     assert queue.settled_through == 5  # evt_5 (seq 6) waits
     assert queue.close() == [items[5]]
-    assert queue.put(NOW, items[5].body) == -1
+    assert queue.put(NOW, items[5].body.decode()) == -1
 
 
 def test_bounds_count_requeued_items():
     queue = MemoryQueue(3, 1 << 20)
     for i in range(3):
         _put(queue, f"evt_{i}")
-    assert queue.put(NOW, queue.take(1)[0].body) == 1  # room for one
+    assert queue.put(NOW, queue.take(1)[0].body.decode()) == 1  # room for one
     taken = queue.take(3)
     queue.requeue(taken)
     assert len(queue) == 3
     assert not queue.has_room(1)
-    assert queue.put(NOW, taken[0].body) == 0
+    assert queue.put(NOW, taken[0].body.decode()) == 0
 
 
 def test_a_put_from_a_signal_handler_never_pairs_a_body_with_another_events_time():
@@ -120,22 +121,22 @@ def test_a_put_from_a_signal_handler_never_pairs_a_body_with_another_events_time
     assert fired[0] >= 500
     items = queue.take(len(queue))
     assert len(items) == next(count)
-    mismatched = [item for item in items if format_epoch(item.timestamp) not in item.body]
+    mismatched = [item for item in items if format_epoch(item.timestamp).encode() not in item.body]
     assert mismatched == []
 
 
 def test_the_byte_bound_counts_utf8_bytes_of_queued_and_requeued_events():
     queue = MemoryQueue(10, 1 << 20)
     first = _put(queue, "é" * 40)  # 2 bytes a character
-    size = len(first.body.encode())
-    assert size == len(first.body) + 40
+    size = len(first.body)
+    assert size == len(first.body.decode()) + 40
     assert queue.bytes == size
     assert queue.oldest_timestamp() == NOW
     # Bound to two such events: a third fits by characters but not by bytes.
     queue = MemoryQueue(10, 2 * size)
     items = [_put(queue, "é" * 40), _put(queue, "é" * 40)]
-    assert not queue.has_room(len(items[0].body))
-    assert queue.put(NOW, items[0].body) == 0
+    assert not queue.has_room(len(items[0].body.decode()))
+    assert queue.put(NOW, items[0].body.decode()) == 0
     taken = queue.take(1)
     assert taken == items[:1]
     assert queue.bytes == size and queue.has_room(size)

@@ -92,7 +92,7 @@ def encode_fields(
     return f'{text},"metadata":{_encode_fast(metadata)}}}'
 
 
-def event_from_json(body: str) -> EventInput:
+def event_from_json(body: str | bytes) -> EventInput:
     """Rebuild the :class:`EventInput` of a stored JSON event, as it was stored (an event the
     API refused may break its limits, and must still be reported and listed)."""
     return EventInput._restore(json.loads(body))

@@ -13,12 +13,12 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, cast
 
 from ..client import EventInput
 from ._dead_letter import DeadLetter
 from ._encoding import event_from_json
-from ._outbox_protocol import OutboxBackend, SharedOutboxBackend
+from ._outbox_protocol import OutboxBackend, OutboxRow, SharedOutboxBackend
 from ._waiter import Waiter, Waiters
 
 __all__ = [
@@ -57,8 +57,9 @@ class QueuedEvent(NamedTuple):
     event_id: str
     timestamp: float
     """Unix time of the event (for expiry)."""
-    body: str
-    """The event's JSON object, encoded once by ``track()``."""
+    body: str | bytes
+    """The event's JSON object, encoded once by ``track()``: text from an outbox, UTF-8 from
+    the memory queue (which keeps it so; a batch of those is joined without re-encoding)."""
     seq: int
     """Position in its queue: the outbox's sequence number, or the memory queue's counter."""
 
@@ -67,22 +68,40 @@ _STAMP = struct.Struct("d")
 _STAMP_SIZE = _STAMP.size
 _pack_stamp = _STAMP.pack
 _unpack_stamp = _STAMP.unpack_from
+_PACKED_ID_START = _STAMP_SIZE + _ID_START
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
 
 
 def _unpack(packed: bytes, seq: int) -> QueuedEvent:
-    """The item of an event packed by :meth:`MemoryQueue.put`."""
-    body = packed[_STAMP_SIZE:].decode()
-    return _new_tuple(QueuedEvent, (_event_id(body), _unpack_stamp(packed)[0], body, seq))
+    """The item of an event packed by :meth:`MemoryQueue.put` (its body stays UTF-8)."""
+    raw = packed[_PACKED_ID_START : packed.index(_QUOTE, _PACKED_ID_START)]
+    body = packed[_STAMP_SIZE:]
+    event_id = raw.decode() if _BACKSLASH not in raw else _event_id(body.decode())
+    return _new_tuple(QueuedEvent, (event_id, _unpack_stamp(packed)[0], body, seq))
 
 
-def utf8_size(body: str) -> int:
+def utf8_size(body: str | bytes) -> int:
     """Bytes of ``body`` in UTF-8 (what :class:`MemoryQueue` counts against its bound)."""
-    return len(body) if body.isascii() else len(body.encode())
+    if isinstance(body, bytes) or body.isascii():
+        return len(body)
+    return len(body.encode())
+
+
+def _rows(items: Sequence[QueuedEvent]) -> Sequence[OutboxRow]:
+    """Items of an outbox queue as its rows (their bodies are the outbox's text)."""
+    return cast("Sequence[OutboxRow]", items)
 
 
 def encode_batch(items: Sequence[QueuedEvent]) -> bytes:
     """The ``POST /events/ingest`` body for ``items``."""
-    return ('{"events":[' + ",".join([item.body for item in items]) + "]}").encode()
+    bodies = [item.body for item in items]
+    if bodies and type(bodies[0]) is bytes:  # the memory queue's, UTF-8 already
+        try:
+            return b'{"events":[' + b",".join(bodies) + b"]}"  # type: ignore[arg-type]
+        except TypeError:  # text among them: encoded below
+            pass
+    texts = [body if isinstance(body, str) else body.decode() for body in bodies]
+    return ('{"events":[' + ",".join(texts) + "]}").encode()
 
 
 def events_of(items: Sequence[QueuedEvent]) -> list[EventInput]:
@@ -324,10 +343,10 @@ class OutboxQueue:
         return len(self._waiters)
 
     def delivered(self, items: Sequence[QueuedEvent]) -> None:
-        self.outbox.delete(items)
+        self.outbox.delete(_rows(items))
 
     def bury(self, items: Sequence[QueuedEvent], reason: str, status_code: int | None) -> None:
-        self.outbox.bury(items, reason, status_code)
+        self.outbox.bury(_rows(items), reason, status_code)
 
     def backlog(self) -> int:
         return self.unsent
@@ -435,10 +454,10 @@ class SharedOutboxQueue:
         self._waiters.cancel(waiter)
 
     def delivered(self, items: Sequence[QueuedEvent]) -> None:
-        self.outbox.delete(items)
+        self.outbox.delete(_rows(items))
 
     def bury(self, items: Sequence[QueuedEvent], reason: str, status_code: int | None) -> None:
-        self.outbox.bury(items, reason, status_code)
+        self.outbox.bury(_rows(items), reason, status_code)
 
     def backlog(self) -> int:
         return max(self.unsent, self.fetched)
