@@ -13,7 +13,7 @@ from dodo_ingest._cli import _backfill
 from tests.cli.conftest import Cli, recent, write_jsonl
 
 
-def test_checked_events_stamped_on_sending_skip_the_second_check_with_the_same_bodies(
+def test_checked_events_skip_the_second_check_with_the_same_bodies(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prechecked = getattr(Ingestion, "_track_prechecked", None)
@@ -27,7 +27,13 @@ def test_checked_events_stamped_on_sending_skip_the_second_check_with_the_same_b
     records.append({"customer_id": "cus_0", "event_name": "api.call", "region": "eu"})
     records.append({"event_id": "no-metadata", "customer_id": "cus_1", "event_name": "api.call"})
     records.append(
-        {"event_id": "stamped", "customer_id": "cus_1", "event_name": "e", "timestamp": recent()}
+        {
+            "event_id": "stamped",
+            "customer_id": "cus_1",
+            "event_name": "e",
+            "timestamp": recent(),
+            "metadata": {"n": 1},
+        }
     )
     file = write_jsonl(tmp_path / "usage.jsonl", records)
     sent: list[list[dict[str, Any]]] = []
@@ -41,7 +47,7 @@ def test_checked_events_stamped_on_sending_skip_the_second_check_with_the_same_b
     calls: list[str] = []
 
     def counted(self: Ingestion, *args: Any) -> str:
-        calls.append(args[-1])
+        calls.append(args[3])  # customer, name, metadata, event_id, timestamp
         return prechecked(self, *args)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(Ingestion, "_track_prechecked", counted)
@@ -52,11 +58,12 @@ def test_checked_events_stamped_on_sending_skip_the_second_check_with_the_same_b
     sent.append([])
     second = cli.json("send", str(file))
 
-    # Every event without a timestamp and with metadata went through the prechecked entry.
+    # Every event with metadata went through the prechecked entry, stamped or not.
     by_id = [{event["event_id"]: event for event in events} for events in sent]
     assert len(by_id[0]) == 33
-    assert sorted(calls) == sorted(set(by_id[0]) - {"no-metadata", "stamped"})
-    assert len(calls) == 31
+    assert sorted(calls) == sorted(set(by_id[0]) - {"no-metadata"})
+    assert len(calls) == 32
+    assert by_id[0]["stamped"]["timestamp"] == by_id[1]["stamped"]["timestamp"]
     assert by_id[0].keys() == by_id[1].keys()
     for event_id, event in by_id[0].items():  # the same events either way
         other = by_id[1][event_id]

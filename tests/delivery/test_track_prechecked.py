@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -79,6 +80,40 @@ def test_the_body_sent_is_the_same_bytes_as_tracks(fixed_clock, make_ingestion, 
         sent.append(b"".join(bodies.bodies))
     assert sent[0] == sent[1]
     assert sent[0].count(b'"event_id"') == 3
+
+
+def _stamped(
+    ingestion: Ingestion, prechecked: bool, event_id: str, stamp: datetime, meta: Any
+) -> str:
+    if prechecked:
+        return ingestion._track_prechecked("cus_1", "job", meta, event_id, stamp)
+    return ingestion.track("cus_1", "job", meta, event_id=event_id, timestamp=stamp)
+
+
+def test_a_timestamped_event_is_sent_as_the_same_bytes_and_refused_alike(
+    fixed_clock, make_ingestion
+):
+    stamps = [
+        datetime.fromtimestamp(NOW - 60, UTC),
+        datetime.fromtimestamp(NOW - 3000.123456, timezone(timedelta(hours=5, minutes=30))),
+    ]
+    sent = []
+    for prechecked in (False, True):
+        bodies = Bodies()
+        ingestion = make_ingestion(transport=bodies)
+        for index, stamp in enumerate(stamps):
+            _stamped(ingestion, prechecked, f"t-{index}", stamp, {"n": index})
+        for stamp, field in [
+            (datetime.fromtimestamp(NOW - 7200, UTC), "older than max_event_age"),
+            (datetime.fromtimestamp(NOW + 3600, UTC), "in the future"),
+        ]:
+            with pytest.raises(EventValidationError, match=field) as refused:
+                _stamped(ingestion, prechecked, "late", stamp, {})
+            assert refused.value.field == "timestamp"
+        assert ingestion.flush(10)
+        sent.append(b"".join(bodies.bodies))
+    assert sent[0] == sent[1]
+    assert sent[0].count(b'"event_id"') == 2
 
 
 def test_after_close_the_event_is_dropped_counted_and_reported_alike(make_ingestion):

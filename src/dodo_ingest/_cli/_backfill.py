@@ -548,14 +548,19 @@ def _deliver(
 
 def _sender_of_checked(ingestion: Ingestion) -> Callable[[EventInput], object]:
     """What hands a checked event to ``ingestion``: its internal entry that skips the checks
-    already made, for events stamped on sending (it takes no timestamp), else ``track()``."""
+    already made (the timestamp's age is checked again at sending), else ``track()``."""
     track = ingestion.track
     prechecked = getattr(type(ingestion), "_track_prechecked", None)
 
     def send_checked(event: EventInput) -> object:
-        if prechecked is not None and event.timestamp is None and event.metadata is not None:
+        if prechecked is not None and event.metadata is not None:
             return prechecked(
-                ingestion, event.customer_id, event.event_name, event.metadata, event.event_id
+                ingestion,
+                event.customer_id,
+                event.event_name,
+                event.metadata,
+                event.event_id,
+                event.timestamp,
             )
         return track(
             event.customer_id,

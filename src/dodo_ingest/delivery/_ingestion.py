@@ -247,16 +247,18 @@ class Ingestion:
         event_name: str,
         metadata: dict[str, MetadataValue],
         event_id: str,
+        timestamp: datetime | None = None,
     ) -> str:
-        """:meth:`track` of an event stamped now, for callers that checked it already.
+        """:meth:`track` of an event, for callers that checked it already.
 
         The caller guarantees what `EventInput` would check: non-empty ``str`` ids and
-        name, and ``metadata`` a fresh ``dict`` (never touched again by the caller) within the
+        name, ``metadata`` a fresh ``dict`` (never touched again by the caller) within the
         API's limits holding only ``str``, ``bool``, int64 ``int`` and finite ``float``
-        values. The body, the queueing and what a closed or full queue does are
-        :meth:`track`'s; only the encoded size is checked here.
+        values, and ``timestamp`` (stamped now when ``None``) timezone-aware. The body, the
+        queueing and what a closed or full queue does are :meth:`track`'s; only the
+        encoded size and the timestamp's age are checked here.
         """
-        ts = _time()
+        ts = _time() if timestamp is None else self._check_timestamp(timestamp)
         body = encode_fields(event_id, customer_id, event_name, ts, metadata)
         if len(body) * 4 > self._max_event_bytes:
             self._check_size(body)
