@@ -14,6 +14,15 @@ if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v
     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq redis-server >/dev/null; } \
     || echo "could not install redis-server: the Redis tests will say so" >&2
 fi
+# The screenshot test needs Chromium: CI installs Debian's (about 30 s, 0.5 GB); elsewhere
+# the test skips with its reason when Chromium is missing.
+if [ -n "${CI:-}" ] && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing chromium (Debian) for the screenshot test" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null; } \
+    || echo "could not install chromium: the screenshot test will say so" >&2
+fi
 .venv/bin/ruff check src tests benchmarks examples
 .venv/bin/ruff format --check src tests benchmarks examples
 .venv/bin/mypy --strict src

@@ -212,11 +212,6 @@ def test_code_fits_the_pages_of_the_quick_start(seen: dict[str, Any]) -> None:
         assert seen[name]["wide"] == [], name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="at 1280 px the theme shows 80 columns of code, the docs check allows 88: "
-    "needs a stylesheet that widens the code (or a check of 80 columns)",
-)
 def test_code_blocks_show_the_columns_the_docs_check_allows(seen: dict[str, Any]) -> None:
     for name, page in seen.items():
         assert page["codeColumns"] >= checks.MAX_CODE_COLUMNS, (name, page["codeColumns"])

@@ -40,6 +40,7 @@ PAGES = [
     "docs/blueprints.md",
     "docs/webhooks.md",
     "docs/llm.md",
+    "docs/integrations.md",
     "docs/devserver.md",
     "docs/credit-gate.md",
     "docs/fleet.md",
