@@ -443,7 +443,7 @@ class DodoClient(_BaseClient):
         raise failure  # out of the handler: the httpx2 error, which may quote the key, is not chained
 
     def send(self, request: rq.APIRequest) -> Any:
-        """Send one prepared request with the retry policy; return its decoded JSON."""
+        """Internal: send one prepared request with the retry policy; return its decoded JSON."""
         return self._send(request, rq.decode_response)
 
     def _send(self, request: rq.APIRequest, decode: Decoder[T]) -> T:
@@ -555,7 +555,7 @@ class AsyncDodoClient(_BaseClient):
         raise failure  # out of the handler: the httpx2 error, which may quote the key, is not chained
 
     async def send(self, request: rq.APIRequest) -> Any:
-        """Send one prepared request with the retry policy; return its decoded JSON."""
+        """Internal: send one prepared request with the retry policy; return its decoded JSON."""
         return await self._send(request, rq.decode_response)
 
     async def _send(self, request: rq.APIRequest, decode: Decoder[T]) -> T:

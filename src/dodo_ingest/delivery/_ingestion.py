@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from ..client import DodoClient
 
     DEFAULT_DELIVERY_TIMEOUT: httpx2.Timeout
+    """The delivery's default per-request timeout (`Ingestion(timeout=None)`): 10 s per
+    attempt, at most 3 s of it to connect; built on first use, with the HTTP stack."""
 
 
 def __getattr__(name: str) -> Any:

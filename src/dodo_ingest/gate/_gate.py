@@ -240,16 +240,16 @@ class Hold:
 
     @property
     def renewal_due(self) -> float:
-        """When (monotonic seconds) the lease must be renewed at the latest."""
+        """Internal: when (monotonic seconds) the lease must be renewed at the latest."""
         return self._due
 
     @property
     def renewal_earliest(self) -> float:
-        """From when (monotonic seconds) the lease may be renewed with others."""
+        """Internal: from when (monotonic seconds) the lease may be renewed with others."""
         return self._earliest
 
     def lease_request(self) -> tuple[ReservationStore, str, str, float, float] | None:
-        """What renewing the lease now takes: store, key, hold id, new end, span."""
+        """Internal: what renewing the lease now takes: store, key, hold id, new end, span."""
         if self._counted is not None:
             return None
         gate = self._gate
@@ -257,7 +257,7 @@ class Hold:
         return gate.store, gate._key(self.customer_id), self._hold_id, gate._clock() + span, span
 
     def lease_renewed(self, started: float, span: float, extended: bool | None) -> None:
-        """Note the answer to a renewal started at ``started`` (monotonic seconds)."""
+        """Internal: note the answer to a renewal started at ``started`` (monotonic seconds)."""
         if extended:
             self._span = span
             self._earliest, self._due = started + span / 6, started + span / 3
