@@ -18,6 +18,7 @@ from typing import Literal
 from ..client import ConfigurationError
 from ._dead_letter import DeadLetter
 from ._encoding import event_from_json
+from ._fork_guard import guarded
 from ._outbox_protocol import OutboxRow
 
 __all__ = ["FREE", "WAL_LIMIT", "Outbox", "OutboxRow", "process_identity"]
@@ -471,6 +472,7 @@ class Outbox:
             self._sender_conn = self._connect()
         return self._sender_conn
 
+    @guarded
     def heartbeat(self) -> None:
         """Internal (sender thread): show that this owner is alive; nothing once
         :meth:`release` ran."""
@@ -508,6 +510,7 @@ class Outbox:
         current = process_identity(pid)
         return current is not None and current != identity  # the pid now names another
 
+    @guarded
     def reclaim(self) -> int:
         """Internal (sender thread): take over events of ended or silent owners; return how
         many."""
@@ -533,6 +536,7 @@ class Outbox:
                 ).rowcount
         return int(taken)
 
+    @guarded
     def fetch(self, limit: int) -> list[OutboxRow]:
         """Internal (sender thread): the oldest ``limit`` pending events of this owner.
 
@@ -552,6 +556,7 @@ class Outbox:
         rows = conn.execute(query, (self._owner, limit + len(settled))).fetchall()
         return [row for row in rows if (row[3], row[0]) not in settled][:limit]
 
+    @guarded
     def delete(self, rows: Sequence[OutboxRow]) -> None:
         """Internal (sender thread): forget acknowledged events.
 
@@ -572,6 +577,7 @@ class Outbox:
                 return
         self.checkpoint()
 
+    @guarded
     def bury(self, rows: Sequence[OutboxRow], reason: str, status_code: int | None) -> None:
         """Internal (sender thread): move events to the dead letters with the reason (kept in
         memory and written later when the file cannot be written now)."""
@@ -626,6 +632,7 @@ class Outbox:
         self._settled.clear()
         return True
 
+    @guarded
     def checkpoint(self) -> None:
         """Internal (sender thread, outside the lock): fold the WAL back into the file now and
         then.
@@ -664,6 +671,7 @@ class Outbox:
             self._shrink_wal = True
             logger.debug("outbox checkpoint failed: %s", error)
 
+    @guarded
     def release(self) -> None:
         """Internal: stop owning; what is still pending becomes free for other pipelines."""
         with self._lock:
@@ -672,6 +680,7 @@ class Outbox:
             if not self._closed:
                 self._conn.execute("DELETE FROM owners WHERE owner = ?", (self._owner,))
 
+    @guarded
     def close_sender(self) -> None:
         """Internal: close the sender thread's connection (from the sender, as it exits)."""
         with self._lock:

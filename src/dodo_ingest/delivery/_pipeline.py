@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from ..client import EventInput
+from . import _fork_guard
 from ._batch_sender import Abandoned, BatchSender
 from ._errors import EventsDroppedError
 from ._outbox_protocol import OutboxBackend, SharedOutboxBackend
@@ -93,7 +94,7 @@ class Pipeline:
         if outbox is not None:
             outbox.claim(self)
         # Built by the sender thread when it starts, so the HTTP stack loads there and not in
-        # the caller's thread (a serverless cold start); a fork waits for that (_Builds).
+        # the caller's thread (a serverless cold start); a fork waits for that (_fork_guard).
         self._transport: Transport | None = None
         self._inherited: list[object] = []
         self._reset()
@@ -398,7 +399,9 @@ class Pipeline:
     def _run(self) -> None:
         try:
             if self._transport is None and self.deliver:
-                self._transport = self._sender.transport = _BUILDS.build(self._make_transport)
+                with _fork_guard.section():
+                    transport = self._make_transport()
+                self._transport = self._sender.transport = transport
             self._maintain(force=True)
             while not self._stop.is_set():
                 try:
@@ -647,51 +650,7 @@ class Pipeline:
         )
 
 
-class _Builds:
-    """Transports being built by sender threads, which a fork waits for.
-
-    Building one imports the HTTP stack and sets up TLS; a fork in the middle would leave the
-    child with an import lock or an OpenSSL lock held by a thread that does not exist there,
-    and the child's own sender would hang on it. So a fork first stops new builds and waits
-    (at most :data:`FORK_WAIT` seconds) for those under way; the child starts with none.
-    """
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition(threading.Lock())
-        self._running = 0
-        self._forking = False
-
-    def build(self, make: Callable[[], Transport]) -> Transport:
-        """``make()``, never while the process forks."""
-        with self._changed:
-            self._changed.wait_for(lambda: not self._forking, FORK_WAIT)
-            self._running += 1
-        try:
-            return make()
-        finally:
-            with self._changed:
-                self._running -= 1
-                self._changed.notify_all()
-
-    def before_fork(self) -> None:
-        with self._changed:
-            self._forking = True
-            self._changed.wait_for(lambda: not self._running, FORK_WAIT)
-
-    def after_fork_in_parent(self) -> None:
-        with self._changed:
-            self._forking = False
-            self._changed.notify_all()
-
-
-FORK_WAIT = 10.0
-"""Longest a fork waits for a transport being built (a build takes well under a second)."""
-_BUILDS = _Builds()
-
-
 def _after_fork_in_child() -> None:
-    global _BUILDS
-    _BUILDS = _Builds()  # the parent's may be locked by a thread that is not here
     for pipeline in list(_LIVE):
         try:
             pipeline.after_fork_in_child()
@@ -742,7 +701,4 @@ _PROCESS_EXIT_HOOK = _ProcessExitHook()
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_PROCESS_EXIT_HOOK.before_fork, after_in_child=_after_fork_in_child)
-    os.register_at_fork(
-        before=lambda: _BUILDS.before_fork(), after_in_parent=lambda: _BUILDS.after_fork_in_parent()
-    )
 atexit.register(close_all)
