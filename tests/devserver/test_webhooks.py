@@ -120,6 +120,10 @@ def test_endpoints_are_created_listed_patched_and_deleted(
         ({"url": "http://x/y", "metadata": {"a": 1}}, "metadata"),
         ({"url": "http://x/y", "rate_limit": -1}, "rate_limit"),
         ({"url": "http://x/y", "disabled": "yes"}, "disabled"),
+        ({"url": "http://x/y", "headers": {"x-team": "caf\u00e9"}}, "headers.x-team"),
+        ({"url": "http://x/y", "headers": {"x-a": "a\r\nx-evil: 1"}}, "headers.x-a"),
+        ({"url": "http://x/y", "headers": {"x a": "1"}}, "HTTP header name"),
+        ({"url": "http://x/y", "headers": {"Webhook-Signature": "v1,x"}}, "set by the server"),
     ],
 )
 def test_bad_endpoints_are_422(http: httpx2.Client, body: dict[str, Any], needle: str) -> None:
@@ -396,3 +400,36 @@ def test_custom_headers_are_read_patched_and_sent(
         Billing(server, http).credit("cus_1", "1")
         [got] = wait_for(hooks.snapshot, lambda r: len(r) >= 1)
         assert (got.headers["x-team"], got.headers["x-env"]) == ("credits", "dev")
+
+
+def test_headers_that_cannot_be_sent_are_422_and_never_stop_deliveries(
+    server: DevServer, http: httpx2.Client
+) -> None:
+    with receiver() as hooks:
+        healthy, _ = register(http, hooks.url, filter_types=["credit.added"])
+        broken, _ = register(http, hooks.url, filter_types=["credit.added"])
+        for value in ["caf\u00e9", "a\r\nx-evil: 1", "nul\x00"]:
+            refused = http.patch(
+                f"/webhooks/{broken['id']}/headers", json={"headers": {"x-team": value}}
+            )
+            assert refused.status_code == 422
+            assert "headers.x-team" in refused.json()["message"]
+        assert http.get(f"/webhooks/{broken['id']}/headers").json()["headers"] == {}
+        # An endpoint stored with such a header (a database written before the check): its
+        # attempts fail with the reason, and every other endpoint is still delivered to.
+        store = server._running_store()
+        stored = store.get_webhook(broken["id"])
+        assert stored is not None
+        store.save_webhook({**stored, "headers": {"x-team": "caf\u00e9"}})
+        Billing(server, http).credit("cus_1", "10")
+        got = wait_for(hooks.snapshot, lambda r: len(r) >= 1)
+        assert len(got) == 1
+        [bad] = wait_for(
+            lambda: deliveries(http, webhook_id=broken["id"]),
+            lambda d: len(d) == 1 and len(d[0]["attempts"]) >= 1,
+        )
+        assert "UnicodeEncodeError" in bad["attempts"][0]["error"]
+        [good] = deliveries(http, webhook_id=healthy["id"])
+        assert good["status"] == "delivered"
+        Billing(server, http).credit("cus_2", "10")  # the delivery thread is still alive
+        wait_for(hooks.snapshot, lambda r: len(r) >= 2)

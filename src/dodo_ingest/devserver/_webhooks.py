@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
@@ -118,6 +119,32 @@ def _invalid(message: str) -> APIError:
     return APIError(422, "invalid_request", message)
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
+"""An HTTP field name (RFC 9110 token), at most 256 characters."""
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]{0,8192}")
+"""A header value sent as is: printable ASCII, spaces and tabs (no CR, LF or NUL), 8 KiB."""
+_SIGNING_HEADERS = frozenset(
+    {"content-type", "user-agent", "webhook-id", "webhook-timestamp", "webhook-signature"}
+)
+
+
+def _check_headers(headers: dict[str, str]) -> None:
+    """422 naming the header when a custom header could not be sent as given."""
+    for name, value in headers.items():
+        if _HEADER_NAME.fullmatch(name) is None:
+            raise _invalid(
+                f"headers: {name[:64]!r} is not an HTTP header name (letters, digits and "
+                "!#$%&'*+.^_`|~- only, at most 256 characters)"
+            )
+        if name.lower() in _SIGNING_HEADERS:
+            raise _invalid(f"headers.{name}: set by the server on every delivery")
+        if _HEADER_VALUE.fullmatch(value) is None:
+            raise _invalid(
+                f"headers.{name}: printable ASCII, spaces and tabs only (no line breaks), "
+                "at most 8192 characters"
+            )
+
+
 def _check_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     """The checked fields of a create or patch body (only those given, for a patch)."""
     fields: dict[str, Any] = {}
@@ -149,6 +176,8 @@ def _check_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
             continue
         if type(value) is not dict or any(type(v) is not str for v in value.values()):
             raise _invalid(f"{name} must be an object of string values or null")
+        if name == "headers":
+            _check_headers(value)
         fields[name] = dict(value)
     if body.get("rate_limit") is not None:
         limit = body["rate_limit"]
@@ -196,6 +225,7 @@ def add_webhook_headers(webhook: dict[str, Any], body: object, now_us: int) -> d
         raise _invalid('the body must be {"headers": {name: value, ...}}')
     if any(type(value) is not str for value in body["headers"].values()):
         raise _invalid("headers must be an object of string values")
+    _check_headers(body["headers"])
     headers = {**webhook["headers"], **body["headers"]}
     return {**webhook, "headers": headers, "updated_at": format_us(now_us)}
 
@@ -472,7 +502,7 @@ class WebhookDispatcher:
                 response = http.post(webhook["url"], content=delivery.body, headers=headers)
                 attempt["status_code"] = response.status_code
                 succeeded = 200 <= response.status_code < 300
-            except httpx2.HTTPError as error:
+            except Exception as error:  # any failure is this attempt's, never the loop's
                 attempt["error"] = f"{type(error).__name__}: {error}"
         with self._condition:
             delivery.attempts.append(attempt)
