@@ -8,7 +8,7 @@ import threading
 import time
 
 from dodo_ingest.client import EventInput
-from dodo_ingest.delivery import EventsDroppedError
+from dodo_ingest.delivery import EventsDroppedError, _waiter
 
 
 class Kill(BaseException):
@@ -94,3 +94,44 @@ def test_a_waiting_aflush_starts_a_new_sender_when_the_sender_dies(make_ingestio
         ingestion.track("cus_1")
     assert asyncio.run(ingestion.aflush(10))
     assert (ingestion.stats.delivered, ingestion.stats.queued) == (2, 0)
+
+
+class Acknowledging:
+    """Acknowledges every send."""
+
+    def send(self, body: bytes) -> int:
+        return body.count(b'"event_id"')
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_flush_whose_wait_ends_as_the_events_settle_is_true(make_ingestion, monkeypatch):
+    """The sender settles the events just as one slice of the flush's wait runs out (a
+    first transport build of about a second made it land there every time)."""
+    original = _waiter.Waiter.wait
+
+    def slice_ends_as_fired(self: _waiter.Waiter, timeout: float | None) -> bool:
+        self._event.wait(20)  # until the sender fires it...
+        return False  # ...while the slice reports that it timed out
+
+    ingestion = make_ingestion(transport=Acknowledging(), event_name="e", flush_interval=60)
+    ingestion.track("cus_1")
+    monkeypatch.setattr(_waiter.Waiter, "wait", slice_ends_as_fired)
+    assert ingestion.flush(10)
+    monkeypatch.setattr(_waiter.Waiter, "wait", original)
+    assert (ingestion.stats.delivered, ingestion.stats.queued) == (1, 0)
+
+
+def test_an_aflush_whose_wait_ends_as_the_events_settle_is_true(make_ingestion, monkeypatch):
+    original = _waiter.Waiter.async_wait
+
+    async def slice_ends_as_fired(self: _waiter.Waiter, timeout: float | None) -> bool:
+        await original(self, 20)
+        return False
+
+    ingestion = make_ingestion(transport=Acknowledging(), event_name="e", flush_interval=60)
+    ingestion.track("cus_1")
+    monkeypatch.setattr(_waiter.Waiter, "async_wait", slice_ends_as_fired)
+    assert asyncio.run(ingestion.aflush(10))
+    assert (ingestion.stats.delivered, ingestion.stats.queued) == (1, 0)

@@ -318,8 +318,9 @@ class Ingestion:
             self._pipeline.revive()  # a sender killed meanwhile: the events wait for another
         else:
             return True
-        if not waiter.is_set():
-            self._pipeline.cancel(waiter)
+        if waiter.is_set():  # fired as the last slice of the wait ran out
+            return waiter.ok
+        self._pipeline.cancel(waiter)
         return False
 
     async def aflush(self, timeout: float | None = None) -> bool:
@@ -341,7 +342,7 @@ class Ingestion:
         finally:
             if not waiter.is_set():  # timed out or cancelled: give the waiter back
                 self._pipeline.cancel(waiter)
-        return settled
+        return settled or (waiter.is_set() and waiter.ok)
 
     def _settled_after_close(self) -> bool:
         """A flush after ``close()``: True when nothing waits and nothing was dropped by it."""
