@@ -7,7 +7,6 @@ shape the real API would refuse.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx2
@@ -26,19 +25,6 @@ from dodo_ingest import (
 )
 
 pytestmark = pytest.mark.contract
-
-
-@pytest.fixture
-def sent() -> list[httpx2.Request]:
-    return []
-
-
-@pytest.fixture
-def client(prism_url: str, sent: list[httpx2.Request]) -> Iterator[DodoClient]:
-    http = httpx2.Client(event_hooks={"request": [sent.append]})
-    with DodoClient("test_contract_key", base_url=prism_url, max_retries=0, http_client=http) as c:
-        yield c
-    http.close()
 
 
 def test_ingest_is_accepted_by_the_contract(client: DodoClient) -> None:

@@ -5,7 +5,6 @@ API."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx2
@@ -17,19 +16,6 @@ from dodo_ingest.cli import main
 from dodo_ingest.client import MeterUsage, UsagePeriod
 
 pytestmark = pytest.mark.contract
-
-
-@pytest.fixture
-def sent() -> list[httpx2.Request]:
-    return []
-
-
-@pytest.fixture
-def client(prism_url: str, sent: list[httpx2.Request]) -> Iterator[DodoClient]:
-    http = httpx2.Client(event_hooks={"request": [sent.append]})
-    with DodoClient("test_contract_key", base_url=prism_url, max_retries=0, http_client=http) as c:
-        yield c
-    http.close()
 
 
 def test_usage_history_matches_the_contract(client: DodoClient, sent: list[httpx2.Request]) -> None:

@@ -14,7 +14,6 @@ models cover them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx2
 import pytest
@@ -23,19 +22,6 @@ from dodo_ingest import AsyncDodoClient, DodoClient, UnprocessableEntityError
 from dodo_ingest.client import WebhookEndpoint
 
 pytestmark = pytest.mark.contract
-
-
-@pytest.fixture
-def sent() -> list[httpx2.Request]:
-    return []
-
-
-@pytest.fixture
-def client(prism_url: str, sent: list[httpx2.Request]) -> Iterator[DodoClient]:
-    http = httpx2.Client(event_hooks={"request": [sent.append]})
-    with DodoClient("test_contract_key", base_url=prism_url, max_retries=0, http_client=http) as c:
-        yield c
-    http.close()
 
 
 def test_webhook_endpoints_match_the_contract(
