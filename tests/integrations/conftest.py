@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 
 import httpx2
@@ -18,6 +15,7 @@ from dodo_ingest import DodoClient
 from dodo_ingest.blueprints.llm import LLMTracker
 from dodo_ingest.delivery import Ingestion
 from dodo_ingest.devserver import DevServer
+from tests._loopback import loopback
 from tests.blueprints.llm import payloads
 from tests.blueprints.llm.conftest import Recorded, RecordingSink
 
@@ -60,41 +58,6 @@ def provider(chat: Answer = payloads.chat_stream_for) -> Answer:
 def openai_api(chat: Answer = payloads.chat_stream_for) -> httpx2.MockTransport:
     """:func:`provider` as an ``httpx2`` transport."""
     return httpx2.MockTransport(provider(chat))
-
-
-@contextmanager
-def loopback(answer: Answer) -> Iterator[str]:
-    """A real HTTP server on 127.0.0.1 answering POSTs with ``answer``; yields its URL (for
-    clients that do not send through ``httpx2``: LiteLLM's aiohttp and httpx paths)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            request = httpx2.Request(
-                "POST", f"http://loopback{self.path}", headers=dict(self.headers), content=body
-            )
-            response = answer(request)
-            content = response.read()
-            self.send_response(response.status_code)
-            self.send_header("content-type", response.headers.get("content-type", "text/plain"))
-            self.send_header("content-length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture
