@@ -1,0 +1,35 @@
+"""What the LiteLLM proxy started by ``test_litellm_proxy.py`` loads from its ``config.yaml``.
+
+``proxy_handler_instance`` (``litellm_settings.callbacks``) is the documented setup: a
+``DodoLiteLLMLogger`` over an ``LLMTracker`` over an ``Ingestion`` that reads its key and base
+URL (the test's dev server) from the proxy's environment. ``user_api_key_auth``
+(``general_settings.custom_auth``) stands in for the proxy's database of virtual keys: it
+answers each key with the metadata an operator would have given the key or its team.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litellm.proxy._types import UserAPIKeyAuth
+
+from dodo_ingest.blueprints.llm import LLMTracker
+from dodo_ingest.delivery import Ingestion
+from dodo_ingest.integrations.litellm import DodoLiteLLMLogger
+
+MASTER_KEY = "sk-master-test"
+#: Virtual keys and what the proxy would know of each: the key's metadata, its team's.
+KEYS: dict[str, dict[str, Any]] = {
+    MASTER_KEY: {},
+    "sk-key-of-cus-key": {"metadata": {"customer_id": "cus_key"}},
+    "sk-team-key": {"team_id": "team_1", "team_metadata": {"customer_id": "cus_team"}},
+}
+
+proxy_handler_instance = DodoLiteLLMLogger(LLMTracker(Ingestion(flush_interval=0.02)))
+
+
+async def user_api_key_auth(request: Any, api_key: str) -> UserAPIKeyAuth:
+    """The proxy's auth hook: a known key with its metadata, or refused."""
+    if api_key not in KEYS:
+        raise ValueError("unknown key")
+    return UserAPIKeyAuth(api_key=api_key, **KEYS[api_key])
