@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import HTTPException
 from litellm.proxy._types import UserAPIKeyAuth
 
 from dodo_ingest.blueprints.llm import LLMTracker
@@ -31,5 +32,5 @@ proxy_handler_instance = DodoLiteLLMLogger(LLMTracker(Ingestion(flush_interval=0
 async def user_api_key_auth(request: Any, api_key: str) -> UserAPIKeyAuth:
     """The proxy's auth hook: a known key with its metadata, or refused."""
     if api_key not in KEYS:
-        raise ValueError("unknown key")
+        raise HTTPException(status_code=401, detail="unknown key")
     return UserAPIKeyAuth(api_key=api_key, **KEYS[api_key])

@@ -164,14 +164,16 @@ def client(proxy: str, key: str = MASTER_KEY) -> Any:
     return openai.OpenAI(api_key=key, base_url=f"{proxy}/v1", max_retries=0)
 
 
-def billed(server: DevServer, customer: str) -> tuple[str, dict[str, object]]:
-    """The one event the dev server keeps for ``customer``, once the proxy has sent it."""
+def billed(server: DevServer, *customers: str) -> dict[str, list[tuple[str, dict[str, object]]]]:
+    """The events the dev server keeps for each of ``customers``, once the proxy has sent one
+    to any of them."""
     deadline = time.monotonic() + BILLED_TIMEOUT
-    while not (events := stored(server, customer)):
-        assert time.monotonic() < deadline, f"no event for {customer} in {BILLED_TIMEOUT} s"
+    while True:
+        events = {name: stored(server, name) for name in customers}
+        if any(events.values()):
+            return events
+        assert time.monotonic() < deadline, f"no event for {customers} in {BILLED_TIMEOUT} s"
         time.sleep(0.05)
-    assert len(events) == 1, events
-    return events[0]
 
 
 def customer() -> str:
@@ -187,7 +189,7 @@ def test_chat_billed_to_the_request_user(proxy: str, server: DevServer) -> None:
     user = customer()
     response = client(proxy).chat.completions.create(model="gpt-test", messages=MESSAGES, user=user)
     assert response.usage.prompt_tokens == 1117
-    stored_id, metadata = billed(server, user)
+    ((stored_id, metadata),) = billed(server, user)[user]
     assert stored_id == chat_event_id(response.id, response.created)
     assert metadata == CHAT
 
@@ -197,7 +199,7 @@ def test_customer_from_the_request_metadata(proxy: str, server: DevServer) -> No
     response = client(proxy).chat.completions.create(
         model="gpt-test", messages=MESSAGES, extra_body={"metadata": {"customer_id": named}}
     )
-    stored_id, metadata = billed(server, named)
+    ((stored_id, metadata),) = billed(server, named)[named]
     assert stored_id == chat_event_id(response.id, response.created)
     assert (metadata["inputTokens"], metadata["outputTokens"]) == (1117, 46)
 
@@ -220,7 +222,7 @@ def test_stream_billed_from_the_provider_usage(
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Hello there!"
     assert any(c.usage for c in chunks) is (stream_options is not None)
-    stored_id, metadata = billed(server, user)
+    ((stored_id, metadata),) = billed(server, user)[user]
     assert stored_id == chat_event_id(chunks[0].id, chunks[0].created)
     assert metadata == STREAM
 
@@ -232,7 +234,49 @@ def test_embeddings_billed_under_the_proxy_call_id(proxy: str, server: DevServer
     )
     call_id = raw.headers["x-litellm-call-id"]
     assert raw.parse().usage.prompt_tokens == 8
-    stored_id, metadata = billed(server, user)
+    ((stored_id, metadata),) = billed(server, user)[user]
     assert stored_id == event_id(LLMUsage("openai", "embeddings", response_id=call_id), NAME)
     assert metadata["operation"] == "embeddings"
     assert (metadata["inputTokens"], metadata["outputTokens"]) == (8, 0)
+
+
+#: the logger does not read the proxy's key and team metadata yet
+KEY_METADATA = pytest.mark.xfail(
+    strict=True, reason="DodoLiteLLMLogger does not read the proxy's key/team metadata"
+)
+
+
+@KEY_METADATA
+def test_the_key_metadata_names_the_customer_whatever_the_request_says(
+    proxy: str, server: DevServer
+) -> None:
+    """A virtual key its operator gave ``metadata={"customer_id": ...}`` bills that customer: a
+    request cannot name another one (``_proxy_logger.KEYS``)."""
+    other = customer()
+    response = client(proxy, "sk-key-of-cus-key").chat.completions.create(
+        model="gpt-test",
+        messages=MESSAGES,
+        user=other,
+        extra_body={"metadata": {"customer_id": other}},
+    )
+    events = billed(server, "cus_key", other)
+    assert events[other] == []
+    ((stored_id, _),) = events["cus_key"]
+    assert stored_id == chat_event_id(response.id, response.created)
+
+
+@KEY_METADATA
+def test_the_team_metadata_names_the_customer(proxy: str, server: DevServer) -> None:
+    other = customer()
+    client(proxy, "sk-team-key").chat.completions.create(
+        model="gpt-test", messages=MESSAGES, user=other
+    )
+    events = billed(server, "cus_team", other)
+    assert events[other] == []
+    assert len(events["cus_team"]) == 1
+
+
+def test_the_proxy_refuses_an_unknown_key(proxy: str) -> None:
+    """The keys of the tests above are the only ones the proxy takes."""
+    with pytest.raises(openai.AuthenticationError):
+        client(proxy, "sk-unknown").chat.completions.create(model="gpt-test", messages=MESSAGES)
