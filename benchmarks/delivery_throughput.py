@@ -11,6 +11,9 @@ process (raw asyncio, answers ``{"ingested_count": n}``), and prints in one run:
   loop": 0.85 was measured against such a loop);
 - the ceiling: a bare ``httpx2`` loop posting 1000-event bodies built before the clock starts
   (no per-event work at all: it measures the sink and the HTTP stack), and the ratio to it;
+- the same with the metadata encoded by the :mod:`json` module instead of orjson (the
+  ``fast`` extra; the ``memory-json`` rows, orjson blocked from importing), when orjson is
+  installed;
 - ``track()`` p50/p99 with the memory queue and with a SQLite outbox;
 - the producer's peak RSS above its baseline with 100,000 events queued (the API hanging);
 - the worst asyncio event-loop stall caused by a ``track()`` flood from a coroutine: the
@@ -175,8 +178,12 @@ def _calibration_us() -> float:
     return (time.perf_counter() - start) / 20_000 * 1e6
 
 
-def scenario_delivery(base_url: str, events: int, outbox: bool) -> dict[str, Any]:
-    from dodo_ingest.delivery import Ingestion
+def scenario_delivery(
+    base_url: str, events: int, outbox: bool, fast: bool = True
+) -> dict[str, Any]:
+    if not fast:
+        sys.modules["orjson"] = None  # type: ignore[assignment]  # import orjson fails
+    from dodo_ingest.delivery import Ingestion, _encoding
 
     calibration = _calibration_us()
 
@@ -209,6 +216,7 @@ def scenario_delivery(base_url: str, events: int, outbox: bool) -> dict[str, Any
         "delivered": stats.delivered - 1,
         "dropped": stats.dropped,
         "json_dumps_us": calibration,
+        "orjson": _encoding._encode_metadata.__name__ == "encode",
     }
 
 
@@ -324,6 +332,7 @@ SCENARIOS = {
     "ceiling": lambda url, n: scenario_ceiling(url, n),
     "bare-loop": lambda url, n: scenario_bare_loop(url, n),
     "memory": lambda url, n: scenario_delivery(url, n, outbox=False),
+    "memory-json": lambda url, n: scenario_delivery(url, n, outbox=False, fast=False),
     "outbox": lambda url, n: scenario_delivery(url, n, outbox=True),
     "latency-memory": lambda url, n: scenario_latency(url, n, outbox=False),
     "latency-outbox": lambda url, n: scenario_latency(url, n, outbox=True),
@@ -357,6 +366,7 @@ def main() -> None:
             "ceiling": [],
             "bare-loop": [],
             "memory": [],
+            "memory-json": [],
             "outbox": [],
         }
         for _ in range(args.runs):
@@ -385,12 +395,13 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "ceiling_events_per_s": round(ceiling),
     }
-    for name in ("memory", "outbox"):
-        report[f"{name}_events_per_s"] = round(median(name, "events_per_s"))
-        report[f"{name}_events_per_s_best"] = round(best(name, "events_per_s"))
-        report[f"{name}_cpu_us_per_event"] = round(median(name, "cpu_us_per_event"), 2)
-        report[f"{name}_cpu_us_per_event_best"] = round(best(name, "cpu_us_per_event"), 2)
-        report[f"{name}_dropped"] = max(run["dropped"] for run in results[name])
+    for name in ("memory", "memory-json", "outbox"):
+        key = name.replace("-", "_")
+        report[f"{key}_events_per_s"] = round(median(name, "events_per_s"))
+        report[f"{key}_events_per_s_best"] = round(best(name, "events_per_s"))
+        report[f"{key}_cpu_us_per_event"] = round(median(name, "cpu_us_per_event"), 2)
+        report[f"{key}_cpu_us_per_event_best"] = round(best(name, "cpu_us_per_event"), 2)
+        report[f"{key}_dropped"] = max(run["dropped"] for run in results[name])
     report["bare_loop_events_per_s"] = round(median("bare-loop", "events_per_s"))
     report["bare_loop_cpu_us_per_event"] = round(median("bare-loop", "cpu_us_per_event"), 2)
     # Ratios within each round (the same minute of a shared box), then their median.
@@ -403,6 +414,15 @@ def main() -> None:
     report["memory_ratio_to_bare_loop"] = round(statistics.median(to_bare), 3)
     report["memory_ratio_to_bare_loop_range"] = f"{min(to_bare):.3f}-{max(to_bare):.3f}"
     report["memory_ratio_to_ceiling"] = round(statistics.median(top for _, top in ratios), 3)
+    report["memory_uses_orjson"] = all(run["orjson"] for run in results["memory"])
+    to_bare_json = [
+        ours["events_per_s"] / bare["events_per_s"]
+        for ours, bare in zip(results["memory-json"], results["bare-loop"], strict=True)
+    ]
+    report["memory_json_ratio_to_bare_loop"] = round(statistics.median(to_bare_json), 3)
+    report["memory_json_ratio_to_bare_loop_range"] = (
+        f"{min(to_bare_json):.3f}-{max(to_bare_json):.3f}"
+    )
     report["load_average"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
     report["json_dumps_one_event_us"] = round(median("memory", "json_dumps_us"), 2)
     report.update(

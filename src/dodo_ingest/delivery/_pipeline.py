@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from ..client import EventInput
 from . import _fork_guard
 from ._batch_sender import Abandoned, BatchSender
+from ._encoding import load_fast_encoder
 from ._errors import EventsDroppedError
 from ._outbox_protocol import OutboxBackend, SharedOutboxBackend
 from ._queues import (
@@ -398,10 +399,10 @@ class Pipeline:
 
     def _run(self) -> None:
         try:
-            if self._transport is None and self.deliver:
-                with _fork_guard.section():
-                    transport = self._make_transport()
-                self._transport = self._sender.transport = transport
+            with _fork_guard.section():
+                load_fast_encoder()
+                if self._transport is None and self.deliver:
+                    self._transport = self._sender.transport = self._make_transport()
             self._maintain(force=True)
             while not self._stop.is_set():
                 try:
