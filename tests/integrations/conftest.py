@@ -4,9 +4,12 @@ mocked HTTP (the payloads of the LLM blueprint's tests), and the dev server."""
 from __future__ import annotations
 
 import importlib
+import itertools
+import json
 import os
 from collections.abc import Callable, Iterator
 from types import ModuleType
+from typing import Any
 
 import httpx2
 import pytest
@@ -60,6 +63,47 @@ def openai_api(chat: Answer = payloads.chat_stream_for) -> httpx2.MockTransport:
     return httpx2.MockTransport(provider(chat))
 
 
+def numbered_calls() -> Answer:
+    """A server whose every chat completion (streamed or not) has the same long id, each
+    with its own ``created`` and prompt count: calls that must stay distinct events."""
+    calls = itertools.count(1)
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        call = next(calls)
+        created = 1767225600 + call
+        body = json.loads(request.content)
+        if not body.get("stream"):
+            usage = {**payloads.CHAT_USAGE, "prompt_tokens": call, "total_tokens": call + 46}
+            return payloads.json_response(payloads.chat_completion(usage, created=created))
+        frames = payloads.chat_chunks(with_usage=True)
+        for frame in frames:
+            if isinstance(frame, dict):
+                frame["created"] = created
+                if frame.get("usage"):
+                    usage = {"prompt_tokens": call, "total_tokens": call + 3}
+                    frame["usage"] = {**payloads.STREAM_USAGE, **usage}
+        return payloads.sse_response(frames)
+
+    return answer
+
+
+def paired(sink: RecordingSink, calls: int) -> None:
+    """``calls`` calls, each billed by both paths under one event id: ``calls`` distinct ids,
+    each twice with the same token counts."""
+    assert len(sink.events) == 2 * calls
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for event in sink.events:
+        by_id.setdefault(event.event_id, []).append(event.metadata)
+    assert len(by_id) == calls
+    for handler_and_client in by_id.values():
+        assert len(handler_and_client) == 2
+        first, second = (
+            {k: v for k, v in metadata.items() if k.endswith("Tokens")}
+            for metadata in handler_and_client
+        )
+        assert first == second
+
+
 @pytest.fixture
 def sink() -> RecordingSink:
     return RecordingSink()
@@ -90,4 +134,14 @@ def stored(server: DevServer, customer_id: str) -> list[tuple[str, dict[str, obj
         ]
 
 
-__all__ = ["Recorded", "RecordingSink", "loopback", "openai_api", "provider", "require", "stored"]
+__all__ = [
+    "Recorded",
+    "RecordingSink",
+    "loopback",
+    "numbered_calls",
+    "openai_api",
+    "paired",
+    "provider",
+    "require",
+    "stored",
+]

@@ -13,7 +13,15 @@ import httpx2
 import openai
 import pytest
 
-from .conftest import RecordingSink, loopback, openai_api, require, stored
+from .conftest import (
+    RecordingSink,
+    loopback,
+    numbered_calls,
+    openai_api,
+    paired,
+    require,
+    stored,
+)
 
 require("langchain_openai", "langchain")
 require("langchain_anthropic", "langchain")
@@ -268,18 +276,102 @@ def test_handler_and_wrapped_client_bill_one_event(server: DevServer, ingestion:
     assert event[1]["reasoningTokens"] == 256
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the wrapped client hashes the chat completion's `created` into its event id, "
-    "which LangChain does not pass on",
-)
 def test_handler_and_wrapped_chat_completions_client_bill_one_event(
+    server: DevServer, ingestion: Ingestion
+) -> None:
+    """LangChain passes no ``created`` on: the handler takes the wrapped client's identity
+    of the same response, and the API keeps one event."""
+    tracker = LLMTracker(ingestion)
+    customer = f"cus_lc_{uuid.uuid4().hex[:8]}"
+    model = _wrapped_model(tracker, openai_api(), customer)
+    model.invoke("hi", config={"callbacks": [DodoCallbackHandler(tracker, customer)]})
+    assert tracker.stats.events == 2  # one per path
+    assert ingestion.flush(timeout=10)
+    ((stored_id, metadata),) = stored(server, customer)
+    usage = LLMUsage("openai", "chat.completions", response_id=payloads.CHAT_ID, created=1767225600)
+    assert stored_id == event_id(usage, NAME)
+    assert (metadata["inputTokens"], metadata["cachedInputTokens"]) == (1117, 1024)
+
+
+def _both_paths(
+    tracker: LLMTracker, transport: httpx2.MockTransport, **options: Any
+) -> tuple[ChatOpenAI, DodoCallbackHandler]:
+    """A ChatOpenAI over sync and async OpenAI clients wrapped by ``tracker``, and a handler
+    of the same tracker: every call is billed by both paths."""
+    root = tracker.wrap(
+        openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport)),
+        customer_id="cus_1",
+    )
+    aroot = tracker.wrap(
+        openai.AsyncOpenAI(api_key="sk-test", http_client=httpx2.AsyncClient(transport=transport)),
+        customer_id="cus_1",
+    )
+    model = ChatOpenAI(
+        model="gpt-5.4-mini",
+        api_key="sk-test",
+        root_client=root,
+        client=root.chat.completions,
+        root_async_client=aroot,
+        async_client=aroot.chat.completions,
+        max_retries=0,
+        **options,
+    )
+    return model, DodoCallbackHandler(tracker, "cus_1")
+
+
+def test_stream_billed_by_both_paths_is_one_event(tracker: LLMTracker, sink: RecordingSink) -> None:
+    """A LangChain stream's result carries no response id: the handler takes the identity of
+    the wrapped client's bill made during its run (sync ``stream`` and streamed ``invoke``)."""
+    model, handler = _both_paths(tracker, openai_api(), stream_usage=True)
+    assert "".join(str(c.content) for c in model.stream("hi", config={"callbacks": [handler]}))
+    paired(sink, 1)
+    client_event = sink.events[0]
+    usage = LLMUsage("openai", "chat.completions", response_id=payloads.CHAT_ID, created=1767225601)
+    assert client_event.event_id == event_id(usage, NAME)
+    streaming, handler = _both_paths(tracker, openai_api(), streaming=True, stream_usage=True)
+    streaming.invoke("hi", config={"callbacks": [handler]})
+    assert tracker.stats.events == 4
+    assert {e.event_id for e in sink.events} == {client_event.event_id}  # the same response
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["invoke", "stream"])
+def test_a_reused_response_id_still_bills_each_call(
+    tracker: LLMTracker, sink: RecordingSink, stream: bool
+) -> None:
+    """Each call billed by both paths is matched once: three calls sharing a response id
+    are three events, none folded into another."""
+    model, handler = _both_paths(tracker, httpx2.MockTransport(numbered_calls()), stream_usage=True)
+    for _ in range(3):
+        if stream:
+            list(model.stream("hi", config={"callbacks": [handler]}))
+        else:
+            model.invoke("hi", config={"callbacks": [handler]})
+    paired(sink, 3)
+    assert sorted({e.metadata["inputTokens"] for e in sink.events}) == [1, 2, 3]
+
+
+def test_async_streams_and_batches_bill_one_event_per_call(
     tracker: LLMTracker, sink: RecordingSink
 ) -> None:
-    model = _wrapped_model(tracker, openai_api(), "cus_1")
-    model.invoke("hi", config={"callbacks": [DodoCallbackHandler(tracker, "cus_1")]})
-    assert len(sink.events) == 2
-    assert sink.events[0].event_id == sink.events[1].event_id
+    """``astream``, ``ainvoke``, ``batch`` and ``abatch``: each call runs in its own context
+    (tasks, executor threads), and each is one event."""
+    server = httpx2.MockTransport(numbered_calls())
+    model, handler = _both_paths(tracker, server, stream_usage=True)
+    config: Any = {"callbacks": [handler]}
+
+    async def main() -> None:
+        async def stream() -> None:
+            async for _ in model.astream("hi", config=config):
+                pass
+
+        await asyncio.gather(stream(), stream(), model.ainvoke("hi", config=config))
+        await model.abatch(["a", "b"], config=config)
+
+    asyncio.run(main())
+    model.batch(["c", "d", "e"], config=config)
+    streaming, handler = _both_paths(tracker, server, streaming=True, stream_usage=True)
+    streaming.batch(["f", "g"], config={"callbacks": [handler]})
+    paired(sink, 10)
 
 
 CACHE_WRITES = {
@@ -356,3 +448,29 @@ def test_anthropic_stream_cache_writes_by_lifetime(
     }
     usage = LLMUsage("anthropic", "messages", response_id=f"langchain-run:{run_id}:0")
     assert event.event_id == event_id(usage, NAME)
+
+
+def test_anthropic_stream_and_message_billed_by_both_paths_are_one_event_each(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    """ChatAnthropic's own clients wrapped by the tracker: the streamed results (no message id
+    in LangChain's result) take the wrapped client's id, the message's handler event is the
+    wrapped client's (this server answers every call with one message id, which Anthropic
+    ids hash alone: one event for all, as the wrapped client alone gives)."""
+    handler = DodoCallbackHandler(tracker, "cus_1")
+    with loopback(_anthropic) as url:
+        claude = _claude(url)
+        tracker.wrap(claude._client, customer_id="cus_1")
+        tracker.wrap(claude._async_client, customer_id="cus_1")
+        list(claude.stream("hi", config={"callbacks": [handler]}))
+        claude.invoke("hi", config={"callbacks": [handler]})
+
+        async def astream() -> None:
+            async for _ in claude.astream("hi", config={"callbacks": [handler]}):
+                pass
+
+        asyncio.run(astream())
+    assert len(sink.events) == 6
+    message_id = event_id(LLMUsage("anthropic", "messages", response_id=payloads.MSG_ID), NAME)
+    assert {e.event_id for e in sink.events} == {message_id}
+    assert sink.events[0].metadata == sink.events[1].metadata  # the stream's usage, twice

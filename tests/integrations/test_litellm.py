@@ -10,18 +10,20 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx2
 import openai
 import pytest
 
-from .conftest import RecordingSink, loopback, provider, require, stored
+from .conftest import RecordingSink, loopback, numbered_calls, paired, provider, require, stored
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map download
 litellm = require("litellm", "litellm")
 
 from dodo_ingest.blueprints.llm import LLMTracker, LLMUsage
+from dodo_ingest.blueprints.llm._billed import current_run
 from dodo_ingest.blueprints.llm._event_ids import event_id
 from dodo_ingest.delivery import Ingestion
 from dodo_ingest.devserver import DevServer
@@ -244,12 +246,127 @@ def test_logger_and_wrapped_client_bill_one_event(
         openai.OpenAI(api_key="sk-test", base_url=f"{api}/v1"), customer_id=customer
     )
     openai_call(api, client=client)
+    assert current_run.get() is None  # the call's run ended with it
     settle(lambda: tracker.stats.events == 2)
     assert ingestion.flush(timeout=10)
     ((stored_id, metadata),) = stored(server, customer)
     usage = LLMUsage("openai", "chat.completions", response_id=payloads.CHAT_ID, created=1767225600)
     assert stored_id == event_id(usage, NAME)
     assert (metadata["inputTokens"], metadata["cachedInputTokens"]) == (1117, 1024)
+
+
+def _both_paths(
+    tracker: LLMTracker, api: str, install: Any, customer: str = "cus_1"
+) -> tuple[openai.OpenAI, openai.AsyncOpenAI]:
+    """A logger of ``tracker`` installed, and OpenAI clients wrapped by it for ``client=``:
+    every call is billed by both paths."""
+    install(DodoLiteLLMLogger(tracker, customer_id=customer))
+    return (
+        tracker.wrap(openai.OpenAI(api_key="sk-test", base_url=f"{api}/v1"), customer_id=customer),
+        tracker.wrap(
+            openai.AsyncOpenAI(api_key="sk-test", base_url=f"{api}/v1"), customer_id=customer
+        ),
+    )
+
+
+STREAM = {"stream": True, "stream_options": {"include_usage": True}}
+
+
+def _call(api: str, client: Any, **options: Any) -> None:
+    """A LiteLLM call through ``client``, streams read to the end."""
+    response = openai_call(api, client=client, **options)
+    if options.get("stream"):
+        assert "".join(c.choices[0].delta.content or "" for c in response if c.choices)
+
+
+async def _acall(api: str, client: Any, **options: Any) -> None:
+    response = await litellm.acompletion(
+        model="openai/gpt-5.4-mini",
+        api_base=f"{api}/v1",
+        api_key="sk-test",
+        messages=MESSAGES,
+        client=client,
+        **options,
+    )
+    if options.get("stream"):
+        assert "".join([c.choices[0].delta.content or "" async for c in response if c.choices])
+
+
+def test_streams_billed_by_both_paths_are_one_event(
+    api: str, server: DevServer, ingestion: Ingestion, install: Any
+) -> None:
+    """LiteLLM stamps its own ``created`` on streams: the logger takes the wrapped client's
+    identity of the call (sync and async), and the API keeps one event."""
+    tracker = LLMTracker(ingestion)
+    customer = f"cus_ll_{uuid.uuid4().hex[:8]}"
+    client, aclient = _both_paths(tracker, api, install, customer)
+    _call(api, client, **STREAM)
+    settle(lambda: tracker.stats.events == 2)
+    assert ingestion.flush(timeout=10)
+    ((stored_id, metadata),) = stored(server, customer)
+    usage = LLMUsage("openai", "chat.completions", response_id=payloads.CHAT_ID, created=1767225601)
+    assert stored_id == event_id(usage, NAME)
+    assert metadata["inputTokens"] == 19
+    asyncio.run(_acall(api, aclient, **STREAM))
+    settle(lambda: tracker.stats.events == 4)
+    assert ingestion.flush(timeout=10)
+    assert [event for event, _ in stored(server, customer)] == [stored_id]  # the same response
+
+
+def test_a_reused_response_id_still_bills_each_call(
+    tracker: LLMTracker, sink: RecordingSink, install: Any
+) -> None:
+    """A server answering every call with one long id (each with its own ``created``):
+    each call billed by both paths is one event, none folded into another."""
+    with loopback(numbered_calls()) as url:
+        client, aclient = _both_paths(tracker, url, install)
+        for options in ({}, STREAM, {}, STREAM):
+            _call(url, client, **options)
+
+        async def main() -> None:
+            await asyncio.gather(_acall(url, aclient), _acall(url, aclient, **STREAM))
+
+        asyncio.run(main())
+        settle(lambda: len(sink.events) == 12)
+    paired(sink, 6)
+    assert sorted({e.metadata["inputTokens"] for e in sink.events}) == [1, 2, 3, 4, 5, 6]
+
+
+def test_concurrent_calls_from_threads_are_one_event_each(
+    tracker: LLMTracker, sink: RecordingSink, install: Any
+) -> None:
+    """Calls from many threads at once: each thread's call is matched with its own bill."""
+    with loopback(numbered_calls()) as url:
+        client, _ = _both_paths(tracker, url, install)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda n: _call(url, client, **(STREAM if n % 2 else {})), range(16)))
+        settle(lambda: len(sink.events) == 32)
+    paired(sink, 16)
+
+
+def test_embeddings_billed_by_both_paths_are_one_event(
+    tracker: LLMTracker, sink: RecordingSink, install: Any
+) -> None:
+    """An embeddings response has no id: the wrapped client bills under OpenAI's request id,
+    the logger (which would use LiteLLM's call id) takes the wrapped client's identity."""
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        headers = {"x-request-id": payloads.EMBEDDINGS_REQUEST_ID}
+        return payloads.json_response(payloads.EMBEDDINGS, headers)
+
+    with loopback(answer) as url:
+        client, _ = _both_paths(tracker, url, install)
+        litellm.embedding(
+            model="openai/text-embedding-3-small",
+            api_base=f"{url}/v1",
+            api_key="sk-test",
+            input=["hello"],
+            client=client,
+        )
+        settle(lambda: len(sink.events) == 2)
+    paired(sink, 1)
+    usage = LLMUsage("openai", "embeddings", response_id=payloads.EMBEDDINGS_REQUEST_ID)
+    assert sink.events[0].event_id == event_id(usage, NAME)
 
 
 def test_request_body_is_untouched(tracker: LLMTracker, install: Any) -> None:

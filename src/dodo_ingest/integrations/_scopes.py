@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from ..blueprints.llm._event_ids import Identity
 from ..blueprints.llm._tracker import (
     LLMTracker,
     Scope,
@@ -70,9 +71,13 @@ class Biller:
         )
         return None
 
-    def bill(self, usage: LLMUsage, scope: Scope) -> None:
-        """Emit the events of ``usage``; never raises (the tracker counts failures)."""
-        self.tracker.record(usage, scope)
+    def bill(self, usage: LLMUsage, scope: Scope, identity: Identity | None = None) -> None:
+        """Emit the events of ``usage``; never raises (the tracker counts failures).
+
+        ``identity``: what the event ids hash instead of the usage's own values (those of
+        the wrapped client's bill of the same call, see ``blueprints.llm._billed``).
+        """
+        self.tracker._record_integrated(usage, scope, identity)
 
     def failure(self, kind: str, message: str, exc: BaseException | None = None) -> None:
         """Count a failure in the tracker's stats; log each kind once per integration."""

@@ -21,6 +21,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 
 from ..blueprints.llm._anthropic import usage_of_message
+from ..blueprints.llm._billed import FrameworkRun, current_run
 from ..blueprints.llm._event_ids import trusted_response_id
 from ..blueprints.llm._tracker import LLMTracker, Scope
 from ..blueprints.llm._usage import (
@@ -65,12 +66,20 @@ _RUNS_KEPT = 10_000
 
 
 class _Run:
-    __slots__ = ("model", "provider", "scope")
+    __slots__ = ("capture", "model", "provider", "scope")
 
     def __init__(self, scope: Scope, provider: str | None, model: str | None) -> None:
         self.scope = scope
         self.provider = provider
         self.model = model
+        # what wrapped clients bill during the run (it runs in the caller's context)
+        self.capture = FrameworkRun()
+        current_run.set(self.capture)
+
+    def close(self) -> None:
+        """Stop capturing wrapped clients' bills in this context (if it is this run's)."""
+        if current_run.get() is self.capture:
+            current_run.set(None)
 
 
 class DodoCallbackHandler(BaseCallbackHandler):
@@ -90,8 +99,11 @@ class DodoCallbackHandler(BaseCallbackHandler):
 
     Event ids derive from the provider's response id (and its creation time where LangChain
     passes it), as the wrapped client's do; a result without one (LangChain streams) gets an
-    id derived from the LangChain run id. Nothing raises into the chain: failures are
-    counted and logged. Raises ``EventValidationError`` here for invalid arguments.
+    id derived from the LangChain run id. A model whose client is wrapped by a tracker is
+    billed by both, under the wrapped client's event ids (one event): the handler notes
+    what the client bills during the run, which runs in the caller's context. Nothing
+    raises into the chain: failures are counted and logged. Raises
+    ``EventValidationError`` here for invalid arguments.
     """
 
     raise_error = False
@@ -162,6 +174,7 @@ class DodoCallbackHandler(BaseCallbackHandler):
         if run is None:
             return
         try:
+            run.close()
             self._end(response, run_id, run)
         except Exception as exc:
             self._biller.failure("end", "could not bill a LangChain result", exc)
@@ -175,7 +188,10 @@ class DodoCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Forget the run: a failed call reports no usage."""
-        self._runs.pop(run_id, None)
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            with suppress(Exception):
+                run.close()
 
     def _end(self, response: LLMResult, run_id: UUID, run: _Run) -> None:
         llm_output = response.llm_output or {}
@@ -189,11 +205,21 @@ class DodoCallbackHandler(BaseCallbackHandler):
                     "ask the model for usage, e.g. ChatOpenAI(stream_usage=True)): not billed",
                 )
                 continue
-            if usage.response_id is None:
-                usage.response_id = f"langchain-run:{run_id}:{index}"
-            elif type(usage.response_id) is not str or not trusted_response_id(usage.response_id):
-                usage.call_key = f"langchain-run:{run_id}:{index}"
-            self._biller.bill(usage, run.scope)
+            # the wrapped client's bill of this call, if it made one: the same event ids
+            identity = (
+                run.capture.identity_for(usage, usage.response_id)
+                if len(generations) == 1
+                else None
+            )
+            if identity is None:
+                run_key = f"langchain-run:{run_id}:{index}"
+                if usage.response_id is None:
+                    usage.response_id = run_key
+                elif type(usage.response_id) is not str or not trusted_response_id(
+                    usage.response_id
+                ):
+                    usage.call_key = run_key
+            self._biller.bill(usage, run.scope, identity)
 
 
 def _usage_of(

@@ -15,10 +15,12 @@ for the proxy's ``config.yaml``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
+from ..blueprints.llm._billed import FrameworkRun, current_run
 from ..blueprints.llm._event_ids import keyed
 from ..blueprints.llm._tracker import LLMTracker
 from ..blueprints.llm._usage import LLMUsage, checked_count, field, openai_usage, timestamp
@@ -49,6 +51,9 @@ _CACHE_WRITES = (
     ("ephemeral_5m_input_tokens", "cacheWrite5mTokens"),
     ("ephemeral_1h_input_tokens", "cacheWrite1hTokens"),
 )
+#: Calls whose provider request started that a logger remembers (by LiteLLM call id; the
+#: oldest dropped beyond).
+_CALLS_KEPT = 10_000
 
 
 class DodoLiteLLMLogger(CustomLogger):
@@ -60,7 +65,9 @@ class DodoLiteLLMLogger(CustomLogger):
     the event's ``unknownUsage``. LiteLLM's own cost estimate is not billed (use the
     tracker's ``prices``). Event ids derive from the response id (and its creation time),
     so a call billed twice (the sync and the async hook, a retried delivery) is one event;
-    a response without an id (embeddings) uses LiteLLM's call id.
+    a response without an id (embeddings) uses LiteLLM's call id. A call LiteLLM makes
+    through a client wrapped by a tracker (``client=``) gets the wrapped client's event ids:
+    one event for both.
 
     The customer of a call is, first to last: its ``metadata[customer_key]`` (proxy: the
     request's ``metadata``), its ``user`` (OpenAI's end-user field; proxy: the request's
@@ -87,11 +94,53 @@ class DodoLiteLLMLogger(CustomLogger):
         self._biller = Biller(tracker, customer_id, metadata)
         self.customer_key = customer_key
         self.use_user = use_user
+        self._calls: dict[object, FrameworkRun] = {}
 
     @property
     def tracker(self) -> LLMTracker:
         """The tracker events are billed through."""
         return self._biller.tracker
+
+    def log_pre_api_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
+        """Note what a wrapped client bills for this call (LiteLLM's hook, called in the
+        caller's context just before the provider request)."""
+        try:
+            call_id = kwargs.get("litellm_call_id")
+            if call_id is None:
+                return
+            calls = self._calls
+            if len(calls) >= _CALLS_KEPT:
+                with suppress(StopIteration, RuntimeError):  # another thread changed it: fine
+                    calls.pop(next(iter(calls)), None)
+            run = FrameworkRun()
+            calls[call_id] = run
+            current_run.set(run)
+        except Exception as exc:
+            self._biller.failure("start", "could not note a LiteLLM call", exc)
+
+    def log_post_api_call(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Stop noting once a non-stream provider call returned (LiteLLM's hook, in the
+        caller's context). A stream's run stays current in the caller's context: its
+        wrapped client bills when the caller reads it to the end."""
+        if kwargs.get("stream"):
+            return
+        run = self._calls.get(kwargs.get("litellm_call_id"))
+        if run is not None and current_run.get() is run:
+            current_run.set(None)
+
+    def log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Forget a failed call (LiteLLM's hook)."""
+        self._calls.pop(kwargs.get("litellm_call_id"), None)
+
+    async def async_log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Forget a failed call (LiteLLM's hook)."""
+        self._calls.pop(kwargs.get("litellm_call_id"), None)
 
     def log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
@@ -107,6 +156,7 @@ class DodoLiteLLMLogger(CustomLogger):
 
     def _bill(self, kwargs: dict[str, Any], response: Any) -> None:
         try:
+            run = self._calls.pop(kwargs.get("litellm_call_id"), None)
             operation = _OPERATIONS.get(kwargs.get("call_type") or "")
             if operation is None or kwargs.get("cache_hit"):
                 return
@@ -124,7 +174,8 @@ class DodoLiteLLMLogger(CustomLogger):
             if usage is None:
                 self._biller.failure("no usage", "a LiteLLM response carried no usage: not billed")
                 return
-            self._biller.bill(usage, scope)
+            identity = None if run is None else run.identity_for(usage, field(response, "id"))
+            self._biller.bill(usage, scope, identity)
         except Exception as exc:
             self._biller.failure("error", "could not bill a LiteLLM call", exc)
 

@@ -23,7 +23,10 @@ from ._usage import LLMUsage
 
 __all__ = [
     "MIN_UNIQUE_ID_LENGTH",
+    "Identity",
+    "api_family",
     "event_id",
+    "identity_of",
     "keyed",
     "keyed_once",
     "new_key",
@@ -45,6 +48,10 @@ _OPERATION_FAMILIES = {
 #: Characters a response id needs after its type prefix to be trusted as unique.
 MIN_UNIQUE_ID_LENGTH = 16
 _LETTER = re.compile("[A-Za-z]")
+
+#: What an event id hashes besides the API family and the event name: the response id, its
+#: creation time, the call key and whether the record is complete.
+Identity = tuple[str, float | None, str | None, bool]
 
 _PROCESS_TOKEN = uuid.uuid4().hex
 _counter = itertools.count()
@@ -140,25 +147,46 @@ def keyed_once(usage: LLMUsage | None) -> LLMUsage | None:
     return usage
 
 
-def event_id(usage: LLMUsage, event_name: str) -> str:
+def api_family(operation: str) -> str:
+    """The API family event ids hash for ``operation``: ``openai``, ``anthropic``, ``google``."""
+    return _OPERATION_FAMILIES.get(operation, "openai")
+
+
+def identity_of(usage: LLMUsage) -> Identity:
+    """What the event ids of ``usage`` (which has a response id) hash besides the API family
+    and the event name."""
+    assert usage.response_id is not None
+    return (usage.response_id, usage.created, usage.call_key, usage.complete)
+
+
+def event_id(usage: LLMUsage, event_name: str, identity: Identity | None = None) -> str:
     """The id of the event named ``event_name`` for ``usage``; random without a response id.
 
     The API family (by operation: ``openai`` for every OpenAI-shaped API, Groq and
     OpenAI-compatible servers included; ``anthropic``; ``google``) is hashed rather than the
     provider name, which manual tracking cannot know. Incomplete records hash an extra
     marker: their ids never take the id the finished response's bill (e.g. a later
-    ``track(responses.retrieve(id))``) needs.
+    ``track(responses.retrieve(id))``) needs. ``identity`` replaces what ``usage`` would
+    hash besides the family and the name: the other path's, for the same call billed twice
+    (see ``_billed``).
     """
-    if usage.response_id is None:
-        return f"llm_{uuid.uuid4().hex}"
+    if identity is None:
+        response_id = usage.response_id
+        if response_id is None:
+            return f"llm_{uuid.uuid4().hex}"
+        created = usage.created
+        call_key = usage.call_key
+        complete = usage.complete
+    else:
+        response_id, created, call_key, complete = identity
     digest = _HASH.copy()  # cheaper than building a new hash object
     family = _OPERATION_FAMILIES.get(usage.operation, "openai")
-    key = f"{family}\x1f{usage.response_id}\x1f{event_name}"
-    if usage.created is not None:
-        key += f"\x1f{usage.created!r}"
-    if usage.call_key is not None:
-        key += f"\x1fcall:{usage.call_key}"
-    if not usage.complete:
+    key = f"{family}\x1f{response_id}\x1f{event_name}"
+    if created is not None:
+        key += f"\x1f{created!r}"
+    if call_key is not None:
+        key += f"\x1fcall:{call_key}"
+    if not complete:
         key += "\x1fincomplete"
     digest.update(key.encode())
     return "llm_" + digest.hexdigest()

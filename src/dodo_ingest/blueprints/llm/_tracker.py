@@ -21,9 +21,10 @@ from ...client._models import (
     validate_metadata,
 )
 from .._common import EventSink
+from ._billed import current_run
 from ._billing import ModelTable, Number, Price, cost_cents, to_decimal
+from ._event_ids import Identity, keyed
 from ._event_ids import event_id as make_event_id
-from ._event_ids import keyed
 from ._usage import (
     INT64_MAX,
     LLMUsage,
@@ -743,7 +744,28 @@ class LLMTracker:
         except Exception as exc:
             self._failure("could not record LLM usage", exc)
 
-    def _emit(self, usage: LLMUsage, scope: Scope) -> list[str]:
+    def _record_integrated(
+        self, usage: LLMUsage, scope: Scope, identity: Identity | None = None
+    ) -> None:
+        """:meth:`record` for a framework integration's usage: billed under ``identity``
+        when given (the wrapped client's bill of the same call, see ``_billed``)."""
+        try:
+            self._emit(usage, scope, identity, integrated=True)
+        except Exception as exc:
+            self._failure("could not record LLM usage", exc)
+
+    def _emit(
+        self,
+        usage: LLMUsage,
+        scope: Scope,
+        identity: Identity | None = None,
+        *,
+        integrated: bool = False,
+    ) -> list[str]:
+        if not integrated:
+            run = current_run.get()
+            if run is not None:  # a framework handler bills this call too: tell it how
+                run.note(usage)
         weight = self._weights.get(usage.model) if self._weights is not None else None
         price = self._prices.get(usage.model) if self._prices is not None else None
         if not usage.complete:
@@ -768,7 +790,7 @@ class LLMTracker:
             if len(metadata) > MAX_METADATA_KEYS:
                 metadata = self._fitted(metadata, scope)
             name = self.event_name
-            event_id = make_event_id(usage, name)
+            event_id = make_event_id(usage, name, identity)
             if prechecked is None:
                 event_id = self._sink.track(scope.customer_id, name, metadata, event_id=event_id)
             else:
@@ -795,7 +817,7 @@ class LLMTracker:
                 prechecked = None
             if len(metadata) > MAX_METADATA_KEYS:
                 metadata = self._fitted(metadata, scope)
-            event_id = make_event_id(usage, name)
+            event_id = make_event_id(usage, name, identity)
             if prechecked is None:
                 event_id = self._sink.track(scope.customer_id, name, metadata, event_id=event_id)
             else:
