@@ -258,15 +258,6 @@ def test_responses_billed_to_the_customer_in_their_metadata(proxy: str, server: 
     assert metadata == {**payloads.RESPONSES_METADATA, "model": "gpt-test"}
 
 
-#: the logger does not read the proxy's key and team metadata yet
-KEY_METADATA = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="DodoLiteLLMLogger does not read the proxy's key/team metadata",
-)
-
-
-@KEY_METADATA
 def test_the_key_metadata_names_the_customer_whatever_the_request_says(
     proxy: str, server: DevServer
 ) -> None:
@@ -285,7 +276,6 @@ def test_the_key_metadata_names_the_customer_whatever_the_request_says(
     assert stored_id == chat_event_id(response.id, response.created)
 
 
-@KEY_METADATA
 def test_the_team_metadata_names_the_customer(proxy: str, server: DevServer) -> None:
     other = customer()
     client(proxy, "sk-team-key").chat.completions.create(

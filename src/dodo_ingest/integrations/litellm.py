@@ -47,6 +47,8 @@ _PROVIDERS = {"azure": "azure_openai", "azure_text": "azure_openai", "gemini": "
 _REPEATED = ("cost", "cache_read_input_tokens", "cache_creation_input_tokens")
 #: ``prompt_tokens_details`` keys that repeat others or describe no charge.
 _REPEATED_DETAILS = ("cache_creation_tokens", "initial_prompt_tokens", "cache_type")
+#: Where the proxy puts the metadata of a call's virtual key and of the key's team.
+_KEY_METADATA = ("user_api_key_metadata", "user_api_key_team_metadata")
 _CACHE_WRITES = (
     ("ephemeral_5m_input_tokens", "cacheWrite5mTokens"),
     ("ephemeral_1h_input_tokens", "cacheWrite1hTokens"),
@@ -69,7 +71,9 @@ class DodoLiteLLMLogger(CustomLogger):
     through a client wrapped by a tracker (``client=``) gets the wrapped client's event ids:
     one event for both.
 
-    The customer of a call is, first to last: its ``metadata[customer_key]`` (proxy: the
+    The customer of a call is, first to last: through the proxy, the ``customer_key`` of
+    its virtual key's metadata, then of the key's team's (set by the proxy's operator: a
+    request cannot name another customer); its ``metadata[customer_key]`` (proxy: the
     request's ``metadata``), its ``user`` (OpenAI's end-user field; proxy: the request's
     ``user``, when ``use_user``), the ``tracker.customer()`` block it runs in, then
     ``customer_id``. A call without a customer is not billed (counted in
@@ -182,6 +186,10 @@ class DodoLiteLLMLogger(CustomLogger):
     def _named_customer(self, kwargs: Mapping[str, Any]) -> object:
         params = kwargs.get("litellm_params") or {}
         metadata = params.get("metadata") or {}
+        for source in _KEY_METADATA:
+            granted = metadata.get(source)
+            if isinstance(granted, Mapping) and granted.get(self.customer_key) is not None:
+                return granted[self.customer_key]
         named = metadata.get(self.customer_key)
         if named is None:
             named = (metadata.get("requester_metadata") or {}).get(self.customer_key)
