@@ -350,6 +350,28 @@ def test_a_reused_response_id_still_bills_each_call(
     assert sorted({e.metadata["inputTokens"] for e in sink.events}) == [1, 2, 3]
 
 
+def _short_ids(request: httpx2.Request) -> httpx2.Response:
+    """An Ollama-like server: the same short id (not trusted as unique) for every call."""
+    if json.loads(request.content).get("stream"):
+        frames = payloads.chat_chunks(with_usage=True)
+        for frame in frames:
+            if isinstance(frame, dict):
+                frame["id"] = "chatcmpl-7"
+        return payloads.sse_response(frames)
+    return payloads.json_response(payloads.chat_completion(id="chatcmpl-7"))
+
+
+def test_short_ids_billed_by_both_paths_are_one_event_per_call(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    """Ids that are not unique are hashed with a key per call: the handler takes the wrapped
+    client's key, and two calls stay two events."""
+    model, handler = _both_paths(tracker, openai_api(_short_ids), stream_usage=True)
+    model.invoke("hi", config={"callbacks": [handler]})
+    list(model.stream("hi", config={"callbacks": [handler]}))
+    paired(sink, 2)
+
+
 def test_async_streams_and_batches_bill_one_event_per_call(
     tracker: LLMTracker, sink: RecordingSink
 ) -> None:
