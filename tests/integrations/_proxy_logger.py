@@ -2,13 +2,15 @@
 
 ``proxy_handler_instance`` (``litellm_settings.callbacks``) is the documented setup: a
 ``DodoLiteLLMLogger`` over an ``LLMTracker`` over an ``Ingestion`` that reads its key and base
-URL (the test's dev server) from the proxy's environment. ``user_api_key_auth``
-(``general_settings.custom_auth``) stands in for the proxy's database of virtual keys: it
-answers each key with the metadata an operator would have given the key or its team.
+URL (the test's dev server) from the proxy's environment, and an outbox file from
+``PROXY_TEST_OUTBOX`` when set. ``user_api_key_auth`` (``general_settings.custom_auth``)
+stands in for the proxy's database of virtual keys: it answers each key with the metadata
+an operator would have given the key or its team.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import HTTPException
@@ -26,7 +28,13 @@ KEYS: dict[str, dict[str, Any]] = {
     "sk-team-key": {"team_id": "team_1", "team_metadata": {"customer_id": "cus_team"}},
 }
 
-proxy_handler_instance = DodoLiteLLMLogger(LLMTracker(Ingestion(flush_interval=0.02)))
+#: an outbox file, and then events are sent once an hour (or at exit): the test of a stopped
+#: proxy; else at once
+_outbox = os.environ.get("PROXY_TEST_OUTBOX")
+_ingestion = (
+    Ingestion(outbox=_outbox, flush_interval=3600) if _outbox else Ingestion(flush_interval=0.02)
+)
+proxy_handler_instance = DodoLiteLLMLogger(LLMTracker(_ingestion))
 
 
 async def user_api_key_auth(request: Any, api_key: str) -> UserAPIKeyAuth:

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 
 from dodo_ingest.blueprints.llm import LLMUsage
 from dodo_ingest.blueprints.llm._event_ids import event_id
+from dodo_ingest.delivery import Ingestion, Outbox
 from dodo_ingest.devserver import DevServer
 from tests.blueprints.llm import payloads
 
@@ -127,10 +129,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="module")
-def proxy(server: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The proxy's base URL; it bills to ``server``."""
-    directory = tmp_path_factory.mktemp("litellm-proxy")
+@contextmanager
+def running_proxy(
+    server: DevServer, directory: Path, **environment: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A proxy billing to ``server`` (``environment`` added to its own): its base URL and
+    process, stopped at the end."""
     log = directory / "proxy.log"
     env = {
         **os.environ,
@@ -138,6 +142,7 @@ def proxy(server: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "DODO_PAYMENTS_API_KEY": "dev_key",
         "DODO_PAYMENTS_BASE_URL": server.base_url,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        **environment,
     }
     port = _free_port()
     with loopback(provider(_chat)) as api, log.open("wb") as output:
@@ -155,9 +160,16 @@ def proxy(server: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_ready(process, url, log)
-            yield url
+            yield url, process
         finally:
             _stop(process)
+
+
+@pytest.fixture(scope="module")
+def proxy(server: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The proxy's base URL; it bills to ``server``."""
+    with running_proxy(server, tmp_path_factory.mktemp("litellm-proxy")) as (url, _):
+        yield url
 
 
 def client(proxy: str, key: str = MASTER_KEY) -> Any:
@@ -290,3 +302,28 @@ def test_the_proxy_refuses_an_unknown_key(proxy: str) -> None:
     """The keys of the tests above are the only ones the proxy takes."""
     with pytest.raises(openai.AuthenticationError):
         client(proxy, "sk-unknown").chat.completions.create(model="gpt-test", messages=MESSAGES)
+
+
+def test_an_outbox_keeps_what_a_stopped_proxy_had_not_sent(
+    server: DevServer, tmp_path: Path
+) -> None:
+    """The proxy's ``Ingestion`` with an outbox (``PROXY_TEST_OUTBOX``, sending once an hour):
+    a billed call waits in the file when the proxy is stopped, and the next ``Ingestion``
+    on that file delivers it under the call's event id."""
+    path = tmp_path / "outbox.db"
+    user = customer()
+    with running_proxy(server, tmp_path, PROXY_TEST_OUTBOX=str(path)) as (url, process):
+        response = client(url).chat.completions.create(
+            model="gpt-test", messages=MESSAGES, user=user
+        )
+        deadline = time.monotonic() + BILLED_TIMEOUT
+        with Outbox(path, create=False) as outbox:
+            while outbox.count_pending() == 0:
+                assert time.monotonic() < deadline, "the proxy never wrote the event"
+                time.sleep(0.05)
+        _stop(process)
+    with Ingestion(api_key="dev_key", base_url=server.base_url, outbox=path) as restarted:
+        assert restarted.flush(timeout=10)
+    ((stored_id, metadata),) = stored(server, user)
+    assert stored_id == chat_event_id(response.id, response.created)
+    assert metadata == CHAT
