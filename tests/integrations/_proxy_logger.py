@@ -28,8 +28,8 @@ KEYS: dict[str, dict[str, Any]] = {
     "sk-team-key": {"team_id": "team_1", "team_metadata": {"customer_id": "cus_team"}},
 }
 
-#: an outbox file, and then events are sent once an hour (or at exit): the test of a stopped
-#: proxy; else at once
+#: with an outbox file, events are sent once an hour (the test of a proxy stopped before it
+#: sends); else at once
 _outbox = os.environ.get("PROXY_TEST_OUTBOX")
 _ingestion = (
     Ingestion(outbox=_outbox, flush_interval=3600) if _outbox else Ingestion(flush_interval=0.02)
