@@ -209,7 +209,7 @@ class MemoryQueue:
         return not count or (count < self.max_events and self.bytes + size <= self.max_bytes)
 
     def take(self, limit: int) -> list[QueuedEvent]:
-        with self.lock:
+        with self.lock:  # only popping under it: producers wait for the lock meanwhile
             requeued = self.requeued
             batch = [requeued.popleft() for _ in range(min(limit, len(requeued)))]
             size = sum([utf8_size(item.body) for item in batch])
@@ -217,13 +217,11 @@ class MemoryQueue:
             count = min(limit - len(batch), len(entries))
             seq = self.head_seq
             self.head_seq = seq + count
-            for _ in range(count):
-                packed = entries.popleft()
-                size += len(packed)
-                batch.append(_unpack(packed, seq))
-                seq += 1
-            self.bytes -= size - count * _STAMP_SIZE
-            return batch
+            popleft = entries.popleft
+            packed = [popleft() for _ in range(count)]
+            self.bytes -= size + sum(map(len, packed)) - count * _STAMP_SIZE
+        batch += map(_unpack, packed, range(seq, seq + count))
+        return batch
 
     def settle(self, items: Sequence[QueuedEvent], *, drained: bool) -> None:
         with self.lock:
