@@ -31,6 +31,7 @@ from langchain_anthropic import ChatAnthropic
 from langchain_openai import ChatOpenAI
 
 from dodo_ingest.blueprints.llm import LLMTracker, LLMUsage
+from dodo_ingest.blueprints.llm._billed import current_run
 from dodo_ingest.blueprints.llm._event_ids import event_id
 from dodo_ingest.delivery import Ingestion
 from dodo_ingest.devserver import DevServer
@@ -41,11 +42,21 @@ NAME = "llm.chat_completion"
 CHAT = payloads.CHAT_METADATA
 
 
-def chat_model(transport: httpx2.MockTransport, **options: Any) -> ChatOpenAI:
+def chat_model(
+    transport: httpx2.MockTransport,
+    wrapped_by: LLMTracker | None = None,
+    customer: str = "cus_1",
+    **options: Any,
+) -> ChatOpenAI:
+    """A ChatOpenAI over sync and async OpenAI clients answered by ``transport``; clients
+    wrapped by ``wrapped_by`` (billed to ``customer``) when given."""
     root = openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport))
     aroot = openai.AsyncOpenAI(
         api_key="sk-test", http_client=httpx2.AsyncClient(transport=transport)
     )
+    if wrapped_by is not None:
+        wrapped_by.wrap(root, customer_id=customer)
+        wrapped_by.wrap(aroot, customer_id=customer)
     return ChatOpenAI(
         model="gpt-5.4-mini",
         api_key="sk-test",
@@ -53,23 +64,6 @@ def chat_model(transport: httpx2.MockTransport, **options: Any) -> ChatOpenAI:
         client=root.chat.completions,
         root_async_client=aroot,
         async_client=aroot.chat.completions,
-        max_retries=0,
-        **options,
-    )
-
-
-def _wrapped_model(
-    tracker: LLMTracker, transport: httpx2.MockTransport, customer_id: str, **options: Any
-) -> ChatOpenAI:
-    root = tracker.wrap(
-        openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport)),
-        customer_id=customer_id,
-    )
-    return ChatOpenAI(
-        model="gpt-5.4-mini",
-        api_key="sk-test",
-        root_client=root,
-        client=root.chat.completions,
         max_retries=0,
         **options,
     )
@@ -251,6 +245,7 @@ def test_provider_errors_reach_the_caller_and_bill_nothing(
     assert sink.events == []
     assert tracker.stats.failures == 0
     assert handler._runs == {}
+    assert current_run.get() is None  # the failed run ended
 
 
 def test_a_failing_sink_never_reaches_the_chain(tracker: LLMTracker, sink: RecordingSink) -> None:
@@ -265,7 +260,7 @@ def test_handler_and_wrapped_client_bill_one_event(server: DevServer, ingestion:
     """The same response billed by both paths has one event id: the API keeps one event."""
     tracker = LLMTracker(ingestion)
     customer = f"cus_lc_{uuid.uuid4().hex[:8]}"
-    model = _wrapped_model(tracker, openai_api(), customer, use_responses_api=True)
+    model = chat_model(openai_api(), tracker, customer, use_responses_api=True)
     model.invoke("hi", config={"callbacks": [DodoCallbackHandler(tracker, customer)]})
     assert tracker.stats.events == 2  # one per path
     assert ingestion.flush(timeout=10)
@@ -283,7 +278,7 @@ def test_handler_and_wrapped_chat_completions_client_bill_one_event(
     of the same response, and the API keeps one event."""
     tracker = LLMTracker(ingestion)
     customer = f"cus_lc_{uuid.uuid4().hex[:8]}"
-    model = _wrapped_model(tracker, openai_api(), customer)
+    model = chat_model(openai_api(), tracker, customer)
     model.invoke("hi", config={"callbacks": [DodoCallbackHandler(tracker, customer)]})
     assert tracker.stats.events == 2  # one per path
     assert ingestion.flush(timeout=10)
@@ -296,27 +291,9 @@ def test_handler_and_wrapped_chat_completions_client_bill_one_event(
 def _both_paths(
     tracker: LLMTracker, transport: httpx2.MockTransport, **options: Any
 ) -> tuple[ChatOpenAI, DodoCallbackHandler]:
-    """A ChatOpenAI over sync and async OpenAI clients wrapped by ``tracker``, and a handler
-    of the same tracker: every call is billed by both paths."""
-    root = tracker.wrap(
-        openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport)),
-        customer_id="cus_1",
-    )
-    aroot = tracker.wrap(
-        openai.AsyncOpenAI(api_key="sk-test", http_client=httpx2.AsyncClient(transport=transport)),
-        customer_id="cus_1",
-    )
-    model = ChatOpenAI(
-        model="gpt-5.4-mini",
-        api_key="sk-test",
-        root_client=root,
-        client=root.chat.completions,
-        root_async_client=aroot,
-        async_client=aroot.chat.completions,
-        max_retries=0,
-        **options,
-    )
-    return model, DodoCallbackHandler(tracker, "cus_1")
+    """A ChatOpenAI over clients wrapped by ``tracker``, and a handler of the same tracker:
+    every call is billed by both paths."""
+    return chat_model(transport, tracker, **options), DodoCallbackHandler(tracker, "cus_1")
 
 
 def test_stream_billed_by_both_paths_is_one_event(tracker: LLMTracker, sink: RecordingSink) -> None:

@@ -369,6 +369,26 @@ def test_embeddings_billed_by_both_paths_are_one_event(
     assert sink.events[0].event_id == event_id(usage, NAME)
 
 
+def test_calls_noted_are_forgotten_on_failure_and_bounded(
+    tracker: LLMTracker, install: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed call's run is dropped; runs whose hooks never come are kept up to a bound,
+    the oldest dropped first."""
+    logger = DodoLiteLLMLogger(tracker, customer_id="cus_1")
+    install(logger)
+    failing = loopback(lambda request: httpx2.Response(500, json={"error": {"message": "x"}}))
+    with failing as url, pytest.raises(litellm.InternalServerError):
+        openai_call(url, num_retries=0)
+    assert current_run.get() is not None  # the call's run was opened (pre-call hook)
+    settle(lambda: not logger._calls)
+    monkeypatch.setattr("dodo_ingest.integrations.litellm._CALLS_KEPT", 3)
+    for n in range(5):
+        logger.log_pre_api_call("gpt", [], {"litellm_call_id": f"call-{n}"})
+    assert list(logger._calls) == ["call-2", "call-3", "call-4"]
+    assert current_run.get() is logger._calls["call-4"]
+    current_run.set(None)
+
+
 def test_request_body_is_untouched(tracker: LLMTracker, install: Any) -> None:
     """The logger observes; LiteLLM's request to the provider is what it would be without it."""
     bodies: list[dict[str, Any]] = []
