@@ -376,10 +376,19 @@ def test_calls_noted_are_forgotten_on_failure_and_bounded(
     the oldest dropped first."""
     logger = DodoLiteLLMLogger(tracker, customer_id="cus_1")
     install(logger)
+    opened: list[int] = []
+    pre_call = logger.log_pre_api_call
+
+    def counting(model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
+        pre_call(model, messages, kwargs)
+        opened.append(len(logger._calls))
+
+    monkeypatch.setattr(logger, "log_pre_api_call", counting)
     failing = loopback(lambda request: httpx2.Response(500, json={"error": {"message": "x"}}))
     with failing as url, pytest.raises(litellm.InternalServerError):
         openai_call(url, num_retries=0)
-    assert current_run.get() is not None  # the call's run was opened (pre-call hook)
+    assert opened == [1]  # the call's run was noted
+    assert current_run.get() is None  # and is no longer current
     settle(lambda: not logger._calls)
     monkeypatch.setattr("dodo_ingest.integrations.litellm._CALLS_KEPT", 3)
     for n in range(5):
