@@ -5,6 +5,7 @@ is mocked; events checked number by number, ids included."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from typing import Any
@@ -309,6 +310,10 @@ def test_stream_billed_by_both_paths_is_one_event(tracker: LLMTracker, sink: Rec
     streaming.invoke("hi", config={"callbacks": [handler]})
     assert tracker.stats.events == 4
     assert {e.event_id for e in sink.events} == {client_event.event_id}  # the same response
+    responses, handler = _both_paths(tracker, openai_api(), use_responses_api=True)
+    list(responses.stream("hi", config={"callbacks": [handler]}))
+    usage = LLMUsage("openai", "responses", response_id=payloads.RESP_ID, created=1767225700.0)
+    assert [e.event_id for e in sink.events[4:]] == [event_id(usage, NAME)] * 2
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["invoke", "stream"])
@@ -325,6 +330,19 @@ def test_a_reused_response_id_still_bills_each_call(
             model.invoke("hi", config={"callbacks": [handler]})
     paired(sink, 3)
     assert sorted({e.metadata["inputTokens"] for e in sink.events}) == [1, 2, 3]
+
+
+def test_two_streams_read_in_turns_are_one_event_each(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    """Two LangChain streams read chunk by chunk in turns from one thread: each wrapped
+    stream keeps the run it was created in, whichever run started last."""
+    model, handler = _both_paths(tracker, httpx2.MockTransport(numbered_calls()), stream_usage=True)
+    first = model.stream("hi", config={"callbacks": [handler]})
+    second = model.stream("hi", config={"callbacks": [handler]})
+    for chunks in itertools.zip_longest(first, second):
+        assert chunks != (None, None)
+    paired(sink, 2)
 
 
 def _short_ids(request: httpx2.Request) -> httpx2.Response:

@@ -332,6 +332,23 @@ def test_a_reused_response_id_still_bills_each_call(
     assert sorted({e.metadata["inputTokens"] for e in sink.events}) == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_stream_read_after_other_calls_is_still_one_event(
+    tracker: LLMTracker, sink: RecordingSink, install: Any
+) -> None:
+    """The wrapped client called directly between a LiteLLM stream call and the end of its
+    reading: the stream is one event, the direct call its own."""
+    with loopback(numbered_calls()) as url:
+        client, _ = _both_paths(tracker, url, install)
+        stream = openai_call(url, client=client, **STREAM)
+        client.chat.completions.create(model="gpt-5.4-mini", messages=MESSAGES)
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        settle(lambda: len(sink.events) == 3)
+    direct, *streamed = sink.events
+    assert direct.metadata["inputTokens"] == 2  # the second request made
+    assert [e.metadata["inputTokens"] for e in streamed] == [1, 1]
+    assert streamed[0].event_id == streamed[1].event_id != direct.event_id
+
+
 def test_concurrent_calls_from_threads_are_one_event_each(
     tracker: LLMTracker, sink: RecordingSink, install: Any
 ) -> None:

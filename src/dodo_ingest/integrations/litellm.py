@@ -125,11 +125,8 @@ class DodoLiteLLMLogger(CustomLogger):
     def log_post_api_call(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        """Stop noting once a non-stream provider call returned (LiteLLM's hook, in the
-        caller's context). A stream's run stays current in the caller's context: its
-        wrapped client bills when the caller reads it to the end."""
-        if kwargs.get("stream"):
-            return
+        """End the call's run once the provider call returned (LiteLLM's hook, in the
+        caller's context; a wrapped client's stream keeps its run until it ends)."""
         run = self._calls.get(kwargs.get("litellm_call_id"))
         if run is not None and current_run.get() is run:
             current_run.set(None)

@@ -138,6 +138,34 @@ def test_outside_a_run_nothing_is_noted() -> None:
     assert len(sink.events) == 1
 
 
+def test_a_stream_created_in_a_run_notes_its_bill_wherever_it_ends() -> None:
+    """The run is kept with the call: a stream read to the end in another thread, outside
+    any run, is noted in the run it was created in."""
+    sink = RecordingSink()
+    tracker = LLMTracker(sink)
+    transport = httpx2.MockTransport(payloads.chat_stream_for)
+    client = tracker.wrap(
+        openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport)),
+        customer_id="cus_1",
+    )
+    streams: list[Any] = []
+    run = _in_run(
+        lambda: streams.append(
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+        )
+    )
+    assert run.bills == []  # not billed before it ends
+    reader = threading.Thread(target=lambda: list(streams[0]))
+    reader.start()
+    reader.join(timeout=30)
+    ((identity, input_tokens, output_tokens),) = run.bills
+    assert (identity[0], input_tokens, output_tokens) == (payloads.CHAT_ID, 19, 3)
+    assert sink.only().event_id == event_id(
+        LLMUsage("openai", "chat.completions", response_id=payloads.CHAT_ID, created=1767225601),
+        "llm.chat_completion",
+    )
+
+
 def test_concurrent_runs_in_threads_each_capture_their_own_call() -> None:
     """Threads each in their own run, calling one wrapped client at once (a barrier makes
     the calls overlap): each run holds exactly its own call's bill."""

@@ -3,16 +3,17 @@
 A framework handler (LangChain, LiteLLM) over a client wrapped by a tracker sees the same
 response as the wrapped client, but not always what the tracker hashes into its event ids:
 the response's ``created`` (LangChain drops it, LiteLLM streams stamp their own) or the
-response id itself (LangChain streams). So the handler opens a :class:`FrameworkRun` in
-the context of the call before the provider is called (:data:`current_run`); a wrapped
-client billing in that context notes there what its event ids hash (its
-:data:`~._event_ids.Identity`), and the handler bills the call's result with that identity
-when the result is that bill (same token counts, same response id when it has one): both
-paths emit the same event ids and the API keeps one event.
+response id itself (LangChain streams). So the handler makes a :class:`FrameworkRun`
+current in the caller's context before the provider is called (:data:`current_run`); a
+wrapped client called in that context keeps the run with the call's scope and, when it
+bills the call (a stream: when it ends, wherever that is), notes there what its event ids
+hash (its :data:`~._event_ids.Identity`). The handler bills the call's result with that
+identity when the result is that bill (same token counts, same response id when it has
+one): both paths emit the same event ids and the API keeps one event.
 
 Each run holds the bills of its own call only, so a server that reuses one response id
-for many calls still gets one event per call (a registry of billed response ids shared by
-the process would match bills of different calls sharing an id, and lose usage).
+for many calls still gets one event per call (matching bills by response id across the
+process would pair bills of different calls sharing an id, and lose usage).
 """
 
 from __future__ import annotations

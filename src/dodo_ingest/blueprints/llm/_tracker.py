@@ -21,7 +21,7 @@ from ...client._models import (
     validate_metadata,
 )
 from .._common import EventSink
-from ._billed import current_run
+from ._billed import FrameworkRun, current_run
 from ._billing import ModelTable, Number, Price, cost_cents, to_decimal
 from ._event_ids import Identity, keyed
 from ._event_ids import event_id as make_event_id
@@ -203,13 +203,21 @@ class LLMTrackerStats:
 
 
 class Scope:
-    """Who an LLM call is billed to: a customer id and the metadata added to its events."""
+    """Who an LLM call is billed to: a customer id and the metadata added to its events;
+    for a wrapped client's call made inside a framework handler's run, that run (see
+    ``_billed``)."""
 
-    __slots__ = ("customer_id", "metadata")
+    __slots__ = ("customer_id", "metadata", "run")
 
-    def __init__(self, customer_id: str, metadata: dict[str, MetadataValue]) -> None:
+    def __init__(
+        self,
+        customer_id: str,
+        metadata: dict[str, MetadataValue],
+        run: FrameworkRun | None = None,
+    ) -> None:
         self.customer_id = customer_id
         self.metadata = metadata
+        self.run = run
 
 
 class CustomerScope:
@@ -272,14 +280,17 @@ class Binding:
         self.scope = Scope(customer_id, metadata) if customer_id is not None else None
 
     def resolve(self) -> Scope | None:
-        """The scope of a call made now: ``tracker.customer()`` wins over the wrap defaults.
+        """The scope of a call made now: ``tracker.customer()`` wins over the wrap defaults;
+        the framework run the call is made in, if any, is noted with it.
 
         Returns ``None`` (and counts a failure, logged once per client) when no customer is
         known.
         """
         context = self.tracker._context.get()
+        run = current_run.get()
         if context is None:
-            if self.scope is None:
+            scope = self.scope
+            if scope is None:
                 self.tracker.stats._count_failure()
                 if not self.warned:  # once per wrapped client; every such call is counted
                     self.warned = True
@@ -287,10 +298,14 @@ class Binding:
                         "LLM call made without a customer (no customer_id given to wrap() "
                         "and no tracker.customer() block): not tracked"
                     )
-            return self.scope
-        if not self.metadata:
-            return context
-        return Scope(context.customer_id, {**self.metadata, **context.metadata})
+                return None
+        elif not self.metadata:
+            scope = context
+        else:
+            return Scope(context.customer_id, {**self.metadata, **context.metadata}, run)
+        if run is None:
+            return scope
+        return Scope(scope.customer_id, scope.metadata, run)
 
 
 def sdk_family(cls: type[object]) -> str | None:
@@ -750,7 +765,7 @@ class LLMTracker:
         """:meth:`record` for a framework integration's usage: billed under ``identity``
         when given (the wrapped client's bill of the same call, see ``_billed``)."""
         try:
-            self._emit(usage, scope, identity, integrated=True)
+            self._emit(usage, scope, identity)
         except Exception as exc:
             self._failure("could not record LLM usage", exc)
 
@@ -759,13 +774,9 @@ class LLMTracker:
         usage: LLMUsage,
         scope: Scope,
         identity: Identity | None = None,
-        *,
-        integrated: bool = False,
     ) -> list[str]:
-        if not integrated:
-            run = current_run.get()
-            if run is not None:  # a framework handler bills this call too: tell it how
-                run.note(usage)
+        if scope.run is not None:  # a framework handler bills this call too: tell it how
+            scope.run.note(usage)
         weight = self._weights.get(usage.model) if self._weights is not None else None
         price = self._prices.get(usage.model) if self._prices is not None else None
         if not usage.complete:
@@ -882,7 +893,7 @@ class LLMTracker:
         failure, logged once per tracker."""
         self._warn_overflow(len(scope.metadata), _USER_METADATA_LIMIT)
         kept = dict(list(scope.metadata.items())[:_USER_METADATA_LIMIT])
-        return Scope(scope.customer_id, kept)
+        return Scope(scope.customer_id, kept, scope.run)
 
     def _warn_overflow(self, keys: int, fit: int) -> None:
         self.stats._count_failure()
