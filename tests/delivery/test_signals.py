@@ -129,3 +129,48 @@ def test_track_from_a_signal_handler_that_interrupts_track_never_deadlocks(tmp_p
         enqueued, delivered, dropped = map(int, stats.split())
         assert enqueued == delivered == int(tracked) and dropped == 0
         assert len(set(sink.event_ids())) == int(tracked)
+
+
+CHAINED = """
+import signal, threading
+from dodo_ingest import install_signal_handlers
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", shutdown_timeout=20)
+
+def graceful_shutdown(signum, frame):  # a server's own handler, installed first
+    print("app handler", ingestion.stats.delivered, flush=True)
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, graceful_shutdown)
+install_signal_handlers()
+for _ in range(3000):
+    ingestion.track("cus_1")
+print("ready", flush=True)
+flushing = False
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    if not flushing and "dodo-ingest-signal-flush" in [t.name for t in threading.enumerate()]:
+        flushing = True
+        print("flushing", flush=True)
+    time.sleep(0.005)
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("second_signal", [False, True])
+def test_the_app_handler_is_called_once_what_was_queued_is_delivered(tmp_path, second_signal):
+    gate = Gate()
+    with Sink(gate) as sink, _scripts.Child(tmp_path, CHAINED, sink.base_url) as worker:
+        worker.expect("ready")
+        assert gate.arrived.wait(20)  # the first batch is in flight, the rest queued
+        worker.process.send_signal(signal.SIGTERM)
+        worker.expect("flushing")
+        if second_signal:  # a second signal during the flush is passed on at once
+            worker.process.send_signal(signal.SIGTERM)
+            assert worker.expect("app handler")[0] == "app handler 0"
+            gate.open()
+        else:
+            gate.open()
+            assert worker.expect("app handler")[0] == "app handler 3000"
+        assert worker.process.wait(60) == 0  # the exit status the app's handler chose
+        assert sorted(sink.event_ids()) == sorted(set(sink.event_ids()))
+        assert len(sink.event_ids()) == 3000  # the exit flush sent the rest

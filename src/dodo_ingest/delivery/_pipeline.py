@@ -40,7 +40,7 @@ from ._stats import DeliveryStats
 from ._transport import Transport
 from ._waiter import Waiter, Wakeup
 
-__all__ = ["ErrorCallback", "Pipeline", "close_all", "logger"]
+__all__ = ["ErrorCallback", "Pipeline", "close_all", "logger", "send_at_once_all"]
 
 logger = logging.getLogger("dodo_ingest")
 
@@ -136,6 +136,8 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._starting = False
         self._batch_size = settings.batch_size
+        self._wake_at = settings.batch_size
+        """Queued events that wake the sender: 1 once the process is ending."""
         self.closed = False
         self._release_at_exit = False
         self._close_outbox = False
@@ -182,7 +184,7 @@ class Pipeline:
                 return
         if self._thread is None:
             self._start()
-        if len(memory.entries) >= self._batch_size and not self._wakeup.is_set():
+        if len(memory.entries) >= self._wake_at and not self._wakeup.is_set():
             self._wakeup.set()
 
     def put_outbox(self, event_id: str, timestamp: float, body: str) -> None:
@@ -205,7 +207,7 @@ class Pipeline:
             logger.warning("the outbox stores events again")
         if self._thread is None:
             self._start()
-        if unsent >= self._batch_size and not self._wakeup.is_set():
+        if unsent >= self._wake_at and not self._wakeup.is_set():
             self._wakeup.set()
 
     def _wait_for_room(self, size: int) -> bool:
@@ -306,6 +308,13 @@ class Pipeline:
             self.queue.cancel(waiter)
             return None
         return waiter
+
+    def send_at_once(self) -> None:
+        """The process is ending: send what waits now, and from now on every event as soon
+        as it is queued instead of at a full batch or ``flush_interval``. Takes no lock
+        (called from a signal handler)."""
+        self._wake_at = 1
+        self._wakeup.set()
 
     def revive(self) -> None:
         """Start a new sender if the last one was killed (a flush waiting calls this)."""
@@ -673,6 +682,14 @@ def close_all() -> None:
             pipeline.close(max(0.0, remaining))
         except Exception:
             logger.exception("flushing at exit failed")
+
+
+def send_at_once_all() -> list[Pipeline]:
+    """Put every open pipeline in :meth:`Pipeline.send_at_once` mode; return them."""
+    pipelines = list(_LIVE)
+    for pipeline in pipelines:
+        pipeline.send_at_once()
+    return pipelines
 
 
 class _ProcessExitHook:
