@@ -49,6 +49,7 @@ class _FlushingHandler:
         self.flushing = False
         """A flush started by this signal; the next one passes the signal on."""
         self.passed_on = False
+        """The signal went on to the handler found at install (or the default action)."""
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         previous = self.previous
