@@ -327,3 +327,27 @@ def test_an_outbox_keeps_what_a_stopped_proxy_had_not_sent(
     ((stored_id, metadata),) = stored(server, user)
     assert stored_id == chat_event_id(response.id, response.created)
     assert metadata == CHAT
+
+
+def test_a_stopped_proxy_delivers_what_it_queued_with_the_signal_handlers(
+    server: DevServer, tmp_path: Path
+) -> None:
+    """The callbacks module as documented for stopping the proxy: with
+    ``install_signal_handlers()``, a call billed in memory (sending once an hour) is delivered
+    when the proxy is stopped with ``SIGTERM``, although uvicorn ends the process by the signal
+    it sends itself again (no exit hook runs)."""
+    noted = tmp_path / "queued.txt"
+    user = customer()
+    with running_proxy(server, tmp_path, PROXY_TEST_SIGNALS=str(noted)) as (url, process):
+        response = client(url).chat.completions.create(
+            model="gpt-test", messages=MESSAGES, user=user
+        )
+        deadline = time.monotonic() + BILLED_TIMEOUT
+        while not noted.exists() or not noted.read_text():
+            assert time.monotonic() < deadline, "the proxy never queued the event"
+            time.sleep(0.05)
+        assert stored(server, user) == []  # still queued: sent once an hour
+        _stop(process)
+    ((stored_id, metadata),) = billed(server, user)[user]
+    assert stored_id == chat_event_id(response.id, response.created) == noted.read_text()
+    assert metadata == CHAT
