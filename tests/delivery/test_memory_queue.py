@@ -144,3 +144,37 @@ def test_the_byte_bound_counts_utf8_bytes_of_queued_and_requeued_events():
     assert queue.bytes == 2 * size
     assert queue.take(5) == items
     assert queue.bytes == 0
+
+
+def test_a_batch_being_taken_still_counts_as_pending(monkeypatch):
+    """Between ``take()`` popping a batch and the sender holding it, the batch's oldest
+    timestamp is still reported (the credit gate reads it as usage not yet reflected), until
+    the batch is settled."""
+    import threading
+
+    from dodo_ingest.delivery import _queues
+
+    queue = MemoryQueue(100, 1 << 20)
+    _put(queue, "evt_old", -5.0)
+    _put(queue, "evt_new")
+    unpacking, release = threading.Event(), threading.Event()
+    unpack = _queues._unpack
+
+    def slow_unpack(packed: bytes, seq: int) -> QueuedEvent:
+        unpacking.set()
+        assert release.wait(10)
+        return unpack(packed, seq)
+
+    monkeypatch.setattr(_queues, "_unpack", slow_unpack)
+    taken: list[QueuedEvent] = []
+    taker = threading.Thread(target=lambda: taken.extend(queue.take(10)))
+    taker.start()
+    assert unpacking.wait(10)
+    assert len(queue) == 0
+    assert queue.oldest_timestamp() == NOW - 5.0  # popped, not built yet: still pending
+    release.set()
+    taker.join(10)
+    assert [item.event_id for item in taken] == ["evt_old", "evt_new"]
+    assert queue.oldest_timestamp() == NOW - 5.0  # held by the sender, not settled
+    queue.settle(taken, drained=True)
+    assert queue.oldest_timestamp() is None

@@ -171,6 +171,9 @@ class MemoryQueue:
         """The sequence number of the next event appended (guarded by :attr:`lock`)."""
         self.settled_through = 0
         """Every event with a sequence number up to this one is settled (sender only)."""
+        self.taken_since: float | None = None
+        """The oldest timestamp of the events taken and not settled yet (guarded by
+        :attr:`lock`)."""
         self.closed = False
         """Set by the final sweep: nothing may be appended any more."""
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTER_MEMORY)
@@ -196,11 +199,14 @@ class MemoryQueue:
             return 1
 
     def oldest_timestamp(self) -> float | None:
-        """The timestamp of the oldest event waiting (``None``: none)."""
+        """The timestamp of the oldest event waiting, or taken by the sender and not settled
+        yet (``None``: none)."""
         with self.lock:
             stamps = [item.timestamp for item in self.requeued]
             if self.entries:
                 stamps.append(_unpack_stamp(self.entries[0])[0])
+            if self.taken_since is not None:
+                stamps.append(self.taken_since)
             return min(stamps) if stamps else None
 
     def has_room(self, size: int) -> bool:
@@ -220,11 +226,21 @@ class MemoryQueue:
             popleft = entries.popleft
             packed = [popleft() for _ in range(count)]
             self.bytes -= size + sum(map(len, packed)) - count * _STAMP_SIZE
+            # The batch is in neither the queue nor the sender's hands until it is built:
+            # its oldest timestamp stays known until it is settled.
+            stamps = [item.timestamp for item in batch]
+            if packed:
+                stamps.append(_unpack_stamp(packed[0])[0])
+            if self.taken_since is not None:
+                stamps.append(self.taken_since)
+            if stamps:
+                self.taken_since = min(stamps)
         batch += map(_unpack, packed, range(seq, seq + count))
         return batch
 
     def settle(self, items: Sequence[QueuedEvent], *, drained: bool) -> None:
         with self.lock:
+            self.taken_since = None  # everything taken so far is settled
             low = self.head_seq if self.entries else self.next_seq
             if self.requeued:
                 low = min(low, *[item.seq for item in self.requeued])
