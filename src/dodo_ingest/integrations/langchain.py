@@ -68,17 +68,27 @@ _RUNS_KEPT = 10_000
 class _Run:
     __slots__ = ("capture", "model", "provider", "scope")
 
-    def __init__(self, scope: Scope, provider: str | None, model: str | None) -> None:
+    def __init__(
+        self, run_id: UUID, scope: Scope, provider: str | None, model: str | None, batch: int
+    ) -> None:
         self.scope = scope
         self.provider = provider
         self.model = model
-        # what wrapped clients bill during the run (it runs in the caller's context)
-        self.capture = FrameworkRun()
-        current_run.set(self.capture)
+        # what wrapped clients bill during the run (it runs in the caller's context); the
+        # runs of one generate() over several prompts start together and share it
+        shared = current_run.get()
+        if batch > 1 and shared is not None and shared.join(run_id):
+            self.capture = shared
+        else:
+            self.capture = FrameworkRun(run_id, batch)
+            current_run.set(self.capture)
 
-    def close(self) -> None:
-        """Stop capturing wrapped clients' bills in this context (if it is this run's)."""
-        if current_run.get() is self.capture:
+    def close(self, run_id: UUID) -> None:
+        """Stop capturing wrapped clients' bills for this run, and in this context once no
+        run sharing its capture waits for its call."""
+        capture = self.capture
+        capture.answered(run_id)
+        if not capture.waiting and current_run.get() is capture:
             current_run.set(None)
 
 
@@ -141,25 +151,58 @@ class DodoCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Note who the run is billed to (the scope current when it starts)."""
         try:
-            self._start(run_id, metadata or {})
+            self._start(run_id, metadata or {}, kwargs)
         except Exception as exc:
             self._biller.failure("start", "could not note a LangChain run", exc)
 
-    def _start(self, run_id: UUID, metadata: Mapping[str, Any]) -> None:
+    def _start(self, run_id: UUID, metadata: Mapping[str, Any], kwargs: Mapping[str, Any]) -> None:
         scope = self._biller.scope(metadata.get(self.customer_key))
         if scope is None:
             return
         provider = metadata.get("ls_provider")
         model = metadata.get("ls_model_name")
+        batch = kwargs.get("batch_size")
         runs = self._runs
         if len(runs) >= _RUNS_KEPT:
             with suppress(StopIteration, RuntimeError):  # another thread changed it: fine
                 runs.pop(next(iter(runs)), None)
         runs[run_id] = _Run(
+            run_id,
             scope,
             provider if isinstance(provider, str) else None,
             model if isinstance(model, str) else None,
+            batch if type(batch) is int else 1,
         )
+
+    def on_llm_new_token(
+        self,
+        token: Any,
+        *,
+        chunk: Any = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Note that the run's provider call was made: wrapped clients' calls made from now
+        on (the caller's code between a stream's chunks) are not the run's."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.capture.answered(run_id)
+
+    def on_stream_event(
+        self,
+        event: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """As :meth:`on_llm_new_token`, for ``stream_events(version="v3")``."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.capture.answered(run_id)
 
     def on_llm_end(
         self,
@@ -174,7 +217,7 @@ class DodoCallbackHandler(BaseCallbackHandler):
         if run is None:
             return
         try:
-            run.close()
+            run.close(run_id)
             self._end(response, run_id, run)
         except Exception as exc:
             self._biller.failure("end", "could not bill a LangChain result", exc)
@@ -191,7 +234,9 @@ class DodoCallbackHandler(BaseCallbackHandler):
         run = self._runs.pop(run_id, None)
         if run is not None:
             with suppress(Exception):
-                run.close()
+                # the framework makes no more calls of the runs started with this one
+                run.capture.close()
+                run.close(run_id)
 
     def _end(self, response: LLMResult, run_id: UUID, run: _Run) -> None:
         llm_output = response.llm_output or {}
@@ -206,11 +251,7 @@ class DodoCallbackHandler(BaseCallbackHandler):
                 )
                 continue
             # the wrapped client's bill of this call, if it made one: the same event ids
-            identity = (
-                run.capture.identity_for(usage, usage.response_id)
-                if len(generations) == 1
-                else None
-            )
+            identity = run.capture.take(usage, usage.response_id) if len(generations) == 1 else None
             if identity is None:
                 run_key = f"langchain-run:{run_id}:{index}"
                 if usage.response_id is None:

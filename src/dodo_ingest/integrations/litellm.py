@@ -116,7 +116,7 @@ class DodoLiteLLMLogger(CustomLogger):
             if len(calls) >= _CALLS_KEPT:
                 with suppress(StopIteration, RuntimeError):  # another thread changed it: fine
                     calls.pop(next(iter(calls)), None)
-            run = FrameworkRun()
+            run = FrameworkRun(call_id)
             calls[call_id] = run
             current_run.set(run)
         except Exception as exc:
@@ -127,21 +127,28 @@ class DodoLiteLLMLogger(CustomLogger):
     ) -> None:
         """End the call's run once the provider call returned (LiteLLM's hook, in the
         caller's context; a wrapped client's stream keeps its run until it ends)."""
-        run = self._calls.get(kwargs.get("litellm_call_id"))
-        if run is not None and current_run.get() is run:
-            current_run.set(None)
+        call_id = kwargs.get("litellm_call_id")
+        run = self._calls.get(call_id)
+        if run is not None:
+            run.answered(call_id)  # in contexts copied during the call too
+            if current_run.get() is run:
+                current_run.set(None)
 
     def log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Forget a failed call (LiteLLM's hook)."""
-        self._calls.pop(kwargs.get("litellm_call_id"), None)
+        run = self._calls.pop(kwargs.get("litellm_call_id"), None)
+        if run is not None:
+            run.close()
 
     async def async_log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Forget a failed call (LiteLLM's hook)."""
-        self._calls.pop(kwargs.get("litellm_call_id"), None)
+        run = self._calls.pop(kwargs.get("litellm_call_id"), None)
+        if run is not None:
+            run.close()
 
     def log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
@@ -175,7 +182,7 @@ class DodoLiteLLMLogger(CustomLogger):
             if usage is None:
                 self._biller.failure("no usage", "a LiteLLM response carried no usage: not billed")
                 return
-            identity = None if run is None else run.identity_for(usage, field(response, "id"))
+            identity = None if run is None else run.take(usage, field(response, "id"))
             self._biller.bill(usage, scope, identity)
         except Exception as exc:
             self._biller.failure("error", "could not bill a LiteLLM call", exc)

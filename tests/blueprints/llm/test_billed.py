@@ -23,6 +23,7 @@ from .conftest import RecordingSink
 
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
 NAMES = ("llm.input", "llm.output")
+MODEL = payloads.OPENAI_MODEL  # the model the server answers with
 
 
 def _client(tracker: LLMTracker, base_url: str = "https://api.openai.com/v1") -> openai.OpenAI:
@@ -51,7 +52,7 @@ def _client(tracker: LLMTracker, base_url: str = "https://api.openai.com/v1") ->
 def _in_run(call: Any, run: FrameworkRun | None = None) -> FrameworkRun:
     """Run ``call`` in a fresh context inside a framework run (``run``, else a new one);
     return the run."""
-    run = run or FrameworkRun()
+    run = run or FrameworkRun("call")
 
     def inside() -> None:
         current_run.set(run)
@@ -73,13 +74,14 @@ def test_a_handler_billing_with_the_runs_identity_gets_the_wrapped_clients_ids()
         event_id(LLMUsage("openai", "chat.completions", response_id=payloads.CHAT_ID, created=c), n)
         for c, n in zip((1767225600, 1767225600), NAMES, strict=True)
     ]
-    handler_usage = LLMUsage("openai", "chat.completions", "gpt-4o", 1, 46)  # no id, no created
-    identity = run.identity_for(handler_usage, None)
+    handler_usage = LLMUsage("openai", "chat.completions", MODEL, 1, 46)  # no id, no created
+    identity = run.take(handler_usage, None)
     assert identity == (payloads.CHAT_ID, 1767225600, None, True)
+    assert run.bills == []  # taken: the bill is one call's
     # the handler bills in the run's context: its own bill is not noted as a wrapped client's
     _in_run(lambda: tracker._record_integrated(handler_usage, Scope("cus_1", {}), identity), run)
     assert [event.event_id for event in sink.events[2:]] == client_ids
-    assert len(run.bills) == 1
+    assert run.bills == []
 
 
 def test_untrusted_ids_are_taken_with_the_call_key() -> None:
@@ -88,7 +90,7 @@ def test_untrusted_ids_are_taken_with_the_call_key() -> None:
     tracker = LLMTracker(sink)
     client = _client(tracker, "http://127.0.0.1:11434/v1")
     run = _in_run(lambda: client.chat.completions.create(model="llama3", messages=MESSAGES))
-    ((identity, _, _),) = run.bills
+    ((identity, _, _, _),) = run.bills
     assert identity[0] == "chatcmpl-7"
     assert identity[2] is not None  # the call key
     handler_usage = LLMUsage(
@@ -101,37 +103,97 @@ def test_untrusted_ids_are_taken_with_the_call_key() -> None:
 
 def test_only_the_runs_one_matching_bill_is_taken() -> None:
     sink = RecordingSink()
+
+    def one_call() -> FrameworkRun:
+        """A run holding one call's bill (1 prompt token, 46 completion tokens)."""
+        client = _client(LLMTracker(sink))
+        return _in_run(lambda: client.chat.completions.create(model="gpt-4o", messages=MESSAGES))
+
+    same = LLMUsage("openai", "chat.completions", MODEL, input_tokens=1, output_tokens=46)
+    assert one_call().take(same, None) is not None
+    assert one_call().take(same, payloads.CHAT_ID) is not None
+    assert one_call().take(same, "chatcmpl-another-response-of-the-run") is None
+    other_counts = LLMUsage("openai", "chat.completions", MODEL, 1, 47)
+    assert one_call().take(other_counts, None) is None
+    # counts alone never match another model's call
+    other_model = LLMUsage("openai", "chat.completions", "gpt-4o", 1, 46)
+    run = one_call()
+    assert run.take(other_model, None) is None
+    assert run.take(other_model, payloads.CHAT_ID) is not None  # the response id says it is
+    assert FrameworkRun("call").take(same, None) is None  # nothing billed in the run
+    run = one_call()
+    assert run.take(same, None) is not None
+    assert run.take(same, None) is None  # taken once
+
     client = _client(LLMTracker(sink))
-    run = _in_run(lambda: client.chat.completions.create(model="gpt-4o", messages=MESSAGES))
-    same = LLMUsage("openai", "chat.completions", input_tokens=1, output_tokens=46)
-    assert run.identity_for(same, None) is not None
-    assert run.identity_for(same, payloads.CHAT_ID) is not None
-    assert run.identity_for(same, "chatcmpl-another-response-of-the-run") is None
-    other_counts = LLMUsage("openai", "chat.completions", input_tokens=2, output_tokens=46)
-    assert run.identity_for(other_counts, None) is None
-    assert FrameworkRun().identity_for(same, None) is None  # nothing billed in the run
 
     def twice() -> None:
         for _ in range(2):
             client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
-    assert _in_run(twice).identity_for(same, None) is None  # which one? none is guessed
+    run = _in_run(twice)  # the two calls report 1 and 2 prompt tokens
+    assert run.take(LLMUsage("openai", "chat.completions", MODEL, 2, 46), None) is not None
+    assert [bill[1] for bill in run.bills] == [1]
+    # two bills with the same counts are not told apart: none is guessed
+    run = FrameworkRun("call")
+    run.note(LLMUsage("openai", "chat.completions", "m", 1, 2, response_id="chatcmpl-a"))
+    run.note(LLMUsage("openai", "chat.completions", "m", 1, 2, response_id="chatcmpl-b"))
+    assert run.take(LLMUsage("openai", "chat.completions", "m", 1, 2), None) is None
+    assert len(run.bills) == 2
 
 
-def test_a_run_keeps_a_bounded_number_of_bills() -> None:
-    run = FrameworkRun()
+def test_a_run_takes_calls_only_while_it_waits_for_them() -> None:
+    """Once the framework has its answer (first output, or its end), calls made in the run's
+    context are not noted: they are the caller's own."""
+    sink = RecordingSink()
+    client = _client(LLMTracker(sink))
+    run = FrameworkRun("call")
+
+    def call() -> None:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+    _in_run(call, run)
+    run.answered("call")
+    _in_run(call, run)
+    assert [bill[1] for bill in run.bills] == [1]  # the call made before the answer only
+    assert len(sink.events) == 2
+
+
+def test_calls_started_together_share_a_run_up_to_their_number() -> None:
+    run = FrameworkRun("a", expected=3)
+    assert run.join("b")
+    assert run.join("c")
+    assert not run.join("d")  # all three joined
+    run.answered("a")
+    run.answered("b")
+    assert run.waiting == {"c"}
+    run.close()
+    assert not run.waiting
+    late = FrameworkRun("x", expected=2)
+    late.answered("x")
+    assert not late.join("y")  # the framework answered: a new call is not one of these
+    assert not FrameworkRun("x").join("y")  # a call started alone shares with none
+
+
+def test_a_run_keeps_a_bounded_number_of_bills_per_call() -> None:
+    run = FrameworkRun("call")
     usage = LLMUsage("openai", "chat.completions", input_tokens=1, response_id=payloads.CHAT_ID)
     for _ in range(100):
         run.note(usage)
-    assert run.bills == [(identity_of(usage), 1, None)] * 4
+    assert run.bills == [(identity_of(usage), 1, None, None)] * 4
     run.note(LLMUsage("openai", "chat.completions"))  # no response id: nothing to share
     assert len(run.bills) == 4
+    shared = FrameworkRun("a", expected=2)
+    shared.join("b")
+    for _ in range(100):
+        shared.note(usage)
+    assert len(shared.bills) == 8
 
 
 def test_outside_a_run_nothing_is_noted() -> None:
     sink = RecordingSink()
     client = _client(LLMTracker(sink))
-    run = FrameworkRun()
+    run = FrameworkRun("call")
     _in_run(lambda: None, run)  # a run that ended before the call
     contextvars.Context().run(client.chat.completions.create, model="gpt-4o", messages=MESSAGES)
     assert run.bills == []
@@ -158,7 +220,7 @@ def test_a_stream_created_in_a_run_notes_its_bill_wherever_it_ends() -> None:
     reader = threading.Thread(target=lambda: list(streams[0]))
     reader.start()
     reader.join(timeout=30)
-    ((identity, input_tokens, output_tokens),) = run.bills
+    ((identity, input_tokens, output_tokens, _),) = run.bills
     assert (identity[0], input_tokens, output_tokens) == (payloads.CHAT_ID, 19, 3)
     assert sink.only().event_id == event_id(
         LLMUsage("openai", "chat.completions", response_id=payloads.CHAT_ID, created=1767225601),

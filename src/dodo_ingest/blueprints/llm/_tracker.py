@@ -281,13 +281,16 @@ class Binding:
 
     def resolve(self) -> Scope | None:
         """The scope of a call made now: ``tracker.customer()`` wins over the wrap defaults;
-        the framework run the call is made in, if any, is noted with it.
+        the framework run the call is made in, if any, is noted with it while the run waits
+        for its provider call (see ``_billed``).
 
         Returns ``None`` (and counts a failure, logged once per client) when no customer is
         known.
         """
         context = self.tracker._context.get()
         run = current_run.get()
+        if run is not None and not run.waiting:  # the framework's own call came before
+            run = None
         if context is None:
             scope = self.scope
             if scope is None:
