@@ -40,7 +40,7 @@ from ._stats import DeliveryStats
 from ._transport import Transport
 from ._waiter import Waiter, Wakeup
 
-__all__ = ["ErrorCallback", "Pipeline", "close_all", "logger", "send_at_once_all"]
+__all__ = ["EXIT_FLUSH", "ErrorCallback", "Pipeline", "close_all", "logger", "send_at_once_all"]
 
 logger = logging.getLogger("dodo_ingest")
 
@@ -684,6 +684,28 @@ def close_all() -> None:
             logger.exception("flushing at exit failed")
 
 
+class ExitFlush:
+    """The flush ``atexit`` runs: whether it started and ended, and what to call once it has
+    ended (a terminating signal that came during it is passed on then)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.done = False
+        self.then: list[Callable[[], None]] = []
+
+    def __call__(self) -> None:
+        self.started = True
+        try:
+            close_all()
+        finally:
+            self.done = True
+            for callback in self.then:
+                callback()
+
+
+EXIT_FLUSH = ExitFlush()
+
+
 def send_at_once_all() -> list[Pipeline]:
     """Put every open pipeline in :meth:`Pipeline.send_at_once` mode; return them."""
     pipelines = list(_LIVE)
@@ -719,4 +741,4 @@ _PROCESS_EXIT_HOOK = _ProcessExitHook()
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_PROCESS_EXIT_HOOK.before_fork, after_in_child=_after_fork_in_child)
-atexit.register(close_all)
+atexit.register(EXIT_FLUSH)
