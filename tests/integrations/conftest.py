@@ -87,6 +87,24 @@ def numbered_calls() -> Answer:
     return answer
 
 
+def unique_calls() -> Answer:
+    """A server whose every chat completion (streamed or not) has its own long id and the
+    same token counts: calls that only their ids tell apart."""
+    calls = itertools.count(1)
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        response_id = f"chatcmpl-UniqueCall{next(calls):04d}xYzAbCdEfGhIj"
+        if not json.loads(request.content).get("stream"):
+            return payloads.json_response(payloads.chat_completion(id=response_id))
+        frames = payloads.chat_chunks(with_usage=True)
+        for frame in frames:
+            if isinstance(frame, dict):
+                frame["id"] = response_id
+        return payloads.sse_response(frames)
+
+    return answer
+
+
 def paired(sink: RecordingSink, calls: int) -> None:
     """``calls`` calls, each billed by both paths under one event id: ``calls`` distinct ids,
     each twice with the same token counts."""
@@ -144,4 +162,5 @@ __all__ = [
     "provider",
     "require",
     "stored",
+    "unique_calls",
 ]

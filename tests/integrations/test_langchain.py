@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 import uuid
+from collections import Counter
 from typing import Any
 
 import httpx2
@@ -22,6 +23,7 @@ from .conftest import (
     paired,
     require,
     stored,
+    unique_calls,
 )
 
 require("langchain_openai", "langchain")
@@ -29,6 +31,7 @@ require("langchain_anthropic", "langchain")
 
 import anthropic
 from langchain_anthropic import ChatAnthropic
+from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_openai import ChatOpenAI
 
 from dodo_ingest.blueprints.llm import LLMTracker, LLMUsage
@@ -389,6 +392,125 @@ def test_async_streams_and_batches_bill_one_event_per_call(
     streaming, handler = _both_paths(tracker, server, streaming=True, stream_usage=True)
     streaming.batch(["f", "g"], config={"callbacks": [handler]})
     paired(sink, 10)
+
+
+def _wrapped_client(tracker: LLMTracker, transport: httpx2.MockTransport) -> openai.OpenAI:
+    return tracker.wrap(
+        openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport)),
+        customer_id="cus_1",
+    )
+
+
+def _direct_stream(client: openai.OpenAI) -> None:
+    """A call of the caller's own through a wrapped client (same prompt, same counts as the
+    model's)."""
+    for _ in client.chat.completions.create(
+        model="gpt-5.4-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    ):
+        pass
+
+
+def _distinct_calls(sink: RecordingSink) -> Counter[str | None]:
+    """The number of events of each event id."""
+    return Counter(event.event_id for event in sink.events)
+
+
+@pytest.mark.parametrize("model_wrapped", [False, True], ids=["plain-model", "wrapped-model"])
+def test_a_call_made_between_a_streams_chunks_is_not_the_models(
+    tracker: LLMTracker, sink: RecordingSink, model_wrapped: bool
+) -> None:
+    """The caller's code runs between a stream's chunks in the run's context: a wrapped
+    client's call made there (same counts, its own response id) keeps its own event id,
+    whether the model's client is wrapped too or not (two ids for two calls, never one)."""
+    transport = httpx2.MockTransport(unique_calls())
+    model = chat_model(transport, tracker if model_wrapped else None, stream_usage=True)
+    handler = DodoCallbackHandler(tracker, "cus_1")
+    direct = _wrapped_client(tracker, transport)
+    for number, _ in enumerate(model.stream("hi", config={"callbacks": [handler]})):
+        if number == 0:
+            _direct_stream(direct)
+    counts = _distinct_calls(sink)
+    assert len(counts) == 2  # each call its own id
+    # the model's call billed by the handler (and by its wrapped client): one id
+    assert sorted(counts.values()) == ([1, 2] if model_wrapped else [1, 1])
+    assert {e.metadata["inputTokens"] for e in sink.events} == {19}  # the same counts
+
+
+def test_a_task_spawned_between_async_stream_chunks_is_not_the_models(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    """A task spawned between ``astream`` chunks copies the run's context: its wrapped call
+    is still the caller's own."""
+    transport = httpx2.MockTransport(unique_calls())
+    model = chat_model(transport, stream_usage=True)
+    handler = DodoCallbackHandler(tracker, "cus_1")
+    aclient = tracker.wrap(
+        openai.AsyncOpenAI(api_key="sk-test", http_client=httpx2.AsyncClient(transport=transport)),
+        customer_id="cus_1",
+    )
+
+    async def direct() -> None:
+        async for _ in await aclient.chat.completions.create(
+            model="gpt-5.4-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        ):
+            pass
+
+    async def main() -> None:
+        spawned = False
+        async for _ in model.astream("hi", config={"callbacks": [handler]}):
+            if not spawned:  # the task's call ends before the stream does
+                spawned = True
+                await asyncio.create_task(direct())
+
+    asyncio.run(main())
+    assert len(sink.events) == 2
+    assert len(_distinct_calls(sink)) == 2
+
+
+@pytest.mark.parametrize("server", [unique_calls, numbered_calls], ids=["ids", "reused-id"])
+def test_generate_over_several_prompts_bills_each_call_once(
+    tracker: LLMTracker, sink: RecordingSink, server: Any
+) -> None:
+    """``generate()`` starts every prompt's run before the first call: the runs share the
+    wrapped client's bills, and each result takes its own (by response id and counts), sync
+    and async."""
+    model, handler = _both_paths(tracker, httpx2.MockTransport(server()))
+    prompts: list[list[BaseMessage]] = [[HumanMessage(p)] for p in ("a", "b", "c")]
+    model.generate(prompts, callbacks=[handler])
+    asyncio.run(model.agenerate(prompts[:2], callbacks=[handler]))
+    paired(sink, 5)
+    assert current_run.get() is None
+
+
+def test_generate_over_streams_bills_each_call_once_when_counts_tell_them_apart(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    """Streamed results carry no response id: each takes the one bill with its counts."""
+    model, handler = _both_paths(
+        tracker, httpx2.MockTransport(numbered_calls()), streaming=True, stream_usage=True
+    )
+    model.generate([[HumanMessage("a")], [HumanMessage("b")]], callbacks=[handler])
+    paired(sink, 2)
+
+
+def test_generate_over_streams_with_equal_counts_bills_twice_never_once(
+    tracker: LLMTracker, sink: RecordingSink
+) -> None:
+    """Two streamed results with the same counts and no response id: which bill is whose is
+    not guessed; each call is billed by both paths under distinct ids (billed twice, never
+    folded into the other call)."""
+    model, handler = _both_paths(
+        tracker, httpx2.MockTransport(unique_calls()), streaming=True, stream_usage=True
+    )
+    model.generate([[HumanMessage("a")], [HumanMessage("b")]], callbacks=[handler])
+    assert len(sink.events) == 4
+    assert len(_distinct_calls(sink)) == 4
 
 
 CACHE_WRITES = {
