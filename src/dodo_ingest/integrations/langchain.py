@@ -111,7 +111,8 @@ class DodoCallbackHandler(BaseCallbackHandler):
     passes it), as the wrapped client's do; a result without one (LangChain streams) gets an
     id derived from the LangChain run id. A model whose client is wrapped by a tracker is
     billed by both, under the wrapped client's event ids (one event): the handler notes
-    what the client bills during the run, which runs in the caller's context. Nothing
+    what the client bills for calls made in the run's context before its first output
+    (calls made between a stream's chunks are the caller's own). Nothing
     raises into the chain: failures are counted and logged. Raises
     ``EventValidationError`` here for invalid arguments.
     """
