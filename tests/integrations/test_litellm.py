@@ -9,6 +9,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,7 +18,16 @@ import httpx2
 import openai
 import pytest
 
-from .conftest import RecordingSink, loopback, numbered_calls, paired, provider, require, stored
+from .conftest import (
+    RecordingSink,
+    loopback,
+    numbered_calls,
+    paired,
+    provider,
+    require,
+    stored,
+    unique_calls,
+)
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map download
 litellm = require("litellm", "litellm")
@@ -347,6 +357,29 @@ def test_a_stream_read_after_other_calls_is_still_one_event(
     assert direct.metadata["inputTokens"] == 2  # the second request made
     assert [e.metadata["inputTokens"] for e in streamed] == [1, 1]
     assert streamed[0].event_id == streamed[1].event_id != direct.event_id
+
+
+def test_a_call_made_between_a_streams_chunks_is_not_litellms(
+    tracker: LLMTracker, sink: RecordingSink, install: Any
+) -> None:
+    """A LiteLLM stream over its own client, read by a loop that calls a wrapped client
+    (same counts, its own response id): two calls, two event ids."""
+    install(DodoLiteLLMLogger(tracker, customer_id="cus_1"))
+    with loopback(unique_calls()) as url:
+        direct = tracker.wrap(openai.OpenAI(api_key="sk-test", base_url=f"{url}/v1"), "cus_1")
+        for number, _ in enumerate(openai_call(url, **STREAM)):
+            if number == 0:
+                _call(url, direct, **STREAM)  # through LiteLLM too: a call of its own
+                for _ in direct.chat.completions.create(
+                    model="gpt-5.4-mini", messages=MESSAGES, **STREAM
+                ):
+                    pass
+        settle(lambda: len(sink.events) == 4)
+    assert current_run.get() is None
+    by_id = Counter(event.event_id for event in sink.events)
+    # the outer stream (logger only), the inner LiteLLM call (logger and client: one id),
+    # the direct call (client only)
+    assert sorted(by_id.values()) == [1, 1, 2]
 
 
 def test_concurrent_calls_from_threads_are_one_event_each(
