@@ -133,6 +133,8 @@ class DodoCallbackHandler(BaseCallbackHandler):
         self._biller = Biller(tracker, customer_id, metadata)
         self.customer_key = customer_key
         self._runs: dict[UUID, _Run] = {}
+        #: the captures of runs whose first output has not come yet
+        self._waiting: dict[UUID, FrameworkRun] = {}
 
     @property
     def tracker(self) -> LLMTracker:
@@ -166,14 +168,18 @@ class DodoCallbackHandler(BaseCallbackHandler):
         runs = self._runs
         if len(runs) >= _RUNS_KEPT:
             with suppress(StopIteration, RuntimeError):  # another thread changed it: fine
-                runs.pop(next(iter(runs)), None)
-        runs[run_id] = _Run(
+                oldest = next(iter(runs))
+                runs.pop(oldest, None)
+                self._waiting.pop(oldest, None)
+        run = _Run(
             run_id,
             scope,
             provider if isinstance(provider, str) else None,
             model if isinstance(model, str) else None,
             batch if type(batch) is int else 1,
         )
+        runs[run_id] = run
+        self._waiting[run_id] = run.capture
 
     def on_llm_new_token(
         self,
@@ -187,9 +193,9 @@ class DodoCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Note that the run's provider call was made: wrapped clients' calls made from now
         on (the caller's code between a stream's chunks) are not the run's."""
-        run = self._runs.get(run_id)
-        if run is not None:
-            run.capture.answered(run_id)
+        capture = self._waiting.pop(run_id, None)  # the first chunk's; then a miss
+        if capture is not None:
+            capture.answered(run_id)
 
     def on_stream_event(
         self,
@@ -201,9 +207,9 @@ class DodoCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """As :meth:`on_llm_new_token`, for ``stream_events(version="v3")``."""
-        run = self._runs.get(run_id)
-        if run is not None:
-            run.capture.answered(run_id)
+        capture = self._waiting.pop(run_id, None)
+        if capture is not None:
+            capture.answered(run_id)
 
     def on_llm_end(
         self,
@@ -215,6 +221,7 @@ class DodoCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Bill the usage of the run's result."""
         run = self._runs.pop(run_id, None)
+        self._waiting.pop(run_id, None)
         if run is None:
             return
         try:
@@ -233,6 +240,7 @@ class DodoCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Forget the run: a failed call reports no usage."""
         run = self._runs.pop(run_id, None)
+        self._waiting.pop(run_id, None)
         if run is not None:
             with suppress(Exception):
                 # the framework makes no more calls of the runs started with this one
