@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 from pathlib import Path
 
@@ -13,6 +17,7 @@ import pytest
 from dodo_ingest import ConfigurationError, install_signal_handlers
 from tests.delivery import _scripts
 from tests.delivery._sink import Gate, Sink
+from tests.delivery.test_outbox import _pending_ids
 
 WORKER = """
 from dodo_ingest import install_signal_handlers
@@ -174,3 +179,187 @@ def test_the_app_handler_is_called_once_what_was_queued_is_delivered(tmp_path, s
         assert worker.process.wait(60) == 0  # the exit status the app's handler chose
         assert sorted(sink.event_ids()) == sorted(set(sink.event_ids()))
         assert len(sink.event_ids()) == 3000  # the exit flush sent the rest
+
+
+TRACKING = """
+import threading
+from dodo_ingest import install_signal_handlers
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", outbox=OUTBOX,
+                      flush_interval=0.05, shutdown_timeout=20)
+install_signal_handlers()
+log = open(sys.argv[3], "w")
+print("ready", flush=True)
+tracked = 0
+flushing_at = None
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:  # a job loop: bills a job every few ms, signal or not
+    log.write(f"{ingestion.track('cus_1')} {ingestion.stats.dropped}\\n")
+    log.flush()
+    tracked += 1
+    if flushing_at is None and "dodo-ingest-signal-flush" in [
+        thread.name for thread in threading.enumerate()
+    ]:
+        flushing_at = tracked
+    if flushing_at is not None and tracked == flushing_at + 20:
+        print("tracked", tracked, flush=True)
+    time.sleep(0.005)
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("queue", ["memory", "outbox"])
+def test_events_tracked_during_the_flush_are_delivered_not_dropped(tmp_path, queue):
+    outbox = str(tmp_path / "outbox.db") if queue == "outbox" else "-"
+    log = tmp_path / "tracked.txt"
+    gate = Gate()
+    with (
+        Sink(gate) as sink,
+        _scripts.Child(tmp_path, TRACKING, sink.base_url, outbox, str(log)) as worker,
+    ):
+        worker.expect("ready")
+        assert gate.arrived.wait(20)  # the first batch is held at the API
+        worker.process.send_signal(signal.SIGTERM)
+        # The job loop goes on during the flush: 20 more events, the API still holding.
+        before_release = int(worker.expect("tracked")[0].split()[1])
+        gate.open()
+        assert worker.process.wait(60) == -signal.SIGTERM
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert {dropped for _, dropped in lines} == {"0"}  # none dropped as "closed"
+    tracked = [event_id for event_id, _ in lines]
+    received = set(sink.event_ids())
+    # Everything tracked until the flush ended is delivered (the flush waits for what was
+    # tracked during its first round too).
+    assert set(tracked[:before_release]) <= received
+    if queue == "outbox":  # what the process had no time to send stays in the file
+        assert set(tracked) <= received | _pending_ids(outbox)
+
+
+def _interpreter(version: str) -> str:
+    """This interpreter, or ``python<version>`` when it is installed and can import this
+    package with this environment's packages (skips otherwise)."""
+    if version == "this":
+        return sys.executable
+    if sys.version_info[:2] == tuple(map(int, version.split("."))):
+        pytest.skip(f"python{version} is this interpreter")
+    path = shutil.which(f"python{version}")
+    if path is None:
+        pytest.skip(f"python{version} is not installed")
+    probe = subprocess.run(
+        [path, "-c", "import dodo_ingest.delivery"],
+        env={**os.environ, "PYTHONPATH": _pythonpath()},
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode:
+        pytest.skip(f"python{version} cannot import dodo_ingest with this environment's packages")
+    return path
+
+
+def _pythonpath() -> str:
+    root = Path(__file__).parents[2]
+    return os.pathsep.join([str(root / "src"), str(root), sysconfig.get_paths()["purelib"]])
+
+
+# Python 3.12 starts no thread once the interpreter's exit has begun; 3.11 and 3.13 start
+# one but do not wait for it. The CI matrix runs "this" on each version.
+INTERPRETERS = ["this", "3.12", "3.13"]
+
+
+@contextlib.contextmanager
+def _child_on(version: str, monkeypatch, tmp_path: Path, body: str, *args: str):
+    interpreter = _interpreter(version)
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "executable", interpreter)
+        patch.setenv("PYTHONPATH", _pythonpath())
+        child = _scripts.Child(tmp_path, body, *args)
+    with child:
+        yield child
+
+
+AT_EXIT = """
+import atexit, logging
+from dodo_ingest import install_signal_handlers
+logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s", force=True)
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", shutdown_timeout=20)
+install_signal_handlers()
+for _ in range(3000):
+    ingestion.track("cus_1")
+atexit.register(print, "exiting", flush=True)  # registered last: runs just before the flush
+print("ready", flush=True)
+"""
+
+
+@pytest.mark.parametrize("version", INTERPRETERS)
+def test_sigterm_during_the_exit_flush_is_passed_on_once_it_has_ended(
+    tmp_path, monkeypatch, version
+):
+    gate = Gate()
+    with (
+        Sink(gate) as sink,
+        _child_on(version, monkeypatch, tmp_path, AT_EXIT, sink.base_url) as worker,
+    ):
+        worker.expect("ready")
+        assert gate.arrived.wait(20)  # the first batch is held at the API
+        worker.expect("exiting")  # the script has ended: the exit flush comes next
+        worker.process.send_signal(signal.SIGTERM)
+        worker.expect("signal 15 at interpreter exit")
+        gate.open()
+        assert worker.process.wait(60) == -signal.SIGTERM  # the signal's status, not 0
+        assert len(set(sink.event_ids())) == 3000  # the exit flush was not cut short
+    (stderr,) = tmp_path.glob("*.stderr")
+    assert "Traceback" not in stderr.read_text()  # nothing raised in the interrupted frame
+
+
+MAIN_RETURNED = """
+import threading
+from dodo_ingest import install_signal_handlers
+ingestion = Ingestion(api_key=API_KEY, base_url=BASE_URL, event_name="e", shutdown_timeout=20)
+install_signal_handlers()
+
+def worker():  # a job worker: bills a job every few ms until the process is stopped
+    announced = False
+    while True:
+        print("tracked", ingestion.track("cus_1"), flush=True)
+        if not announced and not threading.main_thread().is_alive():
+            announced = True
+            print("main returned", flush=True)
+        time.sleep(0.005)
+
+threading.Thread(target=worker).start()
+"""
+
+
+@pytest.mark.parametrize("version", INTERPRETERS)
+def test_sigterm_while_the_interpreter_waits_for_a_worker_thread_flushes_and_ends_it(
+    tmp_path, monkeypatch, version
+):
+    with (
+        Sink() as sink,
+        _child_on(version, monkeypatch, tmp_path, MAIN_RETURNED, sink.base_url) as worker,
+    ):
+        _, before = worker.expect("main returned")
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(60) == -signal.SIGTERM  # not swallowed
+        tracked = {line.split()[1] for line in before}
+        assert tracked and tracked <= set(sink.event_ids())
+
+
+IGNORED = """
+import signal, subprocess
+from dodo_ingest import install_signal_handlers
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # started by a supervisor that ignores it
+install_signal_handlers()
+here = signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+child = subprocess.run(
+    [sys.executable, "-c",
+     "import signal; print(signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)"],
+    capture_output=True, text=True, check=True,
+).stdout.strip()
+print(here, child, flush=True)
+"""
+
+
+def test_an_ignored_signal_stays_ignored_here_and_in_programs_started_later(tmp_path):
+    done = _scripts.run(tmp_path, IGNORED, "http://127.0.0.1:9")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]

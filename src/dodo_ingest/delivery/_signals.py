@@ -110,7 +110,7 @@ class _FlushingHandler:
                 return True
             except RuntimeError:  # the exit has begun: Python 3.12+ starts no thread then
                 if _in_delivery_code(frame):
-                    self.deferred = True  # passed on once the exit flush has ended
+                    self._defer()
                     return True
                 # The main thread waits for other threads or runs an atexit hook: flush here.
                 _flush_all()
@@ -123,8 +123,7 @@ class _FlushingHandler:
         if EXIT_FLUSH.started and not EXIT_FLUSH.done:
             # The exit flush is under way (maybe in the frame this signal interrupted):
             # ending the process now would cut it short.
-            self.deferred = True
-            self._answered.set()
+            self._defer()
             return
         self.passed_on = True
         self._answered.set()
@@ -134,6 +133,16 @@ class _FlushingHandler:
             return
         signal.signal(self.signum, signal.SIG_DFL)
         os.kill(os.getpid(), self.signum)
+
+    def _defer(self) -> None:
+        """Pass the signal on once the exit flush has ended."""
+        if not self.deferred:
+            self.deferred = True
+            logger.info(
+                "signal %d at interpreter exit: passed on once the exit flush has ended",
+                self.signum,
+            )
+        self._answered.set()
 
     def _flush_then_pass_on(self) -> None:
         try:
