@@ -289,10 +289,12 @@ print("ready", flush=True)
 """
 
 
-@pytest.mark.parametrize("version", INTERPRETERS)
-def test_sigterm_during_the_exit_flush_is_passed_on_once_it_has_ended(
-    tmp_path, monkeypatch, version
-):
+def _stopped_during_the_exit_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, second_signal: bool
+) -> tuple[int, int, str]:
+    """Send SIGTERM to AT_EXIT while its exit flush waits for the API (and a second one when
+    asked, the API still waiting); return its exit status, the events received and its
+    stderr."""
     gate = Gate()
     with (
         Sink(gate) as sink,
@@ -303,11 +305,35 @@ def test_sigterm_during_the_exit_flush_is_passed_on_once_it_has_ended(
         worker.expect("exiting")  # the script has ended: the exit flush comes next
         worker.process.send_signal(signal.SIGTERM)
         worker.expect("signal 15 at interpreter exit")
+        if second_signal:
+            worker.process.send_signal(signal.SIGTERM)
+            worker.process.wait(15)  # it ends with the API still holding the batch
+            assert not gate.released.is_set()
         gate.open()
-        assert worker.process.wait(60) == -signal.SIGTERM  # the signal's status, not 0
-        assert len(set(sink.event_ids())) == 3000  # the exit flush was not cut short
+        status = worker.process.wait(60)
+        received = len(set(sink.event_ids()))
     (stderr,) = tmp_path.glob("*.stderr")
-    assert "Traceback" not in stderr.read_text()  # nothing raised in the interrupted frame
+    return status, received, stderr.read_text()
+
+
+@pytest.mark.parametrize("version", INTERPRETERS)
+def test_sigterm_during_the_exit_flush_is_passed_on_once_it_has_ended(
+    tmp_path, monkeypatch, version
+):
+    status, received, stderr = _stopped_during_the_exit_flush(
+        tmp_path, monkeypatch, version, second_signal=False
+    )
+    assert status == -signal.SIGTERM  # the signal's exit status, not 0
+    assert received == 3000  # the exit flush was not cut short
+    assert "Traceback" not in stderr  # nothing raised in the interrupted frame
+
+
+def test_a_second_sigterm_during_the_exit_flush_ends_the_process_at_once(tmp_path, monkeypatch):
+    status, received, _ = _stopped_during_the_exit_flush(
+        tmp_path, monkeypatch, "this", second_signal=True
+    )
+    assert status == -signal.SIGTERM
+    assert received < 3000
 
 
 MAIN_RETURNED = """

@@ -12,12 +12,13 @@ This opt-in handler flushes first, then passes the signal on:
   back and sends the signal again): the process ends by the same signal;
 - to a server's own handler installed first (uvicorn's, when the app is imported after the
   server took the signal: ``--workers``, ``--reload``); every event tracked after the
-  signal (requests finishing during the graceful shutdown) is then sent at once instead of
+  signal (requests finishing during the graceful shutdown) is sent at once instead of
   waiting for a batch.
 
-The flush does not close anything: events tracked while it runs are queued and sent too.
-A signal that comes once the interpreter's exit has begun starts no thread: during the exit
-flush it is passed on once that flush has ended.
+The flush closes nothing: events tracked while it runs are queued and sent at once too. A
+second signal during the flush passes the signal on at once. A signal that comes once the
+interpreter's exit has begun starts no thread: during the exit flush it is passed on once
+that flush has ended.
 """
 
 from __future__ import annotations
@@ -89,13 +90,18 @@ class _FlushingHandler:
         """A signal came during the exit flush: it is passed on once that flush has ended."""
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        now = False
         if self._flush.take():
             self.flushed = True
             if self._start_flush(frame) or not self._decision.take():
                 return
-        elif not (self._asked.take() or self._decision.take() or self.passed_on):
+        elif self._asked.take() or self._decision.take():
+            pass
+        elif self.deferred:
+            now = True  # a second signal during the exit flush: end the process now
+        elif not self.passed_on:
             return  # the flush has just ended: the signal its thread sends passes it on
-        self._pass_on(frame)
+        self._pass_on(frame, now=now)
 
     def _start_flush(self, frame: FrameType | None) -> bool:
         """Start the flush; False when the signal is to be passed on now. Never raises."""
@@ -119,8 +125,8 @@ class _FlushingHandler:
             logger.exception("flushing on signal %d failed", self.signum)
             return False
 
-    def _pass_on(self, frame: FrameType | None) -> None:
-        if EXIT_FLUSH.started and not EXIT_FLUSH.done:
+    def _pass_on(self, frame: FrameType | None, *, now: bool = False) -> None:
+        if EXIT_FLUSH.started and not EXIT_FLUSH.done and not now:
             # The exit flush is under way (maybe in the frame this signal interrupted):
             # ending the process now would cut it short.
             self._defer()
