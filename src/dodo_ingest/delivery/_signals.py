@@ -210,11 +210,11 @@ def install_signal_handlers(
 ) -> None:
     """Make each of ``signals`` (default ``SIGTERM``) deliver queued usage first.
 
-    On the signal, a background thread waits until what every open ``Ingestion`` has
-    queued is delivered, then what was tracked meanwhile (each `Ingestion` for at most its
-    `shutdown_timeout`), and passes the signal on. Nothing is closed: events tracked during
-    the flush are queued and sent at once. An event tracked after the flush and before the
-    process ends can still be lost (with an outbox it stays in the file).
+    On the signal, a background thread waits until what every open `Ingestion` has queued
+    is delivered, then what was tracked meanwhile (each `Ingestion` for at most its
+    `shutdown_timeout` in all), and passes the signal on. Nothing is closed: events tracked
+    during the flush are queued and sent at once. An event tracked after the flush and
+    before the process ends can still be lost (with an outbox it stays in the file).
 
     When the signal's action was the default (terminate), the process then ends by the
     same signal, so the exit status is unchanged. uvicorn puts this handler back after its
@@ -231,11 +231,12 @@ def install_signal_handlers(
     when tracked one at a time, and a later signal goes to that handler at once.
 
     A second signal during the flush passes the signal on at once. A signal during the
-    interpreter's exit flush is passed on when that flush has ended. Ignored signals stay
-    ignored (nothing is installed for them, so programs started later still inherit the
-    ignore). Call it once from the main thread, after installing your own handlers; calling
-    it again changes nothing. Raises [`ConfigurationError`][dodo_ingest.ConfigurationError]
-    outside the main thread.
+    interpreter's exit flush is passed on when that flush has ended (a second one at once),
+    so the exit status is still the signal's. Ignored signals stay ignored (nothing is
+    installed for them, so programs started later still inherit the ignore). Call it once
+    from the main thread, after installing your own handlers; calling it again changes
+    nothing. Raises [`ConfigurationError`][dodo_ingest.ConfigurationError] outside the main
+    thread.
     """
     if threading.current_thread() is not threading.main_thread():
         raise ConfigurationError("install_signal_handlers() must be called from the main thread")
