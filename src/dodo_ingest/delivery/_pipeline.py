@@ -668,16 +668,18 @@ def _after_fork_in_child() -> None:
             logger.exception("could not reset delivery after fork")
 
 
-def close_all() -> None:
+def close_all(timeout: float | None = None) -> None:
     """Flush and close every open pipeline, each for at most its ``shutdown_timeout`` (at
-    interpreter exit, in ``multiprocessing`` children, on a handled terminating signal)."""
+    interpreter exit, in ``multiprocessing`` children, on a handled terminating signal), or
+    at most ``timeout`` when given (what is left is written off: counted and reported)."""
     pipelines = list(_LIVE)
     for pipeline in pipelines:
         pipeline._flush_requested.set()
         pipeline._wakeup.set()
     start = time.monotonic()
     for pipeline in pipelines:
-        remaining = start + pipeline.settings.shutdown_timeout - time.monotonic()
+        limit = pipeline.settings.shutdown_timeout if timeout is None else timeout
+        remaining = start + limit - time.monotonic()
         try:
             pipeline.close(max(0.0, remaining))
         except Exception:

@@ -33,7 +33,7 @@ from types import FrameType
 from typing import Any
 
 from ..client import ConfigurationError
-from ._pipeline import EXIT_FLUSH, send_at_once_all
+from ._pipeline import EXIT_FLUSH, close_all, send_at_once_all
 
 __all__ = ["install_signal_handlers"]
 
@@ -153,6 +153,11 @@ class _FlushingHandler:
     def _flush_then_pass_on(self) -> None:
         try:
             _flush_all()
+            if not callable(self.previous):
+                # The process ends with the signal: what the flush could not deliver is
+                # written off now, so that it is counted and reported to on_error (with an
+                # outbox it stays in the file).
+                close_all(0.0)
         except Exception:
             logger.exception("flushing on signal %d failed", self.signum)
         if not self._decision.take():
@@ -212,9 +217,10 @@ def install_signal_handlers(
 
     On the signal, a background thread waits until what every open `Ingestion` has queued
     is delivered, then what was tracked meanwhile (each `Ingestion` for at most its
-    `shutdown_timeout` in all), and passes the signal on. Nothing is closed: events tracked
-    during the flush are queued and sent at once. An event tracked after the flush and
-    before the process ends can still be lost (with an outbox it stays in the file).
+    `shutdown_timeout` in all), and passes the signal on. Nothing is closed during the
+    flush: events tracked meanwhile are queued and sent at once. When the process is to
+    end by the signal, every `Ingestion` is then closed: what is left is written off,
+    counted and reported to `on_error` (with an outbox it stays in the file).
 
     When the signal's action was the default (terminate), the process then ends by the
     same signal, so the exit status is unchanged. uvicorn puts this handler back after its
