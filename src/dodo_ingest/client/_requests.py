@@ -125,6 +125,14 @@ def _time_param(value: datetime | str | None) -> str | None:
     return format_timestamp(value)
 
 
+def _page_query(page_number: int, page_size: int, **filters: str | None) -> dict[str, str]:
+    """The query of one page of a list: its number and size, then the ``filters`` given
+    (those that are ``None`` are left out)."""
+    query = {"page_number": str(page_number), "page_size": str(page_size)}
+    query.update({name: value for name, value in filters.items() if value is not None})
+    return query
+
+
 def list_events_request(
     *,
     page_number: int,
@@ -136,16 +144,16 @@ def list_events_request(
     end: datetime | str | None = None,
 ) -> APIRequest:
     """``GET /events`` for one page."""
-    params = {
-        "page_number": str(page_number),
-        "page_size": str(page_size),
-        "customer_id": customer_id,
-        "event_name": event_name,
-        "meter_id": meter_id,
-        "start": _time_param(start),
-        "end": _time_param(end),
-    }
-    return APIRequest("GET", "/events", {k: v for k, v in params.items() if v is not None})
+    query = _page_query(
+        page_number,
+        page_size,
+        customer_id=customer_id,
+        event_name=event_name,
+        meter_id=meter_id,
+        start=_time_param(start),
+        end=_time_param(end),
+    )
+    return APIRequest("GET", "/events", query)
 
 
 def check_page_size(page_size: int) -> int:
@@ -194,10 +202,8 @@ def create_meter_request(
 
 def list_meters_request(*, page_number: int, page_size: int, archived: bool | None) -> APIRequest:
     """``GET /meters`` for one page."""
-    params = {"page_number": str(page_number), "page_size": str(page_size)}
-    if archived is not None:
-        params["archived"] = "true" if archived else "false"
-    return APIRequest("GET", "/meters", params)
+    flag = None if archived is None else ("true" if archived else "false")
+    return APIRequest("GET", "/meters", _page_query(page_number, page_size, archived=flag))
 
 
 def meter_request(method: str, meter_id: str, suffix: str = "") -> APIRequest:
@@ -334,7 +340,7 @@ def list_balances_request(
     return APIRequest(
         "GET",
         _balances_path(credit_entitlement_id),
-        {"page_number": str(page_number), "page_size": str(page_size)},
+        _page_query(page_number, page_size),
     )
 
 
@@ -351,10 +357,11 @@ def list_grants_request(
     status: GrantStatus | None,
 ) -> APIRequest:
     """``GET /credit-entitlements/{id}/balances/{customer_id}/grants`` for one page."""
-    params = {"page_number": str(page_number), "page_size": str(page_size)}
-    if status is not None:
-        params["status"] = status
-    return APIRequest("GET", _balances_path(credit_entitlement_id, customer_id) + "/grants", params)
+    return APIRequest(
+        "GET",
+        _balances_path(credit_entitlement_id, customer_id) + "/grants",
+        _page_query(page_number, page_size, status=status),
+    )
 
 
 def check_grant_status(status: str | None) -> None:
@@ -383,18 +390,14 @@ def list_ledger_request(
     end: datetime | str | None,
 ) -> APIRequest:
     """``GET /credit-entitlements/{id}/balances/{customer_id}/ledger`` for one page."""
-    params = {
-        "page_number": str(page_number),
-        "page_size": str(page_size),
-        "transaction_type": transaction_type,
-        "start_date": _time_param(start),
-        "end_date": _time_param(end),
-    }
-    return APIRequest(
-        "GET",
-        _balances_path(credit_entitlement_id, customer_id) + "/ledger",
-        {k: v for k, v in params.items() if v is not None},
+    query = _page_query(
+        page_number,
+        page_size,
+        transaction_type=transaction_type,
+        start_date=_time_param(start),
+        end_date=_time_param(end),
     )
+    return APIRequest("GET", _balances_path(credit_entitlement_id, customer_id) + "/ledger", query)
 
 
 def usage_history_request(
@@ -407,17 +410,17 @@ def usage_history_request(
     end: datetime | str | None,
 ) -> APIRequest:
     """``GET /subscriptions/{subscription_id}/usage-history`` for one page."""
-    params = {
-        "page_number": str(page_number),
-        "page_size": str(page_size),
-        "meter_id": meter_id,
-        "start_date": _time_param(start),
-        "end_date": _time_param(end),
-    }
+    query = _page_query(
+        page_number,
+        page_size,
+        meter_id=meter_id,
+        start_date=_time_param(start),
+        end_date=_time_param(end),
+    )
     return APIRequest(
         "GET",
         f"/subscriptions/{_segment(subscription_id, 'subscription_id')}/usage-history",
-        {k: v for k, v in params.items() if v is not None},
+        query,
     )
 
 
