@@ -77,7 +77,7 @@ class Biller:
         ``identity``: what the event ids hash instead of the usage's own values (those of
         the wrapped client's bill of the same call, see ``blueprints.llm._billed``).
         """
-        self.tracker._record_integrated(usage, scope, identity)
+        self.tracker.record(usage, scope, identity)
 
     def failure(self, kind: str, message: str, exc: BaseException | None = None) -> None:
         """Count a failure in the tracker's stats; log each kind once per integration."""

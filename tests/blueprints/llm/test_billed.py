@@ -79,7 +79,7 @@ def test_a_handler_billing_with_the_runs_identity_gets_the_wrapped_clients_ids()
     assert identity == (payloads.CHAT_ID, 1767225600, None, True)
     assert run.bills == []  # taken: the bill is one call's
     # the handler bills in the run's context: its own bill is not noted as a wrapped client's
-    _in_run(lambda: tracker._record_integrated(handler_usage, Scope("cus_1", {}), identity), run)
+    _in_run(lambda: tracker.record(handler_usage, Scope("cus_1", {}), identity), run)
     assert [event.event_id for event in sink.events[2:]] == client_ids
     assert run.bills == []
 
@@ -96,7 +96,7 @@ def test_untrusted_ids_are_taken_with_the_call_key() -> None:
     handler_usage = LLMUsage(
         "openai", "chat.completions", "llama3", 1, 46, response_id="chatcmpl-7"
     )
-    tracker._record_integrated(handler_usage, Scope("cus_1", {}), identity)
+    tracker.record(handler_usage, Scope("cus_1", {}), identity)
     client_event, handler_event = sink.events
     assert handler_event.event_id == client_event.event_id
 

@@ -755,18 +755,11 @@ class LLMTracker:
     ) -> None:
         self.close()
 
-    def record(self, usage: LLMUsage, scope: Scope) -> None:
-        """Emit the events for ``usage``; never raises (failures are logged and counted)."""
-        try:
-            self._emit(usage, scope)
-        except Exception as exc:
-            self._failure("could not record LLM usage", exc)
+    def record(self, usage: LLMUsage, scope: Scope, identity: Identity | None = None) -> None:
+        """Emit the events for ``usage``; never raises (failures are logged and counted).
 
-    def _record_integrated(
-        self, usage: LLMUsage, scope: Scope, identity: Identity | None = None
-    ) -> None:
-        """:meth:`record` for a framework integration's usage: billed under ``identity``
-        when given (the wrapped client's bill of the same call, see ``_billed``)."""
+        ``identity``: what the event ids hash instead of ``usage``'s own (a framework
+        integration billing the call a wrapped client billed, see ``_billed``)."""
         try:
             self._emit(usage, scope, identity)
         except Exception as exc:
