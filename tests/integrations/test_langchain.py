@@ -31,6 +31,7 @@ require("langchain_anthropic", "langchain")
 
 import anthropic
 from langchain_anthropic import ChatAnthropic
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_openai import ChatOpenAI
 
@@ -488,15 +489,44 @@ def test_generate_over_several_prompts_bills_each_call_once(
     assert current_run.get() is None
 
 
-def test_generate_over_streams_bills_each_call_once_when_counts_tell_them_apart(
+def test_a_wrapped_call_from_a_token_callback_in_generate_is_never_taken_for_the_model(
     tracker: LLMTracker, sink: RecordingSink
 ) -> None:
-    """Streamed results carry no response id: each takes the one bill with its counts."""
-    model, handler = _both_paths(
-        tracker, httpx2.MockTransport(numbered_calls()), streaming=True, stream_usage=True
+    """``generate()`` over two streamed prompts shares one run; a callback on the first
+    prompt's first token calls a wrapped client while the second prompt still waits. A
+    streamed result carries no response id, so in a shared run it never takes a bill: three
+    calls, three distinct ids (before, the second result took the callback's call's id and
+    one call's usage was lost)."""
+    transport = httpx2.MockTransport(unique_calls())
+    direct = tracker.wrap(
+        openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport)),
+        customer_id="cus_1",
     )
-    model.generate([[HumanMessage("a")], [HumanMessage("b")]], callbacks=[handler])
-    paired(sink, 2)
+
+    class OnFirstToken(BaseCallbackHandler):
+        called = False
+
+        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+            if not self.called:
+                self.called = True
+                stream = direct.chat.completions.create(
+                    model=payloads.OPENAI_MODEL,
+                    messages=[{"role": "user", "content": "hi"}],
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+                for _ in stream:
+                    pass
+
+    callback = OnFirstToken()
+    model = chat_model(transport, streaming=True, stream_usage=True)
+    model.generate(
+        [[HumanMessage("a")], [HumanMessage("b")]],
+        callbacks=[DodoCallbackHandler(tracker, "cus_1"), callback],
+    )
+    assert callback.called
+    assert len(sink.events) == 3
+    assert len(_distinct_calls(sink)) == 3
 
 
 def test_generate_over_streams_with_equal_counts_bills_twice_never_once(

@@ -87,7 +87,12 @@ class FrameworkRun:
         """The identity of the run's one wrapped-client bill that is ``usage`` (the same
         token counts; the same response id when the framework passed the provider's,
         ``response_id``, else the same model when both are known), taken out of the run;
-        ``None`` when no bill or more than one fits."""
+        ``None`` when no bill or more than one fits, and for a result without a response id
+        in a run shared by several calls (code run on one call's output, a callback on its
+        first token, may call a wrapped client while another call of the run still waits:
+        nothing but the response id tells such a call from the model's)."""
+        if response_id is None and self.expected > 1:
+            return None
         found: Bill | None = None
         for bill in self.bills:
             identity, input_tokens, output_tokens, model = bill
