@@ -394,8 +394,11 @@ def test_an_ignored_signal_stays_ignored_here_and_in_programs_started_later(tmp_
 
 REPORTED = """
 from dodo_ingest import install_signal_handlers
+import threading
 def report(error, events):
     print("dropped", error.reason, error.count, len(events), flush=True)
+    if "--block" in sys.argv:
+        threading.Event().wait()  # an on_error that never returns
 ingestion = Ingestion(
     api_key=API_KEY, base_url=BASE_URL, event_name="e", shutdown_timeout=0.5, on_error=report
 )
@@ -410,15 +413,22 @@ sys.exit(3)
 """
 
 
-def test_what_the_flush_cannot_deliver_is_reported_before_the_signal_ends_the_process(tmp_path):
+@pytest.mark.parametrize("on_error", ["returns", "blocks"])
+def test_what_the_flush_cannot_deliver_is_reported_before_the_signal_ends_the_process(
+    tmp_path, on_error
+):
     """The API holds every request past ``shutdown_timeout``: the events left are written
     off, counted and reported to ``on_error`` before the process ends by the signal, not
-    lost without a word."""
+    lost without a word; an ``on_error`` that never returns does not keep the process
+    alive (the signal is passed on after a bounded wait)."""
     gate = Gate()
     script = _scripts.write(tmp_path, REPORTED)
+    flags = ["--block"] if on_error == "blocks" else []
     with Sink(gate) as sink:
         worker = subprocess.Popen(
-            [sys.executable, str(script), sink.base_url, "-"], stdout=subprocess.PIPE, text=True
+            [sys.executable, str(script), sink.base_url, "-", *flags],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert worker.stdout is not None
@@ -433,6 +443,8 @@ def test_what_the_flush_cannot_deliver_is_reported_before_the_signal_ends_the_pr
                 worker.wait()
     assert worker.returncode == -signal.SIGTERM
     dropped = [line.split() for line in output.splitlines() if line.startswith("dropped")]
-    assert sum(int(count) for _, _, count, _ in dropped) == 3000
+    if on_error == "returns":
+        assert sum(int(count) for _, _, count, _ in dropped) == 3000
+    assert dropped  # the report that blocks was made
     assert {reason for _, reason, _, _ in dropped} == {"shutdown"}
     assert all(int(listed) > 0 for *_, listed in dropped)  # the events themselves, bounded

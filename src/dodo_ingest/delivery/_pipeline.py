@@ -668,11 +668,12 @@ def _after_fork_in_child() -> None:
             logger.exception("could not reset delivery after fork")
 
 
-def close_all(timeout: float | None = None) -> None:
+def close_all(timeout: float | None = None, *, memory_only: bool = False) -> None:
     """Flush and close every open pipeline, each for at most its ``shutdown_timeout`` (at
     interpreter exit, in ``multiprocessing`` children, on a handled terminating signal), or
-    at most ``timeout`` when given (what is left is written off: counted and reported)."""
-    pipelines = list(_LIVE)
+    at most ``timeout`` when given (what is left is written off: counted and reported);
+    only those without an outbox when ``memory_only``."""
+    pipelines = [p for p in _LIVE if not memory_only or p.memory is not None]
     for pipeline in pipelines:
         pipeline._flush_requested.set()
         pipeline._wakeup.set()

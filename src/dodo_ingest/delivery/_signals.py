@@ -43,6 +43,9 @@ FLUSH_THREAD_NAME = "dodo-ingest-signal-flush"
 
 _EXIT_GRACE = 2.0
 """Seconds the flush thread gives the main thread to act on the re-sent signal."""
+_REPORT_GRACE = 2.0
+"""Seconds the write-off after a flush may take (``on_error`` included) before the signal
+is passed on anyway."""
 
 _FLUSH_ROUNDS = 2
 """What was queued at the signal, then what was tracked while that was sent."""
@@ -154,10 +157,19 @@ class _FlushingHandler:
         try:
             _flush_all()
             if not callable(self.previous):
-                # The process ends with the signal: what the flush could not deliver is
-                # written off now, so that it is counted and reported to on_error (with an
-                # outbox it stays in the file).
-                close_all(0.0)
+                # The process ends with the signal: what the flush could not deliver from
+                # memory is written off now, so that it is counted and reported to on_error
+                # (an outbox keeps it in its file, and takes what is tracked until the end).
+                # on_error is the user's code: the signal is passed on after a bounded wait.
+                closer = threading.Thread(
+                    target=close_all,
+                    args=(0.0,),
+                    kwargs={"memory_only": True},
+                    name=FLUSH_THREAD_NAME,
+                    daemon=True,
+                )
+                closer.start()
+                closer.join(_REPORT_GRACE)
         except Exception:
             logger.exception("flushing on signal %d failed", self.signum)
         if not self._decision.take():
@@ -219,8 +231,9 @@ def install_signal_handlers(
     is delivered, then what was tracked meanwhile (each `Ingestion` for at most its
     `shutdown_timeout` in all), and passes the signal on. Nothing is closed during the
     flush: events tracked meanwhile are queued and sent at once. When the process is to
-    end by the signal, every `Ingestion` is then closed: what is left is written off,
-    counted and reported to `on_error` (with an outbox it stays in the file).
+    end by the signal, every `Ingestion` without an outbox is then closed: what is left is
+    written off, counted and reported to `on_error` (waiting at most 2 s for it); with an
+    outbox it stays in the file.
 
     When the signal's action was the default (terminate), the process then ends by the
     same signal, so the exit status is unchanged. uvicorn puts this handler back after its
