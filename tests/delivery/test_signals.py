@@ -224,9 +224,16 @@ def test_events_tracked_during_the_flush_are_delivered_not_dropped(tmp_path, que
         gate.open()
         assert worker.process.wait(60) == -signal.SIGTERM
     lines = [line.split() for line in log.read_text().splitlines()]
-    assert {dropped for _, dropped in lines} == {"0"}  # none dropped as "closed"
+    # None dropped while the flush ran; with an outbox none at all (it is not closed).
+    assert {dropped for _, dropped in lines[:before_release]} == {"0"}
     tracked = [event_id for event_id, _ in lines]
     received = set(sink.event_ids())
+    if queue == "memory":
+        # After the flush, the Ingestion is closed just before the signal is passed on: an
+        # event the loop tracks in between is refused and counted, never lost silently.
+        assert len(set(tracked) - received) <= int(lines[-1][1])
+    else:
+        assert {dropped for _, dropped in lines} == {"0"}
     # Everything tracked until the flush ended is delivered (the flush waits for what was
     # tracked during its first round too).
     assert set(tracked[:before_release]) <= received

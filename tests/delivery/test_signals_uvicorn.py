@@ -170,7 +170,9 @@ def test_uvicorn_without_the_handlers_loses_what_is_queued(tmp_path):
 def test_uvicorn_with_the_handlers_installed_at_import_delivers_what_is_queued(tmp_path):
     with Sink() as sink, serve(sink, tmp_path, install=True) as server:
         event_id, status = _tracked_then_terminated(server)
-        assert status == -signal.SIGTERM  # the exit status uvicorn chose
+        # the exit status uvicorn chose; 128 + SIGTERM if the main thread took longer than
+        # the handler's grace to act on the re-sent signal (a starved box)
+        assert status in (-signal.SIGTERM, 128 + signal.SIGTERM)
         assert sink.event_ids() == [event_id]
 
 
