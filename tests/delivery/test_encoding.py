@@ -140,7 +140,7 @@ def test_the_sender_thread_loads_orjson_and_a_process_without_it_keeps_json() ->
     """A started ``Ingestion`` encodes with orjson (the caller's import does not load it);
     where orjson cannot be imported, it keeps the json encoder."""
     script = """
-import sys
+import sys, time
 if sys.argv[1] == "blocked":
     sys.modules["orjson"] = None  # import orjson raises ImportError
 from dodo_ingest import Ingestion
@@ -149,6 +149,9 @@ assert "orjson" not in sys.modules or sys.modules["orjson"] is None
 json_encoder = _encoding._encode_metadata
 ingestion = Ingestion(api_key="sk_test_x", base_url="http://127.0.0.1:9", event_name="e")
 ingestion.track("cus_1", metadata={"small": 1e-7})
+deadline = time.monotonic() + 60  # the sender loads the encoder, then builds its transport
+while ingestion._pipeline._transport is None and time.monotonic() < deadline:
+    time.sleep(0.01)
 ingestion.close(timeout=0)
 changed = _encoding._encode_metadata is not json_encoder
 print(changed, _encoding.encode_fields("evt_1", "cus_1", "e", 0.0, {"small": 1e-7}))
